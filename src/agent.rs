@@ -1,0 +1,266 @@
+//! The agent: one cycle of perceive → plan → act → remember.
+//!
+//! This is the only place that wires the phases together. Each phase gets
+//! plain data and returns plain data; none calls another. Keep
+//! [`Agent::run_cycle`] short enough to read at a glance.
+//!
+//! The agent must never own time or signals (that is [`crate::daemon`]); a
+//! failure inside a phase degrades the cycle, it never aborts the process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::config::Settings;
+use crate::memory::{CycleStatus, CycleSummary, Memory, MemoryError};
+use crate::perception::{self, Observation, Source, SourceError};
+use crate::{execution, planning};
+
+/// Why the agent could not be built or a cycle could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The memory database failed.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// A source could not be built from its settings.
+    #[error("source `{name}`: {source}")]
+    Source {
+        /// The source's name.
+        name: String,
+        /// Why.
+        source: SourceError,
+    },
+}
+
+/// What one cycle did, as returned to the daemon and the CLI.
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleReport {
+    /// The cycle number.
+    pub id: i64,
+    /// When it started, UTC.
+    pub started_at: DateTime<Utc>,
+    /// How it ended.
+    pub status: CycleStatus,
+    /// Wall time.
+    pub duration: Duration,
+    /// Whether it took longer than the interval.
+    pub overran: bool,
+    /// One observation per source.
+    pub observations: Vec<Observation>,
+    /// The plan it made.
+    pub plan: planning::Plan,
+    /// What happened to each planned action.
+    pub outcomes: Vec<execution::Outcome>,
+    /// New metric points written to history.
+    pub points_written: u64,
+    /// What went wrong.
+    pub errors: Vec<String>,
+}
+
+/// The agent: settings, memory and the built sources.
+pub struct Agent {
+    settings: Arc<Settings>,
+    memory: Memory,
+    sources: Vec<Arc<dyn Source>>,
+    dry_run: bool,
+}
+
+impl Agent {
+    /// Opens memory and builds every configured source. `force_dry_run`
+    /// (from `--dry-run`) can only add dry-run, never remove it.
+    pub async fn build(settings: Settings, force_dry_run: bool) -> Result<Self, AgentError> {
+        let memory = Memory::open(&settings.memory.path, settings.memory.busy_timeout).await?;
+        let mut sources = Vec::with_capacity(settings.sources.len());
+        for (name, s) in &settings.sources {
+            let source =
+                perception::build_source(name, s).map_err(|source| AgentError::Source {
+                    name: name.clone(),
+                    source,
+                })?;
+            sources.push(source);
+        }
+        let dry_run = settings.agent.dry_run || force_dry_run;
+        Ok(Self::from_parts(settings, memory, sources, dry_run))
+    }
+
+    /// Assembles an agent from parts already built (tests inject their own sources).
+    pub fn from_parts(
+        settings: Settings,
+        memory: Memory,
+        sources: Vec<Arc<dyn Source>>,
+        dry_run: bool,
+    ) -> Self {
+        Self {
+            settings: Arc::new(settings),
+            memory,
+            sources,
+            dry_run,
+        }
+    }
+
+    /// The settings this agent runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The agent's memory.
+    pub fn memory(&self) -> &Memory {
+        &self.memory
+    }
+
+    /// Whether actions are rehearsed rather than sent.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// Records the start of a cycle and returns its number.
+    pub async fn begin_cycle(&self) -> Result<i64, AgentError> {
+        Ok(self.memory.begin_cycle(Utc::now(), self.dry_run).await?)
+    }
+
+    /// Starts and runs one whole cycle.
+    pub async fn cycle(&self) -> Result<CycleReport, AgentError> {
+        let id = self.begin_cycle().await?;
+        self.run_cycle(id).await
+    }
+
+    /// Runs cycle `id` (already begun): perceive → plan → act → remember.
+    pub async fn run_cycle(&self, id: i64) -> Result<CycleReport, AgentError> {
+        let span = info_span!("cycle", cycle_id = id, dry_run = self.dry_run);
+        async move {
+            let started_at = Utc::now();
+            let started = Instant::now();
+            let mut errors = Vec::new();
+
+            // Perceive.
+            let observations =
+                perception::gather(&self.sources, self.settings.agent.max_concurrent_sources).await;
+            for o in observations.iter().filter(|o| o.status.is_failure()) {
+                errors.push(format!(
+                    "source {}: {}",
+                    o.source,
+                    o.error.as_deref().unwrap_or(o.status.as_str())
+                ));
+            }
+
+            // Plan.
+            let plan = planning::plan(&observations);
+
+            // Act.
+            let outcomes = execution::execute(&plan, self.dry_run).await;
+
+            // Remember.
+            let points_written = match self.memory.record_observations(id, &observations).await {
+                Ok(n) => n,
+                Err(e) => {
+                    error!(error = %e, "Could not record observations");
+                    errors.push(format!("memory: {e}"));
+                    0
+                }
+            };
+            self.prune().await;
+
+            let duration = started.elapsed();
+            let report = CycleReport {
+                id,
+                started_at,
+                status: status_of(&observations, &errors),
+                duration,
+                overran: duration > self.settings.agent.interval,
+                observations,
+                plan,
+                outcomes,
+                points_written,
+                errors,
+            };
+            self.memory.finish_cycle(&summary(&report)).await?;
+            log_summary(&report);
+            Ok(report)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Records that cycle `id` failed without finishing (a panic or memory error).
+    pub async fn fail_cycle(&self, id: i64, status: CycleStatus, reason: &str, duration: Duration) {
+        let summary = CycleSummary {
+            id,
+            finished_at: Utc::now(),
+            status,
+            duration_ms: duration.as_millis() as u64,
+            overran: duration > self.settings.agent.interval,
+            sources_ok: 0,
+            sources_failed: 0,
+            rows: 0,
+            points: 0,
+            errors: vec![reason.to_owned()],
+        };
+        if let Err(e) = self.memory.finish_cycle(&summary).await {
+            error!(cycle_id = id, error = %e, "Could not record the failed cycle");
+        }
+    }
+
+    /// Prunes memory past its retention; a failure is logged, never fatal.
+    async fn prune(&self) {
+        let Ok(retention) = chrono::Duration::from_std(self.settings.memory.retention) else {
+            return;
+        };
+        match self.memory.prune_before(Utc::now() - retention).await {
+            Ok(stats) if stats != Default::default() => info!(
+                observations = stats.observations,
+                points = stats.points,
+                cycles = stats.cycles,
+                series = stats.series,
+                "Pruned memory past its retention"
+            ),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "Could not prune memory"),
+        }
+    }
+}
+
+fn status_of(observations: &[Observation], errors: &[String]) -> CycleStatus {
+    if errors.is_empty() && !observations.iter().any(|o| o.status.is_failure()) {
+        CycleStatus::Ok
+    } else {
+        CycleStatus::Degraded
+    }
+}
+
+fn summary(r: &CycleReport) -> CycleSummary {
+    let failed = r
+        .observations
+        .iter()
+        .filter(|o| o.status.is_failure())
+        .count();
+    CycleSummary {
+        id: r.id,
+        finished_at: Utc::now(),
+        status: r.status,
+        duration_ms: r.duration.as_millis() as u64,
+        overran: r.overran,
+        sources_ok: r.observations.len() - failed,
+        sources_failed: failed,
+        rows: r.observations.iter().map(|o| o.rows.len()).sum(),
+        points: r.points_written,
+        errors: r.errors.clone(),
+    }
+}
+
+fn log_summary(r: &CycleReport) {
+    let s = summary(r);
+    info!(
+        status = s.status.as_str(),
+        duration_ms = s.duration_ms,
+        sources_ok = s.sources_ok,
+        sources_failed = s.sources_failed,
+        rows = s.rows,
+        points = s.points,
+        actions = r.plan.items.len(),
+        "Cycle completed"
+    );
+}

@@ -1,0 +1,192 @@
+//! The command line: clap types and one handler per command.
+//!
+//! Handlers load the config (a bad one exits 2 with every issue listed), set
+//! up logging, and call into the library. This is the binary's edge, so it
+//! may use `anyhow`; nothing below it does. It must never print a secret.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::Agent;
+use crate::config::{LogFormat, Settings};
+use crate::{daemon, demo, perception, telemetry};
+
+/// Exit code for a bad config or bad usage.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for a failure at run time.
+pub const EXIT_RUNTIME: u8 = 1;
+
+/// bi-agent: an autonomous business-intelligence agent daemon.
+#[derive(Debug, Parser)]
+#[command(name = "bi-agent", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log line format (default: JSON when standard error is not a terminal).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the config file is.
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArg {
+    /// Config file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "BI_AGENT_CONFIG",
+        default_value = "/etc/bi-agent/agent.toml"
+    )]
+    pub path: PathBuf,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: a cycle every interval until SIGTERM/SIGINT.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Rehearse every action: plan, guard and render, send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Run a single cycle and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Validate the config file; exit 2 on any error.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also query every source once and report what it answered.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Create the demo warehouse (if absent) and rehearse a few cycles on it.
+    Demo(demo::DemoArgs),
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let log_format = cli.log_format;
+    match runtime.block_on(dispatch(cli.command, log_format)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run {
+            config,
+            dry_run,
+            once,
+        } => {
+            let Some(settings) = load_config(&config.path) else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            init_logging(&settings, log_format)?;
+            run(settings, dry_run, once).await
+        }
+        Command::Check { config, connect } => {
+            let Some(settings) = load_config(&config.path) else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            check(&config.path, &settings, connect).await
+        }
+        Command::Demo(args) => {
+            let level = "warn";
+            telemetry::init(log_format.unwrap_or(LogFormat::Pretty), level)?;
+            demo::run(args).await.map_err(Into::into)
+        }
+    }
+}
+
+/// Loads the config, printing every issue to standard error on failure.
+pub fn load_config(path: &Path) -> Option<Settings> {
+    match Settings::load(path) {
+        Ok(settings) => Some(settings),
+        Err(e) => {
+            eprintln!("{}: configuration is invalid:", path.display());
+            for issue in e.issues() {
+                eprintln!("  error: {issue}");
+            }
+            None
+        }
+    }
+}
+
+fn init_logging(settings: &Settings, flag: Option<LogFormat>) -> anyhow::Result<()> {
+    telemetry::init(flag.unwrap_or(settings.log.format), &settings.log.level)?;
+    Ok(())
+}
+
+async fn run(settings: Settings, dry_run: bool, once: bool) -> anyhow::Result<ExitCode> {
+    let agent = Arc::new(
+        Agent::build(settings, dry_run)
+            .await
+            .context("cannot start the agent")?,
+    );
+    let shutdown = CancellationToken::new();
+    daemon::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
+    let summary = daemon::run(agent, shutdown, once).await?;
+    Ok(if once && summary.failed > 0 {
+        ExitCode::from(EXIT_RUNTIME)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn check(path: &Path, settings: &Settings, connect: bool) -> anyhow::Result<ExitCode> {
+    println!(
+        "{}: configuration is valid ({} source{})",
+        path.display(),
+        settings.sources.len(),
+        if settings.sources.len() == 1 { "" } else { "s" }
+    );
+    if !connect {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let sources = perception::build_sources(settings).context("cannot build sources")?;
+    let observations = perception::gather(&sources, settings.agent.max_concurrent_sources).await;
+    let mut failed = 0;
+    for o in &observations {
+        match &o.error {
+            None => println!(
+                "  {:<20} {:<8} {} rows in {} ms",
+                o.source,
+                o.status.as_str(),
+                o.rows.len() + o.history.len(),
+                o.latency.as_millis()
+            ),
+            Some(error) => {
+                failed += 1;
+                println!("  {:<20} {:<8} {error}", o.source, o.status.as_str());
+            }
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(EXIT_RUNTIME)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,181 @@
+//! Secret-bearing config values.
+//!
+//! Anything that may contain a `${VAR}` secret (URLs with passwords or tokens,
+//! header values) is held in one of these types. They never print their content:
+//! `Debug` and `Display` show a redacted form, and the plain text is reachable
+//! only through [`ExposeSecret`], at the single place a client is built.
+//!
+//! This module must never log, and must never hand out the secret in an error.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+/// Gives the plain text of a secret to the code that builds a client from it.
+pub trait ExposeSecret {
+    /// The secret's plain text. Call only to hand it to a client, never to log it.
+    fn expose(&self) -> &str;
+}
+
+/// A secret string, e.g. an `Authorization` header value.
+#[derive(Clone)]
+pub struct SecretText(SecretString);
+
+impl SecretText {
+    /// Wraps a plain string.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(SecretString::from(text.into()))
+    }
+}
+
+impl ExposeSecret for SecretText {
+    fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::new)
+    }
+}
+
+/// A URL that may carry credentials (user:password, tokens in the query).
+///
+/// Displayed as scheme, host, port and path only: user info and query are
+/// replaced, so the URL can name its target in logs and errors.
+#[derive(Clone)]
+pub struct SecretUrl {
+    secret: SecretString,
+    redacted: String,
+}
+
+impl SecretUrl {
+    /// Wraps a URL string.
+    pub fn new(url: impl Into<String>) -> Self {
+        let url = url.into();
+        let redacted = redact_url(&url);
+        Self {
+            secret: SecretString::from(url),
+            redacted,
+        }
+    }
+
+    /// The URL with credentials and query removed, safe to log.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    /// The scheme (text before `:`), lower-cased; safe to show.
+    pub fn scheme(&self) -> String {
+        self.secret
+            .expose_secret()
+            .split_once(':')
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+}
+
+impl ExposeSecret for SecretUrl {
+    fn expose(&self) -> &str {
+        self.secret.expose_secret()
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted)
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::new)
+    }
+}
+
+/// Removes user info and query from a URL; an unparsable URL keeps only its scheme.
+fn redact_url(raw: &str) -> String {
+    match Url::parse(raw) {
+        // Without a host, the rest of an opaque URL (`scheme:user:pw`) may be
+        // anything, secrets included.
+        Ok(url) if url.host().is_none() && url.scheme() != "sqlite" => {
+            format!("{}:…", url.scheme())
+        }
+        Ok(mut url) => {
+            let had_query = url.query().is_some();
+            // Setting these can only fail for URLs that cannot have them
+            // (e.g. `mailto:`), in which case there is nothing to hide there.
+            if !url.username().is_empty() {
+                let _ = url.set_username("***");
+            }
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            url.set_query(None);
+            url.set_fragment(None);
+            let mut shown = url.to_string();
+            if had_query {
+                shown.push_str("?…");
+            }
+            shown
+        }
+        Err(_) => match raw.split_once(':') {
+            Some((scheme, _))
+                if scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+') =>
+            {
+                format!("{scheme}:…")
+            }
+            _ => "[unparsable url]".to_owned(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_credentials_never_shown() {
+        let u = SecretUrl::new("postgres://bi:hunter2@db.internal:5432/shop?sslmode=require");
+        let shown = format!("{u} {u:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("sslmode"), "{shown}");
+        assert!(shown.contains("db.internal:5432/shop"), "{shown}");
+        assert_eq!(u.scheme(), "postgres");
+        assert_eq!(
+            u.expose(),
+            "postgres://bi:hunter2@db.internal:5432/shop?sslmode=require"
+        );
+    }
+
+    #[test]
+    fn text_debug_is_redacted() {
+        let t = SecretText::new("Bearer abc123");
+        assert_eq!(format!("{t:?}"), "\"[redacted]\"");
+        assert_eq!(t.expose(), "Bearer abc123");
+    }
+
+    #[test]
+    fn unparsable_url_keeps_only_scheme() {
+        assert_eq!(redact_url("mssql:user:pw"), "mssql:…");
+        assert_eq!(redact_url("user:pw@host"), "user:…");
+        assert_eq!(redact_url("no scheme here"), "[unparsable url]");
+    }
+}

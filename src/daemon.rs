@@ -1,0 +1,289 @@
+//! The daemon: owns time and signals.
+//!
+//! Cycles start on the interval's cadence and never overlap: a cycle longer
+//! than the interval delays the next one (logged as an overrun) instead of
+//! stacking cycles up. Each cycle runs in its own task, so a panic inside it
+//! is recorded as a failed cycle and the daemon goes on. On shutdown the sleep
+//! ends at once; a running cycle gets `agent.shutdown_grace` to finish and is
+//! then cut and recorded as interrupted.
+//!
+//! The shutdown trigger is a parameter ([`CancellationToken`]) so tests start
+//! exactly what `main` starts and stop it their own way. The daemon must never
+//! decide what a cycle does; that is [`crate::agent`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::agent::{Agent, AgentError};
+use crate::memory::CycleStatus;
+
+/// Runs `cycle` at the start of every `interval` until `shutdown` is
+/// cancelled (or once, with `once`). Returns how many cycles ran.
+///
+/// The first cycle starts at once. A cycle that takes longer than the
+/// interval makes the next start right after it ends; the schedule then
+/// continues from there (no burst of catch-up cycles).
+pub async fn schedule<F, Fut>(
+    interval: Duration,
+    shutdown: CancellationToken,
+    once: bool,
+    mut cycle: F,
+) -> u64
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ran = 0;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        cycle().await;
+        ran += 1;
+        if once || shutdown.is_cancelled() {
+            break;
+        }
+    }
+    ran
+}
+
+/// How a daemon run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Cycles started.
+    pub cycles: u64,
+    /// Cycles that failed (panic or memory error).
+    pub failed: u64,
+}
+
+/// Runs the agent until `shutdown` (or for one cycle with `once`).
+pub async fn run(
+    agent: Arc<Agent>,
+    shutdown: CancellationToken,
+    once: bool,
+) -> Result<RunSummary, AgentError> {
+    let settings = agent.settings();
+    let interval = settings.agent.interval;
+    let grace = settings.agent.shutdown_grace;
+    let interrupted = agent
+        .memory()
+        .interrupt_unfinished_cycles(chrono::Utc::now())
+        .await?;
+    if interrupted > 0 {
+        warn!(
+            cycles = interrupted,
+            "Found cycles left running by a previous process; marked interrupted"
+        );
+    }
+    info!(
+        agent = %settings.agent.name,
+        interval = %humantime::format_duration(interval),
+        sources = settings.sources.len(),
+        dry_run = agent.dry_run(),
+        memory = %agent.memory().path().display(),
+        "Daemon started"
+    );
+    let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let cycles = schedule(interval, shutdown.clone(), once, || {
+        let agent = Arc::clone(&agent);
+        let shutdown = shutdown.clone();
+        let failed = Arc::clone(&failed);
+        async move {
+            if !run_guarded(agent, shutdown, grace).await {
+                failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    })
+    .await;
+    agent.memory().close().await;
+    let failed = failed.load(std::sync::atomic::Ordering::Relaxed);
+    info!(cycles, failed, "Daemon stopped");
+    Ok(RunSummary { cycles, failed })
+}
+
+/// Runs one cycle in its own task; returns whether it completed.
+async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Duration) -> bool {
+    let started = Instant::now();
+    let id = match agent.begin_cycle().await {
+        Ok(id) => id,
+        Err(e) => {
+            error!(error = %e, "Could not start a cycle; trying again at the next interval");
+            return false;
+        }
+    };
+    let task_agent = Arc::clone(&agent);
+    let mut handle = tokio::spawn(async move { task_agent.run_cycle(id).await });
+    let joined = tokio::select! {
+        joined = &mut handle => joined,
+        _ = shutdown.cancelled() => {
+            info!(cycle_id = id, grace = %humantime::format_duration(grace), "Shutdown requested; letting the running cycle finish");
+            match tokio::time::timeout(grace, &mut handle).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    handle.abort();
+                    warn!(cycle_id = id, "Cycle did not finish within the shutdown grace; cut");
+                    agent.fail_cycle(id, CycleStatus::Interrupted, "interrupted: shutdown grace exceeded", started.elapsed()).await;
+                    return false;
+                }
+            }
+        }
+    };
+    match joined {
+        Ok(Ok(report)) => {
+            if report.overran {
+                warn!(
+                    cycle_id = id,
+                    duration_ms = report.duration.as_millis() as u64,
+                    interval_ms = agent.settings().agent.interval.as_millis() as u64,
+                    "Cycle overran the interval; the next one starts late"
+                );
+            }
+            true
+        }
+        Ok(Err(e)) => {
+            error!(cycle_id = id, error = %e, "Cycle failed");
+            agent
+                .fail_cycle(
+                    id,
+                    CycleStatus::Failed,
+                    &format!("cycle failed: {e}"),
+                    started.elapsed(),
+                )
+                .await;
+            false
+        }
+        Err(join_error) => {
+            let message = crate::panics::message(join_error);
+            error!(cycle_id = id, panic = %message, "Cycle panicked; recorded, the daemon goes on");
+            agent
+                .fail_cycle(
+                    id,
+                    CycleStatus::Failed,
+                    &format!("cycle panicked: {message}"),
+                    started.elapsed(),
+                )
+                .await;
+            false
+        }
+    }
+}
+
+/// Cancels `token` on SIGTERM or SIGINT (Ctrl-C).
+pub fn cancel_on_signals(token: CancellationToken) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        info!(signal = name, "Shutting down");
+        token.cancel();
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn n_intervals_give_n_cycles() {
+        let count = Arc::new(AtomicU64::new(0));
+        let shutdown = CancellationToken::new();
+        let c = Arc::clone(&count);
+        let task = tokio::spawn(schedule(
+            Duration::from_secs(300),
+            shutdown.clone(),
+            false,
+            move || {
+                let c = Arc::clone(&c);
+                async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }
+            },
+        ));
+        // The first cycle runs at once, then one per interval.
+        tokio::time::sleep(Duration::from_secs(300 * 5 - 1)).await;
+        assert_eq!(count.load(Ordering::SeqCst), 5);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(count.load(Ordering::SeqCst), 6);
+        shutdown.cancel();
+        assert_eq!(task.await.unwrap(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overrunning_cycle_delays_the_next_without_overlap() {
+        let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let running = Arc::new(AtomicU64::new(0));
+        let shutdown = CancellationToken::new();
+        let origin = Instant::now();
+        let (s, r) = (Arc::clone(&starts), Arc::clone(&running));
+        let task = tokio::spawn(schedule(
+            Duration::from_secs(10),
+            shutdown.clone(),
+            false,
+            move || {
+                let (s, r) = (Arc::clone(&s), Arc::clone(&r));
+                async move {
+                    assert_eq!(r.fetch_add(1, Ordering::SeqCst), 0, "cycles overlapped");
+                    let n = {
+                        let mut s = s.lock().unwrap();
+                        s.push(origin.elapsed().as_secs());
+                        s.len()
+                    };
+                    // The second cycle takes 25 s: more than two intervals.
+                    let took = if n == 2 { 25 } else { 1 };
+                    tokio::time::sleep(Duration::from_secs(took)).await;
+                    r.fetch_sub(1, Ordering::SeqCst);
+                }
+            },
+        ));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        shutdown.cancel();
+        task.await.unwrap();
+        let starts = starts.lock().unwrap().clone();
+        // 0, 10 (runs to 35), then at once 35, then on the new cadence 45, 55.
+        assert_eq!(starts, vec![0, 10, 35, 45, 55]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_sleep_at_once() {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(schedule(
+            Duration::from_secs(3600),
+            shutdown.clone(),
+            false,
+            || async {},
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = Instant::now();
+        shutdown.cancel();
+        assert_eq!(task.await.unwrap(), 1);
+        assert!(before.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn once_runs_exactly_one_cycle() {
+        let n = schedule(
+            Duration::from_secs(60),
+            CancellationToken::new(),
+            true,
+            || async {},
+        )
+        .await;
+        assert_eq!(n, 1);
+    }
+}

@@ -1,0 +1,35 @@
+//! # bi-agent
+//!
+//! A long-running, autonomous business-intelligence agent. Every `interval` it
+//! runs one **cycle** of four phases:
+//!
+//! | phase | module | takes | gives |
+//! |---|---|---|---|
+//! | perceive | [`perception`] | configured sources (SQL, HTTP) | [`perception::Observation`]s |
+//! | plan | `planning` (later issues) | observations, history, learned patterns | a dependency-ordered plan |
+//! | act | `execution` (later issues) | the plan | outcomes |
+//! | remember | [`memory`] | observations, cycle records | history for the next cycle |
+//!
+//! [`agent::Agent::cycle`] is the one place that wires the phases together;
+//! [`daemon`] owns time and signals (the interval schedule, graceful shutdown);
+//! [`cli`] owns the command line; [`config`] turns one TOML file (plus
+//! environment overrides and `${VAR}` secrets) into validated [`config::Settings`].
+//!
+//! Phases share plain data types and never call into each other: the agent
+//! hands each phase what it needs and passes the results on. Memory is the only
+//! module that touches the agent's own SQLite database.
+
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod execution;
+pub mod memory;
+pub mod panics;
+pub mod perception;
+pub mod planning;
+pub mod telemetry;
+pub mod timefmt;

@@ -1,0 +1,11 @@
+//! The `bi-agent` binary: parse the command line, run the command, exit with
+//! its code (0 ok, 1 runtime failure, 2 bad config or usage).
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = bi_agent::cli::Cli::parse();
+    bi_agent::cli::main(cli)
+}

@@ -1,0 +1,61 @@
+//! The schema migrations, embedded in the binary so a deployed daemon needs no
+//! `migrations/` directory. A test checks this list against the directory, so
+//! a new file cannot be forgotten here.
+
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+/// `(version, description, sql)` for every file in `migrations/`, in order.
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "cycles observations history",
+    include_str!("../../migrations/0001_cycles_observations_history.sql"),
+)];
+
+/// The migrator over [`MIGRATIONS`].
+pub(crate) fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    (*sql).into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+use sqlx::SqlSafeStr as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        assert_eq!(
+            files.len(),
+            MIGRATIONS.len(),
+            "migrations/ and MIGRATIONS differ: {files:?}"
+        );
+        for (file, (version, _, sql)) in files.iter().zip(MIGRATIONS) {
+            let n: i64 = file[..4].parse().unwrap();
+            assert_eq!(n, *version, "{file}");
+            let on_disk = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+            assert_eq!(&on_disk, sql, "{file} differs from its embedded copy");
+        }
+    }
+}

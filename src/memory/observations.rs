@@ -1,0 +1,208 @@
+//! Recording observations and the metric history they feed.
+//!
+//! Every numeric value becomes a point of the series `source.metric{labels}`
+//! at the row's own time (a series source's time column) or the observation's
+//! time. Points are unique per series and time, so re-reading the same
+//! backfill adds nothing.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row as _;
+
+use super::{Memory, MemoryError, query_err};
+use crate::perception::{Labels, Observation};
+use crate::timefmt;
+
+/// Identity of one metric series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SeriesKey {
+    /// The source's name.
+    pub source: String,
+    /// The value column's name.
+    pub metric: String,
+    /// The row's labels.
+    pub labels: Labels,
+}
+
+impl SeriesKey {
+    /// A key for `source.metric{labels}`.
+    pub fn new(source: impl Into<String>, metric: impl Into<String>, labels: Labels) -> Self {
+        Self {
+            source: source.into(),
+            metric: metric.into(),
+            labels,
+        }
+    }
+
+    fn labels_json(&self) -> String {
+        // A BTreeMap of strings always serialises, with keys sorted: canonical.
+        serde_json::to_string(&self.labels).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// Points of one series, oldest first.
+pub type StoredPoints = Vec<(DateTime<Utc>, f64)>;
+
+impl Memory {
+    /// Stores the cycle's observations and appends every value to the metric
+    /// history, in one transaction. Returns how many new points were written.
+    pub async fn record_observations(
+        &self,
+        cycle_id: i64,
+        observations: &[Observation],
+    ) -> Result<u64, MemoryError> {
+        let mut cache = self.series_ids.lock().await;
+        let mut new_ids: HashMap<SeriesKey, i64> = HashMap::new();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("begin observations"))?;
+        let mut written = 0u64;
+        for obs in observations {
+            let rows = serde_json::to_string(&obs.rows).map_err(|e| MemoryError::Corrupt {
+                what: "observation rows",
+                message: e.to_string(),
+            })?;
+            sqlx::query(
+                "INSERT INTO observations (cycle_id, source, at, status, confidence, latency_ms, row_count, truncated, error, rows) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(cycle_id)
+            .bind(&obs.source)
+            .bind(timefmt::to_db(obs.at))
+            .bind(obs.status.as_str())
+            .bind(obs.confidence)
+            .bind(i64::try_from(obs.latency.as_millis()).unwrap_or(i64::MAX))
+            .bind(obs.rows.len() as i64)
+            .bind(obs.truncated)
+            .bind(obs.error.as_deref())
+            .bind(rows)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("insert observation"))?;
+
+            for row in obs.history.iter().chain(&obs.rows) {
+                let at_ms = row.at.unwrap_or(obs.at).timestamp_millis();
+                for (metric, value) in &row.values {
+                    if !value.is_finite() {
+                        continue;
+                    }
+                    let key =
+                        SeriesKey::new(obs.source.clone(), metric.clone(), row.labels.clone());
+                    let id = match cache.get(&key).or_else(|| new_ids.get(&key)) {
+                        Some(id) => *id,
+                        None => {
+                            let id: i64 = sqlx::query_scalar(
+                                "INSERT INTO series (source, metric, labels) VALUES (?, ?, ?) \
+                                 ON CONFLICT (source, metric, labels) DO UPDATE SET source = excluded.source \
+                                 RETURNING id",
+                            )
+                            .bind(&key.source)
+                            .bind(&key.metric)
+                            .bind(key.labels_json())
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(query_err("upsert series"))?;
+                            new_ids.insert(key, id);
+                            id
+                        }
+                    };
+                    let done = sqlx::query("INSERT OR IGNORE INTO metric_points (series_id, at_ms, value) VALUES (?, ?, ?)")
+                        .bind(id)
+                        .bind(at_ms)
+                        .bind(*value)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(query_err("insert metric point"))?;
+                    written += done.rows_affected();
+                }
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(query_err("commit observations"))?;
+        // Only ids of committed series may be cached.
+        cache.extend(new_ids);
+        Ok(written)
+    }
+
+    /// All stored points of one series, oldest first.
+    pub async fn series_points(&self, key: &SeriesKey) -> Result<StoredPoints, MemoryError> {
+        let rows = sqlx::query(
+            "SELECT p.at_ms, p.value FROM metric_points p JOIN series s ON s.id = p.series_id \
+             WHERE s.source = ? AND s.metric = ? AND s.labels = ? ORDER BY p.at_ms",
+        )
+        .bind(&key.source)
+        .bind(&key.metric)
+        .bind(key.labels_json())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("series points"))?;
+        rows.iter()
+            .map(|r| {
+                let at_ms: i64 = r.try_get(0).map_err(query_err("series points"))?;
+                let value: f64 = r.try_get(1).map_err(query_err("series points"))?;
+                let at = DateTime::from_timestamp_millis(at_ms).ok_or(MemoryError::Corrupt {
+                    what: "metric_points.at_ms",
+                    message: format!("{at_ms} is out of range"),
+                })?;
+                Ok((at, value))
+            })
+            .collect()
+    }
+
+    /// Number of points per series of one source and metric, keyed by labels.
+    pub async fn point_counts(
+        &self,
+        source: &str,
+        metric: &str,
+    ) -> Result<Vec<(Labels, i64)>, MemoryError> {
+        let rows = sqlx::query(
+            "SELECT s.labels, COUNT(p.at_ms) FROM series s LEFT JOIN metric_points p ON p.series_id = s.id \
+             WHERE s.source = ? AND s.metric = ? GROUP BY s.id ORDER BY s.labels",
+        )
+        .bind(source)
+        .bind(metric)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("point counts"))?;
+        rows.iter()
+            .map(|r| {
+                let labels: String = r.try_get(0).map_err(query_err("point counts"))?;
+                let count: i64 = r.try_get(1).map_err(query_err("point counts"))?;
+                let labels = serde_json::from_str(&labels).map_err(|e| MemoryError::Corrupt {
+                    what: "series.labels",
+                    message: e.to_string(),
+                })?;
+                Ok((labels, count))
+            })
+            .collect()
+    }
+
+    /// The most recent observations, newest first (for `status` and tests).
+    pub async fn recent_observations(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<(i64, String, String, i64)>, MemoryError> {
+        let rows = sqlx::query(
+            "SELECT cycle_id, source, status, row_count FROM observations ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("recent observations"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(query_err("recent observations"))?,
+                    r.try_get(1).map_err(query_err("recent observations"))?,
+                    r.try_get(2).map_err(query_err("recent observations"))?,
+                    r.try_get(3).map_err(query_err("recent observations"))?,
+                ))
+            })
+            .collect()
+    }
+}
