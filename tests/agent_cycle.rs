@@ -1,0 +1,273 @@
+//! The agent's cycle against a real memory file: observations and history are
+//! remembered, a series source backfills history exactly once, a panicking or
+//! failing source degrades only its own observation, and the daemon goes on.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bi_agent::agent::Agent;
+use bi_agent::config::Settings;
+use bi_agent::memory::{CycleStatus, Memory, SeriesKey};
+use bi_agent::perception::{Fetched, ObservationStatus, Row, Source, SourceError};
+use futures_util::future::BoxFuture;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions as _, Connection as _};
+use tokio_util::sync::CancellationToken;
+
+fn settings(dir: &Path, extra: &str) -> Settings {
+    let text = format!(
+        "[agent]\nname = \"t\"\ninterval = \"1s\"\n[memory]\npath = \"{}\"\n{extra}",
+        dir.join("memory.db").display()
+    );
+    Settings::from_toml_str(&text, Vec::new(), &|_| None).unwrap()
+}
+
+/// A warehouse with 90 days of daily revenue for two regions.
+async fn warehouse(dir: &Path) -> String {
+    let path = dir.join("warehouse.db");
+    let mut conn = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE daily (day TEXT, region TEXT, revenue NUMERIC);
+         WITH RECURSIVE d(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM d WHERE n < 89)
+         INSERT INTO daily SELECT date('2026-08-01', '+' || n || ' days'), r.region, 1000 + n
+         FROM d, (SELECT 'East' AS region UNION ALL SELECT 'West') r;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    format!("sqlite://{}?mode=ro", path.display())
+}
+
+#[tokio::test]
+async fn series_source_backfills_history_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = warehouse(dir.path()).await;
+    let s = settings(
+        dir.path(),
+        &format!(
+            "[sources.daily]\nkind = \"sql\"\nurl = \"{url}\"\ntime = \"day\"\nsql = \"SELECT day, region, revenue FROM daily\"\n"
+        ),
+    );
+    let agent = Agent::build(s, true).await.unwrap();
+    let first = agent.cycle().await.unwrap();
+    assert_eq!(first.status, CycleStatus::Ok, "{:?}", first.errors);
+    let obs = &first.observations[0];
+    assert_eq!(obs.rows.len(), 2, "current = newest day per region");
+    assert_eq!(obs.history.len(), 178);
+    assert_eq!(first.points_written, 180);
+
+    let second = agent.cycle().await.unwrap();
+    assert_eq!(
+        second.points_written, 0,
+        "re-reading the same points adds nothing"
+    );
+
+    let counts = agent
+        .memory()
+        .point_counts("daily", "revenue")
+        .await
+        .unwrap();
+    assert_eq!(counts.len(), 2);
+    assert!(counts.iter().all(|(_, n)| *n == 90), "{counts:?}");
+    let east = agent
+        .memory()
+        .series_points(&SeriesKey::new(
+            "daily",
+            "revenue",
+            [("region".to_owned(), "East".to_owned())].into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(east.first().unwrap().1, 1000.0);
+    assert_eq!(east.last().unwrap().1, 1089.0);
+    assert_eq!(
+        east.last().unwrap().0.to_rfc3339(),
+        "2026-10-29T00:00:00+00:00"
+    );
+}
+
+struct Panicking;
+
+impl Source for Panicking {
+    fn name(&self) -> &str {
+        "panicky"
+    }
+    fn confidence(&self) -> f64 {
+        1.0
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+    fn fetch(&self) -> BoxFuture<'_, Result<Fetched, SourceError>> {
+        Box::pin(async { panic!("adapter bug") })
+    }
+}
+
+/// Answers one row and counts its calls; tells the test after `notify_at` calls.
+struct Counting {
+    calls: AtomicU32,
+    notify_at: u32,
+    reached: tokio::sync::Notify,
+}
+
+impl Source for Counting {
+    fn name(&self) -> &str {
+        "steady"
+    }
+    fn confidence(&self) -> f64 {
+        0.9
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+    fn fetch(&self) -> BoxFuture<'_, Result<Fetched, SourceError>> {
+        Box::pin(async {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == self.notify_at {
+                self.reached.notify_one();
+            }
+            Ok(Fetched {
+                rows: vec![Row {
+                    labels: Default::default(),
+                    values: [("orders".to_owned(), f64::from(n))].into(),
+                    at: None,
+                }],
+                truncated: false,
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn panicking_source_degrades_only_itself_and_the_daemon_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path(), "");
+    let memory = Memory::open(&s.memory.path, s.memory.busy_timeout)
+        .await
+        .unwrap();
+    let steady = Arc::new(Counting {
+        calls: AtomicU32::new(0),
+        notify_at: 3,
+        reached: tokio::sync::Notify::new(),
+    });
+    let sources: Vec<Arc<dyn Source>> = vec![Arc::new(Panicking), steady.clone()];
+    let agent = Arc::new(Agent::from_parts(s, memory, sources, true));
+
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(bi_agent::daemon::run(
+        Arc::clone(&agent),
+        shutdown.clone(),
+        false,
+    ));
+    tokio::time::timeout(Duration::from_secs(30), steady.reached.notified())
+        .await
+        .expect("three cycles ran");
+    shutdown.cancel();
+    let summary = daemon.await.unwrap().unwrap();
+    assert!(summary.cycles >= 3);
+    assert_eq!(
+        summary.failed, 0,
+        "a source panic is the source's failure, not the cycle's"
+    );
+
+    let memory = Memory::open_read_only(&dir.path().join("memory.db"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let cycles = memory.recent_cycles(10).await.unwrap();
+    assert!(cycles.len() >= 3);
+    for c in &cycles {
+        assert_eq!(c.status, CycleStatus::Degraded);
+        assert_eq!((c.sources_ok, c.sources_failed), (1, 1));
+        assert!(
+            c.errors
+                .iter()
+                .any(|e| e.contains("source panicked: adapter bug")),
+            "{:?}",
+            c.errors
+        );
+    }
+    let observations = memory.recent_observations(10).await.unwrap();
+    assert!(
+        observations
+            .iter()
+            .any(|(_, src, status, _)| src == "panicky" && status == "error")
+    );
+    assert!(
+        observations
+            .iter()
+            .any(|(_, src, status, rows)| src == "steady" && status == "ok" && *rows == 1)
+    );
+}
+
+#[tokio::test]
+async fn unreachable_database_is_a_failing_observation_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(
+        dir.path(),
+        "[sources.pg]\nkind = \"sql\"\nurl = \"postgres://bi:s3cret@127.0.0.1:1/shop\"\nsql = \"SELECT 1 AS one\"\ntimeout = \"3s\"\n",
+    );
+    let agent = Agent::build(s, true)
+        .await
+        .expect("building never connects");
+    let report = agent.cycle().await.unwrap();
+    assert_eq!(report.status, CycleStatus::Degraded);
+    let obs = &report.observations[0];
+    assert!(obs.status.is_failure());
+    assert_eq!(obs.confidence, 0.0);
+    let error = obs.error.clone().unwrap();
+    assert!(!error.contains("s3cret"), "{error}");
+}
+
+#[tokio::test]
+async fn retention_prunes_old_observations_and_points() {
+    use bi_agent::perception::Observation;
+    use chrono::{Duration as Days, Utc};
+
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Memory::open(&dir.path().join("m.db"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let obs = |at| Observation {
+        source: "s".into(),
+        at,
+        status: ObservationStatus::Ok,
+        confidence: 1.0,
+        latency: Duration::ZERO,
+        rows: vec![Row {
+            labels: Default::default(),
+            values: [("v".to_owned(), 1.0)].into(),
+            at: None,
+        }],
+        history: Vec::new(),
+        truncated: false,
+        error: None,
+    };
+    for age in [100, 95, 10, 1] {
+        let at = now - Days::days(age);
+        let id = memory.begin_cycle(at, false).await.unwrap();
+        memory.record_observations(id, &[obs(at)]).await.unwrap();
+    }
+    let stats = memory.prune_before(now - Days::days(90)).await.unwrap();
+    assert_eq!((stats.observations, stats.points), (2, 2));
+    let counts = memory.point_counts("s", "v").await.unwrap();
+    assert_eq!(counts[0].1, 2);
+    assert_eq!(memory.recent_observations(10).await.unwrap().len(), 2);
+    // A second pass finds nothing more.
+    assert_eq!(
+        memory
+            .prune_before(now - Days::days(90))
+            .await
+            .unwrap()
+            .points,
+        0
+    );
+}

@@ -1,0 +1,200 @@
+//! The daemon as a real process: SIGTERM during the sleep exits promptly with
+//! code 0, a restart continues the cycle numbering, and a process killed in
+//! the middle of a cycle leaves that cycle marked interrupted on restart.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bi_agent::memory::{CycleStatus, Memory};
+
+fn config(dir: &Path, interval: &str, sources: &str) -> PathBuf {
+    let path = dir.join("agent.toml");
+    let text = format!(
+        "[agent]\nname = \"proc-test\"\ninterval = \"{interval}\"\nshutdown_grace = \"1s\"\n\
+         [memory]\npath = \"{}\"\n{sources}",
+        dir.join("memory.db").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn(config: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_bi-agent"))
+        .arg("run")
+        .arg("-c")
+        .arg(config)
+        .args(extra)
+        .args(["--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads the child's JSON log lines until one has `message`; returns all lines read.
+fn wait_for_log(child: &mut Child, message: &str) -> Vec<String> {
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = BufReader::new(stderr);
+    let mut seen = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).unwrap();
+        assert!(
+            n > 0,
+            "process ended before logging {message:?}; log:\n{}",
+            seen.join("")
+        );
+        let found = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(|m| m == message)
+            })
+            .unwrap_or(false);
+        seen.push(line);
+        if found {
+            // Keep draining in the background so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in reader.lines() {});
+            return seen;
+        }
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn accept_within(listener: &std::net::TcpListener, limit: Duration) -> std::net::TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + limit;
+    loop {
+        match listener.accept() {
+            Ok((conn, _)) => return conn,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("no connection from the source within {limit:?}: {e}"),
+        }
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} failed");
+}
+
+async fn cycles(dir: &Path) -> Vec<bi_agent::memory::CycleRecord> {
+    let memory = Memory::open_read_only(&dir.join("memory.db"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut cycles = memory.recent_cycles(100).await.unwrap();
+    cycles.reverse();
+    cycles
+}
+
+#[tokio::test]
+async fn sigterm_during_sleep_exits_promptly_with_code_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "1h", "");
+    let mut child = spawn(&cfg, &[]);
+    wait_for_log(&mut child, "Cycle completed");
+    let sent = Instant::now();
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    // The sleep is one hour: exiting at all within the limit proves it was interrupted.
+    assert!(sent.elapsed() < Duration::from_secs(10));
+    let cycles = cycles(dir.path()).await;
+    assert_eq!(cycles.len(), 1);
+    assert_eq!(cycles[0].status, CycleStatus::Ok);
+}
+
+#[tokio::test]
+async fn sigint_also_stops_the_daemon_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "1h", "");
+    let mut child = spawn(&cfg, &[]);
+    wait_for_log(&mut child, "Cycle completed");
+    signal(&child, "INT");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+}
+
+#[tokio::test]
+async fn restart_continues_cycle_numbering() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "5m", "");
+    for _ in 0..3 {
+        let mut child = spawn(&cfg, &["--once"]);
+        assert_eq!(
+            wait_exit(&mut child, Duration::from_secs(30)).code(),
+            Some(0)
+        );
+    }
+    let ids: Vec<i64> = cycles(dir.path()).await.iter().map(|c| c.id).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn killed_mid_cycle_is_marked_interrupted_on_restart() {
+    // A source that accepts the connection and never answers keeps cycle 1 running.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let sources = format!(
+        "[sources.stuck]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\ntimeout = \"1h\"\n"
+    );
+    let cfg = config(dir.path(), "5m", &sources);
+    let mut child = spawn(&cfg, &[]);
+    wait_for_log(&mut child, "Daemon started");
+    // Wait until the source has connected: then the cycle is surely under way.
+    let _conn = accept_within(&listener, Duration::from_secs(30));
+    signal(&child, "KILL");
+    wait_exit(&mut child, Duration::from_secs(10));
+
+    // Restart with a source that answers at once (the same port now refuses).
+    drop(listener);
+    let mut child = spawn(&cfg, &["--once"]);
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(30)).code(),
+        Some(0)
+    );
+    let cycles = cycles(dir.path()).await;
+    assert_eq!(cycles.len(), 2);
+    assert_eq!(cycles[0].status, CycleStatus::Interrupted);
+    assert!(
+        cycles[0]
+            .errors
+            .iter()
+            .any(|e| e.contains("process stopped")),
+        "{:?}",
+        cycles[0].errors
+    );
+    assert_eq!(cycles[1].id, 2);
+    assert_eq!(
+        cycles[1].status,
+        CycleStatus::Degraded,
+        "the refused source makes cycle 2 degraded"
+    );
+}
