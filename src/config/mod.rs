@@ -9,6 +9,7 @@
 //! [`secret`] types and error texts name keys and variables, never values.
 
 pub mod load;
+pub mod rules;
 pub mod schema;
 pub mod secret;
 pub mod validate;
@@ -16,6 +17,7 @@ pub mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use rules::*;
 pub use schema::*;
 pub use secret::{ExposeSecret, SecretText, SecretUrl};
 

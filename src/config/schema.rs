@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::rules::{EndpointSettings, MetaSettings, QuerySettings, RuleSettings};
 use super::secret::{SecretText, SecretUrl};
 
 /// The whole configuration file.
@@ -30,6 +31,21 @@ pub struct Settings {
     /// Named data sources, perceived every cycle.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceSettings>,
+    /// Business rules, evaluated every cycle in this order.
+    #[serde(default)]
+    pub rules: Vec<RuleSettings>,
+    /// Who a role is: `role = ["email:a@example.com", "slack:#channel", "webhook:crm"]`.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Named read-only drill-down queries for investigations.
+    #[serde(default)]
+    pub queries: BTreeMap<String, QuerySettings>,
+    /// Named webhook endpoints.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, EndpointSettings>,
+    /// Built-in rules.
+    #[serde(default)]
+    pub meta: MetaSettings,
 }
 
 /// `[agent]`: identity and cycle schedule.

@@ -4,10 +4,12 @@
 //! Validation must never connect anywhere (that is `bi-agent check --connect`)
 //! and must never quote a secret-bearing value in a message.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::{
-    ConfigIssue, HttpFormat, HttpSourceSettings, Settings, SourceSettings, SqlSourceSettings,
+    ActionKind, ActionTemplate, ConfigIssue, HttpFormat, HttpSourceSettings, RuleSettings,
+    Settings, SourceSettings, SqlSourceSettings,
 };
 
 /// Every problem found in `settings`; empty when the configuration is usable.
@@ -56,7 +58,316 @@ pub fn validate(settings: &Settings) -> Vec<ConfigIssue> {
             SourceSettings::Http(h) => http_source(&mut v, &key, h),
         }
     }
+    roles(&mut v, settings);
+    queries(&mut v, settings);
+    for (name, endpoint) in &settings.endpoints {
+        let key = format!("endpoints.{name}");
+        if !matches!(endpoint.url.scheme().as_str(), "http" | "https") {
+            v.push(
+                &format!("{key}.url"),
+                format!(
+                    "unsupported scheme \"{}\" (expected http:// or https://)",
+                    endpoint.url.scheme()
+                ),
+            );
+        }
+        v.at_least(
+            &format!("{key}.timeout"),
+            endpoint.timeout,
+            Duration::from_millis(1),
+        );
+    }
+    let mut rule_names = BTreeSet::new();
+    for (i, rule) in settings.rules.iter().enumerate() {
+        let key = format!(
+            "rules.{}",
+            if rule.name.is_empty() {
+                i.to_string()
+            } else {
+                rule.name.clone()
+            }
+        );
+        if !rule_names.insert(rule.name.as_str()) {
+            v.push(&key, format!("duplicate rule name \"{}\"", rule.name));
+        }
+        self::rule(&mut v, settings, &key, rule);
+    }
+    let failing = &settings.meta.source_failing;
+    if failing.cycles == 0 {
+        v.push("meta.source_failing.cycles", "must be at least 1");
+    }
+    role_refs(&mut v, settings, "meta.source_failing.to", &failing.to);
     v.0
+}
+
+fn roles(v: &mut Issues, settings: &Settings) {
+    for (role, targets) in &settings.roles {
+        let key = format!("roles.{role}");
+        if !is_identifier(role) {
+            v.push(
+                &key,
+                "role names hold only a-z, 0-9 and _ and start with a letter or _",
+            );
+        }
+        if targets.is_empty() {
+            v.push(
+                &key,
+                "a role needs at least one target (email:…, slack:…, webhook:…)",
+            );
+        }
+        for (i, target) in targets.iter().enumerate() {
+            let tkey = format!("{key}[{i}]");
+            match target.split_once(':') {
+                Some(("email", addr)) => {
+                    let valid = addr.split_once('@').is_some_and(|(user, host)| {
+                        !user.is_empty()
+                            && host.contains('.')
+                            && !addr.chars().any(|c| c.is_whitespace() || c == ',')
+                    });
+                    if !valid {
+                        v.push(&tkey, format!("\"{addr}\" is not an e-mail address"));
+                    }
+                }
+                Some(("slack", channel)) => {
+                    if channel.is_empty() || channel.chars().any(char::is_whitespace) {
+                        v.push(&tkey, format!("\"{channel}\" is not a Slack channel (e.g. slack:#sales or slack:C0123456)"));
+                    }
+                }
+                Some(("webhook", endpoint)) => {
+                    if !settings.endpoints.contains_key(endpoint) {
+                        v.push(
+                            &tkey,
+                            format!(
+                                "unknown endpoint \"{endpoint}\" (define [endpoints.{endpoint}])"
+                            ),
+                        );
+                    }
+                }
+                _ => v.push(
+                    &tkey,
+                    format!(
+                        "\"{target}\" must be email:ADDRESS, slack:CHANNEL or webhook:ENDPOINT"
+                    ),
+                ),
+            }
+        }
+    }
+}
+
+fn queries(v: &mut Issues, settings: &Settings) {
+    for (name, q) in &settings.queries {
+        let key = format!("queries.{name}");
+        if !is_identifier(name) {
+            v.push(
+                &key,
+                "query names hold only a-z, 0-9 and _ and start with a letter or _",
+            );
+        }
+        match settings.sources.get(&q.source) {
+            Some(SourceSettings::Sql(_)) => {}
+            Some(SourceSettings::Http(_)) => {
+                v.push(
+                    &format!("{key}.source"),
+                    format!("source \"{}\" is not a SQL source", q.source),
+                );
+            }
+            None => v.push(
+                &format!("{key}.source"),
+                format!("unknown source \"{}\"", q.source),
+            ),
+        }
+        if q.sql.trim().is_empty() {
+            v.push(&format!("{key}.sql"), "must not be empty");
+        }
+        if q.max_rows == 0 {
+            v.push(&format!("{key}.max_rows"), "must be at least 1");
+        }
+        v.at_least(
+            &format!("{key}.timeout"),
+            q.timeout,
+            Duration::from_millis(1),
+        );
+    }
+}
+
+fn role_refs(v: &mut Issues, settings: &Settings, key: &str, roles: &[String]) {
+    for role in roles {
+        if !settings.roles.contains_key(role) {
+            v.push(
+                key,
+                format!("unknown role \"{role}\" (define it under [roles])"),
+            );
+        }
+    }
+}
+
+fn rule(v: &mut Issues, settings: &Settings, key: &str, rule: &RuleSettings) {
+    if !is_identifier(&rule.name) {
+        v.push(
+            &format!("{key}.name"),
+            "rule names hold only a-z, 0-9 and _ and start with a letter or _",
+        );
+    }
+    if rule.when.trim().is_empty() {
+        v.push(&format!("{key}.when"), "must not be empty");
+    }
+    if let Some(source) = &rule.source
+        && !settings.sources.contains_key(source)
+    {
+        v.push(
+            &format!("{key}.source"),
+            format!("unknown source \"{source}\""),
+        );
+    }
+    if rule.source.is_some() && !rule.select.is_empty() {
+        v.push(
+            &format!("{key}.select"),
+            "only applies to rules without `source`",
+        );
+    }
+    for source in rule.select.keys() {
+        if !settings.sources.contains_key(source) {
+            v.push(
+                &format!("{key}.select.{source}"),
+                format!("unknown source \"{source}\""),
+            );
+        }
+    }
+    let ids: BTreeSet<&str> = rule.actions.iter().map(|a| a.id.as_str()).collect();
+    if ids.len() != rule.actions.len() {
+        v.push(
+            &format!("{key}.actions"),
+            "action ids must be unique within a rule",
+        );
+    }
+    for action in &rule.actions {
+        let akey = format!("{key}.actions.{}", action.id);
+        self::action(v, settings, &akey, action, &ids);
+    }
+    if let Some(cycle) = after_cycle(&rule.actions) {
+        v.push(
+            &format!("{key}.actions"),
+            format!("`after` forms a cycle: {}", cycle.join(" → ")),
+        );
+    }
+}
+
+fn action(
+    v: &mut Issues,
+    settings: &Settings,
+    key: &str,
+    a: &ActionTemplate,
+    ids: &BTreeSet<&str>,
+) {
+    if a.id.is_empty()
+        || !a
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        v.push(
+            &format!("{key}.id"),
+            "action ids hold only letters, digits, _ and -",
+        );
+    }
+    if !(1..=5).contains(&a.priority) {
+        v.push(
+            &format!("{key}.priority"),
+            format!("{} is outside 1–5", a.priority),
+        );
+    }
+    for dep in &a.after {
+        if dep == &a.id {
+            v.push(
+                &format!("{key}.after"),
+                "an action cannot come after itself",
+            );
+        } else if !ids.contains(dep.as_str()) {
+            v.push(
+                &format!("{key}.after"),
+                format!("unknown action \"{dep}\" in this rule"),
+            );
+        }
+    }
+    role_refs(v, settings, &format!("{key}.to"), &a.to);
+    let need = |v: &mut Issues, ok: bool, field: &str, what: &str| {
+        if !ok {
+            v.push(
+                &format!("{key}.{field}"),
+                format!("required for kind = \"{}\": {what}", a.kind.as_str()),
+            );
+        }
+    };
+    match a.kind {
+        ActionKind::Notify | ActionKind::Escalate => {
+            need(v, !a.to.is_empty(), "to", "the roles to address");
+            need(v, a.message.is_some(), "message", "the message template");
+        }
+        ActionKind::Report => need(v, !a.to.is_empty(), "to", "the roles to deliver to"),
+        ActionKind::Investigate => need(
+            v,
+            !a.queries.is_empty(),
+            "queries",
+            "the named queries to run",
+        ),
+        ActionKind::Webhook => need(
+            v,
+            a.endpoint.is_some(),
+            "endpoint",
+            "the named endpoint to call",
+        ),
+        ActionKind::Wait => need(v, a.duration.is_some(), "duration", "how long to wait"),
+    }
+    for q in &a.queries {
+        if !settings.queries.contains_key(q) {
+            v.push(
+                &format!("{key}.queries"),
+                format!("unknown query \"{q}\" (define [queries.{q}])"),
+            );
+        }
+    }
+    if let Some(endpoint) = &a.endpoint
+        && !settings.endpoints.contains_key(endpoint)
+    {
+        v.push(
+            &format!("{key}.endpoint"),
+            format!("unknown endpoint \"{endpoint}\" (define [endpoints.{endpoint}])"),
+        );
+    }
+}
+
+/// A cycle among a rule's `after` edges, if any, as the ids along it.
+fn after_cycle(actions: &[ActionTemplate]) -> Option<Vec<String>> {
+    fn visit<'a>(
+        id: &'a str,
+        actions: &'a [ActionTemplate],
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(pos) = path.iter().position(|p| *p == id) {
+            let mut cycle: Vec<String> = path[pos..].iter().map(|s| (*s).to_owned()).collect();
+            cycle.push(id.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(id) {
+            return None;
+        }
+        path.push(id);
+        if let Some(a) = actions.iter().find(|a| a.id == id) {
+            for dep in &a.after {
+                if let Some(c) = visit(dep, actions, path, done) {
+                    return Some(c);
+                }
+            }
+        }
+        path.pop();
+        done.insert(id);
+        None
+    }
+    let mut done = BTreeSet::new();
+    actions
+        .iter()
+        .find_map(|a| visit(&a.id, actions, &mut Vec::new(), &mut done))
 }
 
 fn sql_source(v: &mut Issues, key: &str, s: &SqlSourceSettings) {
@@ -259,6 +570,51 @@ mod tests {
             found,
             vec!["agent.interval: 10ms is too short (at least 1s)"]
         );
+    }
+
+    #[test]
+    fn rules_reference_only_what_the_config_names() {
+        let found = issues(&format!(
+            "{BASE}[roles]\nops = [\"email:ops@example.com\", \"sms:+1555\"]\n\
+             [[rules]]\nname = \"r\"\nsource = \"nope\"\nwhen = \"x > 1\"\n\
+             [[rules.actions]]\nid = \"a\"\nkind = \"notify\"\nto = [\"ceo\"]\nmessage = \"m\"\nafter = [\"b\"]\n\
+             [[rules.actions]]\nid = \"b\"\nkind = \"investigate\"\nqueries = [\"q\"]\nafter = [\"a\"]\npriority = 9\n"
+        ));
+        let expect = [
+            "roles.ops[1]: \"sms:+1555\" must be email:ADDRESS, slack:CHANNEL or webhook:ENDPOINT",
+            "rules.r.source: unknown source \"nope\"",
+            "rules.r.actions.a.to: unknown role \"ceo\" (define it under [roles])",
+            "rules.r.actions.b.priority: 9 is outside 1–5",
+            "rules.r.actions.b.queries: unknown query \"q\" (define [queries.q])",
+            "rules.r.actions: `after` forms a cycle: a → b → a",
+        ];
+        for e in expect {
+            assert!(found.iter().any(|f| f == e), "missing {e:?} in {found:#?}");
+        }
+        assert_eq!(found.len(), expect.len(), "{found:#?}");
+    }
+
+    #[test]
+    fn kind_specific_fields_are_required() {
+        let found = issues(&format!(
+            "{BASE}[[rules]]\nname = \"r\"\nwhen = \"true\"\n\
+             [[rules.actions]]\nid = \"n\"\nkind = \"notify\"\n\
+             [[rules.actions]]\nid = \"w\"\nkind = \"webhook\"\n"
+        ));
+        assert!(
+            found.contains(
+                &"rules.r.actions.n.to: required for kind = \"notify\": the roles to address"
+                    .to_owned()
+            ),
+            "{found:#?}"
+        );
+        assert!(
+            found.contains(
+                &"rules.r.actions.n.message: required for kind = \"notify\": the message template"
+                    .to_owned()
+            )
+        );
+        assert!(found.contains(&"rules.r.actions.w.endpoint: required for kind = \"webhook\": the named endpoint to call".to_owned()));
     }
 
     #[test]
