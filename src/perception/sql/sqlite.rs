@@ -1,0 +1,128 @@
+//! SQLite: pool, query and decoding.
+//!
+//! SQLite is dynamically typed: a column declared `NUMERIC` may hold an
+//! INTEGER in one row and a REAL in the next, and dates are TEXT (or Unix
+//! seconds). So every value is decoded by its own storage class, never by the
+//! declared column type.
+//!
+//! A cut query is stopped with SQLite's progress handler: the fetch arms an
+//! interrupt flag that is raised when the fetch future is dropped (the source's
+//! timeout), so the worker thread stops stepping a runaway statement instead of
+//! burning a core.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sqlx::error::DatabaseError;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::{AssertSqlSafe, Row as _, Sqlite, TypeInfo, ValueRef};
+
+use super::cell::{self, Cell, RowShape};
+use super::{Query, bad_url, pool_options, session};
+use crate::config::{ExposeSecret, SqlSourceSettings};
+use crate::perception::{Fetched, SourceError};
+
+/// How many SQLite VM instructions run between two checks of the interrupt
+/// flag: frequent enough to stop within milliseconds, rare enough to cost nothing.
+const PROGRESS_STEPS: i32 = 1000;
+
+/// SQLite's result code for a statement stopped by an interrupt.
+const SQLITE_INTERRUPT: &str = "9";
+
+/// Builds the lazy pool. The busy timeout follows the source's timeout, so a
+/// locked database file waits no longer than the fetch may take.
+pub(super) fn pool(settings: &SqlSourceSettings) -> Result<SqlitePool, SourceError> {
+    let options = SqliteConnectOptions::from_str(settings.url.expose())
+        .map_err(|e| bad_url(settings, e))?
+        .busy_timeout(settings.timeout);
+    Ok(pool_options(settings).connect_lazy_with(options))
+}
+
+/// The statement was interrupted by our progress handler (the fetch was cut).
+pub(super) fn is_cancelled(error: &dyn DatabaseError) -> bool {
+    error.code().as_deref() == Some(SQLITE_INTERRUPT)
+}
+
+/// Runs the query once.
+pub(super) async fn fetch(pool: &SqlitePool, query: &Query) -> Result<Fetched, SourceError> {
+    let errors = &query.errors;
+    let mut checkout = session::acquire(pool, errors).await?;
+    let interrupt = Interrupt::arm(checkout.conn())
+        .await
+        .map_err(|e| errors.query(e))?;
+    let shape = RowShape::new(query.time.as_deref());
+    let stream = sqlx::query(AssertSqlSafe(Arc::clone(&query.sql))).fetch(checkout.conn());
+    let fetched = session::collect(stream, query.max_rows, errors, |row| {
+        cell::decode_row(row, &shape, value)
+    })
+    .await?;
+    interrupt
+        .disarm(checkout.conn())
+        .await
+        .map_err(|e| errors.query(e))?;
+    if !fetched.truncated {
+        checkout.release();
+    }
+    Ok(fetched)
+}
+
+/// Decodes one value by its storage class.
+fn value(row: &SqliteRow, index: usize, column: &str) -> Result<Cell, SourceError> {
+    let raw = row
+        .try_get_raw(index)
+        .map_err(|e| cell::missing_value(column, e))?;
+    if raw.is_null() {
+        return Ok(Cell::Null);
+    }
+    // For a non-NULL value this is its storage class, not the declared type.
+    let class = raw.type_info().name().to_owned();
+    match class.as_str() {
+        "INTEGER" => Ok(Cell::Number(
+            cell::read::<Sqlite, i64>(raw, column, &class)? as f64,
+        )),
+        "REAL" => Ok(Cell::Number(cell::read::<Sqlite, f64>(
+            raw, column, &class,
+        )?)),
+        "TEXT" => Ok(Cell::Text(cell::read::<Sqlite, String>(
+            raw, column, &class,
+        )?)),
+        other => Err(cell::unsupported(
+            column,
+            other,
+            &format!("CAST({column} AS TEXT) or hex({column})"),
+        )),
+    }
+}
+
+/// Stops the connection's running statement once raised. Raised on drop, so a
+/// fetch future dropped by its timeout stops SQLite's work too.
+struct Interrupt {
+    raised: Arc<AtomicBool>,
+}
+
+impl Interrupt {
+    /// Installs the progress handler that watches the flag.
+    async fn arm(conn: &mut SqliteConnection) -> Result<Self, sqlx::Error> {
+        let raised = Arc::new(AtomicBool::new(false));
+        let watched = Arc::clone(&raised);
+        conn.lock_handle()
+            .await?
+            // Returning `false` interrupts the statement.
+            .set_progress_handler(PROGRESS_STEPS, move || !watched.load(Ordering::Relaxed));
+        Ok(Self { raised })
+    }
+
+    /// Removes the handler after a complete fetch, so the pooled connection
+    /// carries no stale interrupt.
+    async fn disarm(self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        conn.lock_handle().await?.remove_progress_handler();
+        Ok(())
+    }
+}
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        self.raised.store(true, Ordering::Relaxed);
+    }
+}
