@@ -154,7 +154,11 @@ impl Agent {
             let outcomes = execution::execute(&plan, self.dry_run).await;
 
             // Remember.
-            let points_written = match self.memory.record_observations(id, &observations).await {
+            let points_written = match self
+                .memory
+                .record_observations(id, &observations, self.retention_cutoff())
+                .await
+            {
                 Ok(n) => n,
                 Err(e) => {
                     error!(error = %e, "Could not record observations");
@@ -204,12 +208,18 @@ impl Agent {
         }
     }
 
+    /// The oldest time memory keeps (`memory.retention` ago).
+    fn retention_cutoff(&self) -> DateTime<Utc> {
+        let retention = chrono::Duration::from_std(self.settings.memory.retention)
+            .unwrap_or(chrono::Duration::MAX);
+        Utc::now()
+            .checked_sub_signed(retention)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
     /// Prunes memory past its retention; a failure is logged, never fatal.
     async fn prune(&self) {
-        let Ok(retention) = chrono::Duration::from_std(self.settings.memory.retention) else {
-            return;
-        };
-        match self.memory.prune_before(Utc::now() - retention).await {
+        match self.memory.prune_before(self.retention_cutoff()).await {
             Ok(stats) if stats != Default::default() => info!(
                 observations = stats.observations,
                 points = stats.points,

@@ -18,13 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 fn settings(dir: &Path, extra: &str) -> Settings {
     let text = format!(
-        "[agent]\nname = \"t\"\ninterval = \"1s\"\n[memory]\npath = \"{}\"\n{extra}",
+        "[agent]\nname = \"t\"\ninterval = \"1s\"\n[memory]\nretention = \"365d\"\npath = \"{}\"\n{extra}",
         dir.join("memory.db").display()
     );
     Settings::from_toml_str(&text, Vec::new(), &|_| None).unwrap()
 }
 
-/// A warehouse with 90 days of daily revenue for two regions.
+/// A warehouse with 90 days of daily revenue for two regions, ending yesterday.
 async fn warehouse(dir: &Path) -> String {
     let path = dir.join("warehouse.db");
     let mut conn = SqliteConnectOptions::new()
@@ -36,7 +36,7 @@ async fn warehouse(dir: &Path) -> String {
     sqlx::raw_sql(
         "CREATE TABLE daily (day TEXT, region TEXT, revenue NUMERIC);
          WITH RECURSIVE d(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM d WHERE n < 89)
-         INSERT INTO daily SELECT date('2026-08-01', '+' || n || ' days'), r.region, 1000 + n
+         INSERT INTO daily SELECT date('now', '-' || (90 - n) || ' days'), r.region, 1000 + n
          FROM d, (SELECT 'East' AS region UNION ALL SELECT 'West') r;",
     )
     .execute(&mut conn)
@@ -88,9 +88,29 @@ async fn series_source_backfills_history_exactly_once() {
         .unwrap();
     assert_eq!(east.first().unwrap().1, 1000.0);
     assert_eq!(east.last().unwrap().1, 1089.0);
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).date_naive();
+    assert_eq!(east.last().unwrap().0.date_naive(), yesterday);
+}
+
+#[tokio::test]
+async fn backfill_older_than_retention_is_not_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = warehouse(dir.path()).await;
+    let mut s = settings(
+        dir.path(),
+        &format!(
+            "[sources.daily]\nkind = \"sql\"\nurl = \"{url}\"\ntime = \"day\"\nsql = \"SELECT day, region, revenue FROM daily\"\n"
+        ),
+    );
+    s.memory.retention = Duration::from_secs(30 * 86_400);
+    let agent = Agent::build(s, true).await.unwrap();
+    let first = agent.cycle().await.unwrap();
+    // The last 29 complete days per region lie inside a 30-day retention.
+    assert_eq!(first.points_written, 58);
+    let second = agent.cycle().await.unwrap();
     assert_eq!(
-        east.last().unwrap().0.to_rfc3339(),
-        "2026-10-29T00:00:00+00:00"
+        second.points_written, 0,
+        "nothing is pruned and re-read each cycle"
     );
 }
 
@@ -254,7 +274,10 @@ async fn retention_prunes_old_observations_and_points() {
     for age in [100, 95, 10, 1] {
         let at = now - Days::days(age);
         let id = memory.begin_cycle(at, false).await.unwrap();
-        memory.record_observations(id, &[obs(at)]).await.unwrap();
+        memory
+            .record_observations(id, &[obs(at)], now - Days::days(365))
+            .await
+            .unwrap();
     }
     let stats = memory.prune_before(now - Days::days(90)).await.unwrap();
     assert_eq!((stats.observations, stats.points), (2, 2));

@@ -48,11 +48,17 @@ pub type StoredPoints = Vec<(DateTime<Utc>, f64)>;
 impl Memory {
     /// Stores the cycle's observations and appends every value to the metric
     /// history, in one transaction. Returns how many new points were written.
+    ///
+    /// Points older than `keep_after` (the retention cutoff) are not written:
+    /// retention would prune them, and a series source would backfill them
+    /// again every cycle.
     pub async fn record_observations(
         &self,
         cycle_id: i64,
         observations: &[Observation],
+        keep_after: DateTime<Utc>,
     ) -> Result<u64, MemoryError> {
+        let keep_after_ms = keep_after.timestamp_millis();
         let mut cache = self.series_ids.lock().await;
         let mut new_ids: HashMap<SeriesKey, i64> = HashMap::new();
         let mut tx = self
@@ -86,6 +92,9 @@ impl Memory {
 
             for row in obs.history.iter().chain(&obs.rows) {
                 let at_ms = row.at.unwrap_or(obs.at).timestamp_millis();
+                if at_ms < keep_after_ms {
+                    continue;
+                }
                 for (metric, value) in &row.values {
                     if !value.is_finite() {
                         continue;
