@@ -21,8 +21,8 @@ pub struct Outcome {
 pub async fn execute(plan: &Plan, _dry_run: bool) -> Vec<Outcome> {
     plan.items
         .iter()
-        .map(|item| Outcome {
-            action_id: item.id.clone(),
+        .map(|action| Outcome {
+            action_id: action.id.clone(),
         })
         .collect()
 }

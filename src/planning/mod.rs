@@ -1,29 +1,23 @@
 //! Planning: turn what was perceived into one validated, dependency-ordered
 //! plan of actions.
 //!
-//! This is the foundation's thin version: there are no rules yet, so every
-//! plan is empty. Rules, alert states and the plan DAG arrive with the
-//! rules-and-plan work; the LLM's proposals after that.
+//! [`condition`] compiles and evaluates rule conditions (CEL); [`history`]
+//! answers their history functions; [`alerts`] is the alert state machine;
+//! [`action`] is the plan's data; [`plan`] merges and orders it.
 //!
-//! Planning must never perform an action or write to memory: it returns data.
+//! Planning must never perform an action or write to memory: it returns data
+//! (the plan and the new alert states), and the agent decides what to keep.
 
-use serde::Serialize;
+pub mod action;
+pub mod alerts;
+pub mod condition;
+pub mod history;
+pub mod plan;
+
+pub use action::{Action, Evidence, InstanceRef, Origin};
+pub use plan::{LeftOut, Plan};
 
 use crate::perception::Observation;
-
-/// One cycle's plan.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Plan {
-    /// Planned actions in execution order.
-    pub items: Vec<PlanItem>,
-}
-
-/// One planned action (filled in by the rules-and-plan work).
-#[derive(Debug, Clone, Serialize)]
-pub struct PlanItem {
-    /// Deterministic action id.
-    pub id: String,
-}
 
 /// Plans the cycle from its observations.
 pub fn plan(_observations: &[Observation]) -> Plan {

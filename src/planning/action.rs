@@ -1,0 +1,163 @@
+//! The action: plain, serialisable data shared by planning and execution.
+//!
+//! An action says what to do (kind, roles, rendered message, queries,
+//! endpoint), why (origin, reason, confidence, evidence) and in what order
+//! (`after`, priority). Its id is deterministic — `rule/action/labels` — so
+//! the same decision in two cycles is the same action, never a new one.
+//!
+//! This module holds data only; building and ordering live in `rules` and `plan`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ActionKind, Severity};
+use crate::perception::Labels;
+
+/// Where an action came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum Origin {
+    /// A configured rule's action template.
+    Rule(String),
+    /// A built-in rule (e.g. `source_failing`).
+    Meta(String),
+    /// Proposed by the LLM and validated.
+    Llm,
+    /// Approved by a person in an earlier cycle.
+    Approval,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rule(r) => write!(f, "rule:{r}"),
+            Self::Meta(r) => write!(f, "meta:{r}"),
+            Self::Llm => f.write_str("llm"),
+            Self::Approval => f.write_str("approval"),
+        }
+    }
+}
+
+/// The alert instance an action belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InstanceRef {
+    /// The rule's name.
+    pub rule: String,
+    /// The instance's labels.
+    pub labels: Labels,
+    /// The firing episode the action belongs to.
+    pub episode: u32,
+}
+
+/// What fired an action: the row and values behind it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The source of the row, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The row's labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: Labels,
+    /// The values the condition read (including history results by call, e.g. `change(revenue, "7d")`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, f64>,
+    /// The condition, as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+}
+
+/// One action of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    /// Deterministic id: `rule/action/labels`.
+    pub id: String,
+    /// What it does.
+    pub kind: ActionKind,
+    /// Where it came from.
+    pub origin: Origin,
+    /// The alert instance it belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceRef>,
+    /// Roles to address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
+    /// Ids of actions that must succeed first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// 1 (most urgent) to 5.
+    pub priority: u8,
+    /// Severity of what it is about.
+    pub severity: Severity,
+    /// Rendered message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Rendered subject (email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Named queries (investigate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<String>,
+    /// Named endpoint (webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Report template source (report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// How long (wait), in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<u64>,
+    /// Free-form parameters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Must a person approve it first?
+    #[serde(default)]
+    pub require_approval: bool,
+    /// Why it is planned, for people.
+    pub reason: String,
+    /// Confidence in the decision, 0.0–1.0 (rules: the source's confidence).
+    pub confidence: f64,
+    /// What fired it.
+    #[serde(default)]
+    pub evidence: Evidence,
+    /// Tie-break after priority: rules in config order, then actions in rule order.
+    #[serde(default)]
+    pub rank: u32,
+}
+
+/// Formats labels for ids and messages: `region=Northeast,segment=smb`, or `-` when empty.
+pub fn labels_text(labels: &Labels) -> String {
+    if labels.is_empty() {
+        return "-".to_owned();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The deterministic id of a rule action for an instance.
+pub fn action_id(rule: &str, action: &str, labels: &Labels) -> String {
+    format!("{rule}/{action}/{}", labels_text(labels))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_deterministic_and_label_ordered() {
+        let a: Labels = [
+            ("segment".into(), "smb".into()),
+            ("region".into(), "Northeast".into()),
+        ]
+        .into();
+        assert_eq!(
+            action_id("revenue_drop", "alert", &a),
+            "revenue_drop/alert/region=Northeast,segment=smb"
+        );
+        assert_eq!(action_id("r", "a", &Labels::new()), "r/a/-");
+    }
+}

@@ -1,0 +1,425 @@
+//! The alert state machine of one instance (a rule and a label set).
+//!
+//! ```text
+//!   inactive ──true──▶ pending ──true for `for`──▶ firing ──false for `keep_firing_for`──▶ resolved
+//!      ▲                  │false                     │                                     │
+//!      └──────────────────┴──────────────────────────┴─────────── next evaluation ◀─────────┘
+//!   any ──row gone──▶ no_data     any ──source failed──▶ error      (both hold the state they left)
+//! ```
+//!
+//! `no_data` and `error` remember the state they interrupted: an instance
+//! whose row comes back, or whose source recovers, continues from there, so
+//! a firing alert neither resolves nor re-fires because of a gap. An
+//! "unknown" evaluation (history too short, a missing value) changes nothing.
+//!
+//! [`step`] is a pure function: `bi-agent plan` runs it without writing, and
+//! the daemon persists its results through memory.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::perception::Labels;
+
+/// The state of an alert instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// The condition does not hold.
+    Inactive,
+    /// The condition holds, waiting for `for`.
+    Pending,
+    /// The condition has held for `for`: notifications go out.
+    Firing,
+    /// It was firing and its condition stopped holding (for `keep_firing_for`).
+    Resolved,
+    /// The instance's row disappeared from its source.
+    NoData,
+    /// Its source failed: nothing fires or resolves until it answers again.
+    Error,
+}
+
+impl AlertState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inactive => "inactive",
+            Self::Pending => "pending",
+            Self::Firing => "firing",
+            Self::Resolved => "resolved",
+            Self::NoData => "no_data",
+            Self::Error => "error",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "inactive" => Self::Inactive,
+            "pending" => Self::Pending,
+            "firing" => Self::Firing,
+            "resolved" => Self::Resolved,
+            "no_data" => Self::NoData,
+            "error" => Self::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// The persisted state of one instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    /// The rule's name.
+    pub rule: String,
+    /// The row's labels (empty for single-instance rules).
+    pub labels: Labels,
+    /// The current state.
+    pub state: AlertState,
+    /// For `no_data` and `error`: the state they interrupted.
+    pub held: Option<AlertState>,
+    /// When the current state began.
+    pub since: DateTime<Utc>,
+    /// When the condition started holding (pending or firing).
+    pub active_since: Option<DateTime<Utc>>,
+    /// When the current firing episode began.
+    pub firing_since: Option<DateTime<Utc>>,
+    /// While firing: since when the condition has been false.
+    pub false_since: Option<DateTime<Utc>>,
+    /// Firing episodes so far; each new `firing` is a new episode (and a new
+    /// notification), a continued one is not.
+    pub episode: u32,
+    /// When it was last evaluated.
+    pub evaluated_at: DateTime<Utc>,
+}
+
+impl Instance {
+    /// A new, inactive instance.
+    pub fn new(rule: &str, labels: Labels, now: DateTime<Utc>) -> Self {
+        Self {
+            rule: rule.to_owned(),
+            labels,
+            state: AlertState::Inactive,
+            held: None,
+            since: now,
+            active_since: None,
+            firing_since: None,
+            false_since: None,
+            episode: 0,
+            evaluated_at: now,
+        }
+    }
+
+    /// The state that governs the next transition: the held one while
+    /// `no_data` or `error`.
+    pub fn effective(&self) -> AlertState {
+        match self.state {
+            AlertState::NoData | AlertState::Error => self.held.unwrap_or(AlertState::Inactive),
+            s => s,
+        }
+    }
+}
+
+/// What the cycle learned about an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The condition holds.
+    True,
+    /// The condition does not hold.
+    False,
+    /// It could not be decided (history too short, missing value, …).
+    Unknown,
+    /// The instance's row is not in the source's answer.
+    NoData,
+    /// The source failed.
+    SourceFailed,
+}
+
+/// A change worth acting on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    /// inactive → pending.
+    Pending,
+    /// → firing: a new episode; `on = "firing"` actions are planned.
+    Fired,
+    /// firing → resolved; `on = "resolved"` actions are planned.
+    Resolved,
+    /// pending → inactive.
+    Cancelled,
+    /// → no_data.
+    NoData,
+    /// → error.
+    Error,
+    /// no_data/error → the held state again.
+    Recovered,
+}
+
+/// Timing of a rule.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long the condition must hold before firing.
+    pub for_: Duration,
+    /// How long it must be false before a firing instance resolves.
+    pub keep_firing_for: Duration,
+}
+
+fn elapsed(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
+    since
+        .and_then(|s| (now - s).to_std().ok())
+        .unwrap_or_default()
+}
+
+/// Advances `prev` by one evaluation.
+pub fn step(
+    prev: &Instance,
+    input: Input,
+    now: DateTime<Utc>,
+    timing: Timing,
+) -> (Instance, Option<Transition>) {
+    let mut next = prev.clone();
+    next.evaluated_at = now;
+    let held = prev.effective();
+    let set = |next: &mut Instance, state: AlertState| {
+        if next.state != state {
+            next.state = state;
+            next.since = now;
+        }
+    };
+    match input {
+        Input::SourceFailed => {
+            next.held = Some(held);
+            let changed = prev.state != AlertState::Error;
+            set(&mut next, AlertState::Error);
+            return (next, changed.then_some(Transition::Error));
+        }
+        Input::NoData => {
+            next.held = Some(held);
+            let changed = prev.state != AlertState::NoData;
+            set(&mut next, AlertState::NoData);
+            return (next, changed.then_some(Transition::NoData));
+        }
+        Input::Unknown => {
+            // Nothing is decided; an interrupted state is simply restored.
+            let recovered = matches!(prev.state, AlertState::NoData | AlertState::Error);
+            next.held = None;
+            set(&mut next, held);
+            return (next, recovered.then_some(Transition::Recovered));
+        }
+        Input::True | Input::False => {}
+    }
+    let recovered = matches!(prev.state, AlertState::NoData | AlertState::Error);
+    next.held = None;
+    next.state = held;
+    let transition = if input == Input::True {
+        next.false_since = None;
+        match held {
+            AlertState::Inactive | AlertState::Resolved => {
+                next.active_since = Some(now);
+                if timing.for_.is_zero() {
+                    fire(&mut next, now);
+                    Some(Transition::Fired)
+                } else {
+                    set(&mut next, AlertState::Pending);
+                    next.since = now;
+                    Some(Transition::Pending)
+                }
+            }
+            AlertState::Pending => {
+                if elapsed(next.active_since, now) >= timing.for_ {
+                    fire(&mut next, now);
+                    Some(Transition::Fired)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    } else {
+        match held {
+            AlertState::Pending => {
+                next.active_since = None;
+                set(&mut next, AlertState::Inactive);
+                next.since = now;
+                Some(Transition::Cancelled)
+            }
+            AlertState::Firing => {
+                let false_since = *next.false_since.get_or_insert(now);
+                if elapsed(Some(false_since), now) >= timing.keep_firing_for {
+                    next.active_since = None;
+                    next.false_since = None;
+                    set(&mut next, AlertState::Resolved);
+                    next.since = now;
+                    Some(Transition::Resolved)
+                } else {
+                    None
+                }
+            }
+            AlertState::Resolved => {
+                set(&mut next, AlertState::Inactive);
+                next.since = now;
+                None
+            }
+            _ => None,
+        }
+    };
+    if transition.is_none() && next.state != prev.state && !recovered {
+        next.since = now;
+    }
+    (
+        next,
+        transition.or(recovered.then_some(Transition::Recovered)),
+    )
+}
+
+fn fire(next: &mut Instance, now: DateTime<Utc>) {
+    next.state = AlertState::Firing;
+    next.since = now;
+    next.firing_since = Some(now);
+    next.episode += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn t(min: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap() + chrono::Duration::minutes(min)
+    }
+
+    const TIMING: Timing = Timing {
+        for_: Duration::from_secs(600),
+        keep_firing_for: Duration::from_secs(300),
+    };
+
+    fn run(inputs: &[(i64, Input)]) -> (Instance, Vec<(i64, AlertState, Option<Transition>)>) {
+        let mut inst = Instance::new("r", Labels::new(), t(0));
+        let mut trace = Vec::new();
+        for (m, input) in inputs {
+            let (next, tr) = step(&inst, *input, t(*m), TIMING);
+            trace.push((*m, next.state, tr));
+            inst = next;
+        }
+        (inst, trace)
+    }
+
+    #[test]
+    fn pending_then_firing_after_for_then_resolved_after_keep() {
+        use AlertState::*;
+        use Input::*;
+        let (inst, trace) = run(&[
+            (0, True),
+            (5, True),
+            (10, True),
+            (15, True),
+            (20, False),
+            (24, False),
+            (25, False),
+            (30, False),
+        ]);
+        let states: Vec<_> = trace.iter().map(|(m, s, tr)| (*m, *s, *tr)).collect();
+        assert_eq!(
+            states,
+            vec![
+                (0, Pending, Some(Transition::Pending)),
+                (5, Pending, None),
+                (10, Firing, Some(Transition::Fired)),
+                (15, Firing, None),
+                (20, Firing, None),
+                (24, Firing, None),
+                (25, Resolved, Some(Transition::Resolved)),
+                (30, Inactive, None),
+            ]
+        );
+        assert_eq!(inst.episode, 1);
+    }
+
+    #[test]
+    fn pending_cancelled_when_false() {
+        let (inst, trace) = run(&[(0, Input::True), (5, Input::False)]);
+        assert_eq!(trace[1].2, Some(Transition::Cancelled));
+        assert_eq!(inst.state, AlertState::Inactive);
+        assert_eq!(inst.episode, 0);
+    }
+
+    #[test]
+    fn source_error_holds_firing_and_recovery_does_not_refire() {
+        let (inst, trace) = run(&[
+            (0, Input::True),
+            (10, Input::True),
+            (15, Input::SourceFailed),
+            (20, Input::SourceFailed),
+            (25, Input::True),
+        ]);
+        assert_eq!(trace[2].1, AlertState::Error);
+        assert_eq!(trace[2].2, Some(Transition::Error));
+        assert_eq!(trace[3].2, None, "still failing: no new transition");
+        assert_eq!(trace[4].1, AlertState::Firing);
+        assert_eq!(trace[4].2, Some(Transition::Recovered));
+        assert_eq!(inst.episode, 1, "the same episode continues");
+    }
+
+    #[test]
+    fn error_never_resolves_or_fires() {
+        let (_, trace) = run(&[
+            (0, Input::True),
+            (10, Input::True),
+            (15, Input::SourceFailed),
+            (60, Input::SourceFailed),
+        ]);
+        assert!(trace[2..].iter().all(|(_, s, _)| *s == AlertState::Error));
+    }
+
+    #[test]
+    fn no_data_then_row_back_false_resolves() {
+        let (inst, trace) = run(&[
+            (0, Input::True),
+            (10, Input::True),
+            (15, Input::NoData),
+            (20, Input::False),
+            (25, Input::False),
+        ]);
+        assert_eq!(trace[2].1, AlertState::NoData);
+        assert_eq!(
+            trace[3].1,
+            AlertState::Firing,
+            "keep_firing_for still applies"
+        );
+        assert_eq!(trace[4].1, AlertState::Resolved);
+        assert_eq!(inst.episode, 1);
+    }
+
+    #[test]
+    fn unknown_changes_nothing() {
+        let (inst, trace) = run(&[(0, Input::True), (3, Input::Unknown), (10, Input::True)]);
+        assert_eq!(trace[1].1, AlertState::Pending);
+        assert_eq!(trace[1].2, None);
+        assert_eq!(inst.state, AlertState::Firing);
+    }
+
+    #[test]
+    fn zero_for_fires_at_once_and_each_episode_counts() {
+        let timing = Timing {
+            for_: Duration::ZERO,
+            keep_firing_for: Duration::ZERO,
+        };
+        let mut inst = Instance::new("r", Labels::new(), t(0));
+        let mut fired = 0;
+        for (m, input) in [
+            (0, Input::True),
+            (5, Input::False),
+            (10, Input::False),
+            (15, Input::True),
+        ] {
+            let (next, tr) = step(&inst, input, t(m), timing);
+            if tr == Some(Transition::Fired) {
+                fired += 1;
+            }
+            inst = next;
+        }
+        assert_eq!(fired, 2);
+        assert_eq!(inst.episode, 2);
+    }
+}

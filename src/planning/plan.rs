@@ -1,0 +1,384 @@
+//! The plan: a cycle's actions merged into one DAG and ordered.
+//!
+//! Duplicates (same id) are merged; an action whose `after` names an unknown
+//! or dropped action is dropped, and so is every action in (or behind) a
+//! dependency cycle — each with its reason. What remains is ordered
+//! topologically (Kahn's algorithm) with priority, then rank (rule order),
+//! then id as tie-breaks, so the same input always gives the same, explainable
+//! order. The per-cycle cap defers the tail, which in a topological order never
+//! splits a chain ahead of its prerequisites.
+//!
+//! There is never an "append the rest anyway" fallback: an action runs only
+//! after everything it depends on was placed before it.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+
+use serde::Serialize;
+
+use super::action::Action;
+
+/// An action left out of the plan, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeftOut {
+    /// The action.
+    pub action: Action,
+    /// Why it is not in the plan.
+    pub reason: String,
+}
+
+/// A cycle's plan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    /// Actions in execution order.
+    pub items: Vec<Action>,
+    /// Actions that can never run as given (unknown dependency, cycle).
+    pub dropped: Vec<LeftOut>,
+    /// Actions over the per-cycle cap.
+    pub deferred: Vec<LeftOut>,
+}
+
+/// Builds the plan from the cycle's candidate actions.
+pub fn build(candidates: Vec<Action>, max_actions: usize) -> Plan {
+    let mut plan = Plan::default();
+    let live = merge_duplicates(candidates);
+    let mut live: BTreeMap<String, Action> = live.into_iter().map(|a| (a.id.clone(), a)).collect();
+
+    drop_unknown_dependencies(&mut live, &mut plan.dropped);
+
+    // Kahn's algorithm over the remaining actions, with a heap for tie-breaks.
+    let mut indegree: HashMap<&str, usize> = live.keys().map(|id| (id.as_str(), 0)).collect();
+    let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
+    for a in live.values() {
+        for dep in unique(&a.after) {
+            *indegree.entry(a.id.as_str()).or_default() += 1;
+            dependents.entry(dep).or_default().push(a.id.as_str());
+        }
+    }
+    let key = |a: &Action| Reverse((a.priority, a.rank, a.id.clone()));
+    let mut ready: BinaryHeap<Reverse<(u8, u32, String)>> = live
+        .values()
+        .filter(|a| indegree[a.id.as_str()] == 0)
+        .map(key)
+        .collect();
+    let mut order: Vec<String> = Vec::with_capacity(live.len());
+    while let Some(Reverse((_, _, id))) = ready.pop() {
+        if let Some(next) = dependents.get(id.as_str()) {
+            for d in next {
+                let n = indegree.get_mut(d).map(|n| {
+                    *n -= 1;
+                    *n
+                });
+                if n == Some(0) {
+                    ready.push(key(&live[*d]));
+                }
+            }
+        }
+        order.push(id);
+    }
+
+    let placed: BTreeSet<&str> = order.iter().map(String::as_str).collect();
+    let stuck: BTreeSet<String> = live
+        .keys()
+        .filter(|id| !placed.contains(id.as_str()))
+        .cloned()
+        .collect();
+    let cyclic = explain_cycles(&live, &stuck);
+
+    let mut ordered: Vec<Action> = order.iter().filter_map(|id| live.remove(id)).collect();
+    for id in stuck {
+        if let Some(action) = live.remove(&id) {
+            let reason = cyclic
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| "in a dependency cycle".to_owned());
+            plan.dropped.push(LeftOut { action, reason });
+        }
+    }
+    if ordered.len() > max_actions {
+        for action in ordered.split_off(max_actions) {
+            plan.deferred.push(LeftOut {
+                action,
+                reason: format!(
+                    "over the cap of {max_actions} actions per cycle (agent.max_actions_per_cycle)"
+                ),
+            });
+        }
+    }
+    plan.items = ordered;
+    plan
+}
+
+fn unique(ids: &[String]) -> BTreeSet<&str> {
+    ids.iter().map(String::as_str).collect()
+}
+
+/// Merges actions with the same id: the most urgent priority and rank win,
+/// roles and dependencies are united, the first action's content is kept.
+fn merge_duplicates(candidates: Vec<Action>) -> Vec<Action> {
+    let mut merged: Vec<Action> = Vec::with_capacity(candidates.len());
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for a in candidates {
+        match index.get(&a.id) {
+            Some(&i) => {
+                let kept = &mut merged[i];
+                kept.priority = kept.priority.min(a.priority);
+                kept.rank = kept.rank.min(a.rank);
+                for r in a.to {
+                    if !kept.to.contains(&r) {
+                        kept.to.push(r);
+                    }
+                }
+                for d in a.after {
+                    if !kept.after.contains(&d) {
+                        kept.after.push(d);
+                    }
+                }
+                kept.require_approval |= a.require_approval;
+                if !kept.reason.contains("merged with") {
+                    kept.reason
+                        .push_str(&format!(" (merged with a duplicate from {})", a.origin));
+                }
+            }
+            None => {
+                index.insert(a.id.clone(), merged.len());
+                merged.push(a);
+            }
+        }
+    }
+    merged
+}
+
+/// Drops, until nothing changes, every action that depends on an id that is
+/// not (or no longer) in the plan.
+fn drop_unknown_dependencies(live: &mut BTreeMap<String, Action>, dropped: &mut Vec<LeftOut>) {
+    let mut gone: BTreeMap<String, ()> = BTreeMap::new();
+    loop {
+        let victims: Vec<(String, String)> = live
+            .values()
+            .filter_map(|a| {
+                a.after.iter().find(|d| !live.contains_key(*d)).map(|d| {
+                    let reason = if gone.contains_key(d) {
+                        format!("depends on `{d}`, which was dropped")
+                    } else {
+                        format!("depends on unknown action `{d}`")
+                    };
+                    (a.id.clone(), reason)
+                })
+            })
+            .collect();
+        if victims.is_empty() {
+            return;
+        }
+        for (id, reason) in victims {
+            if let Some(action) = live.remove(&id) {
+                gone.insert(id, ());
+                dropped.push(LeftOut { action, reason });
+            }
+        }
+    }
+}
+
+/// For actions Kahn could not place: members of a cycle get the cycle spelled
+/// out, the others the cyclic action they wait on.
+fn explain_cycles(
+    live: &BTreeMap<String, Action>,
+    stuck: &BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    let mut reasons = BTreeMap::new();
+    for id in stuck {
+        if reasons.contains_key(id) {
+            continue;
+        }
+        if let Some(cycle) = find_cycle_through(id, live, stuck) {
+            let text = cycle.join(" → ");
+            for member in &cycle {
+                reasons
+                    .entry(member.clone())
+                    .or_insert_with(|| format!("in a dependency cycle: {text}"));
+            }
+        }
+    }
+    for id in stuck {
+        if !reasons.contains_key(id)
+            && let Some(a) = live.get(id)
+        {
+            let blocker = a
+                .after
+                .iter()
+                .find(|d| stuck.contains(*d))
+                .cloned()
+                .unwrap_or_default();
+            reasons.insert(
+                id.clone(),
+                format!("depends on `{blocker}`, which is in a dependency cycle"),
+            );
+        }
+    }
+    reasons
+}
+
+/// A cycle through `start` along `after` edges within `stuck`, as ids with the
+/// start repeated at the end; breadth-first, so the shortest one.
+fn find_cycle_through(
+    start: &str,
+    live: &BTreeMap<String, Action>,
+    stuck: &BTreeSet<String>,
+) -> Option<Vec<String>> {
+    let mut parent: HashMap<&str, &str> = HashMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(node) = queue.pop_front() {
+        let Some(a) = live.get(node) else { continue };
+        for dep in unique(&a.after) {
+            if !stuck.contains(dep) {
+                continue;
+            }
+            if dep == start {
+                let mut path = vec![start.to_owned()];
+                let mut cur = node;
+                let mut back = vec![];
+                while cur != start {
+                    back.push(cur.to_owned());
+                    cur = parent[cur];
+                }
+                back.reverse();
+                path.extend(back);
+                path.push(start.to_owned());
+                return Some(path);
+            }
+            if !parent.contains_key(dep) && dep != start {
+                parent.insert(dep, node);
+                queue.push_back(dep);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ActionKind, Severity};
+    use crate::planning::action::{Evidence, Origin};
+
+    pub(crate) fn action(id: &str, after: &[&str], priority: u8, rank: u32) -> Action {
+        Action {
+            id: id.to_owned(),
+            kind: ActionKind::Notify,
+            origin: Origin::Rule("r".into()),
+            instance: None,
+            to: vec![],
+            after: after.iter().map(|s| (*s).to_owned()).collect(),
+            priority,
+            severity: Severity::Medium,
+            message: None,
+            subject: None,
+            queries: vec![],
+            endpoint: None,
+            template: None,
+            wait_seconds: None,
+            params: Default::default(),
+            require_approval: false,
+            reason: "test".into(),
+            confidence: 1.0,
+            evidence: Evidence::default(),
+            rank,
+        }
+    }
+
+    fn ids(actions: &[Action]) -> Vec<&str> {
+        actions.iter().map(|a| a.id.as_str()).collect()
+    }
+
+    #[test]
+    fn orders_by_dependencies_then_priority_then_rank_then_id() {
+        let plan = build(
+            vec![
+                action("report", &["investigate"], 1, 0),
+                action("investigate", &["alert"], 2, 0),
+                action("alert", &[], 1, 0),
+                action("b", &[], 3, 1),
+                action("a", &[], 3, 1),
+                action("z", &[], 3, 0),
+            ],
+            10,
+        );
+        assert_eq!(
+            ids(&plan.items),
+            vec!["alert", "investigate", "report", "z", "a", "b"]
+        );
+        assert!(plan.dropped.is_empty());
+    }
+
+    #[test]
+    fn unknown_and_transitively_dropped_dependencies() {
+        let plan = build(
+            vec![
+                action("x", &["ghost"], 1, 0),
+                action("y", &["x"], 1, 0),
+                action("ok", &[], 1, 0),
+            ],
+            10,
+        );
+        assert_eq!(ids(&plan.items), vec!["ok"]);
+        let reasons: BTreeMap<&str, &str> = plan
+            .dropped
+            .iter()
+            .map(|l| (l.action.id.as_str(), l.reason.as_str()))
+            .collect();
+        assert_eq!(reasons["x"], "depends on unknown action `ghost`");
+        assert_eq!(reasons["y"], "depends on `x`, which was dropped");
+    }
+
+    #[test]
+    fn cycles_are_dropped_with_the_cycle_spelled_out() {
+        let plan = build(
+            vec![
+                action("a", &["b"], 1, 0),
+                action("b", &["a"], 1, 0),
+                action("c", &["a"], 1, 0),
+                action("d", &[], 1, 0),
+            ],
+            10,
+        );
+        assert_eq!(ids(&plan.items), vec!["d"]);
+        let reasons: BTreeMap<&str, &str> = plan
+            .dropped
+            .iter()
+            .map(|l| (l.action.id.as_str(), l.reason.as_str()))
+            .collect();
+        assert_eq!(reasons["a"], "in a dependency cycle: a → b → a");
+        assert_eq!(reasons["b"], "in a dependency cycle: a → b → a");
+        assert_eq!(
+            reasons["c"],
+            "depends on `a`, which is in a dependency cycle"
+        );
+    }
+
+    #[test]
+    fn duplicates_merge_and_cap_defers_the_tail() {
+        let mut dup = action("a", &[], 4, 3);
+        dup.to = vec!["ops".into()];
+        let plan = build(
+            vec![
+                action("a", &[], 2, 5),
+                dup,
+                action("b", &["a"], 1, 0),
+                action("c", &[], 5, 0),
+            ],
+            2,
+        );
+        assert_eq!(ids(&plan.items), vec!["a", "b"]);
+        assert_eq!(plan.items[0].priority, 2);
+        assert_eq!(plan.items[0].rank, 3);
+        assert_eq!(plan.items[0].to, vec!["ops".to_owned()]);
+        assert_eq!(
+            ids(&plan
+                .deferred
+                .iter()
+                .map(|l| l.action.clone())
+                .collect::<Vec<_>>()),
+            vec!["c"]
+        );
+    }
+}
