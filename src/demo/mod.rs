@@ -37,15 +37,19 @@ pub const DIR_VAR: &str = "BI_AGENT_DEMO_DIR";
 pub const WAREHOUSE_FILE: &str = "warehouse.db";
 
 /// Why the demo could not run.
+///
+/// Messages are complete sentences for the person at the terminal, causes
+/// included; causes are not chained again as `source()` (see
+/// [`WarehouseError`]), except the agent's, which is passed through as is.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// The demo directory could not be created or resolved.
-    #[error("demo directory {}: {source}", path.display())]
+    #[error("demo directory {}: {error}", path.display())]
     Dir {
         /// The directory given.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The demo directory cannot be used in the config's URLs.
     #[error("demo directory {}: {reason}", path.display())]
@@ -65,25 +69,25 @@ pub enum DemoError {
         path: PathBuf,
     },
     /// A file is in the warehouse's place that cannot be read as one.
-    #[error("cannot read the existing warehouse: {source}; choose another --dir or remove it")]
+    #[error("cannot read the existing warehouse {error}; choose another --dir or remove it")]
     Unreadable {
         /// Why.
-        source: WarehouseError,
+        error: WarehouseError,
     },
     /// Generating the warehouse failed.
-    #[error("cannot generate the demo warehouse: {0}")]
-    Warehouse(#[from] WarehouseError),
+    #[error("cannot generate the demo warehouse {0}")]
+    Warehouse(WarehouseError),
     /// The demo's memory from earlier data could not be removed.
-    #[error("cannot remove the stale demo memory {}: {source}", path.display())]
+    #[error("cannot remove the stale demo memory {}: {error}", path.display())]
     StaleMemory {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The built-in configuration was rejected (a bug in `config/demo.toml`).
     #[error("the built-in demo config is invalid: {0}")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// The agent could not start or record a cycle.
     #[error(transparent)]
     Agent(#[from] AgentError),
@@ -110,7 +114,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
     let settings = settings_for(&dir)?;
     let path = dir.join(WAREHOUSE_FILE);
     let state = ensure_warehouse(&path, &settings.memory.path, yesterday(), args.fresh).await?;
-    print!("{}", print::intro(&dir, &path, &state, args.cycles));
+    print!(
+        "{}",
+        print::intro(&dir, &path, &state, args.cycles, settings.agent.interval)
+    );
 
     let sources = settings.sources.len();
     let agent = Agent::build(settings, true).await?;
@@ -149,11 +156,7 @@ pub fn settings_for(dir: &Path) -> Result<Settings, DemoError> {
             std::env::var(name).ok()
         }
     };
-    Ok(Settings::from_toml_str(
-        DEMO_CONFIG,
-        std::iter::empty(),
-        &lookup,
-    )?)
+    Settings::from_toml_str(DEMO_CONFIG, std::iter::empty(), &lookup).map_err(DemoError::Config)
 }
 
 /// The last complete UTC day: where fresh demo data ends.
@@ -165,20 +168,28 @@ pub fn yesterday() -> NaiveDate {
 /// Creates `dir` and returns its absolute form, so the URLs in the config
 /// and the printed commands work from any working directory.
 async fn prepare_dir(dir: &Path) -> Result<PathBuf, DemoError> {
-    let io = |source| DemoError::Dir {
+    let io = |error| DemoError::Dir {
         path: dir.to_owned(),
-        source,
+        error,
     };
+    // Checked before anything is created, and again on the resolved path.
+    check_url_safe(dir)?;
     tokio::fs::create_dir_all(dir).await.map_err(io)?;
     let dir = tokio::fs::canonicalize(dir).await.map_err(io)?;
-    // A sqlite:// URL percent-decodes its path and stops at `?` and `#`.
+    check_url_safe(&dir)?;
+    Ok(dir)
+}
+
+/// A sqlite:// URL percent-decodes its path and stops at `?` and `#`, so a
+/// directory holding one of those cannot be put into the config's URLs.
+fn check_url_safe(dir: &Path) -> Result<(), DemoError> {
     if dir.to_string_lossy().contains(['?', '#', '%']) {
         return Err(DemoError::UnusableDir {
-            path: dir,
+            path: dir.to_owned(),
             reason: "the path contains ?, # or %, which a sqlite:// URL would misread",
         });
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// Makes sure an up-to-date demo warehouse is at `path`: generated when
@@ -194,14 +205,14 @@ async fn ensure_warehouse(
 ) -> Result<WarehouseState, DemoError> {
     let exists = tokio::fs::try_exists(path)
         .await
-        .map_err(|source| DemoError::Dir {
+        .map_err(|error| DemoError::Dir {
             path: path.to_owned(),
-            source,
+            error,
         })?;
     let mut reason = if exists {
         let meta = warehouse::read_meta(path)
             .await
-            .map_err(|source| DemoError::Unreadable { source })?
+            .map_err(|error| DemoError::Unreadable { error })?
             .ok_or_else(|| DemoError::NotADemoWarehouse {
                 path: path.to_owned(),
             })?;
@@ -226,7 +237,9 @@ async fn ensure_warehouse(
     if forget_memory(memory).await? {
         reason.push_str(" The demo memory built from the old data was removed.");
     }
-    let summary = warehouse::generate(path, DEFAULT_SEED, anchor).await?;
+    let summary = warehouse::generate(path, DEFAULT_SEED, anchor)
+        .await
+        .map_err(DemoError::Warehouse)?;
     Ok(WarehouseState::Generated { summary, reason })
 }
 
@@ -240,7 +253,7 @@ async fn forget_memory(memory: &Path) -> Result<bool, DemoError> {
         match tokio::fs::remove_file(&file).await {
             Ok(()) => removed = true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(DemoError::StaleMemory { path: file, source }),
+            Err(error) => return Err(DemoError::StaleMemory { path: file, error }),
         }
     }
     Ok(removed)

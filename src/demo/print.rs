@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
 
@@ -36,7 +37,13 @@ pub enum WarehouseState {
 }
 
 /// The opening: what the demo is, the warehouse and where things live.
-pub fn intro(dir: &Path, warehouse: &Path, state: &WarehouseState, cycles: u32) -> String {
+pub fn intro(
+    dir: &Path,
+    warehouse: &Path,
+    state: &WarehouseState,
+    cycles: u32,
+    interval: Duration,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -89,8 +96,9 @@ pub fn intro(dir: &Path, warehouse: &Path, state: &WarehouseState, cycles: u32) 
     );
     let _ = writeln!(
         out,
-        "Running    {cycles} cycle{} back to back (the daemon runs one per interval)",
-        plural(cycles as usize)
+        "Running    {cycles} cycle{} now, one after another (the daemon runs one every {})",
+        plural(cycles as usize),
+        humantime::format_duration(interval)
     );
     out
 }

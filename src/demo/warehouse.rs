@@ -37,23 +37,27 @@ pub const GENERATOR_VERSION: &str = "1";
 const BATCH: usize = 500;
 
 /// Why the warehouse could not be written or read.
+///
+/// Each message is complete on its own (the driver's or the system's text
+/// included), so the causes are kept in fields named `error` and not chained
+/// again as `source()`: the command line prints the chain, and would repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
     /// A file operation failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// SQLite failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Sql {
         /// The database file.
         path: PathBuf,
         /// The driver's error.
-        source: sqlx::Error,
+        error: sqlx::Error,
     },
     /// `demo_meta` holds something this version cannot read.
     #[error("{}: demo_meta: {message}", path.display())]
@@ -124,21 +128,21 @@ pub async fn generate(
     remove_if_present(&sibling(&partial, "-journal")).await?;
     write(&partial, seed, &data)
         .await
-        .map_err(|source| WarehouseError::Sql {
+        .map_err(|error| WarehouseError::Sql {
             path: partial.clone(),
-            source,
+            error,
         })?;
     tokio::fs::rename(&partial, path)
         .await
-        .map_err(|source| WarehouseError::Io {
+        .map_err(|error| WarehouseError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
     let bytes = tokio::fs::metadata(path)
         .await
-        .map_err(|source| WarehouseError::Io {
+        .map_err(|error| WarehouseError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?
         .len();
 
@@ -160,9 +164,9 @@ pub async fn generate(
 /// Reads `demo_meta` of the warehouse at `path`: `Ok(None)` when the file is
 /// an SQLite database without that table (not a demo warehouse).
 pub async fn read_meta(path: &Path) -> Result<Option<DemoMeta>, WarehouseError> {
-    let sql_error = |source| WarehouseError::Sql {
+    let sql_error = |error| WarehouseError::Sql {
         path: path.to_owned(),
-        source,
+        error,
     };
     let options = SqliteConnectOptions::new().filename(path).read_only(true);
     let mut conn = SqliteConnection::connect_with(&options)
@@ -370,9 +374,9 @@ async fn remove_if_present(path: &Path) -> Result<(), WarehouseError> {
     match tokio::fs::remove_file(path).await {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(WarehouseError::Io {
+        Err(error) => Err(WarehouseError::Io {
             path: path.to_owned(),
-            source,
+            error,
         }),
     }
 }
