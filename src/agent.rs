@@ -15,10 +15,14 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::config::Settings;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::config::{ConfigIssue, Settings};
+use crate::execution;
 use crate::memory::{CycleStatus, CycleSummary, Memory, MemoryError};
 use crate::perception::{self, Observation, Source, SourceError};
-use crate::{execution, planning};
+use crate::planning::evaluate::{CycleInput, Planned};
+use crate::planning::rules::Rulebook;
 
 /// Why the agent could not be built or a cycle could not be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +30,9 @@ pub enum AgentError {
     /// The memory database failed.
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// The rules do not compile (the CLI reports these before building).
+    #[error("invalid rules:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Rules(Vec<ConfigIssue>),
     /// A source could not be built from its settings.
     #[error("source `{name}`: {source}")]
     Source {
@@ -51,8 +58,8 @@ pub struct CycleReport {
     pub overran: bool,
     /// One observation per source.
     pub observations: Vec<Observation>,
-    /// The plan it made.
-    pub plan: planning::Plan,
+    /// What planning decided: the plan, alert instances, source health.
+    pub planned: Planned,
     /// What happened to each planned action.
     pub outcomes: Vec<execution::Outcome>,
     /// New metric points written to history.
@@ -64,6 +71,7 @@ pub struct CycleReport {
 /// The agent: settings, memory and the built sources.
 pub struct Agent {
     settings: Arc<Settings>,
+    rulebook: Arc<Rulebook>,
     memory: Memory,
     sources: Vec<Arc<dyn Source>>,
     dry_run: bool,
@@ -73,18 +81,10 @@ impl Agent {
     /// Opens memory and builds every configured source. `force_dry_run`
     /// (from `--dry-run`) can only add dry-run, never remove it.
     pub async fn build(settings: Settings, force_dry_run: bool) -> Result<Self, AgentError> {
+        let sources = build_sources(&settings)?;
         let memory = Memory::open(&settings.memory.path, settings.memory.busy_timeout).await?;
-        let mut sources = Vec::with_capacity(settings.sources.len());
-        for (name, s) in &settings.sources {
-            let source =
-                perception::build_source(name, s).map_err(|source| AgentError::Source {
-                    name: name.clone(),
-                    source,
-                })?;
-            sources.push(source);
-        }
         let dry_run = settings.agent.dry_run || force_dry_run;
-        Ok(Self::from_parts(settings, memory, sources, dry_run))
+        Self::from_parts(settings, memory, sources, dry_run)
     }
 
     /// Assembles an agent from parts already built (tests inject their own sources).
@@ -93,13 +93,15 @@ impl Agent {
         memory: Memory,
         sources: Vec<Arc<dyn Source>>,
         dry_run: bool,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, AgentError> {
+        let rulebook = Rulebook::compile(&settings).map_err(AgentError::Rules)?;
+        Ok(Self {
             settings: Arc::new(settings),
+            rulebook: Arc::new(rulebook),
             memory,
             sources,
             dry_run,
-        }
+        })
     }
 
     /// The settings this agent runs with.
@@ -137,8 +139,7 @@ impl Agent {
             let mut errors = Vec::new();
 
             // Perceive.
-            let observations =
-                perception::gather(&self.sources, self.settings.agent.max_concurrent_sources).await;
+            let observations = perception::gather(&self.sources, self.settings.agent.max_concurrent_sources).await;
             for o in observations.iter().filter(|o| o.status.is_failure()) {
                 errors.push(format!(
                     "source {}: {}",
@@ -148,10 +149,10 @@ impl Agent {
             }
 
             // Plan.
-            let plan = planning::plan(&observations);
+            let planned = plan(&self.rulebook, &self.memory, &observations).await?;
 
             // Act.
-            let outcomes = execution::execute(&plan, self.dry_run).await;
+            let outcomes = execution::execute(&planned.plan, self.dry_run).await;
 
             // Remember.
             let points_written = match self
@@ -166,6 +167,7 @@ impl Agent {
                     0
                 }
             };
+            self.remember_decisions(&planned, &mut errors).await;
             self.prune().await;
 
             let duration = started.elapsed();
@@ -176,7 +178,7 @@ impl Agent {
                 duration,
                 overran: duration > self.settings.agent.interval,
                 observations,
-                plan,
+                planned,
                 outcomes,
                 points_written,
                 errors,
@@ -187,6 +189,23 @@ impl Agent {
         }
         .instrument(span)
         .await
+    }
+
+    /// Persists the new alert states and source health.
+    async fn remember_decisions(&self, planned: &Planned, errors: &mut Vec<String>) {
+        let instances: Vec<_> = planned
+            .instances
+            .iter()
+            .map(|u| (u.instance.clone(), u.evidence.clone()))
+            .collect();
+        if let Err(e) = self.memory.save_instances(&instances).await {
+            error!(error = %e, "Could not record alert states");
+            errors.push(format!("memory: {e}"));
+        }
+        if let Err(e) = self.memory.save_source_health(&planned.health, Utc::now()).await {
+            error!(error = %e, "Could not record source health");
+            errors.push(format!("memory: {e}"));
+        }
     }
 
     /// Records that cycle `id` failed without finishing (a panic or memory error).
@@ -210,8 +229,7 @@ impl Agent {
 
     /// The oldest time memory keeps (`memory.retention` ago).
     fn retention_cutoff(&self) -> DateTime<Utc> {
-        let retention = chrono::Duration::from_std(self.settings.memory.retention)
-            .unwrap_or(chrono::Duration::MAX);
+        let retention = chrono::Duration::from_std(self.settings.memory.retention).unwrap_or(chrono::Duration::MAX);
         Utc::now()
             .checked_sub_signed(retention)
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
@@ -233,6 +251,78 @@ impl Agent {
     }
 }
 
+/// Builds every configured source, in name order.
+fn build_sources(settings: &Settings) -> Result<Vec<Arc<dyn Source>>, AgentError> {
+    settings
+        .sources
+        .iter()
+        .map(|(name, s)| {
+            perception::build_source(name, s).map_err(|source| AgentError::Source {
+                name: name.clone(),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// Plans from this cycle's observations and what memory remembers; reads
+/// memory, never writes it.
+async fn plan(rulebook: &Rulebook, memory: &Memory, observations: &[Observation]) -> Result<Planned, AgentError> {
+    let now = Utc::now();
+    let instances = memory.load_instances().await?;
+    let health = memory.load_source_health().await?;
+    let mut history = HashMap::new();
+    for request in rulebook.history_requests(observations) {
+        let points = memory
+            .series_points_between(&request.key, request.from, request.to)
+            .await?;
+        history.insert(request.key, points);
+    }
+    let planned = rulebook.evaluate(&CycleInput {
+        now,
+        observations,
+        instances: &instances,
+        health: &health,
+        history: &history,
+    });
+    for item in &planned.plan.items {
+        info!(action = %item.id, kind = item.kind.as_str(), origin = %item.origin, reason = %item.reason, "Planned action");
+    }
+    for left in planned.plan.dropped.iter().chain(&planned.plan.deferred) {
+        warn!(action = %left.action.id, reason = %left.reason, "Action left out of the plan");
+    }
+    Ok(planned)
+}
+
+/// Perceives and plans once without writing anything: `bi-agent plan`.
+///
+/// Memory is opened read-only when it exists (a fresh agent plans from empty
+/// history and no alert states), so this is safe beside a running daemon.
+pub async fn preview(settings: &Settings) -> Result<(Vec<Observation>, Planned), AgentError> {
+    let rulebook = Rulebook::compile(settings).map_err(AgentError::Rules)?;
+    let sources = build_sources(settings)?;
+    let observations = perception::gather(&sources, settings.agent.max_concurrent_sources).await;
+    let planned = match Memory::open_read_only(&settings.memory.path, settings.memory.busy_timeout).await {
+        Ok(memory) => {
+            let planned = plan(&rulebook, &memory, &observations).await;
+            memory.close().await;
+            planned?
+        }
+        Err(MemoryError::Missing { .. }) => {
+            let empty = HashMap::new();
+            rulebook.evaluate(&CycleInput {
+                now: Utc::now(),
+                observations: &observations,
+                instances: &[],
+                health: &BTreeMap::new(),
+                history: &empty,
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok((observations, planned))
+}
+
 fn status_of(observations: &[Observation], errors: &[String]) -> CycleStatus {
     if errors.is_empty() && !observations.iter().any(|o| o.status.is_failure()) {
         CycleStatus::Ok
@@ -242,11 +332,7 @@ fn status_of(observations: &[Observation], errors: &[String]) -> CycleStatus {
 }
 
 fn summary(r: &CycleReport) -> CycleSummary {
-    let failed = r
-        .observations
-        .iter()
-        .filter(|o| o.status.is_failure())
-        .count();
+    let failed = r.observations.iter().filter(|o| o.status.is_failure()).count();
     CycleSummary {
         id: r.id,
         finished_at: Utc::now(),
@@ -270,7 +356,8 @@ fn log_summary(r: &CycleReport) {
         sources_failed = s.sources_failed,
         rows = s.rows,
         points = s.points,
-        actions = r.plan.items.len(),
+        actions = r.planned.plan.items.len(),
+        firing = r.planned.firing().count(),
         "Cycle completed"
     );
 }

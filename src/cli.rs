@@ -74,10 +74,7 @@ pub enum Command {
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -96,11 +93,7 @@ pub fn main(cli: Cli) -> ExitCode {
 
 async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run {
-            config,
-            dry_run,
-            once,
-        } => {
+        Command::Run { config, dry_run, once } => {
             let Some(settings) = load_config(&config.path) else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };

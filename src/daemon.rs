@@ -28,12 +28,7 @@ use crate::memory::CycleStatus;
 /// The first cycle starts at once. A cycle that takes longer than the
 /// interval makes the next start right after it ends; the schedule then
 /// continues from there (no burst of catch-up cycles).
-pub async fn schedule<F, Fut>(
-    interval: Duration,
-    shutdown: CancellationToken,
-    once: bool,
-    mut cycle: F,
-) -> u64
+pub async fn schedule<F, Fut>(interval: Duration, shutdown: CancellationToken, once: bool, mut cycle: F) -> u64
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
@@ -66,18 +61,11 @@ pub struct RunSummary {
 }
 
 /// Runs the agent until `shutdown` (or for one cycle with `once`).
-pub async fn run(
-    agent: Arc<Agent>,
-    shutdown: CancellationToken,
-    once: bool,
-) -> Result<RunSummary, AgentError> {
+pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken, once: bool) -> Result<RunSummary, AgentError> {
     let settings = agent.settings();
     let interval = settings.agent.interval;
     let grace = settings.agent.shutdown_grace;
-    let interrupted = agent
-        .memory()
-        .interrupt_unfinished_cycles(chrono::Utc::now())
-        .await?;
+    let interrupted = agent.memory().interrupt_unfinished_cycles(chrono::Utc::now()).await?;
     if interrupted > 0 {
         warn!(
             cycles = interrupted,
@@ -204,17 +192,12 @@ mod tests {
         let count = Arc::new(AtomicU64::new(0));
         let shutdown = CancellationToken::new();
         let c = Arc::clone(&count);
-        let task = tokio::spawn(schedule(
-            Duration::from_secs(300),
-            shutdown.clone(),
-            false,
-            move || {
-                let c = Arc::clone(&c);
-                async move {
-                    c.fetch_add(1, Ordering::SeqCst);
-                }
-            },
-        ));
+        let task = tokio::spawn(schedule(Duration::from_secs(300), shutdown.clone(), false, move || {
+            let c = Arc::clone(&c);
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
         // The first cycle runs at once, then one per interval.
         tokio::time::sleep(Duration::from_secs(300 * 5 - 1)).await;
         assert_eq!(count.load(Ordering::SeqCst), 5);
@@ -231,26 +214,21 @@ mod tests {
         let shutdown = CancellationToken::new();
         let origin = Instant::now();
         let (s, r) = (Arc::clone(&starts), Arc::clone(&running));
-        let task = tokio::spawn(schedule(
-            Duration::from_secs(10),
-            shutdown.clone(),
-            false,
-            move || {
-                let (s, r) = (Arc::clone(&s), Arc::clone(&r));
-                async move {
-                    assert_eq!(r.fetch_add(1, Ordering::SeqCst), 0, "cycles overlapped");
-                    let n = {
-                        let mut s = s.lock().unwrap();
-                        s.push(origin.elapsed().as_secs());
-                        s.len()
-                    };
-                    // The second cycle takes 25 s: more than two intervals.
-                    let took = if n == 2 { 25 } else { 1 };
-                    tokio::time::sleep(Duration::from_secs(took)).await;
-                    r.fetch_sub(1, Ordering::SeqCst);
-                }
-            },
-        ));
+        let task = tokio::spawn(schedule(Duration::from_secs(10), shutdown.clone(), false, move || {
+            let (s, r) = (Arc::clone(&s), Arc::clone(&r));
+            async move {
+                assert_eq!(r.fetch_add(1, Ordering::SeqCst), 0, "cycles overlapped");
+                let n = {
+                    let mut s = s.lock().unwrap();
+                    s.push(origin.elapsed().as_secs());
+                    s.len()
+                };
+                // The second cycle takes 25 s: more than two intervals.
+                let took = if n == 2 { 25 } else { 1 };
+                tokio::time::sleep(Duration::from_secs(took)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+            }
+        }));
         tokio::time::sleep(Duration::from_secs(60)).await;
         shutdown.cancel();
         task.await.unwrap();
@@ -262,12 +240,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_ends_the_sleep_at_once() {
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(schedule(
-            Duration::from_secs(3600),
-            shutdown.clone(),
-            false,
-            || async {},
-        ));
+        let task = tokio::spawn(schedule(Duration::from_secs(3600), shutdown.clone(), false, || async {}));
         tokio::time::sleep(Duration::from_secs(1)).await;
         let before = Instant::now();
         shutdown.cancel();
@@ -277,13 +250,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn once_runs_exactly_one_cycle() {
-        let n = schedule(
-            Duration::from_secs(60),
-            CancellationToken::new(),
-            true,
-            || async {},
-        )
-        .await;
+        let n = schedule(Duration::from_secs(60), CancellationToken::new(), true, || async {}).await;
         assert_eq!(n, 1);
     }
 }

@@ -65,16 +65,9 @@ async fn series_source_backfills_history_exactly_once() {
     assert_eq!(first.points_written, 180);
 
     let second = agent.cycle().await.unwrap();
-    assert_eq!(
-        second.points_written, 0,
-        "re-reading the same points adds nothing"
-    );
+    assert_eq!(second.points_written, 0, "re-reading the same points adds nothing");
 
-    let counts = agent
-        .memory()
-        .point_counts("daily", "revenue")
-        .await
-        .unwrap();
+    let counts = agent.memory().point_counts("daily", "revenue").await.unwrap();
     assert_eq!(counts.len(), 2);
     assert!(counts.iter().all(|(_, n)| *n == 90), "{counts:?}");
     let east = agent
@@ -108,10 +101,7 @@ async fn backfill_older_than_retention_is_not_recorded() {
     // The last 29 complete days per region lie inside a 30-day retention.
     assert_eq!(first.points_written, 58);
     let second = agent.cycle().await.unwrap();
-    assert_eq!(
-        second.points_written, 0,
-        "nothing is pruned and re-read each cycle"
-    );
+    assert_eq!(second.points_written, 0, "nothing is pruned and re-read each cycle");
 }
 
 struct Panicking;
@@ -170,23 +160,17 @@ impl Source for Counting {
 async fn panicking_source_degrades_only_itself_and_the_daemon_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let s = settings(dir.path(), "");
-    let memory = Memory::open(&s.memory.path, s.memory.busy_timeout)
-        .await
-        .unwrap();
+    let memory = Memory::open(&s.memory.path, s.memory.busy_timeout).await.unwrap();
     let steady = Arc::new(Counting {
         calls: AtomicU32::new(0),
         notify_at: 3,
         reached: tokio::sync::Notify::new(),
     });
     let sources: Vec<Arc<dyn Source>> = vec![Arc::new(Panicking), steady.clone()];
-    let agent = Arc::new(Agent::from_parts(s, memory, sources, true));
+    let agent = Arc::new(Agent::from_parts(s, memory, sources, true).unwrap());
 
     let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(bi_agent::daemon::run(
-        Arc::clone(&agent),
-        shutdown.clone(),
-        false,
-    ));
+    let daemon = tokio::spawn(bi_agent::daemon::run(Arc::clone(&agent), shutdown.clone(), false));
     tokio::time::timeout(Duration::from_secs(30), steady.reached.notified())
         .await
         .expect("three cycles ran");
@@ -207,9 +191,7 @@ async fn panicking_source_degrades_only_itself_and_the_daemon_goes_on() {
         assert_eq!(c.status, CycleStatus::Degraded);
         assert_eq!((c.sources_ok, c.sources_failed), (1, 1));
         assert!(
-            c.errors
-                .iter()
-                .any(|e| e.contains("source panicked: adapter bug")),
+            c.errors.iter().any(|e| e.contains("source panicked: adapter bug")),
             "{:?}",
             c.errors
         );
@@ -234,9 +216,7 @@ async fn unreachable_database_is_a_failing_observation_not_a_crash() {
         dir.path(),
         "[sources.pg]\nkind = \"sql\"\nurl = \"postgres://bi:s3cret@127.0.0.1:1/shop\"\nsql = \"SELECT 1 AS one\"\ntimeout = \"3s\"\n",
     );
-    let agent = Agent::build(s, true)
-        .await
-        .expect("building never connects");
+    let agent = Agent::build(s, true).await.expect("building never connects");
     let report = agent.cycle().await.unwrap();
     assert_eq!(report.status, CycleStatus::Degraded);
     let obs = &report.observations[0];
@@ -285,12 +265,5 @@ async fn retention_prunes_old_observations_and_points() {
     assert_eq!(counts[0].1, 2);
     assert_eq!(memory.recent_observations(10).await.unwrap().len(), 2);
     // A second pass finds nothing more.
-    assert_eq!(
-        memory
-            .prune_before(now - Days::days(90))
-            .await
-            .unwrap()
-            .points,
-        0
-    );
+    assert_eq!(memory.prune_before(now - Days::days(90)).await.unwrap().points, 0);
 }

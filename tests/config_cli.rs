@@ -30,9 +30,7 @@ fn valid_config_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(
         dir.path(),
-        &format!(
-            "{BASE}[sources.sales]\nkind = \"sql\"\nurl = \"sqlite://x.db\"\nsql = \"SELECT 1 AS one\"\n"
-        ),
+        &format!("{BASE}[sources.sales]\nkind = \"sql\"\nurl = \"sqlite://x.db\"\nsql = \"SELECT 1 AS one\"\n"),
     );
     let out = check(&path, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -60,9 +58,7 @@ fn bad_url_scheme_exits_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(
         dir.path(),
-        &format!(
-            "{BASE}[sources.sales]\nkind = \"sql\"\nurl = \"mssql://u:pw@h/db\"\nsql = \"SELECT 1\"\n"
-        ),
+        &format!("{BASE}[sources.sales]\nkind = \"sql\"\nurl = \"mssql://u:pw@h/db\"\nsql = \"SELECT 1\"\n"),
     );
     let out = check(&path, &[]);
     assert_eq!(out.status.code(), Some(2));
@@ -106,10 +102,7 @@ fn set_variable_is_used_and_never_printed() {
     let out = check(&path, &[("BI_AGENT_TEST_TOKEN", "very-secret-value")]);
     assert_eq!(out.status.code(), Some(2));
     let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
-    assert!(
-        all.contains("sources.web.confidence: 7 is outside 0.0–1.0"),
-        "{all}"
-    );
+    assert!(all.contains("sources.web.confidence: 7 is outside 0.0–1.0"), "{all}");
     assert!(!all.contains("very-secret-value"), "{all}");
 }
 
@@ -193,19 +186,9 @@ fn shipped_example_configs_are_valid() {
                     ("WAREHOUSE_URL", "postgres://bi:pw@127.0.0.1/shop"),
                 ],
             );
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{}: {}",
-                path.display(),
-                stderr(&out)
-            );
+            assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), stderr(&out));
             checked += 1;
         }
     }
-    assert!(
-        checked >= 1,
-        "no example configs found in {}",
-        root.display()
-    );
+    assert!(checked >= 1, "no example configs found in {}", root.display());
 }

@@ -49,11 +49,7 @@ fn wait_for_log(child: &mut Child, message: &str) -> Vec<String> {
         );
         let found = serde_json::from_str::<serde_json::Value>(&line)
             .ok()
-            .and_then(|v| {
-                v.get("message")
-                    .and_then(|m| m.as_str())
-                    .map(|m| m == message)
-            })
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(|m| m == message))
             .unwrap_or(false);
         seen.push(line);
         if found {
@@ -135,10 +131,7 @@ async fn sigint_also_stops_the_daemon_cleanly() {
     let mut child = spawn(&cfg, &[]);
     wait_for_log(&mut child, "Cycle completed");
     signal(&child, "INT");
-    assert_eq!(
-        wait_exit(&mut child, Duration::from_secs(10)).code(),
-        Some(0)
-    );
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)).code(), Some(0));
 }
 
 #[tokio::test]
@@ -147,10 +140,7 @@ async fn restart_continues_cycle_numbering() {
     let cfg = config(dir.path(), "5m", "");
     for _ in 0..3 {
         let mut child = spawn(&cfg, &["--once"]);
-        assert_eq!(
-            wait_exit(&mut child, Duration::from_secs(30)).code(),
-            Some(0)
-        );
+        assert_eq!(wait_exit(&mut child, Duration::from_secs(30)).code(), Some(0));
     }
     let ids: Vec<i64> = cycles(dir.path()).await.iter().map(|c| c.id).collect();
     assert_eq!(ids, vec![1, 2, 3]);
@@ -162,9 +152,7 @@ async fn killed_mid_cycle_is_marked_interrupted_on_restart() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let sources = format!(
-        "[sources.stuck]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\ntimeout = \"1h\"\n"
-    );
+    let sources = format!("[sources.stuck]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\ntimeout = \"1h\"\n");
     let cfg = config(dir.path(), "5m", &sources);
     let mut child = spawn(&cfg, &[]);
     wait_for_log(&mut child, "Daemon started");
@@ -176,18 +164,12 @@ async fn killed_mid_cycle_is_marked_interrupted_on_restart() {
     // Restart with a source that answers at once (the same port now refuses).
     drop(listener);
     let mut child = spawn(&cfg, &["--once"]);
-    assert_eq!(
-        wait_exit(&mut child, Duration::from_secs(30)).code(),
-        Some(0)
-    );
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30)).code(), Some(0));
     let cycles = cycles(dir.path()).await;
     assert_eq!(cycles.len(), 2);
     assert_eq!(cycles[0].status, CycleStatus::Interrupted);
     assert!(
-        cycles[0]
-            .errors
-            .iter()
-            .any(|e| e.contains("process stopped")),
+        cycles[0].errors.iter().any(|e| e.contains("process stopped")),
         "{:?}",
         cycles[0].errors
     );

@@ -23,19 +23,14 @@ fn anchor() -> NaiveDate {
 
 /// The `sql` of every source in config/demo.toml, read with the toml crate.
 fn config_sql() -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"))
-        .expect("config/demo.toml");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml")).expect("config/demo.toml");
     let config: toml::Table = toml::from_str(&text).expect("valid TOML");
     config["sources"]
         .as_table()
         .expect("[sources]")
         .iter()
-        .map(|(name, source)| {
-            (
-                name.clone(),
-                source["sql"].as_str().expect("sql").to_owned(),
-            )
-        })
+        .map(|(name, source)| (name.clone(), source["sql"].as_str().expect("sql").to_owned()))
         .collect()
 }
 
@@ -116,9 +111,7 @@ async fn sources(anchor: NaiveDate, seed: u64) -> BTreeMap<String, Vec<Row_>> {
 }
 
 fn by_region(rows: &[Row_]) -> BTreeMap<String, &Row_> {
-    rows.iter()
-        .map(|r| (r.text("region").to_owned(), r))
-        .collect()
+    rows.iter().map(|r| (r.text("region").to_owned(), r)).collect()
 }
 
 #[tokio::test]
@@ -204,10 +197,7 @@ async fn support_and_web_show_the_incident_too() {
             assert!(bounce > bounce_prev + 0.08, "{region} bounce");
             assert!(web[region].num("conversion_rate") < web[region].num("conversion_rate_prev"));
         } else {
-            assert!(
-                tickets < 1.6 * prev.max(5.0),
-                "{region} tickets {tickets} vs {prev}"
-            );
+            assert!(tickets < 1.6 * prev.max(5.0), "{region} tickets {tickets} vs {prev}");
             assert!((bounce - bounce_prev).abs() < 0.03, "{region} bounce");
         }
     }
@@ -222,11 +212,7 @@ async fn daily_revenue_is_90_days_by_4_regions_ending_on_the_anchor() {
     assert_eq!(days.len(), 90);
     assert_eq!(days.last().copied(), Some("2026-03-15"));
     assert_eq!(days.first().copied(), Some("2025-12-16"));
-    assert!(
-        daily
-            .iter()
-            .all(|r| r.num("revenue") > 0.0 && r.num("orders") > 0.0)
-    );
+    assert!(daily.iter().all(|r| r.num("revenue") > 0.0 && r.num("orders") > 0.0));
 }
 
 #[tokio::test]
@@ -246,16 +232,9 @@ async fn the_incident_holds_for_other_anchor_dates_and_seeds() {
             } else {
                 -0.05..=0.05
             };
-            assert!(
-                range.contains(&growth),
-                "{anchor} seed {seed} {region}: {growth}"
-            );
+            assert!(range.contains(&growth), "{anchor} seed {seed} {region}: {growth}");
         }
-        assert_eq!(
-            results["category_mix"][0].text("category"),
-            "electronics",
-            "{anchor}"
-        );
+        assert_eq!(results["category_mix"][0].text("category"), "electronics", "{anchor}");
     }
 }
 
@@ -271,11 +250,10 @@ async fn same_seed_and_anchor_give_the_same_warehouse() {
             .unwrap();
         let mut counts = Vec::new();
         for table in ["customers", "orders", "support_tickets", "web_sessions"] {
-            let n: i64 =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap();
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
             counts.push(n);
         }
         let last: String = sqlx::query_scalar("SELECT max(order_date) FROM orders")
@@ -298,11 +276,7 @@ async fn same_seed_and_anchor_give_the_same_warehouse() {
     assert_ne!(revenue_a, revenue_c, "another seed, other data");
     assert_eq!(last_a, anchor());
     assert_eq!(last_b, anchor());
-    assert!(
-        (50_000..=100_000).contains(&counts_a[1]),
-        "orders: {}",
-        counts_a[1]
-    );
+    assert!((50_000..=100_000).contains(&counts_a[1]), "orders: {}", counts_a[1]);
     assert_eq!(summary.orders as i64, counts_a[1]);
 }
 
@@ -316,15 +290,11 @@ async fn meta_records_seed_anchor_and_version() {
     assert_eq!(meta.generator_version, warehouse::GENERATOR_VERSION);
 
     let mut conn = open(&summary.path).await;
-    let (first, last): (String, String) =
-        sqlx::query_as("SELECT min(order_date), max(order_date) FROM orders")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-    assert_eq!(
-        (first.as_str(), last.as_str()),
-        ("2025-11-16", "2026-03-15")
-    );
+    let (first, last): (String, String) = sqlx::query_as("SELECT min(order_date), max(order_date) FROM orders")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((first.as_str(), last.as_str()), ("2025-11-16", "2026-03-15"));
     let uncents: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM orders WHERE abs(revenue * 100 - round(revenue * 100)) > 1e-6 OR revenue <= 0",
     )
@@ -339,37 +309,26 @@ async fn meta_records_seed_anchor_and_version() {
     .await
     .unwrap();
     assert_eq!(mismatched, 0, "order_date is the UTC day of ordered_at");
-    let index: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'orders_date_region'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let index: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'orders_date_region'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(index, 1);
 
     // A file that is SQLite but not ours is reported as such.
     let other = dir.path().join("other.db");
-    let options = SqliteConnectOptions::new()
-        .filename(&other)
-        .create_if_missing(true);
+    let options = SqliteConnectOptions::new().filename(&other).create_if_missing(true);
     let mut c = SqliteConnection::connect_with(&options).await.unwrap();
-    sqlx::raw_sql("CREATE TABLE t (x)")
-        .execute(&mut c)
-        .await
-        .unwrap();
+    sqlx::raw_sql("CREATE TABLE t (x)").execute(&mut c).await.unwrap();
     c.close().await.unwrap();
     assert!(warehouse::read_meta(&other).await.unwrap().is_none());
 }
 
 #[test]
 fn settings_accept_the_built_in_config_with_the_dir_substituted() {
-    let file =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml")).unwrap();
-    assert_eq!(
-        file,
-        demo::DEMO_CONFIG,
-        "the binary embeds config/demo.toml"
-    );
+    let file = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml")).unwrap();
+    assert_eq!(file, demo::DEMO_CONFIG, "the binary embeds config/demo.toml");
 
     let dir = Path::new("/srv/demo data");
     let settings = demo::settings_for(dir).unwrap();
@@ -377,11 +336,7 @@ fn settings_accept_the_built_in_config_with_the_dir_substituted() {
     assert!(settings.agent.dry_run);
     assert_eq!(settings.memory.path, Path::new("/srv/demo data/memory.db"));
     assert_eq!(
-        settings
-            .sources
-            .keys()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
+        settings.sources.keys().map(String::as_str).collect::<Vec<_>>(),
         ["category_mix", "daily_revenue", "sales", "support", "web"]
     );
     for (name, source) in &settings.sources {
@@ -398,93 +353,20 @@ fn settings_accept_the_built_in_config_with_the_dir_substituted() {
 
     // The same through the public loader, as `bi-agent run -c config/demo.toml` does.
     let lookup = |name: &str| (name == demo::DIR_VAR).then(|| "/srv/demo".to_owned());
-    let settings =
-        bi_agent::config::Settings::from_toml_str(demo::DEMO_CONFIG, std::iter::empty(), &lookup)
-            .unwrap();
+    let settings = bi_agent::config::Settings::from_toml_str(demo::DEMO_CONFIG, std::iter::empty(), &lookup).unwrap();
     assert_eq!(settings.memory.path, Path::new("/srv/demo/memory.db"));
-}
-
-/// A stand-in for the SQL adapter (written separately): runs a source's query
-/// with sqlx and maps text columns to labels, numbers to values and the time
-/// column to the row's time, as the adapter's contract says.
-struct StandInSqlSource {
-    name: String,
-    path: std::path::PathBuf,
-    sql: String,
-    time: Option<String>,
-}
-
-impl bi_agent::perception::Source for StandInSqlSource {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn confidence(&self) -> f64 {
-        0.95
-    }
-    fn timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(10)
-    }
-    fn fetch(
-        &self,
-    ) -> futures_util::future::BoxFuture<
-        '_,
-        Result<bi_agent::perception::Fetched, bi_agent::perception::SourceError>,
-    > {
-        Box::pin(async move {
-            let mut conn = open(&self.path).await;
-            let rows = run_sql(&mut conn, &self.sql)
-                .await
-                .into_iter()
-                .map(|mut r| {
-                    let at = self.time.as_ref().and_then(|t| {
-                        let text = r.text.remove(t)?;
-                        bi_agent::perception::decode::parse_time_text(&text)
-                    });
-                    bi_agent::perception::Row {
-                        labels: r.text,
-                        values: r.num,
-                        at,
-                    }
-                })
-                .collect();
-            Ok(bi_agent::perception::Fetched {
-                rows,
-                truncated: false,
-            })
-        })
-    }
 }
 
 #[tokio::test]
 async fn a_demo_cycle_shows_what_it_perceived() {
     use bi_agent::agent::Agent;
-    use bi_agent::memory::Memory;
-    use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();
     // Data ending yesterday, as the demo makes it: the history it backfills is
     // then inside the memory's retention.
-    let summary = generate(dir.path(), SEED, demo::yesterday()).await;
+    generate(dir.path(), SEED, demo::yesterday()).await;
     let settings = demo::settings_for(dir.path()).unwrap();
-    let memory = Memory::open(&settings.memory.path, settings.memory.busy_timeout)
-        .await
-        .unwrap();
-    let sources: Vec<Arc<dyn bi_agent::perception::Source>> = settings
-        .sources
-        .iter()
-        .map(|(name, s)| {
-            let SourceSettings::Sql(sql) = s else {
-                panic!("{name}: not SQL")
-            };
-            Arc::new(StandInSqlSource {
-                name: name.clone(),
-                path: summary.path.clone(),
-                sql: sql.sql.clone(),
-                time: sql.time.clone(),
-            }) as Arc<dyn bi_agent::perception::Source>
-        })
-        .collect();
-    let agent = Agent::from_parts(settings, memory, sources, true);
+    let agent = Agent::build(settings, true).await.unwrap();
 
     let first = agent.cycle().await.unwrap();
     let text = demo::print::cycle(&first, 1, 2);
@@ -492,10 +374,7 @@ async fn a_demo_cycle_shows_what_it_perceived() {
     assert!(first.errors.is_empty(), "{:?}", first.errors);
     assert!(text.contains("Northeast") && text.contains("electronics"));
     assert!(text.contains("(+356 earlier, into history)"), "{text}");
-    assert!(
-        text.contains("… and 12 more"),
-        "category_mix is cut at 12 rows"
-    );
+    assert!(text.contains("… and 12 more"), "category_mix is cut at 12 rows");
     // 90 days x 4 regions x 2 values of backfill, plus every current value.
     assert!(first.points_written >= 720, "{}", first.points_written);
 

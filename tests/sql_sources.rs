@@ -31,8 +31,7 @@ pub fn sql_source(url: &str, sql: &str, extra: &str) -> Arc<dyn Source> {
     );
     let settings = Settings::from_toml_str(&text, Vec::new(), &|_| None)
         .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{text}"));
-    build_source("s", &settings.sources["s"])
-        .unwrap_or_else(|e| panic!("source does not build: {e}"))
+    build_source("s", &settings.sources["s"]).unwrap_or_else(|e| panic!("source does not build: {e}"))
 }
 
 /// Observes a freshly built source once.

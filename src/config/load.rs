@@ -35,8 +35,7 @@ pub fn read_file(path: &Path) -> Result<Table, ConfigError> {
 
 /// Parses TOML text; the error text carries line and column.
 pub fn parse_text(text: &str) -> Result<Table, String> {
-    text.parse::<Table>()
-        .map_err(|e| e.to_string().trim_end().to_owned())
+    text.parse::<Table>().map_err(|e| e.to_string().trim_end().to_owned())
 }
 
 /// Applies `BI_AGENT__A__B=value` overrides from `vars` onto `table` (as `a.b`).
@@ -48,10 +47,7 @@ pub fn apply_env_overrides(
 ) -> Result<(), Vec<ConfigIssue>> {
     let mut issues = Vec::new();
     // Sorted, so overrides apply in a stable order whatever the environment's order.
-    let overrides: BTreeMap<String, String> = vars
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-        .collect();
+    let overrides: BTreeMap<String, String> = vars.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
     for (var, raw) in overrides {
         let path: Vec<String> = var[ENV_PREFIX.len()..]
             .split("__")
@@ -65,17 +61,10 @@ pub fn apply_env_overrides(
             continue;
         }
         if let Err(message) = set_path(table, &path, env_value(&raw)) {
-            issues.push(ConfigIssue::new(
-                path.join("."),
-                format!("from {var}: {message}"),
-            ));
+            issues.push(ConfigIssue::new(path.join("."), format!("from {var}: {message}")));
         }
     }
-    if issues.is_empty() {
-        Ok(())
-    } else {
-        Err(issues)
-    }
+    if issues.is_empty() { Ok(()) } else { Err(issues) }
 }
 
 /// Reads an override as TOML (`5`, `true`, `"x"`, `[1, 2]`, `{a = 1}`), else as a string.
@@ -91,9 +80,7 @@ fn set_path(table: &mut Table, path: &[String], value: Value) -> Result<(), Stri
     let (last, parents) = path.split_last().ok_or("empty key")?;
     let mut current = table;
     for (i, key) in parents.iter().enumerate() {
-        let entry = current
-            .entry(key.clone())
-            .or_insert_with(|| Value::Table(Table::new()));
+        let entry = current.entry(key.clone()).or_insert_with(|| Value::Table(Table::new()));
         current = match entry {
             Value::Table(t) => t,
             _ => return Err(format!("`{}` is not a table", path[..=i].join("."))),
@@ -106,10 +93,7 @@ fn set_path(table: &mut Table, path: &[String], value: Value) -> Result<(), Stri
 /// Replaces `${VAR}` in every string of `table` with the variable's value from
 /// `lookup`; `$${` stands for a literal `${`. Each unset or malformed reference
 /// is an issue naming its key and variable (never the value).
-pub fn substitute_vars(
-    table: &mut Table,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Vec<ConfigIssue> {
+pub fn substitute_vars(table: &mut Table, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<ConfigIssue> {
     let mut issues = Vec::new();
     for (key, value) in table.iter_mut() {
         substitute_value(key, value, lookup, &mut issues);
@@ -162,8 +146,7 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
                     "invalid variable reference `${{{name}}}` (expected `${{VAR}}` with letters, digits and _)"
                 ));
             }
-            let value = lookup(name)
-                .ok_or_else(|| format!("environment variable \"{name}\" is not set"))?;
+            let value = lookup(name).ok_or_else(|| format!("environment variable \"{name}\" is not set"))?;
             out.push_str(&value);
             rest = &tail[end + 1..];
         } else {
@@ -180,20 +163,14 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         move |k| map.get(k).cloned()
     }
 
     #[test]
     fn expands_references_and_escapes() {
         let lookup = env(&[("TOKEN", "s3cr\"et")]);
-        assert_eq!(
-            expand("Bearer ${TOKEN}", &lookup).unwrap(),
-            "Bearer s3cr\"et"
-        );
+        assert_eq!(expand("Bearer ${TOKEN}", &lookup).unwrap(), "Bearer s3cr\"et");
         assert_eq!(
             expand("cost $5 and $${literal}", &lookup).unwrap(),
             "cost $5 and ${literal}"
@@ -202,16 +179,8 @@ mod tests {
             expand("${MISSING}", &lookup).unwrap_err(),
             "environment variable \"MISSING\" is not set"
         );
-        assert!(
-            expand("${TOKEN", &lookup)
-                .unwrap_err()
-                .contains("unterminated")
-        );
-        assert!(
-            expand("${a-b}", &lookup)
-                .unwrap_err()
-                .contains("invalid variable")
-        );
+        assert!(expand("${TOKEN", &lookup).unwrap_err().contains("unterminated"));
+        assert!(expand("${a-b}", &lookup).unwrap_err().contains("invalid variable"));
     }
 
     #[test]
@@ -220,10 +189,7 @@ mod tests {
         let issues = substitute_vars(&mut t, &env(&[]));
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].key, "sources.sales.url");
-        assert_eq!(
-            issues[0].message,
-            "environment variable \"PG_PASS\" is not set"
-        );
+        assert_eq!(issues[0].message, "environment variable \"PG_PASS\" is not set");
     }
 
     #[test]
@@ -234,10 +200,7 @@ mod tests {
             [
                 ("BI_AGENT__AGENT__DRY_RUN".to_owned(), "true".to_owned()),
                 ("BI_AGENT__AGENT__INTERVAL".to_owned(), "30s".to_owned()),
-                (
-                    "BI_AGENT__SOURCES__WEB__MAX_ROWS".to_owned(),
-                    "5".to_owned(),
-                ),
+                ("BI_AGENT__SOURCES__WEB__MAX_ROWS".to_owned(), "5".to_owned()),
                 ("BI_AGENT_CONFIG".to_owned(), "/etc/x.toml".to_owned()),
                 ("UNRELATED".to_owned(), "1".to_owned()),
             ],
@@ -252,11 +215,8 @@ mod tests {
     #[test]
     fn override_into_a_scalar_is_an_issue() {
         let mut t = parse_text("[agent]\nname = \"a\"").unwrap();
-        let issues = apply_env_overrides(
-            &mut t,
-            [("BI_AGENT__AGENT__NAME__X".to_owned(), "1".to_owned())],
-        )
-        .unwrap_err();
+        let issues =
+            apply_env_overrides(&mut t, [("BI_AGENT__AGENT__NAME__X".to_owned(), "1".to_owned())]).unwrap_err();
         assert_eq!(issues[0].key, "agent.name.x");
         assert!(issues[0].message.contains("`agent.name` is not a table"));
     }

@@ -85,11 +85,7 @@ impl ConfigError {
 }
 
 fn issues_text(issues: &[ConfigIssue]) -> String {
-    issues
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
+    issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
 }
 
 impl Settings {
@@ -232,16 +228,10 @@ mod tests {
     "#;
 
     fn load(text: &str, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let lookup_vars = vars.clone();
         Settings::from_toml_str(text, vars, &move |k| {
-            lookup_vars
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
+            lookup_vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })
     }
 

@@ -135,11 +135,7 @@ fn redact_url(raw: &str) -> String {
             shown
         }
         Err(_) => match raw.split_once(':') {
-            Some((scheme, _))
-                if scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '+') =>
-            {
+            Some((scheme, _)) if scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') => {
                 format!("{scheme}:…")
             }
             _ => "[unparsable url]".to_owned(),

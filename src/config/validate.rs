@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::{
-    ActionKind, ActionTemplate, ConfigIssue, HttpFormat, HttpSourceSettings, RuleSettings,
-    Settings, SourceSettings, SqlSourceSettings,
+    ActionKind, ActionTemplate, ConfigIssue, HttpFormat, HttpSourceSettings, RuleSettings, Settings, SourceSettings,
+    SqlSourceSettings,
 };
 
 /// Every problem found in `settings`; empty when the configuration is usable.
@@ -29,16 +29,9 @@ pub fn validate(settings: &Settings) -> Vec<ConfigIssue> {
     if settings.memory.path.as_os_str().is_empty() {
         v.push("memory.path", "must not be empty");
     }
-    v.at_least(
-        "memory.retention",
-        settings.memory.retention,
-        Duration::from_secs(3600),
-    );
+    v.at_least("memory.retention", settings.memory.retention, Duration::from_secs(3600));
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&settings.log.level) {
-        v.push(
-            "log.level",
-            format!("invalid filter \"{}\": {e}", settings.log.level),
-        );
+        v.push("log.level", format!("invalid filter \"{}\": {e}", settings.log.level));
     }
     for (name, source) in &settings.sources {
         let key = format!("sources.{name}");
@@ -48,11 +41,7 @@ pub fn validate(settings: &Settings) -> Vec<ConfigIssue> {
                 "source names must start with a lower-case letter or _ and hold only a-z, 0-9 and _ (they are used in rule conditions)",
             );
         }
-        v.at_least(
-            &format!("{key}.timeout"),
-            source.timeout(),
-            Duration::from_millis(1),
-        );
+        v.at_least(&format!("{key}.timeout"), source.timeout(), Duration::from_millis(1));
         match source {
             SourceSettings::Sql(s) => sql_source(&mut v, &key, s),
             SourceSettings::Http(h) => http_source(&mut v, &key, h),
@@ -71,11 +60,7 @@ pub fn validate(settings: &Settings) -> Vec<ConfigIssue> {
                 ),
             );
         }
-        v.at_least(
-            &format!("{key}.timeout"),
-            endpoint.timeout,
-            Duration::from_millis(1),
-        );
+        v.at_least(&format!("{key}.timeout"), endpoint.timeout, Duration::from_millis(1));
     }
     let mut rule_names = BTreeSet::new();
     for (i, rule) in settings.rules.iter().enumerate() {
@@ -104,25 +89,17 @@ fn roles(v: &mut Issues, settings: &Settings) {
     for (role, targets) in &settings.roles {
         let key = format!("roles.{role}");
         if !is_identifier(role) {
-            v.push(
-                &key,
-                "role names hold only a-z, 0-9 and _ and start with a letter or _",
-            );
+            v.push(&key, "role names hold only a-z, 0-9 and _ and start with a letter or _");
         }
         if targets.is_empty() {
-            v.push(
-                &key,
-                "a role needs at least one target (email:…, slack:…, webhook:…)",
-            );
+            v.push(&key, "a role needs at least one target (email:…, slack:…, webhook:…)");
         }
         for (i, target) in targets.iter().enumerate() {
             let tkey = format!("{key}[{i}]");
             match target.split_once(':') {
                 Some(("email", addr)) => {
                     let valid = addr.split_once('@').is_some_and(|(user, host)| {
-                        !user.is_empty()
-                            && host.contains('.')
-                            && !addr.chars().any(|c| c.is_whitespace() || c == ',')
+                        !user.is_empty() && host.contains('.') && !addr.chars().any(|c| c.is_whitespace() || c == ',')
                     });
                     if !valid {
                         v.push(&tkey, format!("\"{addr}\" is not an e-mail address"));
@@ -130,24 +107,23 @@ fn roles(v: &mut Issues, settings: &Settings) {
                 }
                 Some(("slack", channel)) => {
                     if channel.is_empty() || channel.chars().any(char::is_whitespace) {
-                        v.push(&tkey, format!("\"{channel}\" is not a Slack channel (e.g. slack:#sales or slack:C0123456)"));
+                        v.push(
+                            &tkey,
+                            format!("\"{channel}\" is not a Slack channel (e.g. slack:#sales or slack:C0123456)"),
+                        );
                     }
                 }
                 Some(("webhook", endpoint)) => {
                     if !settings.endpoints.contains_key(endpoint) {
                         v.push(
                             &tkey,
-                            format!(
-                                "unknown endpoint \"{endpoint}\" (define [endpoints.{endpoint}])"
-                            ),
+                            format!("unknown endpoint \"{endpoint}\" (define [endpoints.{endpoint}])"),
                         );
                     }
                 }
                 _ => v.push(
                     &tkey,
-                    format!(
-                        "\"{target}\" must be email:ADDRESS, slack:CHANNEL or webhook:ENDPOINT"
-                    ),
+                    format!("\"{target}\" must be email:ADDRESS, slack:CHANNEL or webhook:ENDPOINT"),
                 ),
             }
         }
@@ -171,10 +147,7 @@ fn queries(v: &mut Issues, settings: &Settings) {
                     format!("source \"{}\" is not a SQL source", q.source),
                 );
             }
-            None => v.push(
-                &format!("{key}.source"),
-                format!("unknown source \"{}\"", q.source),
-            ),
+            None => v.push(&format!("{key}.source"), format!("unknown source \"{}\"", q.source)),
         }
         if q.sql.trim().is_empty() {
             v.push(&format!("{key}.sql"), "must not be empty");
@@ -182,21 +155,14 @@ fn queries(v: &mut Issues, settings: &Settings) {
         if q.max_rows == 0 {
             v.push(&format!("{key}.max_rows"), "must be at least 1");
         }
-        v.at_least(
-            &format!("{key}.timeout"),
-            q.timeout,
-            Duration::from_millis(1),
-        );
+        v.at_least(&format!("{key}.timeout"), q.timeout, Duration::from_millis(1));
     }
 }
 
 fn role_refs(v: &mut Issues, settings: &Settings, key: &str, roles: &[String]) {
     for role in roles {
         if !settings.roles.contains_key(role) {
-            v.push(
-                key,
-                format!("unknown role \"{role}\" (define it under [roles])"),
-            );
+            v.push(key, format!("unknown role \"{role}\" (define it under [roles])"));
         }
     }
 }
@@ -214,16 +180,10 @@ fn rule(v: &mut Issues, settings: &Settings, key: &str, rule: &RuleSettings) {
     if let Some(source) = &rule.source
         && !settings.sources.contains_key(source)
     {
-        v.push(
-            &format!("{key}.source"),
-            format!("unknown source \"{source}\""),
-        );
+        v.push(&format!("{key}.source"), format!("unknown source \"{source}\""));
     }
     if rule.source.is_some() && !rule.select.is_empty() {
-        v.push(
-            &format!("{key}.select"),
-            "only applies to rules without `source`",
-        );
+        v.push(&format!("{key}.select"), "only applies to rules without `source`");
     }
     for source in rule.select.keys() {
         if !settings.sources.contains_key(source) {
@@ -235,10 +195,7 @@ fn rule(v: &mut Issues, settings: &Settings, key: &str, rule: &RuleSettings) {
     }
     let ids: BTreeSet<&str> = rule.actions.iter().map(|a| a.id.as_str()).collect();
     if ids.len() != rule.actions.len() {
-        v.push(
-            &format!("{key}.actions"),
-            "action ids must be unique within a rule",
-        );
+        v.push(&format!("{key}.actions"), "action ids must be unique within a rule");
     }
     for action in &rule.actions {
         let akey = format!("{key}.actions.{}", action.id);
@@ -252,36 +209,16 @@ fn rule(v: &mut Issues, settings: &Settings, key: &str, rule: &RuleSettings) {
     }
 }
 
-fn action(
-    v: &mut Issues,
-    settings: &Settings,
-    key: &str,
-    a: &ActionTemplate,
-    ids: &BTreeSet<&str>,
-) {
-    if a.id.is_empty()
-        || !a
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        v.push(
-            &format!("{key}.id"),
-            "action ids hold only letters, digits, _ and -",
-        );
+fn action(v: &mut Issues, settings: &Settings, key: &str, a: &ActionTemplate, ids: &BTreeSet<&str>) {
+    if a.id.is_empty() || !a.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        v.push(&format!("{key}.id"), "action ids hold only letters, digits, _ and -");
     }
     if !(1..=5).contains(&a.priority) {
-        v.push(
-            &format!("{key}.priority"),
-            format!("{} is outside 1–5", a.priority),
-        );
+        v.push(&format!("{key}.priority"), format!("{} is outside 1–5", a.priority));
     }
     for dep in &a.after {
         if dep == &a.id {
-            v.push(
-                &format!("{key}.after"),
-                "an action cannot come after itself",
-            );
+            v.push(&format!("{key}.after"), "an action cannot come after itself");
         } else if !ids.contains(dep.as_str()) {
             v.push(
                 &format!("{key}.after"),
@@ -304,18 +241,8 @@ fn action(
             need(v, a.message.is_some(), "message", "the message template");
         }
         ActionKind::Report => need(v, !a.to.is_empty(), "to", "the roles to deliver to"),
-        ActionKind::Investigate => need(
-            v,
-            !a.queries.is_empty(),
-            "queries",
-            "the named queries to run",
-        ),
-        ActionKind::Webhook => need(
-            v,
-            a.endpoint.is_some(),
-            "endpoint",
-            "the named endpoint to call",
-        ),
+        ActionKind::Investigate => need(v, !a.queries.is_empty(), "queries", "the named queries to run"),
+        ActionKind::Webhook => need(v, a.endpoint.is_some(), "endpoint", "the named endpoint to call"),
         ActionKind::Wait => need(v, a.duration.is_some(), "duration", "how long to wait"),
     }
     for q in &a.queries {
@@ -378,9 +305,7 @@ fn sql_source(v: &mut Issues, key: &str, s: &SqlSourceSettings) {
     ) {
         v.push(
             &format!("{key}.url"),
-            format!(
-                "unsupported scheme \"{scheme}\" (expected sqlite://, postgres:// or mysql://)"
-            ),
+            format!("unsupported scheme \"{scheme}\" (expected sqlite://, postgres:// or mysql://)"),
         );
     }
     if s.sql.trim().is_empty() {
@@ -404,10 +329,7 @@ fn http_source(v: &mut Issues, key: &str, h: &HttpSourceSettings) {
             format!("unsupported scheme \"{scheme}\" (expected http:// or https://)"),
         );
     } else if url::Url::parse(crate::config::ExposeSecret::expose(&h.url)).is_err() {
-        v.push(
-            &format!("{key}.url"),
-            format!("not a valid URL ({})", h.url.redacted()),
-        );
+        v.push(&format!("{key}.url"), format!("not a valid URL ({})", h.url.redacted()));
     }
     confidence(v, key, h.confidence);
     if h.max_rows == 0 {
@@ -431,10 +353,7 @@ fn http_source(v: &mut Issues, key: &str, h: &HttpSourceSettings) {
     }
     for name in h.headers.keys() {
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            v.push(
-                &format!("{key}.headers.{name}"),
-                "not a valid HTTP header name",
-            );
+            v.push(&format!("{key}.headers.{name}"), "not a valid HTTP header name");
         }
     }
     match h.format {
@@ -448,10 +367,7 @@ fn http_source(v: &mut Issues, key: &str, h: &HttpSourceSettings) {
         }
         HttpFormat::Json => {
             if h.query.is_some() {
-                v.push(
-                    &format!("{key}.query"),
-                    "only applies to format = \"prometheus\"",
-                );
+                v.push(&format!("{key}.query"), "only applies to format = \"prometheus\"");
             }
         }
     }
@@ -460,10 +376,7 @@ fn http_source(v: &mut Issues, key: &str, h: &HttpSourceSettings) {
 
 fn confidence(v: &mut Issues, key: &str, c: f64) {
     if !(0.0..=1.0).contains(&c) {
-        v.push(
-            &format!("{key}.confidence"),
-            format!("{c} is outside 0.0–1.0"),
-        );
+        v.push(&format!("{key}.confidence"), format!("{c} is outside 0.0–1.0"));
     }
 }
 
@@ -528,9 +441,7 @@ mod tests {
         ));
         assert_eq!(
             found,
-            vec![
-                "sources.sales.url: unsupported scheme \"mssql\" (expected sqlite://, postgres:// or mysql://)"
-            ]
+            vec!["sources.sales.url: unsupported scheme \"mssql\" (expected sqlite://, postgres:// or mysql://)"]
         );
     }
 
@@ -540,36 +451,20 @@ mod tests {
             "{BASE}[sources.Bad-Name]\nkind = \"http\"\nurl = \"ftp://x\"\nconfidence = 1.5\nrows = \"data\"\n"
         ));
         assert_eq!(found.len(), 4, "{found:?}");
-        assert!(
-            found
-                .iter()
-                .any(|i| i.starts_with("sources.Bad-Name: source names"))
-        );
+        assert!(found.iter().any(|i| i.starts_with("sources.Bad-Name: source names")));
         assert!(
             found
                 .iter()
                 .any(|i| i.starts_with("sources.Bad-Name.url: unsupported scheme \"ftp\""))
         );
-        assert!(
-            found
-                .iter()
-                .any(|i| i.starts_with("sources.Bad-Name.confidence: 1.5"))
-        );
-        assert!(
-            found
-                .iter()
-                .any(|i| i.starts_with("sources.Bad-Name.rows:"))
-        );
+        assert!(found.iter().any(|i| i.starts_with("sources.Bad-Name.confidence: 1.5")));
+        assert!(found.iter().any(|i| i.starts_with("sources.Bad-Name.rows:")));
     }
 
     #[test]
     fn too_short_interval() {
-        let found =
-            issues("[agent]\nname = \"t\"\ninterval = \"10ms\"\n[memory]\npath = \"m.db\"\n");
-        assert_eq!(
-            found,
-            vec!["agent.interval: 10ms is too short (at least 1s)"]
-        );
+        let found = issues("[agent]\nname = \"t\"\ninterval = \"10ms\"\n[memory]\npath = \"m.db\"\n");
+        assert_eq!(found, vec!["agent.interval: 10ms is too short (at least 1s)"]);
     }
 
     #[test]
@@ -602,19 +497,17 @@ mod tests {
              [[rules.actions]]\nid = \"w\"\nkind = \"webhook\"\n"
         ));
         assert!(
-            found.contains(
-                &"rules.r.actions.n.to: required for kind = \"notify\": the roles to address"
-                    .to_owned()
-            ),
+            found.contains(&"rules.r.actions.n.to: required for kind = \"notify\": the roles to address".to_owned()),
             "{found:#?}"
         );
         assert!(
             found.contains(
-                &"rules.r.actions.n.message: required for kind = \"notify\": the message template"
-                    .to_owned()
+                &"rules.r.actions.n.message: required for kind = \"notify\": the message template".to_owned()
             )
         );
-        assert!(found.contains(&"rules.r.actions.w.endpoint: required for kind = \"webhook\": the named endpoint to call".to_owned()));
+        assert!(found.contains(
+            &"rules.r.actions.w.endpoint: required for kind = \"webhook\": the named endpoint to call".to_owned()
+        ));
     }
 
     #[test]

@@ -203,19 +203,15 @@ async fn ensure_warehouse(
     anchor: NaiveDate,
     fresh: bool,
 ) -> Result<WarehouseState, DemoError> {
-    let exists = tokio::fs::try_exists(path)
-        .await
-        .map_err(|error| DemoError::Dir {
-            path: path.to_owned(),
-            error,
-        })?;
+    let exists = tokio::fs::try_exists(path).await.map_err(|error| DemoError::Dir {
+        path: path.to_owned(),
+        error,
+    })?;
     let mut reason = if exists {
         let meta = warehouse::read_meta(path)
             .await
             .map_err(|error| DemoError::Unreadable { error })?
-            .ok_or_else(|| DemoError::NotADemoWarehouse {
-                path: path.to_owned(),
-            })?;
+            .ok_or_else(|| DemoError::NotADemoWarehouse { path: path.to_owned() })?;
         if fresh {
             "Regenerating it (--fresh).".to_owned()
         } else if meta.generator_version != GENERATOR_VERSION {

@@ -37,13 +37,7 @@ pub enum WarehouseState {
 }
 
 /// The opening: what the demo is, the warehouse and where things live.
-pub fn intro(
-    dir: &Path,
-    warehouse: &Path,
-    state: &WarehouseState,
-    cycles: u32,
-    interval: Duration,
-) -> String {
+pub fn intro(dir: &Path, warehouse: &Path, state: &WarehouseState, cycles: u32, interval: Duration) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -113,12 +107,7 @@ pub fn cycle(report: &CycleReport, n: u32, total: u32) -> String {
         report.status.as_str(),
         report.duration.as_millis()
     );
-    let width = report
-        .observations
-        .iter()
-        .map(|o| o.source.len())
-        .max()
-        .unwrap_or(0);
+    let width = report.observations.iter().map(|o| o.source.len()).max().unwrap_or(0);
     let mut failed = BTreeSet::new();
     for o in &report.observations {
         source(&mut out, o, width);
@@ -136,8 +125,8 @@ pub fn cycle(report: &CycleReport, n: u32, total: u32) -> String {
         "  history: {} new point{} written; plan: {} action{}",
         thousands(report.points_written as f64),
         plural(report.points_written as usize),
-        report.plan.items.len(),
-        plural(report.plan.items.len())
+        report.planned.plan.items.len(),
+        plural(report.planned.plan.items.len())
     );
     out
 }
@@ -155,11 +144,7 @@ fn source(out: &mut String, o: &Observation, width: usize) {
     }
     let mut rows = format!("{} row{}", o.rows.len(), plural(o.rows.len()));
     if !o.history.is_empty() {
-        let _ = write!(
-            rows,
-            " (+{} earlier, into history)",
-            thousands(o.history.len() as f64)
-        );
+        let _ = write!(rows, " (+{} earlier, into history)", thousands(o.history.len() as f64));
     }
     if o.truncated {
         rows.push_str(" (cut at max_rows)");
@@ -181,14 +166,8 @@ fn table(out: &mut String, rows: &[Row]) {
     }
     let shown = &rows[..rows.len().min(MAX_ROWS)];
     let timed = shown.iter().any(|r| r.at.is_some());
-    let labels: BTreeSet<&str> = shown
-        .iter()
-        .flat_map(|r| r.labels.keys().map(String::as_str))
-        .collect();
-    let values: BTreeSet<&str> = shown
-        .iter()
-        .flat_map(|r| r.values.keys().map(String::as_str))
-        .collect();
+    let labels: BTreeSet<&str> = shown.iter().flat_map(|r| r.labels.keys().map(String::as_str)).collect();
+    let values: BTreeSet<&str> = shown.iter().flat_map(|r| r.values.keys().map(String::as_str)).collect();
 
     // (header, right-aligned, cells)
     let mut columns: Vec<(&str, bool, Vec<String>)> = Vec::new();
@@ -202,12 +181,7 @@ fn table(out: &mut String, rows: &[Row]) {
     for &name in &labels {
         let cells = shown
             .iter()
-            .map(|r| {
-                r.labels
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(|| MISSING.into())
-            })
+            .map(|r| r.labels.get(name).cloned().unwrap_or_else(|| MISSING.into()))
             .collect();
         columns.push((name, false, cells));
     }
@@ -229,10 +203,7 @@ fn table(out: &mut String, rows: &[Row]) {
         columns.push((name, true, cells));
     }
 
-    let headers: Vec<(&str, &str)> = columns
-        .iter()
-        .map(|(name, ..)| split_header(name))
-        .collect();
+    let headers: Vec<(&str, &str)> = columns.iter().map(|(name, ..)| split_header(name)).collect();
     let widths: Vec<usize> = columns
         .iter()
         .zip(&headers)
@@ -274,11 +245,7 @@ fn table(out: &mut String, rows: &[Row]) {
         .collect();
     let _ = writeln!(out, "{}", line(bottom));
     for i in 0..shown.len() {
-        let _ = writeln!(
-            out,
-            "{}",
-            line(columns.iter().map(|(_, _, c)| c[i].as_str()).collect())
-        );
+        let _ = writeln!(out, "{}", line(columns.iter().map(|(_, _, c)| c[i].as_str()).collect()));
     }
     if rows.len() > shown.len() {
         let _ = writeln!(out, "     … and {} more", rows.len() - shown.len());
@@ -435,14 +402,8 @@ mod tests {
     #[test]
     fn long_headers_split_near_the_middle() {
         assert_eq!(split_header("region"), ("region", ""));
-        assert_eq!(
-            split_header("revenue_growth_wow"),
-            ("revenue_", "growth_wow")
-        );
-        assert_eq!(
-            split_header("share_of_region_change"),
-            ("share_of_", "region_change")
-        );
+        assert_eq!(split_header("revenue_growth_wow"), ("revenue_", "growth_wow"));
+        assert_eq!(split_header("share_of_region_change"), ("share_of_", "region_change"));
         assert_eq!(
             split_header("averylongnamewithoutbreaks"),
             ("averylongnamewithoutbreaks", "")

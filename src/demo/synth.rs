@@ -117,8 +117,8 @@ const INCIDENT_BOUNCE_RISE: f64 = 0.13;
 /// Order volume by UTC hour: the shop's customers are in the United States,
 /// so its busy evenings fall around midnight UTC.
 const HOUR_WEIGHTS: [f64; 24] = [
-    7.0, 6.0, 5.0, 3.5, 2.0, 1.2, 0.8, 0.6, 0.6, 0.8, 1.2, 2.0, 3.0, 4.0, 4.5, 4.8, 5.0, 5.0, 5.2,
-    5.5, 6.0, 6.5, 7.0, 7.2,
+    7.0, 6.0, 5.0, 3.5, 2.0, 1.2, 0.8, 0.6, 0.6, 0.8, 1.2, 2.0, 3.0, 4.0, 4.5, 4.8, 5.0, 5.0, 5.2, 5.5, 6.0, 6.5, 7.0,
+    7.2,
 ];
 
 /// Web channels: share of sessions, conversion rate, bounce rate.
@@ -133,11 +133,7 @@ const CHANNELS: [(&str, f64, f64, f64); 5] = [
 /// A name and its relative weight in a random choice.
 type Weighted = (&'static str, f64);
 
-const SEGMENTS: [Weighted; 3] = [
-    ("consumer", 0.82),
-    ("small_business", 0.14),
-    ("enterprise", 0.04),
-];
+const SEGMENTS: [Weighted; 3] = [("consumer", 0.82), ("small_business", 0.14), ("enterprise", 0.04)];
 const TICKET_CATEGORIES: [Weighted; 6] = [
     ("delivery", 0.30),
     ("returns", 0.22),
@@ -147,18 +143,8 @@ const TICKET_CATEGORIES: [Weighted; 6] = [
     ("checkout", 0.05),
 ];
 const INCIDENT_TICKET_CATEGORIES: [Weighted; 2] = [("checkout", 0.75), ("product", 0.25)];
-const PRIORITIES: [Weighted; 4] = [
-    ("low", 0.30),
-    ("normal", 0.45),
-    ("high", 0.20),
-    ("urgent", 0.05),
-];
-const INCIDENT_PRIORITIES: [Weighted; 4] = [
-    ("low", 0.05),
-    ("normal", 0.35),
-    ("high", 0.40),
-    ("urgent", 0.20),
-];
+const PRIORITIES: [Weighted; 4] = [("low", 0.30), ("normal", 0.45), ("high", 0.20), ("urgent", 0.05)];
+const INCIDENT_PRIORITIES: [Weighted; 4] = [("low", 0.05), ("normal", 0.35), ("high", 0.40), ("urgent", 0.20)];
 
 const FIRST_NAMES: [&str; 32] = [
     "Olivia",
@@ -422,11 +408,7 @@ fn customers(rng: &mut Draw, first_day: NaiveDate) -> Vec<Customer> {
             out.push(Customer {
                 id,
                 name: format!("{first} {last}"),
-                email: format!(
-                    "{}.{}{id}@example.com",
-                    first.to_lowercase(),
-                    last.to_lowercase()
-                ),
+                email: format!("{}.{}{id}@example.com", first.to_lowercase(), last.to_lowercase()),
                 region: region.name,
                 segment: SEGMENTS[rng.weighted(&SEGMENTS.map(|s| s.1))].0,
                 signup_date,
@@ -475,10 +457,7 @@ fn orders(rng: &mut Draw, plan: &VolumePlan, customers: &CustomerIndex) -> Vec<O
         for (r, region) in REGIONS.iter().enumerate() {
             for (c, category) in CATEGORIES.iter().enumerate() {
                 let mut expected = planned[r] * region.category_weights[c];
-                if plan.in_incident(d)
-                    && Some(r) == incident_region
-                    && category.name == INCIDENT_CATEGORY
-                {
+                if plan.in_incident(d) && Some(r) == incident_region && category.name == INCIDENT_CATEGORY {
                     expected *= INCIDENT_REMAINING;
                 }
                 for _ in 0..rng.around(expected, 0.05) {
@@ -528,11 +507,7 @@ fn calibrate_last_week(rng: &mut Draw, orders: &mut [Order], anchor: NaiveDate) 
     let weekly_trend = (1.0 + DAILY_TREND).powi(INCIDENT_DAYS as i32) - 1.0;
     let mut factors: BTreeMap<(&str, &str), f64> = BTreeMap::new();
     for region in &REGIONS {
-        let week = |category: &str| {
-            sums.get(&(region.name, category))
-                .copied()
-                .unwrap_or_default()
-        };
+        let week = |category: &str| sums.get(&(region.name, category)).copied().unwrap_or_default();
         let prev_total: f64 = CATEGORIES.iter().map(|c| week(c.name).0).sum();
         let incident = region.name == INCIDENT_REGION;
         let (total_target, fixed) = if incident {
@@ -540,10 +515,7 @@ fn calibrate_last_week(rng: &mut Draw, orders: &mut [Order], anchor: NaiveDate) 
             let total = prev_total * (1.0 + INCIDENT_GROWTH + rng.between(-0.015, 0.015));
             (total, Some(hit))
         } else {
-            (
-                prev_total * (1.0 + weekly_trend + rng.between(-0.03, 0.03)),
-                None,
-            )
+            (prev_total * (1.0 + weekly_trend + rng.between(-0.03, 0.03)), None)
         };
         // Each free category: its previous week with its own wobble, then all
         // of them scaled together so the region lands on its target.
@@ -555,16 +527,10 @@ fn calibrate_last_week(rng: &mut Draw, orders: &mut [Order], anchor: NaiveDate) 
         let free_total: f64 = free.iter().map(|(_, t)| t).sum();
         let scale = ratio(total_target - fixed.unwrap_or(0.0), free_total);
         for (category, target) in free {
-            factors.insert(
-                (region.name, category),
-                ratio(target * scale, week(category).1),
-            );
+            factors.insert((region.name, category), ratio(target * scale, week(category).1));
         }
         if let Some(hit) = fixed {
-            factors.insert(
-                (region.name, INCIDENT_CATEGORY),
-                ratio(hit, week(INCIDENT_CATEGORY).1),
-            );
+            factors.insert((region.name, INCIDENT_CATEGORY), ratio(hit, week(INCIDENT_CATEGORY).1));
         }
     }
     for o in orders.iter_mut().filter(|o| o.order_date() >= cur_start) {
@@ -585,12 +551,7 @@ fn ratio(target: f64, actual: f64) -> f64 {
     }
 }
 
-fn tickets(
-    rng: &mut Draw,
-    plan: &VolumePlan,
-    customers: &CustomerIndex,
-    anchor: NaiveDate,
-) -> Vec<Ticket> {
+fn tickets(rng: &mut Draw, plan: &VolumePlan, customers: &CustomerIndex, anchor: NaiveDate) -> Vec<Ticket> {
     // The data is a snapshot taken at the end of the anchor day.
     let snapshot = day_start(anchor + Days::new(1));
     let mut out = Vec::new();
@@ -678,8 +639,7 @@ fn web(rng: &mut Draw, plan: &VolumePlan, orders: &[Order]) -> Vec<WebDay> {
                     bounce_rate += INCIDENT_BOUNCE_RISE;
                 }
                 let sessions = sessions.max(conversions);
-                let bounces = ((sessions as f64 * bounce_rate).round() as i64)
-                    .clamp(0, sessions - conversions);
+                let bounces = ((sessions as f64 * bounce_rate).round() as i64).clamp(0, sessions - conversions);
                 out.push(WebDay {
                     day: date,
                     region: region.name,
@@ -784,26 +744,14 @@ mod tests {
         assert_eq!(last, anchor());
         assert_eq!(first, data.first_day);
         assert_eq!((last - first).num_days() + 1, i64::from(DAYS));
-        assert!(
-            data.tickets
-                .iter()
-                .all(|t| t.opened_at.date_naive() <= anchor())
-        );
+        assert!(data.tickets.iter().all(|t| t.opened_at.date_naive() <= anchor()));
     }
 
     #[test]
     fn buyers_had_signed_up() {
         let data = generate(7, anchor());
-        let signup: BTreeMap<i64, NaiveDate> = data
-            .customers
-            .iter()
-            .map(|c| (c.id, c.signup_date))
-            .collect();
-        assert!(
-            data.orders
-                .iter()
-                .all(|o| signup[&o.customer_id] <= o.order_date())
-        );
+        let signup: BTreeMap<i64, NaiveDate> = data.customers.iter().map(|c| (c.id, c.signup_date)).collect();
+        assert!(data.orders.iter().all(|o| signup[&o.customer_id] <= o.order_date()));
     }
 
     #[test]
@@ -811,10 +759,6 @@ mod tests {
         let data = generate(7, anchor());
         let conversions: i64 = data.web.iter().map(|w| w.conversions).sum();
         assert_eq!(conversions, data.orders.len() as i64);
-        assert!(
-            data.web
-                .iter()
-                .all(|w| w.bounces + w.conversions <= w.sessions)
-        );
+        assert!(data.web.iter().all(|w| w.bounces + w.conversions <= w.sessions));
     }
 }

@@ -112,11 +112,7 @@ pub struct DemoMeta {
 
 /// Generates the demo warehouse at `path` (replacing any file there) from
 /// `seed`, with data ending on `anchor`. Same seed and anchor, same data.
-pub async fn generate(
-    path: &Path,
-    seed: u64,
-    anchor: NaiveDate,
-) -> Result<WarehouseSummary, WarehouseError> {
+pub async fn generate(path: &Path, seed: u64, anchor: NaiveDate) -> Result<WarehouseSummary, WarehouseError> {
     let started = Instant::now();
     // Pure CPU work (~60k orders): off the async worker threads.
     let data = tokio::task::spawn_blocking(move || synth::generate(seed, anchor))
@@ -169,15 +165,12 @@ pub async fn read_meta(path: &Path) -> Result<Option<DemoMeta>, WarehouseError> 
         error,
     };
     let options = SqliteConnectOptions::new().filename(path).read_only(true);
-    let mut conn = SqliteConnection::connect_with(&options)
-        .await
-        .map_err(sql_error)?;
-    let has_table: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'demo_meta'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .map_err(sql_error)?;
+    let mut conn = SqliteConnection::connect_with(&options).await.map_err(sql_error)?;
+    let has_table: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'demo_meta'")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(sql_error)?;
     if has_table == 0 {
         conn.close().await.map_err(sql_error)?;
         return Ok(None);
@@ -284,9 +277,8 @@ async fn write(path: &Path, seed: u64, data: &Dataset) -> Result<(), sqlx::Error
     q.build().execute(&mut *tx).await?;
 
     for chunk in data.customers.chunks(BATCH) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO customers (id, name, email, region, segment, signup_date) ",
-        );
+        let mut q =
+            QueryBuilder::<Sqlite>::new("INSERT INTO customers (id, name, email, region, segment, signup_date) ");
         q.push_values(chunk, |mut b, c| {
             b.push_bind(c.id)
                 .push_bind(c.name.clone())

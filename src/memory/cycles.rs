@@ -109,11 +109,7 @@ pub struct CycleRecord {
 impl Memory {
     /// Records the start of a new cycle and returns its number, one more than
     /// the highest ever recorded (so numbering continues across restarts).
-    pub async fn begin_cycle(
-        &self,
-        started_at: DateTime<Utc>,
-        dry_run: bool,
-    ) -> Result<i64, MemoryError> {
+    pub async fn begin_cycle(&self, started_at: DateTime<Utc>, dry_run: bool) -> Result<i64, MemoryError> {
         sqlx::query_scalar(
             "INSERT INTO cycles (id, started_at, status, dry_run) \
              VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM cycles), ?, 'running', ?) RETURNING id",
@@ -150,10 +146,7 @@ impl Memory {
 
     /// Marks cycles still `running` (the process died during them) as
     /// `interrupted`; returns how many. Called once at daemon start.
-    pub async fn interrupt_unfinished_cycles(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<u64, MemoryError> {
+    pub async fn interrupt_unfinished_cycles(&self, now: DateTime<Utc>) -> Result<u64, MemoryError> {
         let done = sqlx::query(
             "UPDATE cycles SET status = 'interrupted', finished_at = ?, \
              errors = json_insert(errors, '$[#]', 'interrupted: the process stopped during this cycle') \
@@ -185,21 +178,14 @@ fn cycle_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CycleRecord, MemoryEr
         what: "cycles",
         message,
     };
-    let started: String = row
-        .try_get("started_at")
-        .map_err(|e| corrupt(e.to_string()))?;
-    let finished: Option<String> = row
-        .try_get("finished_at")
-        .map_err(|e| corrupt(e.to_string()))?;
+    let started: String = row.try_get("started_at").map_err(|e| corrupt(e.to_string()))?;
+    let finished: Option<String> = row.try_get("finished_at").map_err(|e| corrupt(e.to_string()))?;
     let status: String = row.try_get("status").map_err(|e| corrupt(e.to_string()))?;
     let errors: String = row.try_get("errors").map_err(|e| corrupt(e.to_string()))?;
-    let get_i64 = |col: &str| -> Result<i64, MemoryError> {
-        row.try_get(col).map_err(|e| corrupt(e.to_string()))
-    };
+    let get_i64 = |col: &str| -> Result<i64, MemoryError> { row.try_get(col).map_err(|e| corrupt(e.to_string())) };
     Ok(CycleRecord {
         id: get_i64("id")?,
-        started_at: timefmt::from_db(&started)
-            .ok_or_else(|| corrupt(format!("bad started_at {started:?}")))?,
+        started_at: timefmt::from_db(&started).ok_or_else(|| corrupt(format!("bad started_at {started:?}")))?,
         finished_at: finished.as_deref().and_then(timefmt::from_db),
         status: CycleStatus::parse(&status)?,
         dry_run: get_i64("dry_run")? != 0,

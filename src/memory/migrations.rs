@@ -7,11 +7,18 @@ use std::borrow::Cow;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 /// `(version, description, sql)` for every file in `migrations/`, in order.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "cycles observations history",
-    include_str!("../../migrations/0001_cycles_observations_history.sql"),
-)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "cycles observations history",
+        include_str!("../../migrations/0001_cycles_observations_history.sql"),
+    ),
+    (
+        2,
+        "alert instances",
+        include_str!("../../migrations/0002_alert_instances.sql"),
+    ),
+];
 
 /// The migrator over [`MIGRATIONS`].
 pub(crate) fn migrator() -> Migrator {

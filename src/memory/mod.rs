@@ -10,6 +10,7 @@
 //! behind [`Memory`] so the store can later move to PostgreSQL as a backend,
 //! not a rewrite. It must never store secrets, and never store local times.
 
+mod alerts;
 mod cycles;
 mod migrations;
 mod observations;
@@ -19,13 +20,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::Mutex;
 
+pub use crate::perception::SeriesKey;
 pub use cycles::{CycleRecord, CycleStatus, CycleSummary};
-pub use observations::{SeriesKey, StoredPoints};
+pub use observations::StoredPoints;
 pub use retention::PruneStats;
 
 /// Why a memory operation failed.
@@ -99,12 +99,10 @@ impl Memory {
     /// database for the daemon, which is its only writer.
     pub async fn open(path: &Path, busy_timeout: Duration) -> Result<Self, MemoryError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| MemoryError::Open {
-                    path: path.to_path_buf(),
-                    message: format!("cannot create directory {}: {e}", dir.display()),
-                })?;
+            tokio::fs::create_dir_all(dir).await.map_err(|e| MemoryError::Open {
+                path: path.to_path_buf(),
+                message: format!("cannot create directory {}: {e}", dir.display()),
+            })?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)

@@ -8,38 +8,15 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::Row as _;
 
 use super::{Memory, MemoryError, query_err};
-use crate::perception::{Labels, Observation};
+use crate::perception::{Labels, Observation, SeriesKey};
 use crate::timefmt;
 
-/// Identity of one metric series.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct SeriesKey {
-    /// The source's name.
-    pub source: String,
-    /// The value column's name.
-    pub metric: String,
-    /// The row's labels.
-    pub labels: Labels,
-}
-
-impl SeriesKey {
-    /// A key for `source.metric{labels}`.
-    pub fn new(source: impl Into<String>, metric: impl Into<String>, labels: Labels) -> Self {
-        Self {
-            source: source.into(),
-            metric: metric.into(),
-            labels,
-        }
-    }
-
-    fn labels_json(&self) -> String {
-        // A BTreeMap of strings always serialises, with keys sorted: canonical.
-        serde_json::to_string(&self.labels).unwrap_or_else(|_| "{}".to_owned())
-    }
+/// The canonical JSON text of labels (a BTreeMap: keys sorted).
+pub(crate) fn labels_json(labels: &Labels) -> String {
+    serde_json::to_string(labels).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// Points of one series, oldest first.
@@ -61,11 +38,7 @@ impl Memory {
         let keep_after_ms = keep_after.timestamp_millis();
         let mut cache = self.series_ids.lock().await;
         let mut new_ids: HashMap<SeriesKey, i64> = HashMap::new();
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query_err("begin observations"))?;
+        let mut tx = self.pool.begin().await.map_err(query_err("begin observations"))?;
         let mut written = 0u64;
         for obs in observations {
             let rows = serde_json::to_string(&obs.rows).map_err(|e| MemoryError::Corrupt {
@@ -99,8 +72,7 @@ impl Memory {
                     if !value.is_finite() {
                         continue;
                     }
-                    let key =
-                        SeriesKey::new(obs.source.clone(), metric.clone(), row.labels.clone());
+                    let key = SeriesKey::new(obs.source.clone(), metric.clone(), row.labels.clone());
                     let id = match cache.get(&key).or_else(|| new_ids.get(&key)) {
                         Some(id) => *id,
                         None => {
@@ -111,7 +83,7 @@ impl Memory {
                             )
                             .bind(&key.source)
                             .bind(&key.metric)
-                            .bind(key.labels_json())
+                            .bind(labels_json(&key.labels))
                             .fetch_one(&mut *tx)
                             .await
                             .map_err(query_err("upsert series"))?;
@@ -119,20 +91,19 @@ impl Memory {
                             id
                         }
                     };
-                    let done = sqlx::query("INSERT OR IGNORE INTO metric_points (series_id, at_ms, value) VALUES (?, ?, ?)")
-                        .bind(id)
-                        .bind(at_ms)
-                        .bind(*value)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(query_err("insert metric point"))?;
+                    let done =
+                        sqlx::query("INSERT OR IGNORE INTO metric_points (series_id, at_ms, value) VALUES (?, ?, ?)")
+                            .bind(id)
+                            .bind(at_ms)
+                            .bind(*value)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(query_err("insert metric point"))?;
                     written += done.rows_affected();
                 }
             }
         }
-        tx.commit()
-            .await
-            .map_err(query_err("commit observations"))?;
+        tx.commit().await.map_err(query_err("commit observations"))?;
         // Only ids of committed series may be cached.
         cache.extend(new_ids);
         Ok(written)
@@ -140,35 +111,12 @@ impl Memory {
 
     /// All stored points of one series, oldest first.
     pub async fn series_points(&self, key: &SeriesKey) -> Result<StoredPoints, MemoryError> {
-        let rows = sqlx::query(
-            "SELECT p.at_ms, p.value FROM metric_points p JOIN series s ON s.id = p.series_id \
-             WHERE s.source = ? AND s.metric = ? AND s.labels = ? ORDER BY p.at_ms",
-        )
-        .bind(&key.source)
-        .bind(&key.metric)
-        .bind(key.labels_json())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("series points"))?;
-        rows.iter()
-            .map(|r| {
-                let at_ms: i64 = r.try_get(0).map_err(query_err("series points"))?;
-                let value: f64 = r.try_get(1).map_err(query_err("series points"))?;
-                let at = DateTime::from_timestamp_millis(at_ms).ok_or(MemoryError::Corrupt {
-                    what: "metric_points.at_ms",
-                    message: format!("{at_ms} is out of range"),
-                })?;
-                Ok((at, value))
-            })
-            .collect()
+        self.series_points_between(key, DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC)
+            .await
     }
 
     /// Number of points per series of one source and metric, keyed by labels.
-    pub async fn point_counts(
-        &self,
-        source: &str,
-        metric: &str,
-    ) -> Result<Vec<(Labels, i64)>, MemoryError> {
+    pub async fn point_counts(&self, source: &str, metric: &str) -> Result<Vec<(Labels, i64)>, MemoryError> {
         let rows = sqlx::query(
             "SELECT s.labels, COUNT(p.at_ms) FROM series s LEFT JOIN metric_points p ON p.series_id = s.id \
              WHERE s.source = ? AND s.metric = ? GROUP BY s.id ORDER BY s.labels",
@@ -192,17 +140,12 @@ impl Memory {
     }
 
     /// The most recent observations, newest first (for `status` and tests).
-    pub async fn recent_observations(
-        &self,
-        limit: u32,
-    ) -> Result<Vec<(i64, String, String, i64)>, MemoryError> {
-        let rows = sqlx::query(
-            "SELECT cycle_id, source, status, row_count FROM observations ORDER BY id DESC LIMIT ?",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("recent observations"))?;
+    pub async fn recent_observations(&self, limit: u32) -> Result<Vec<(i64, String, String, i64)>, MemoryError> {
+        let rows = sqlx::query("SELECT cycle_id, source, status, row_count FROM observations ORDER BY id DESC LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("recent observations"))?;
         rows.iter()
             .map(|r| {
                 Ok((

@@ -35,10 +35,6 @@ impl Source for HttpSource {
         self.timeout
     }
     fn fetch(&self) -> BoxFuture<'_, Result<Fetched, SourceError>> {
-        Box::pin(async {
-            Err(SourceError::Settings(
-                "http sources are not built yet".into(),
-            ))
-        })
+        Box::pin(async { Err(SourceError::Settings("http sources are not built yet".into())) })
     }
 }

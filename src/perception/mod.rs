@@ -10,6 +10,7 @@
 //! up in that source's observation. It must never write to memory, and never
 //! put a secret (URL credentials, header values) into an error text.
 
+pub mod columns;
 pub mod decode;
 pub mod http;
 pub mod observation;
@@ -25,7 +26,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{Instrument, info_span, warn};
 
-pub use observation::{Labels, Observation, ObservationStatus, Row, split_series};
+pub use observation::{Labels, Observation, ObservationStatus, Row, SeriesKey, split_series};
 
 use crate::config::{Settings, SourceSettings};
 
@@ -109,11 +110,7 @@ pub fn build_source(name: &str, settings: &SourceSettings) -> Result<Arc<dyn Sou
 
 /// Builds every configured source, in name order.
 pub fn build_sources(settings: &Settings) -> Result<Vec<Arc<dyn Source>>, SourceError> {
-    settings
-        .sources
-        .iter()
-        .map(|(name, s)| build_source(name, s))
-        .collect()
+    settings.sources.iter().map(|(name, s)| build_source(name, s)).collect()
 }
 
 /// Perceives every source concurrently (at most `max_concurrent` at once) and
@@ -201,12 +198,7 @@ pub async fn observe(source: &dyn Source) -> Observation {
     }
 }
 
-fn failed(
-    source: &dyn Source,
-    at: chrono::DateTime<Utc>,
-    latency: Duration,
-    error: SourceError,
-) -> Observation {
+fn failed(source: &dyn Source, at: chrono::DateTime<Utc>, latency: Duration, error: SourceError) -> Observation {
     let status = if matches!(error, SourceError::Timeout(_)) {
         ObservationStatus::Timeout
     } else {

@@ -23,6 +23,28 @@ pub struct Row {
     pub at: Option<DateTime<Utc>>,
 }
 
+/// Identity of one metric series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SeriesKey {
+    /// The source's name.
+    pub source: String,
+    /// The value column's name.
+    pub metric: String,
+    /// The row's labels.
+    pub labels: Labels,
+}
+
+impl SeriesKey {
+    /// A key for `source.metric{labels}`.
+    pub fn new(source: impl Into<String>, metric: impl Into<String>, labels: Labels) -> Self {
+        Self {
+            source: source.into(),
+            metric: metric.into(),
+            labels,
+        }
+    }
+}
+
 /// How a source's perception ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -86,11 +108,7 @@ pub struct Observation {
 impl Observation {
     /// Number of numeric values in the current rows and the history.
     pub fn value_count(&self) -> usize {
-        self.rows
-            .iter()
-            .chain(&self.history)
-            .map(|r| r.values.len())
-            .sum()
+        self.rows.iter().chain(&self.history).map(|r| r.values.len()).sum()
     }
 }
 

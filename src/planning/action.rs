@@ -149,11 +149,7 @@ mod tests {
 
     #[test]
     fn ids_are_deterministic_and_label_ordered() {
-        let a: Labels = [
-            ("segment".into(), "smb".into()),
-            ("region".into(), "Northeast".into()),
-        ]
-        .into();
+        let a: Labels = [("segment".into(), "smb".into()), ("region".into(), "Northeast".into())].into();
         assert_eq!(
             action_id("revenue_drop", "alert", &a),
             "revenue_drop/alert/region=Northeast,segment=smb"

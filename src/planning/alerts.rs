@@ -165,18 +165,11 @@ pub struct Timing {
 }
 
 fn elapsed(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
-    since
-        .and_then(|s| (now - s).to_std().ok())
-        .unwrap_or_default()
+    since.and_then(|s| (now - s).to_std().ok()).unwrap_or_default()
 }
 
 /// Advances `prev` by one evaluation.
-pub fn step(
-    prev: &Instance,
-    input: Input,
-    now: DateTime<Utc>,
-    timing: Timing,
-) -> (Instance, Option<Transition>) {
+pub fn step(prev: &Instance, input: Input, now: DateTime<Utc>, timing: Timing) -> (Instance, Option<Transition>) {
     let mut next = prev.clone();
     next.evaluated_at = now;
     let held = prev.effective();
@@ -266,10 +259,7 @@ pub fn step(
     if transition.is_none() && next.state != prev.state && !recovered {
         next.since = now;
     }
-    (
-        next,
-        transition.or(recovered.then_some(Transition::Recovered)),
-    )
+    (next, transition.or(recovered.then_some(Transition::Recovered)))
 }
 
 fn fire(next: &mut Instance, now: DateTime<Utc>) {
@@ -382,11 +372,7 @@ mod tests {
             (25, Input::False),
         ]);
         assert_eq!(trace[2].1, AlertState::NoData);
-        assert_eq!(
-            trace[3].1,
-            AlertState::Firing,
-            "keep_firing_for still applies"
-        );
+        assert_eq!(trace[3].1, AlertState::Firing, "keep_firing_for still applies");
         assert_eq!(trace[4].1, AlertState::Resolved);
         assert_eq!(inst.episode, 1);
     }

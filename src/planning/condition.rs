@@ -115,6 +115,9 @@ pub enum ConditionError {
     /// A name the condition may not use.
     #[error("{0}")]
     Reserved(String),
+    /// The condition can only give a number, text or list, never true/false.
+    #[error("the condition must be true or false, but it gives {0}")]
+    NotBoolean(&'static str),
 }
 
 /// The outcome of evaluating a condition for one row.
@@ -161,7 +164,11 @@ impl Condition {
             history: Vec::new(),
             divisors: Vec::new(),
         };
+        let not_boolean = non_boolean(&expr);
         c.rewrite(&mut expr)?;
+        if let Some(what) = not_boolean {
+            return Err(ConditionError::NotBoolean(what));
+        }
         c.collect_refs(&expr, &mut BTreeSet::new());
         c.expr = expr;
         Ok(c)
@@ -243,10 +250,8 @@ impl Condition {
     /// comprehension variables (`x` in `list.exists(x, x > 1)`).
     fn collect_refs(&mut self, e: &IdedExpr, bound: &mut BTreeSet<String>) {
         match &e.expr {
-            Expr::Ident(name) => {
-                if !bound.contains(name) && !name.starts_with("__h") {
-                    self.idents.insert(name.clone());
-                }
+            Expr::Ident(name) if !bound.contains(name) && !name.starts_with("__h") => {
+                self.idents.insert(name.clone());
             }
             Expr::Select(s) => {
                 if let Expr::Ident(root) = &s.operand.expr
@@ -300,12 +305,25 @@ impl Condition {
         match Value::resolve(&self.expr, &ctx) {
             Ok(Value::Bool(true)) => Evaluation::True,
             Ok(Value::Bool(false)) => Evaluation::False,
-            Ok(other) => Evaluation::Unknown(format!(
-                "condition is not boolean: it gave {}",
-                describe(&other)
-            )),
+            Ok(other) => Evaluation::Unknown(format!("condition is not boolean: it gave {}", describe(&other))),
             Err(e) => Evaluation::Unknown(bindings.explain(&e.to_string())),
         }
+    }
+}
+
+/// What a top-level expression gives when it can never be a boolean.
+fn non_boolean(e: &IdedExpr) -> Option<&'static str> {
+    match &e.expr {
+        Expr::Literal(LiteralValue::Boolean(_)) => None,
+        Expr::Literal(LiteralValue::String(_)) => Some("text"),
+        Expr::Literal(_) => Some("a number"),
+        Expr::List(_) => Some("a list"),
+        Expr::Map(_) => Some("a map"),
+        Expr::Call(c) if matches!(c.func_name.as_str(), "_+_" | "_-_" | "_*_" | "_/_" | "_%_" | "-_") => {
+            Some("a number (arithmetic)")
+        }
+        Expr::Call(c) if HistoryFn::parse(&c.func_name).is_some() && c.target.is_none() => Some("a number (history)"),
+        _ => None,
     }
 }
 
@@ -344,13 +362,8 @@ fn history_args(func: HistoryFn, call: &CallExpr) -> Result<(MetricRef, Duration
     let Expr::Literal(LiteralValue::String(text)) = &window.expr else {
         return Err(usage());
     };
-    let window = humantime::parse_duration(text.inner()).map_err(|e| {
-        ConditionError::History(format!(
-            "{}(): invalid window \"{}\": {e}",
-            func.name(),
-            text.inner()
-        ))
-    })?;
+    let window = humantime::parse_duration(text.inner())
+        .map_err(|e| ConditionError::History(format!("{}(): invalid window \"{}\": {e}", func.name(), text.inner())))?;
     if window.is_zero() {
         return Err(ConditionError::History(format!(
             "{}(): the window must be longer than 0",
@@ -440,19 +453,10 @@ mod tests {
         eval_h(text, values, labels, &[])
     }
 
-    fn eval_h(
-        text: &str,
-        values: &[(&str, f64)],
-        labels: &[(&str, &str)],
-        history: &[Option<f64>],
-    ) -> Evaluation {
+    fn eval_h(text: &str, values: &[(&str, f64)], labels: &[(&str, &str)], history: &[Option<f64>]) -> Evaluation {
         let c = Condition::compile(text).unwrap();
-        let values: BTreeMap<String, f64> =
-            values.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
-        let labels: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let values: BTreeMap<String, f64> = values.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let history: Vec<(String, Option<f64>)> = history
             .iter()
             .enumerate()
@@ -469,18 +473,9 @@ mod tests {
 
     #[test]
     fn compares_doubles_and_labels() {
-        assert_eq!(
-            eval("growth < -0.15", &[("growth", -0.3)], &[]),
-            Evaluation::True
-        );
-        assert_eq!(
-            eval("growth < -0.15", &[("growth", 0.1)], &[]),
-            Evaluation::False
-        );
-        assert_eq!(
-            eval("0.8 * orders > 10", &[("orders", 20.0)], &[]),
-            Evaluation::True
-        );
+        assert_eq!(eval("growth < -0.15", &[("growth", -0.3)], &[]), Evaluation::True);
+        assert_eq!(eval("growth < -0.15", &[("growth", 0.1)], &[]), Evaluation::False);
+        assert_eq!(eval("0.8 * orders > 10", &[("orders", 20.0)], &[]), Evaluation::True);
         assert_eq!(
             eval("orders > 10", &[("orders", 20.0)], &[]),
             Evaluation::True,
@@ -505,15 +500,23 @@ mod tests {
     #[test]
     fn missing_value_is_unknown_not_zero() {
         let r = eval("growth < 0.5", &[], &[]);
-        assert_eq!(
-            r,
-            Evaluation::Unknown("no value for `growth` in this row".into())
-        );
+        assert_eq!(r, Evaluation::Unknown("no value for `growth` in this row".into()));
     }
 
     #[test]
-    fn non_boolean_is_unknown() {
-        let r = eval("growth * 2.0", &[("growth", 1.0)], &[]);
+    fn non_boolean_conditions() {
+        // Visibly non-boolean: refused when compiled.
+        for (text, what) in [
+            ("growth * 2.0", "arithmetic"),
+            ("42", "a number"),
+            ("'x'", "text"),
+            ("prev(r, \"1d\")", "history"),
+        ] {
+            let e = Condition::compile(text).unwrap_err();
+            assert!(e.to_string().contains(what), "{text}: {e}");
+        }
+        // Only known at run time (a bare column): unknown, never a silent false.
+        let r = eval("growth", &[("growth", 1.0)], &[]);
         assert!(matches!(r, Evaluation::Unknown(m) if m.contains("not boolean")));
     }
 
@@ -535,10 +538,7 @@ mod tests {
 
     #[test]
     fn history_calls_are_rewritten_and_extracted() {
-        let c = Condition::compile(
-            "change(revenue, \"7d\") < -0.2 || zscore(web.bounce_rate, \"28d\") > 3.0",
-        )
-        .unwrap();
+        let c = Condition::compile("change(revenue, \"7d\") < -0.2 || zscore(web.bounce_rate, \"28d\") > 3.0").unwrap();
         assert_eq!(c.history().len(), 2);
         assert_eq!(c.history()[0].func, HistoryFn::Change);
         assert_eq!(c.history()[0].metric, MetricRef::Column("revenue".into()));

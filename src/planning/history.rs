@@ -48,12 +48,7 @@ pub fn compute(
 }
 
 /// The newest value at or before `t - window`, if it is no older than `tolerance` beyond that.
-fn prev(
-    points: &Points,
-    t: DateTime<Utc>,
-    window: chrono::Duration,
-    tolerance: chrono::Duration,
-) -> Option<f64> {
+fn prev(points: &Points, t: DateTime<Utc>, window: chrono::Duration, tolerance: chrono::Duration) -> Option<f64> {
     let target = t - window;
     points
         .iter()
@@ -84,11 +79,7 @@ fn stats(
     }
     let n = in_window.len() as f64;
     let mean = in_window.iter().map(|(_, v)| v).sum::<f64>() / n;
-    let var = in_window
-        .iter()
-        .map(|(_, v)| (v - mean).powi(2))
-        .sum::<f64>()
-        / n;
+    let var = in_window.iter().map(|(_, v)| (v - mean).powi(2)).sum::<f64>() / n;
     Some((mean, var.sqrt()))
 }
 
@@ -117,10 +108,7 @@ mod tests {
     fn prev_and_change() {
         let (points, t) = daily(&[100.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
         let w = Duration::days(8);
-        assert_eq!(
-            compute(HistoryFn::Prev, Some(70.0), &points, t, w, tol(w)),
-            Some(100.0)
-        );
+        assert_eq!(compute(HistoryFn::Prev, Some(70.0), &points, t, w, tol(w)), Some(100.0));
         let change = compute(HistoryFn::Change, Some(70.0), &points, t, w, tol(w)).unwrap();
         assert!((change + 0.3).abs() < 1e-12);
     }
@@ -129,32 +117,17 @@ mod tests {
     fn too_short_history_is_unknown() {
         let (points, t) = daily(&[5.0, 5.0, 5.0]);
         let w = Duration::days(7);
-        assert_eq!(
-            compute(HistoryFn::Prev, Some(1.0), &points, t, w, tol(w)),
-            None
-        );
-        assert_eq!(
-            compute(HistoryFn::Change, Some(1.0), &points, t, w, tol(w)),
-            None
-        );
-        assert_eq!(
-            compute(HistoryFn::Mean, Some(1.0), &points, t, w, tol(w)),
-            None
-        );
-        assert_eq!(
-            compute(HistoryFn::Zscore, Some(1.0), &[], t, w, tol(w)),
-            None
-        );
+        assert_eq!(compute(HistoryFn::Prev, Some(1.0), &points, t, w, tol(w)), None);
+        assert_eq!(compute(HistoryFn::Change, Some(1.0), &points, t, w, tol(w)), None);
+        assert_eq!(compute(HistoryFn::Mean, Some(1.0), &points, t, w, tol(w)), None);
+        assert_eq!(compute(HistoryFn::Zscore, Some(1.0), &[], t, w, tol(w)), None);
     }
 
     #[test]
     fn zero_baselines_are_unknown() {
         let (points, t) = daily(&[0.0; 8]);
         let w = Duration::days(7);
-        assert_eq!(
-            compute(HistoryFn::Change, Some(3.0), &points, t, w, tol(w)),
-            None
-        );
+        assert_eq!(compute(HistoryFn::Change, Some(3.0), &points, t, w, tol(w)), None);
         assert_eq!(
             compute(HistoryFn::Zscore, Some(3.0), &points, t, w, tol(w)),
             None,
@@ -182,9 +155,6 @@ mod tests {
         let (mut points, t) = daily(&[1.0; 8]);
         points.push((t, 1000.0));
         let w = Duration::days(7);
-        assert_eq!(
-            compute(HistoryFn::Mean, None, &points, t, w, tol(w)),
-            Some(1.0)
-        );
+        assert_eq!(compute(HistoryFn::Mean, None, &points, t, w, tol(w)), Some(1.0));
     }
 }

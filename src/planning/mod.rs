@@ -11,8 +11,12 @@
 pub mod action;
 pub mod alerts;
 pub mod condition;
+pub mod evaluate;
 pub mod history;
+pub mod meta;
 pub mod plan;
+pub mod rules;
+pub mod template;
 
 pub use action::{Action, Evidence, InstanceRef, Origin};
 pub use plan::{LeftOut, Plan};

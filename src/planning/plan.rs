@@ -99,9 +99,7 @@ pub fn build(candidates: Vec<Action>, max_actions: usize) -> Plan {
         for action in ordered.split_off(max_actions) {
             plan.deferred.push(LeftOut {
                 action,
-                reason: format!(
-                    "over the cap of {max_actions} actions per cycle (agent.max_actions_per_cycle)"
-                ),
+                reason: format!("over the cap of {max_actions} actions per cycle (agent.max_actions_per_cycle)"),
             });
         }
     }
@@ -181,10 +179,7 @@ fn drop_unknown_dependencies(live: &mut BTreeMap<String, Action>, dropped: &mut 
 
 /// For actions Kahn could not place: members of a cycle get the cycle spelled
 /// out, the others the cyclic action they wait on.
-fn explain_cycles(
-    live: &BTreeMap<String, Action>,
-    stuck: &BTreeSet<String>,
-) -> BTreeMap<String, String> {
+fn explain_cycles(live: &BTreeMap<String, Action>, stuck: &BTreeSet<String>) -> BTreeMap<String, String> {
     let mut reasons = BTreeMap::new();
     for id in stuck {
         if reasons.contains_key(id) {
@@ -203,12 +198,7 @@ fn explain_cycles(
         if !reasons.contains_key(id)
             && let Some(a) = live.get(id)
         {
-            let blocker = a
-                .after
-                .iter()
-                .find(|d| stuck.contains(*d))
-                .cloned()
-                .unwrap_or_default();
+            let blocker = a.after.iter().find(|d| stuck.contains(*d)).cloned().unwrap_or_default();
             reasons.insert(
                 id.clone(),
                 format!("depends on `{blocker}`, which is in a dependency cycle"),
@@ -220,11 +210,7 @@ fn explain_cycles(
 
 /// A cycle through `start` along `after` edges within `stuck`, as ids with the
 /// start repeated at the end; breadth-first, so the shortest one.
-fn find_cycle_through(
-    start: &str,
-    live: &BTreeMap<String, Action>,
-    stuck: &BTreeSet<String>,
-) -> Option<Vec<String>> {
+fn find_cycle_through(start: &str, live: &BTreeMap<String, Action>, stuck: &BTreeSet<String>) -> Option<Vec<String>> {
     let mut parent: HashMap<&str, &str> = HashMap::new();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(node) = queue.pop_front() {
@@ -303,10 +289,7 @@ mod tests {
             ],
             10,
         );
-        assert_eq!(
-            ids(&plan.items),
-            vec!["alert", "investigate", "report", "z", "a", "b"]
-        );
+        assert_eq!(ids(&plan.items), vec!["alert", "investigate", "report", "z", "a", "b"]);
         assert!(plan.dropped.is_empty());
     }
 
@@ -349,10 +332,7 @@ mod tests {
             .collect();
         assert_eq!(reasons["a"], "in a dependency cycle: a → b → a");
         assert_eq!(reasons["b"], "in a dependency cycle: a → b → a");
-        assert_eq!(
-            reasons["c"],
-            "depends on `a`, which is in a dependency cycle"
-        );
+        assert_eq!(reasons["c"], "depends on `a`, which is in a dependency cycle");
     }
 
     #[test]
@@ -373,11 +353,7 @@ mod tests {
         assert_eq!(plan.items[0].rank, 3);
         assert_eq!(plan.items[0].to, vec!["ops".to_owned()]);
         assert_eq!(
-            ids(&plan
-                .deferred
-                .iter()
-                .map(|l| l.action.clone())
-                .collect::<Vec<_>>()),
+            ids(&plan.deferred.iter().map(|l| l.action.clone()).collect::<Vec<_>>()),
             vec!["c"]
         );
     }

@@ -134,11 +134,7 @@ async fn zero_rows_is_no_data() {
 #[ignore = "needs MariaDB: run .ci/run or set BI_AGENT_TEST_MYSQL_URL"]
 async fn syntax_error_keeps_the_servers_message() {
     let obs = observe_sql(&url(), "SELEC 1", "").await;
-    assert_failed(
-        &obs,
-        ObservationStatus::Error,
-        "You have an error in your SQL syntax",
-    );
+    assert_failed(&obs, ObservationStatus::Error, "You have an error in your SQL syntax");
     assert_failed(&obs, ObservationStatus::Error, "near 'SELEC 1'");
 }
 
@@ -146,11 +142,7 @@ async fn syntax_error_keeps_the_servers_message() {
 #[ignore = "needs MariaDB: run .ci/run or set BI_AGENT_TEST_MYSQL_URL"]
 async fn unsupported_types_name_a_cast() {
     let obs = observe_sql(&url(), "SELECT CAST('10:00:00' AS TIME) AS t", "").await;
-    assert_failed(
-        &obs,
-        ObservationStatus::Error,
-        "column `t`: type TIME is not supported",
-    );
+    assert_failed(&obs, ObservationStatus::Error, "column `t`: type TIME is not supported");
     assert_failed(&obs, ObservationStatus::Error, "CAST(t AS CHAR)");
 }
 
@@ -161,10 +153,7 @@ async fn a_slow_query_times_out_and_stops_on_the_server() {
     let marker = unique_name("slow");
     let source = sql_source(
         &url(),
-        &format!(
-            "SELECT SLEEP(seconds) AS slept /* {marker} */ FROM {}",
-            table.name
-        ),
+        &format!("SELECT SLEEP(seconds) AS slept /* {marker} */ FROM {}", table.name),
         "timeout = \"300ms\"\nmax_connections = 1",
     );
     // A quick first run opens the connection, so what follows measures the query.
@@ -173,13 +162,10 @@ async fn a_slow_query_times_out_and_stops_on_the_server() {
     assert_eq!(warm.rows[0].values["slept"], 0.0);
 
     let mut conn = connect().await;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "UPDATE {} SET seconds = 5",
-        table.name
-    )))
-    .execute(&mut conn)
-    .await
-    .expect("delay set");
+    sqlx::raw_sql(AssertSqlSafe(format!("UPDATE {} SET seconds = 5", table.name)))
+        .execute(&mut conn)
+        .await
+        .expect("delay set");
     let obs = observe(source.as_ref()).await;
     assert_failed(&obs, ObservationStatus::Timeout, "timed out after 300ms");
     assert!(obs.latency < Duration::from_secs(2), "{:?}", obs.latency);

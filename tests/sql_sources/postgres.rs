@@ -66,10 +66,7 @@ async fn decodes_each_column_by_its_type() {
     .await;
     let obs = observe_sql(
         &url(),
-        &format!(
-            "SELECT *, name::name AS catalog_name FROM {}.sales",
-            schema.name
-        ),
+        &format!("SELECT *, name::name AS catalog_name FROM {}.sales", schema.name),
         "",
     )
     .await;
@@ -126,12 +123,7 @@ async fn timestamptz_and_date_time_columns_make_a_series() {
         assert_eq!(obs.rows[0].values["revenue"], 20.5, "{time}");
         assert_eq!(obs.history.len(), 1, "{time}");
     }
-    let null_time = observe_sql(
-        &url(),
-        "SELECT NULL::timestamptz AS seen, 1 AS x",
-        "time = \"seen\"",
-    )
-    .await;
+    let null_time = observe_sql(&url(), "SELECT NULL::timestamptz AS seen, 1 AS x", "time = \"seen\"").await;
     assert_failed(
         &null_time,
         ObservationStatus::Error,
@@ -151,29 +143,16 @@ async fn zero_rows_is_no_data() {
 #[ignore = "needs PostgreSQL: run .ci/run or set BI_AGENT_TEST_POSTGRES_URL"]
 async fn syntax_error_keeps_the_servers_message() {
     let obs = observe_sql(&url(), "SELEC 1", "").await;
-    assert_failed(
-        &obs,
-        ObservationStatus::Error,
-        "syntax error at or near \"SELEC\"",
-    );
+    assert_failed(&obs, ObservationStatus::Error, "syntax error at or near \"SELEC\"");
 }
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL: run .ci/run or set BI_AGENT_TEST_POSTGRES_URL"]
 async fn unsupported_types_name_a_cast() {
     for (sql, needle) in [
-        (
-            "SELECT '{}'::jsonb AS payload",
-            "type JSONB is not supported",
-        ),
-        (
-            "SELECT '\\x00'::bytea AS payload",
-            "type BYTEA is not supported",
-        ),
-        (
-            "SELECT gen_random_uuid() AS payload",
-            "type UUID is not supported",
-        ),
+        ("SELECT '{}'::jsonb AS payload", "type JSONB is not supported"),
+        ("SELECT '\\x00'::bytea AS payload", "type BYTEA is not supported"),
+        ("SELECT gen_random_uuid() AS payload", "type UUID is not supported"),
     ] {
         let obs = observe_sql(&url(), sql, "").await;
         assert_failed(&obs, ObservationStatus::Error, needle);
@@ -184,9 +163,7 @@ async fn unsupported_types_name_a_cast() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL: run .ci/run or set BI_AGENT_TEST_POSTGRES_URL"]
 async fn a_slow_query_times_out_and_stops_on_the_server() {
-    let schema =
-        Schema::with("CREATE TABLE {s}.delay (seconds float8); INSERT INTO {s}.delay VALUES (0);")
-            .await;
+    let schema = Schema::with("CREATE TABLE {s}.delay (seconds float8); INSERT INTO {s}.delay VALUES (0);").await;
     let marker = unique_name("slow");
     let source = sql_source(
         &url(),
@@ -210,13 +187,10 @@ async fn a_slow_query_times_out_and_stops_on_the_server() {
     assert_eq!(warm.rows[0].values["done"], 1.0);
 
     let mut conn = connect().await;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "UPDATE {}.delay SET seconds = 5",
-        schema.name
-    )))
-    .execute(&mut conn)
-    .await
-    .expect("delay set");
+    sqlx::raw_sql(AssertSqlSafe(format!("UPDATE {}.delay SET seconds = 5", schema.name)))
+        .execute(&mut conn)
+        .await
+        .expect("delay set");
     let obs = observe(source.as_ref()).await;
     assert_failed(&obs, ObservationStatus::Timeout, "timed out after 300ms");
     assert!(obs.latency < Duration::from_secs(2), "{:?}", obs.latency);
@@ -232,10 +206,7 @@ async fn a_slow_query_times_out_and_stops_on_the_server() {
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     loop {
-        let n = running()
-            .fetch_one(&mut conn)
-            .await
-            .expect("activity query");
+        let n = running().fetch_one(&mut conn).await.expect("activity query");
         if n == 0 {
             break;
         }
@@ -271,15 +242,7 @@ async fn a_wrong_password_is_a_connect_error_without_the_secret() {
     url.set_password(Some("hunter2-not-the-password"))
         .expect("URL takes a password");
     let obs = observe_sql(url.as_str(), "SELECT 1 AS one", "").await;
-    assert_failed(
-        &obs,
-        ObservationStatus::Error,
-        "cannot connect to postgres://",
-    );
-    assert_failed(
-        &obs,
-        ObservationStatus::Error,
-        "password authentication failed",
-    );
+    assert_failed(&obs, ObservationStatus::Error, "cannot connect to postgres://");
+    assert_failed(&obs, ObservationStatus::Error, "password authentication failed");
     assert!(!obs.error.unwrap_or_default().contains("hunter2"));
 }

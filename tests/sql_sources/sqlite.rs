@@ -103,12 +103,7 @@ async fn dates_datetimes_and_unix_seconds_make_a_series() {
     }
 
     // Not the time column: a date stays a label as written.
-    let obs = observe_sql(
-        &db.url(),
-        "SELECT day, revenue FROM daily WHERE revenue > 15",
-        "",
-    )
-    .await;
+    let obs = observe_sql(&db.url(), "SELECT day, revenue FROM daily WHERE revenue > 15", "").await;
     assert_eq!(obs.rows[0].labels["day"], "2026-11-20");
 }
 
@@ -119,29 +114,16 @@ async fn a_bad_time_column_names_the_column() {
          INSERT INTO daily VALUES ('someday', 1.0);",
     )
     .await;
-    let unparsable = observe_sql(
-        &db.url(),
-        "SELECT day, revenue FROM daily",
-        "time = \"day\"",
-    )
-    .await;
+    let unparsable = observe_sql(&db.url(), "SELECT day, revenue FROM daily", "time = \"day\"").await;
     assert_failed(&unparsable, ObservationStatus::Error, "column `day`");
     assert_failed(&unparsable, ObservationStatus::Error, "someday");
 
     let null = observe_sql(&db.url(), "SELECT NULL AS day, 1 AS x", "time = \"day\"").await;
-    assert_failed(
-        &null,
-        ObservationStatus::Error,
-        "column `day`: time column is NULL",
-    );
+    assert_failed(&null, ObservationStatus::Error, "column `day`: time column is NULL");
 
     let missing = observe_sql(&db.url(), "SELECT revenue FROM daily", "time = \"day\"").await;
     assert_failed(&missing, ObservationStatus::Error, "column `day`");
-    assert_failed(
-        &missing,
-        ObservationStatus::Error,
-        "not in the query result",
-    );
+    assert_failed(&missing, ObservationStatus::Error, "not in the query result");
 }
 
 #[tokio::test]
@@ -156,29 +138,20 @@ async fn zero_rows_is_no_data() {
 async fn syntax_error_keeps_sqlites_message() {
     let db = Db::with(SALES).await;
     let obs = observe_sql(&db.url(), "SELEC region FROM sales", "").await;
-    assert_failed(
-        &obs,
-        ObservationStatus::Error,
-        "near \"SELEC\": syntax error",
-    );
+    assert_failed(&obs, ObservationStatus::Error, "near \"SELEC\": syntax error");
 }
 
 #[tokio::test]
 async fn blobs_are_refused_with_a_cast_hint() {
     let db = Db::with(SALES).await;
     let obs = observe_sql(&db.url(), "SELECT x'00ff' AS payload", "").await;
-    assert_failed(
-        &obs,
-        ObservationStatus::Error,
-        "column `payload`: type BLOB",
-    );
+    assert_failed(&obs, ObservationStatus::Error, "column `payload`: type BLOB");
     assert_failed(&obs, ObservationStatus::Error, "CAST(payload AS TEXT)");
 }
 
 #[tokio::test]
 async fn a_runaway_query_times_out_and_is_interrupted() {
-    let db =
-        Db::with("CREATE TABLE lim (n INTEGER); INSERT INTO lim VALUES (1000000000000);").await;
+    let db = Db::with("CREATE TABLE lim (n INTEGER); INSERT INTO lim VALUES (1000000000000);").await;
     let source = sql_source(
         &db.url(),
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < (SELECT n FROM lim))
@@ -248,16 +221,9 @@ async fn read_only_url_reads_but_never_writes() {
 #[tokio::test]
 async fn a_missing_file_is_a_connect_error() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!(
-        "sqlite://{}?mode=ro",
-        dir.path().join("absent.db").display()
-    );
+    let url = format!("sqlite://{}?mode=ro", dir.path().join("absent.db").display());
     let obs = observe_sql(&url, "SELECT 1 AS one", "").await;
-    assert_failed(
-        &obs,
-        ObservationStatus::Error,
-        "cannot connect to sqlite://",
-    );
+    assert_failed(&obs, ObservationStatus::Error, "cannot connect to sqlite://");
 }
 
 #[tokio::test]

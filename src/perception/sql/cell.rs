@@ -46,10 +46,7 @@ impl<'a> RowShape<'a> {
     /// Numbers become values, text, dates and timestamps become labels (ISO
     /// form), NULLs are left out. The time column, if configured, becomes
     /// [`Row::at`] instead; it must be present and readable as a time.
-    pub(super) fn row<'c>(
-        &self,
-        cells: impl IntoIterator<Item = (&'c str, Cell)>,
-    ) -> Result<Row, SourceError> {
+    pub(super) fn row<'c>(&self, cells: impl IntoIterator<Item = (&'c str, Cell)>) -> Result<Row, SourceError> {
         let mut row = Row::default();
         // Every name, NULL or not: a second `x` would silently replace the first.
         let mut seen = BTreeSet::new();
@@ -75,14 +72,11 @@ impl<'a> RowShape<'a> {
                     row.labels.insert(column.to_owned(), text);
                 }
                 Cell::Time(t) => {
-                    row.labels.insert(
-                        column.to_owned(),
-                        t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-                    );
+                    row.labels
+                        .insert(column.to_owned(), t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
                 }
                 Cell::Date(d) => {
-                    row.labels
-                        .insert(column.to_owned(), d.format("%Y-%m-%d").to_string());
+                    row.labels.insert(column.to_owned(), d.format("%Y-%m-%d").to_string());
                 }
             }
         }
@@ -91,9 +85,7 @@ impl<'a> RowShape<'a> {
         {
             return Err(SourceError::Decode {
                 column: time_column.to_owned(),
-                message:
-                    "is configured as the source's `time` column but is not in the query result"
-                        .into(),
+                message: "is configured as the source's `time` column but is not in the query result".into(),
             });
         }
         Ok(row)
@@ -151,29 +143,20 @@ pub(super) fn unsupported(column: &str, type_name: &str, cast_example: &str) -> 
 /// An exact decimal as a double (money columns: 1234.56 stays 1234.56 to
 /// double precision).
 pub(super) fn decimal(column: &str, value: Decimal) -> Result<Cell, SourceError> {
-    value
-        .to_f64()
-        .map(Cell::Number)
-        .ok_or_else(|| SourceError::Decode {
-            column: column.to_owned(),
-            message: format!("decimal {value} does not fit a double"),
-        })
+    value.to_f64().map(Cell::Number).ok_or_else(|| SourceError::Decode {
+        column: column.to_owned(),
+        message: format!("decimal {value} does not fit a double"),
+    })
 }
 
 /// Text stored as bytes (MySQL reports text with binary collations, and
 /// binary strings, as bytes): a label when it is UTF-8.
-pub(super) fn utf8_text(
-    column: &str,
-    bytes: &[u8],
-    cast_example: &str,
-) -> Result<Cell, SourceError> {
+pub(super) fn utf8_text(column: &str, bytes: &[u8], cast_example: &str) -> Result<Cell, SourceError> {
     std::str::from_utf8(bytes)
         .map(|text| Cell::Text(text.to_owned()))
         .map_err(|_| SourceError::Decode {
             column: column.to_owned(),
-            message: format!(
-                "holds binary data that is not UTF-8 text; encode it in SQL (e.g. {cast_example})"
-            ),
+            message: format!("holds binary data that is not UTF-8 text; encode it in SQL (e.g. {cast_example})"),
         })
 }
 
@@ -199,8 +182,7 @@ fn time_of(column: &str, cell: Cell) -> Result<DateTime<Utc>, SourceError> {
             ))
         }),
         Cell::Null => Err(problem(
-            "time column is NULL; every row of a series needs its time (filter NULLs out in SQL)"
-                .into(),
+            "time column is NULL; every row of a series needs its time (filter NULLs out in SQL)".into(),
         )),
     }
 }
@@ -287,11 +269,7 @@ mod tests {
                 .row([("x", Cell::Number(1.0)), ("x", Cell::Text("a".into()))])
                 .is_err()
         );
-        assert!(
-            shape
-                .row([("x", Cell::Null), ("x", Cell::Number(1.0))])
-                .is_err()
-        );
+        assert!(shape.row([("x", Cell::Null), ("x", Cell::Number(1.0))]).is_err());
         let series = RowShape::new(Some("day"));
         assert!(
             series

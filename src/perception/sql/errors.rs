@@ -45,9 +45,7 @@ impl ErrorContext {
     /// A failure while the query ran.
     pub(super) fn query(&self, error: sqlx::Error) -> SourceError {
         match error {
-            sqlx::Error::Database(db) if (self.cancelled)(db.as_ref()) => {
-                SourceError::Timeout(self.timeout)
-            }
+            sqlx::Error::Database(db) if (self.cancelled)(db.as_ref()) => SourceError::Timeout(self.timeout),
             sqlx::Error::Database(db) => SourceError::Query(database_message(db.as_ref())),
             // The connection broke under the query: the server went away.
             e @ (sqlx::Error::Io(_)

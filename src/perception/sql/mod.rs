@@ -101,18 +101,9 @@ impl SqlSource {
             ))
         })?;
         let (pool, cancelled): (_, fn(&dyn sqlx::error::DatabaseError) -> bool) = match driver {
-            Driver::Sqlite => (
-                DriverPool::Sqlite(sqlite::pool(settings)?),
-                sqlite::is_cancelled,
-            ),
-            Driver::Postgres => (
-                DriverPool::Postgres(postgres::pool(settings)?),
-                postgres::is_cancelled,
-            ),
-            Driver::MySql => (
-                DriverPool::MySql(mysql::pool(settings)?),
-                mysql::is_cancelled,
-            ),
+            Driver::Sqlite => (DriverPool::Sqlite(sqlite::pool(settings)?), sqlite::is_cancelled),
+            Driver::Postgres => (DriverPool::Postgres(postgres::pool(settings)?), postgres::is_cancelled),
+            Driver::MySql => (DriverPool::MySql(mysql::pool(settings)?), mysql::is_cancelled),
         };
         Ok(Self {
             name: name.to_owned(),
@@ -158,10 +149,7 @@ impl Source for SqlSource {
 /// The URL could not be read by the driver: names the redacted URL and the
 /// driver's reason (sqlx's URL errors do not repeat the URL).
 fn bad_url(settings: &SqlSourceSettings, error: sqlx::Error) -> SourceError {
-    SourceError::Settings(format!(
-        "cannot read database URL {}: {error}",
-        settings.url.redacted()
-    ))
+    SourceError::Settings(format!("cannot read database URL {}: {error}", settings.url.redacted()))
 }
 
 /// Pool settings shared by every driver.

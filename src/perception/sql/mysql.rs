@@ -31,8 +31,7 @@ const STATEMENT_TIMEOUT_ERRORS: [u16; 2] = [1969, 3024];
 
 /// Builds the lazy pool; each new connection gets the statement limit.
 pub(super) fn pool(settings: &SqlSourceSettings) -> Result<MySqlPool, SourceError> {
-    let options =
-        MySqlConnectOptions::from_str(settings.url.expose()).map_err(|e| bad_url(settings, e))?;
+    let options = MySqlConnectOptions::from_str(settings.url.expose()).map_err(|e| bad_url(settings, e))?;
     let limit = limit_millis(settings.timeout);
     Ok(pool_options(settings)
         .after_connect(move |conn, _meta| Box::pin(set_statement_limit(conn, limit)))
@@ -47,10 +46,7 @@ async fn set_statement_limit(conn: &mut MySqlConnection, limit_ms: u64) -> Resul
         .try_get_unchecked(0)?;
     // The only SQL built here: a number from our own config.
     let set = if version.contains("MariaDB") {
-        format!(
-            "SET SESSION max_statement_time = {}",
-            limit_ms as f64 / 1000.0
-        )
+        format!("SET SESSION max_statement_time = {}", limit_ms as f64 / 1000.0)
     } else {
         format!("SET SESSION max_execution_time = {limit_ms}")
     };
@@ -83,9 +79,7 @@ pub(super) async fn fetch(pool: &MySqlPool, query: &Query) -> Result<Fetched, So
 
 /// Decodes one value by its column's type (names as sqlx reports them).
 fn value(row: &MySqlRow, index: usize, column: &str) -> Result<Cell, SourceError> {
-    let raw = row
-        .try_get_raw(index)
-        .map_err(|e| cell::missing_value(column, e))?;
+    let raw = row.try_get_raw(index).map_err(|e| cell::missing_value(column, e))?;
     if raw.is_null() {
         return Ok(Cell::Null);
     }
@@ -100,10 +94,8 @@ fn value(row: &MySqlRow, index: usize, column: &str) -> Result<Cell, SourceError
         "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" => {
             Cell::Number(cell::read::<MySql, i64>(raw, column, name)? as f64)
         }
-        "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
-        | "BIGINT UNSIGNED" | "YEAR" | "BIT" => {
-            Cell::Number(cell::read::<MySql, u64>(raw, column, name)? as f64)
-        }
+        "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED" | "BIGINT UNSIGNED"
+        | "YEAR" | "BIT" => Cell::Number(cell::read::<MySql, u64>(raw, column, name)? as f64),
         "FLOAT" => Cell::Number(cell::read::<MySql, f32>(raw, column, name)?.into()),
         "DOUBLE" => Cell::Number(cell::read::<MySql, f64>(raw, column, name)?),
         "DECIMAL" => {
@@ -116,25 +108,19 @@ fn value(row: &MySqlRow, index: usize, column: &str) -> Result<Cell, SourceError
             })?;
             cell::decimal(column, decimal)?
         }
-        "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" | "SET"
-        | "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
+        "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" | "SET" | "BINARY"
+        | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
             let bytes = cell::read::<MySql, &[u8]>(raw, column, name)?;
             cell::utf8_text(column, bytes, &format!("HEX({column})"))?
         }
         "DATE" => Cell::Date(cell::read::<MySql, NaiveDate>(raw, column, name)?),
         // DATETIME has no time zone: taken as UTC.
-        "DATETIME" => Cell::Time(
-            Utc.from_utc_datetime(&cell::read::<MySql, NaiveDateTime>(raw, column, name)?),
-        ),
+        "DATETIME" => Cell::Time(Utc.from_utc_datetime(&cell::read::<MySql, NaiveDateTime>(raw, column, name)?)),
         // TIMESTAMP is sent in the session time zone, which sqlx sets to UTC.
         "TIMESTAMP" => Cell::Time(cell::read::<MySql, DateTime<Utc>>(raw, column, name)?),
         "NULL" => Cell::Null,
         other => {
-            return Err(cell::unsupported(
-                column,
-                other,
-                &format!("CAST({column} AS CHAR)"),
-            ));
+            return Err(cell::unsupported(column, other, &format!("CAST({column} AS CHAR)")));
         }
     })
 }

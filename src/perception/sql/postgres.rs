@@ -25,8 +25,7 @@ const QUERY_CANCELED: &str = "57014";
 
 /// Builds the lazy pool; each new connection gets the statement timeout.
 pub(super) fn pool(settings: &SqlSourceSettings) -> Result<PgPool, SourceError> {
-    let mut options =
-        PgConnectOptions::from_str(settings.url.expose()).map_err(|e| bad_url(settings, e))?;
+    let mut options = PgConnectOptions::from_str(settings.url.expose()).map_err(|e| bad_url(settings, e))?;
     // Lets a DBA see in pg_stat_activity who runs these queries.
     if options.get_application_name().is_none() {
         options = options.application_name("bi-agent");
@@ -68,9 +67,7 @@ pub(super) async fn fetch(pool: &PgPool, query: &Query) -> Result<Fetched, Sourc
 
 /// Decodes one value by its column's type.
 fn value(row: &PgRow, index: usize, column: &str) -> Result<Cell, SourceError> {
-    let raw = row
-        .try_get_raw(index)
-        .map_err(|e| cell::missing_value(column, e))?;
+    let raw = row.try_get_raw(index).map_err(|e| cell::missing_value(column, e))?;
     if raw.is_null() {
         return Ok(Cell::Null);
     }
@@ -78,9 +75,7 @@ fn value(row: &PgRow, index: usize, column: &str) -> Result<Cell, SourceError> {
     let name = type_info.name();
     // An enum's binary form is its label's text.
     if matches!(type_info.kind(), PgTypeKind::Enum(_)) || name.eq_ignore_ascii_case("citext") {
-        return Ok(Cell::Text(cell::read::<Postgres, String>(
-            raw, column, name,
-        )?));
+        return Ok(Cell::Text(cell::read::<Postgres, String>(raw, column, name)?));
     }
     Ok(match name {
         "BOOL" => Cell::Number(if cell::read::<Postgres, bool>(raw, column, name)? {
@@ -94,13 +89,10 @@ fn value(row: &PgRow, index: usize, column: &str) -> Result<Cell, SourceError> {
         "FLOAT4" => Cell::Number(cell::read::<Postgres, f32>(raw, column, name)?.into()),
         "FLOAT8" => Cell::Number(cell::read::<Postgres, f64>(raw, column, name)?),
         "NUMERIC" => {
-            let decimal = cell::read::<Postgres, Decimal>(raw, column, name)
-                .map_err(|e| numeric_hint(e, column))?;
+            let decimal = cell::read::<Postgres, Decimal>(raw, column, name).map_err(|e| numeric_hint(e, column))?;
             cell::decimal(column, decimal)?
         }
-        "TEXT" | "VARCHAR" | "NAME" | "UNKNOWN" => {
-            Cell::Text(cell::read::<Postgres, String>(raw, column, name)?)
-        }
+        "TEXT" | "VARCHAR" | "NAME" | "UNKNOWN" => Cell::Text(cell::read::<Postgres, String>(raw, column, name)?),
         // CHAR(n) (bpchar) pads with spaces that PostgreSQL itself ignores.
         "CHAR" => Cell::Text(
             cell::read::<Postgres, String>(raw, column, name)?
@@ -114,9 +106,7 @@ fn value(row: &PgRow, index: usize, column: &str) -> Result<Cell, SourceError> {
         }
         "DATE" => Cell::Date(cell::read::<Postgres, NaiveDate>(raw, column, name)?),
         // A timestamp without time zone is taken as UTC.
-        "TIMESTAMP" => Cell::Time(
-            Utc.from_utc_datetime(&cell::read::<Postgres, NaiveDateTime>(raw, column, name)?),
-        ),
+        "TIMESTAMP" => Cell::Time(Utc.from_utc_datetime(&cell::read::<Postgres, NaiveDateTime>(raw, column, name)?)),
         "TIMESTAMPTZ" => Cell::Time(cell::read::<Postgres, DateTime<Utc>>(raw, column, name)?),
         // What a function returning nothing gives (e.g. `pg_sleep`): no value.
         "VOID" => Cell::Null,

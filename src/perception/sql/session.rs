@@ -47,10 +47,7 @@ impl<DB: Database> Drop for Checkout<DB> {
 /// Checks out a connection. The pool bounds this by its acquire timeout; when
 /// that passes, a single direct connection attempt finds out why (the pool
 /// itself retries a refused connection silently until its deadline).
-pub(super) async fn acquire<DB: Database>(
-    pool: &Pool<DB>,
-    errors: &ErrorContext,
-) -> Result<Checkout<DB>, SourceError> {
+pub(super) async fn acquire<DB: Database>(pool: &Pool<DB>, errors: &ErrorContext) -> Result<Checkout<DB>, SourceError> {
     match pool.acquire().await {
         Ok(conn) => Ok(Checkout { conn, clean: false }),
         Err(sqlx::Error::PoolTimedOut) => Err(diagnose(pool, errors).await),
@@ -74,10 +71,8 @@ async fn diagnose<DB: Database>(pool: &Pool<DB>, errors: &ErrorContext) -> Sourc
         Ok(Ok(conn)) => {
             // The server answers now; the next cycle will use the pool again.
             drop(conn);
-            errors.connect_message(
-                "no connection in time; the server answers again, so it was slow or restarting"
-                    .into(),
-            )
+            errors
+                .connect_message("no connection in time; the server answers again, so it was slow or restarting".into())
         }
         Err(_) => errors.connect_message(format!(
             "no connection within {:?}: is the server up and reachable?",

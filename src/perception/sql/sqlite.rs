@@ -48,19 +48,14 @@ pub(super) fn is_cancelled(error: &dyn DatabaseError) -> bool {
 pub(super) async fn fetch(pool: &SqlitePool, query: &Query) -> Result<Fetched, SourceError> {
     let errors = &query.errors;
     let mut checkout = session::acquire(pool, errors).await?;
-    let interrupt = Interrupt::arm(checkout.conn())
-        .await
-        .map_err(|e| errors.query(e))?;
+    let interrupt = Interrupt::arm(checkout.conn()).await.map_err(|e| errors.query(e))?;
     let shape = RowShape::new(query.time.as_deref());
     let stream = sqlx::query(AssertSqlSafe(Arc::clone(&query.sql))).fetch(checkout.conn());
     let fetched = session::collect(stream, query.max_rows, errors, |row| {
         cell::decode_row(row, &shape, value)
     })
     .await?;
-    interrupt
-        .disarm(checkout.conn())
-        .await
-        .map_err(|e| errors.query(e))?;
+    interrupt.disarm(checkout.conn()).await.map_err(|e| errors.query(e))?;
     if !fetched.truncated {
         checkout.release();
     }
@@ -69,24 +64,16 @@ pub(super) async fn fetch(pool: &SqlitePool, query: &Query) -> Result<Fetched, S
 
 /// Decodes one value by its storage class.
 fn value(row: &SqliteRow, index: usize, column: &str) -> Result<Cell, SourceError> {
-    let raw = row
-        .try_get_raw(index)
-        .map_err(|e| cell::missing_value(column, e))?;
+    let raw = row.try_get_raw(index).map_err(|e| cell::missing_value(column, e))?;
     if raw.is_null() {
         return Ok(Cell::Null);
     }
     // For a non-NULL value this is its storage class, not the declared type.
     let class = raw.type_info().name().to_owned();
     match class.as_str() {
-        "INTEGER" => Ok(Cell::Number(
-            cell::read::<Sqlite, i64>(raw, column, &class)? as f64,
-        )),
-        "REAL" => Ok(Cell::Number(cell::read::<Sqlite, f64>(
-            raw, column, &class,
-        )?)),
-        "TEXT" => Ok(Cell::Text(cell::read::<Sqlite, String>(
-            raw, column, &class,
-        )?)),
+        "INTEGER" => Ok(Cell::Number(cell::read::<Sqlite, i64>(raw, column, &class)? as f64)),
+        "REAL" => Ok(Cell::Number(cell::read::<Sqlite, f64>(raw, column, &class)?)),
+        "TEXT" => Ok(Cell::Text(cell::read::<Sqlite, String>(raw, column, &class)?)),
         other => Err(cell::unsupported(
             column,
             other,

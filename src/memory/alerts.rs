@@ -1,0 +1,176 @@
+//! Alert instances and source health: loading before planning, saving after.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row as _;
+
+use super::{Memory, MemoryError, SeriesKey, StoredPoints, query_err};
+use crate::perception::Labels;
+use crate::planning::Evidence;
+use crate::planning::alerts::{AlertState, Instance};
+use crate::planning::meta::SourceHealth;
+use crate::timefmt;
+
+fn corrupt(what: &'static str) -> impl Fn(String) -> MemoryError {
+    move |message| MemoryError::Corrupt { what, message }
+}
+
+fn opt_time(text: Option<String>) -> Option<DateTime<Utc>> {
+    text.as_deref().and_then(timefmt::from_db)
+}
+
+impl Memory {
+    /// Every stored alert instance.
+    pub async fn load_instances(&self) -> Result<Vec<Instance>, MemoryError> {
+        let rows = sqlx::query(
+            "SELECT rule, labels, state, held, since, active_since, firing_since, false_since, episode, evaluated_at \
+             FROM alert_instances ORDER BY rule, labels",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("load alert instances"))?;
+        let bad = corrupt("alert_instances");
+        rows.iter()
+            .map(|r| {
+                let get =
+                    |c: &str| -> Result<Option<String>, MemoryError> { r.try_get(c).map_err(|e| bad(e.to_string())) };
+                let labels: Labels =
+                    serde_json::from_str(&get("labels")?.unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
+                let state_text = get("state")?.unwrap_or_default();
+                let state =
+                    AlertState::parse(&state_text).ok_or_else(|| bad(format!("unknown state {state_text:?}")))?;
+                let since = opt_time(get("since")?).ok_or_else(|| bad("bad since".into()))?;
+                Ok(Instance {
+                    rule: get("rule")?.unwrap_or_default(),
+                    labels,
+                    state,
+                    held: get("held")?.as_deref().and_then(AlertState::parse),
+                    since,
+                    active_since: opt_time(get("active_since")?),
+                    firing_since: opt_time(get("firing_since")?),
+                    false_since: opt_time(get("false_since")?),
+                    episode: r
+                        .try_get::<i64, _>("episode")
+                        .map_err(|e| bad(e.to_string()))?
+                        .clamp(0, u32::MAX as i64) as u32,
+                    evaluated_at: opt_time(get("evaluated_at")?).unwrap_or(since),
+                })
+            })
+            .collect()
+    }
+
+    /// Stores instances (insert or replace), with the evidence of their last evaluation.
+    pub async fn save_instances(&self, instances: &[(Instance, Evidence)]) -> Result<(), MemoryError> {
+        let mut tx = self.pool.begin().await.map_err(query_err("begin save instances"))?;
+        for (i, evidence) in instances {
+            let labels = super::observations::labels_json(&i.labels);
+            let evidence = serde_json::to_string(evidence).unwrap_or_else(|_| "{}".to_owned());
+            sqlx::query(
+                "INSERT INTO alert_instances (rule, labels, state, held, since, active_since, firing_since, false_since, episode, evaluated_at, evidence) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (rule, labels) DO UPDATE SET state = excluded.state, held = excluded.held, since = excluded.since, \
+                 active_since = excluded.active_since, firing_since = excluded.firing_since, false_since = excluded.false_since, \
+                 episode = excluded.episode, evaluated_at = excluded.evaluated_at, evidence = excluded.evidence",
+            )
+            .bind(&i.rule)
+            .bind(labels)
+            .bind(i.state.as_str())
+            .bind(i.held.map(AlertState::as_str))
+            .bind(timefmt::to_db(i.since))
+            .bind(i.active_since.map(timefmt::to_db))
+            .bind(i.firing_since.map(timefmt::to_db))
+            .bind(i.false_since.map(timefmt::to_db))
+            .bind(i64::from(i.episode))
+            .bind(timefmt::to_db(i.evaluated_at))
+            .bind(evidence)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("save alert instance"))?;
+        }
+        tx.commit().await.map_err(query_err("commit alert instances"))
+    }
+
+    /// Consecutive-failure counts per source.
+    pub async fn load_source_health(&self) -> Result<BTreeMap<String, SourceHealth>, MemoryError> {
+        let rows = sqlx::query(
+            "SELECT source, consecutive_failures, last_status, last_error, last_ok_at FROM source_health ORDER BY source",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("load source health"))?;
+        let bad = corrupt("source_health");
+        rows.iter()
+            .map(|r| {
+                let source: String = r.try_get("source").map_err(|e| bad(e.to_string()))?;
+                let failures: i64 = r.try_get("consecutive_failures").map_err(|e| bad(e.to_string()))?;
+                Ok((
+                    source.clone(),
+                    SourceHealth {
+                        source,
+                        consecutive_failures: failures.clamp(0, u32::MAX as i64) as u32,
+                        last_status: r.try_get("last_status").map_err(|e| bad(e.to_string()))?,
+                        last_error: r.try_get("last_error").map_err(|e| bad(e.to_string()))?,
+                        last_ok_at: opt_time(r.try_get("last_ok_at").map_err(|e| bad(e.to_string()))?),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Stores source health.
+    pub async fn save_source_health(&self, health: &[SourceHealth], now: DateTime<Utc>) -> Result<(), MemoryError> {
+        let mut tx = self.pool.begin().await.map_err(query_err("begin save source health"))?;
+        for h in health {
+            sqlx::query(
+                "INSERT INTO source_health (source, consecutive_failures, last_status, last_error, last_ok_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET \
+                 consecutive_failures = excluded.consecutive_failures, last_status = excluded.last_status, \
+                 last_error = excluded.last_error, last_ok_at = excluded.last_ok_at, updated_at = excluded.updated_at",
+            )
+            .bind(&h.source)
+            .bind(i64::from(h.consecutive_failures))
+            .bind(&h.last_status)
+            .bind(h.last_error.as_deref())
+            .bind(h.last_ok_at.map(timefmt::to_db))
+            .bind(timefmt::to_db(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("save source health"))?;
+        }
+        tx.commit().await.map_err(query_err("commit source health"))
+    }
+
+    /// Points of one series in `[from, to)`, oldest first.
+    pub async fn series_points_between(
+        &self,
+        key: &SeriesKey,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<StoredPoints, MemoryError> {
+        let labels = super::observations::labels_json(&key.labels);
+        let rows = sqlx::query(
+            "SELECT p.at_ms, p.value FROM metric_points p JOIN series s ON s.id = p.series_id \
+             WHERE s.source = ? AND s.metric = ? AND s.labels = ? AND p.at_ms >= ? AND p.at_ms < ? ORDER BY p.at_ms",
+        )
+        .bind(&key.source)
+        .bind(&key.metric)
+        .bind(labels)
+        .bind(from.timestamp_millis())
+        .bind(to.timestamp_millis())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("series points between"))?;
+        rows.iter()
+            .map(|r| {
+                let at_ms: i64 = r.try_get(0).map_err(query_err("series points between"))?;
+                let value: f64 = r.try_get(1).map_err(query_err("series points between"))?;
+                let at = DateTime::from_timestamp_millis(at_ms).ok_or(MemoryError::Corrupt {
+                    what: "metric_points.at_ms",
+                    message: format!("{at_ms} is out of range"),
+                })?;
+                Ok((at, value))
+            })
+            .collect()
+    }
+}

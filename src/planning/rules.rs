@@ -1,0 +1,296 @@
+//! The rulebook: every rule's condition and templates, compiled once when the
+//! config loads, and checked against what its sources produce.
+//!
+//! A condition that does not parse, reads a column its source does not
+//! produce, or reads a multi-row source without selecting a row, is a config
+//! error naming the rule (`rules.revenue_drop.when: …`), reported with every
+//! other config error by `bi-agent check`.
+//!
+//! Compiling never connects anywhere; evaluation lives in [`super::evaluate`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::config::{ActionKind, ConfigIssue, RuleSettings, Settings, SourceFailingSettings};
+use crate::perception::columns::{self, Shape};
+
+use super::condition::{Condition, MetricRef};
+use super::template::Templates;
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct CompiledRule {
+    /// Position in the config (the plan's tie-break after priority).
+    pub index: usize,
+    /// The rule as configured.
+    pub settings: RuleSettings,
+    /// Its compiled condition.
+    pub condition: Condition,
+    /// For rules without `source`: the sources the condition reads.
+    pub reads: BTreeSet<String>,
+}
+
+/// Every rule, compiled.
+#[derive(Debug)]
+pub struct Rulebook {
+    /// The rules in config order.
+    pub rules: Vec<CompiledRule>,
+    /// Their message, subject and report templates, by key.
+    pub templates: Templates,
+    /// The built-in "source is failing" rule.
+    pub source_failing: SourceFailingSettings,
+    /// The agent's name (for templates).
+    pub agent_name: String,
+    /// The cycle interval (sets the shortest history tolerance).
+    pub interval: Duration,
+    /// The per-cycle action cap.
+    pub max_actions: usize,
+}
+
+/// The template key of an action's message, subject or report body.
+pub fn template_key(rule: &str, action: &str, field: &str) -> String {
+    format!("rules.{rule}.actions.{action}.{field}")
+}
+
+impl Rulebook {
+    /// Compiles every rule of `settings`; returns every problem found.
+    pub fn compile(settings: &Settings) -> Result<Self, Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
+        let shapes: BTreeMap<&str, Shape> = settings
+            .sources
+            .iter()
+            .map(|(name, s)| (name.as_str(), columns::shape(s)))
+            .collect();
+        let mut templates = Templates::new();
+        let mut rules = Vec::new();
+        for (index, rule) in settings.rules.iter().enumerate() {
+            let key = format!("rules.{}", rule.name);
+            for action in &rule.actions {
+                for (field, source) in [
+                    ("message", &action.message),
+                    ("subject", &action.subject),
+                    ("template", &action.template),
+                ] {
+                    if let Some(text) = source {
+                        let tkey = template_key(&rule.name, &action.id, field);
+                        if let Err(e) = templates.add(&tkey, text) {
+                            issues.push(ConfigIssue::new(tkey, format!("template error: {e}")));
+                        }
+                    }
+                }
+                if action.kind == ActionKind::Report && action.template.is_none() && action.message.is_none() {
+                    issues.push(ConfigIssue::new(
+                        format!("{key}.actions.{}", action.id),
+                        "a report needs `template` (or `message`)",
+                    ));
+                }
+            }
+            let condition = match Condition::compile(&rule.when) {
+                Ok(c) => c,
+                Err(e) => {
+                    issues.push(ConfigIssue::new(format!("{key}.when"), e.to_string()));
+                    continue;
+                }
+            };
+            let reads = match check_references(rule, &condition, &shapes, settings) {
+                Ok(reads) => reads,
+                Err(problems) => {
+                    for p in problems {
+                        issues.push(ConfigIssue::new(format!("{key}.when"), p));
+                    }
+                    continue;
+                }
+            };
+            rules.push(CompiledRule {
+                index,
+                settings: rule.clone(),
+                condition,
+                reads,
+            });
+        }
+        if !issues.is_empty() {
+            return Err(issues);
+        }
+        Ok(Self {
+            rules,
+            templates,
+            source_failing: settings.meta.source_failing.clone(),
+            agent_name: settings.agent.name.clone(),
+            interval: settings.agent.interval,
+            max_actions: settings.agent.max_actions_per_cycle,
+        })
+    }
+}
+
+/// Checks the names a condition reads; returns the sources read by a rule
+/// without `source`.
+fn check_references(
+    rule: &RuleSettings,
+    condition: &Condition,
+    shapes: &BTreeMap<&str, Shape>,
+    settings: &Settings,
+) -> Result<BTreeSet<String>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut reads = BTreeSet::new();
+    let known = |source: &str| shapes.get(source).and_then(|s| s.columns.as_ref());
+    let produces = |source: &str, column: &str| known(source).is_none_or(|c| c.contains(column));
+    let listing = |source: &str| {
+        known(source)
+            .map(|c| c.iter().cloned().collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    let mut check_qualified = |source: &str, column: &str, problems: &mut Vec<String>| {
+        if !shapes.contains_key(source) {
+            problems.push(format!("unknown source \"{source}\" in `{source}.{column}`"));
+            return;
+        }
+        if !produces(source, column) {
+            problems.push(format!(
+                "source \"{source}\" does not produce a column \"{column}\" (it produces: {})",
+                listing(source)
+            ));
+        }
+        let multi = shapes.get(source).is_some_and(|s| s.multi_row);
+        if multi && !rule.select.contains_key(source) && rule.source.as_deref() != Some(source) {
+            problems.push(format!(
+                "source \"{source}\" can return several rows: select one with `select = {{ {source} = {{ label = \"value\" }} }}` or give the rule `source = \"{source}\"`"
+            ));
+        }
+        reads.insert(source.to_owned());
+    };
+    let qualified: BTreeSet<(String, String)> = condition
+        .qualified()
+        .iter()
+        .cloned()
+        .chain(condition.history().iter().filter_map(|h| match &h.metric {
+            MetricRef::Qualified { source, column } => Some((source.clone(), column.clone())),
+            MetricRef::Column(_) => None,
+        }))
+        .collect();
+    match &rule.source {
+        Some(source) => {
+            let columns: BTreeSet<&str> = condition
+                .idents()
+                .iter()
+                .filter(|i| !qualified.iter().any(|(s, _)| s == *i))
+                .map(String::as_str)
+                .chain(condition.history().iter().filter_map(|h| match &h.metric {
+                    MetricRef::Column(c) => Some(c.as_str()),
+                    MetricRef::Qualified { .. } => None,
+                }))
+                .collect();
+            for column in columns {
+                if !produces(source, column) {
+                    problems.push(format!(
+                        "unknown column \"{column}\": source \"{source}\" produces {}",
+                        listing(source)
+                    ));
+                }
+            }
+            for (s, c) in &qualified {
+                if settings.sources.contains_key(s) {
+                    check_qualified(s, c, &mut problems);
+                }
+            }
+        }
+        None => {
+            for ident in condition.idents() {
+                if !shapes.contains_key(ident.as_str()) {
+                    problems.push(format!(
+                        "unknown name \"{ident}\": a rule without `source` reads sources by name, e.g. web.bounce_rate"
+                    ));
+                }
+            }
+            for history in condition.history() {
+                if let MetricRef::Column(c) = &history.metric {
+                    problems.push(format!(
+                        "{}({c}, …) needs a source: write {}(source.{c}, …) or give the rule `source`",
+                        history.func.name(),
+                        history.func.name()
+                    ));
+                }
+            }
+            for (s, c) in &qualified {
+                check_qualified(s, c, &mut problems);
+            }
+        }
+    }
+    if problems.is_empty() { Ok(reads) } else { Err(problems) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(rules: &str) -> Result<Rulebook, Vec<String>> {
+        let text = format!(
+            "[agent]\nname = \"t\"\n[memory]\npath = \"m.db\"\n\
+             [roles]\nops = [\"email:ops@example.com\"]\n\
+             [sources.sales]\nkind = \"sql\"\nurl = \"sqlite://w.db\"\n\
+             sql = \"SELECT region, SUM(r) AS revenue, SUM(p) AS prev FROM o GROUP BY region\"\n\
+             [sources.web]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/x\"\nfields = {{ bounce_rate = \"/b\" }}\n\
+             [sources.totals]\nkind = \"sql\"\nurl = \"sqlite://w.db\"\nsql = \"SELECT SUM(r) AS revenue FROM o\"\n\
+             {rules}"
+        );
+        let settings = crate::config::Settings::from_toml_str(&text, Vec::new(), &|_| None).map_err(|e| e.issues())?;
+        Rulebook::compile(&settings).map_err(|issues| issues.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn valid_rules_compile() {
+        let book = compile(
+            "[[rules]]\nname = \"drop\"\nsource = \"sales\"\nwhen = \"revenue < 0.8 * prev && change(revenue, '7d') < -0.1\"\n\
+             [[rules.actions]]\nid = \"alert\"\nkind = \"notify\"\nto = [\"ops\"]\nmessage = \"{{ region }}: {{ revenue | currency }}\"\n\
+             [[rules]]\nname = \"combo\"\nwhen = \"web.bounce_rate > 0.6 && totals.revenue < 100.0\"\n",
+        )
+        .unwrap();
+        assert_eq!(book.rules.len(), 2);
+        assert_eq!(book.rules[1].reads, ["totals".to_owned(), "web".to_owned()].into());
+    }
+
+    #[test]
+    fn syntax_error_names_the_rule() {
+        let e = compile("[[rules]]\nname = \"bad\"\nsource = \"sales\"\nwhen = \"revenue <\"\n").unwrap_err();
+        assert!(e[0].starts_with("rules.bad.when: syntax error"), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_column_names_the_rule_and_lists_the_columns() {
+        let e = compile("[[rules]]\nname = \"typo\"\nsource = \"sales\"\nwhen = \"revenu < 1.0\"\n").unwrap_err();
+        assert_eq!(
+            e,
+            vec!["rules.typo.when: unknown column \"revenu\": source \"sales\" produces prev, region, revenue"]
+        );
+        let e =
+            compile("[[rules]]\nname = \"h\"\nsource = \"sales\"\nwhen = \"mean(revenu, '7d') < 1.0\"\n").unwrap_err();
+        assert!(e[0].contains("unknown column \"revenu\""), "{e:?}");
+    }
+
+    #[test]
+    fn multi_row_source_needs_a_selection() {
+        let e = compile("[[rules]]\nname = \"m\"\nwhen = \"sales.revenue < 1.0\"\n").unwrap_err();
+        assert!(e[0].contains("can return several rows"), "{e:?}");
+        compile(
+            "[[rules]]\nname = \"m\"\nwhen = \"sales.revenue < 1.0\"\nselect = { sales = { region = \"West\" } }\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn sourceless_rules_read_sources_by_name() {
+        let e = compile("[[rules]]\nname = \"s\"\nwhen = \"bounce_rate > 0.5\"\n").unwrap_err();
+        assert!(e[0].contains("unknown name \"bounce_rate\""), "{e:?}");
+        let e = compile("[[rules]]\nname = \"s\"\nwhen = \"web.bounce > 0.5\"\n").unwrap_err();
+        assert!(e[0].contains("does not produce a column \"bounce\""), "{e:?}");
+    }
+
+    #[test]
+    fn template_errors_name_the_action() {
+        let e = compile(
+            "[[rules]]\nname = \"t\"\nsource = \"sales\"\nwhen = \"revenue < 1.0\"\n\
+             [[rules.actions]]\nid = \"a\"\nkind = \"notify\"\nto = [\"ops\"]\nmessage = \"{{ region \"\n",
+        )
+        .unwrap_err();
+        assert!(e[0].starts_with("rules.t.actions.a.message: template error"), "{e:?}");
+    }
+}

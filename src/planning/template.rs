@@ -1,0 +1,190 @@
+//! Message templates (minijinja): compiled once at load, rendered per action.
+//!
+//! Templates see the row's labels and values as top-level variables
+//! (`{{ region }}`, `{{ revenue_growth_wow }}`) and also `labels`, `values`,
+//! `rule` (name, severity, description), `alert` (state, episode, since),
+//! `params` and `agent`. Undefined variables are errors, not empty text, so a
+//! typo shows up instead of a silently broken message.
+//!
+//! Filters: `percent` (0.305 → `30.5%`), `signed_percent` (→ `+30.5%`),
+//! `number` (1234567.8 → `1,234,568`), `currency` (1234.5 → `$1,234.50`).
+//!
+//! Templates render data only: no filesystem access, no network, no
+//! includes. Label values come from data and are untrusted text: they are
+//! rendered as given, and channels escape them for their own format.
+
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
+
+/// Compiled templates, by key (e.g. `rules.revenue_drop.actions.alert.message`).
+#[derive(Debug)]
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    /// An empty set with the filters installed.
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_filter("percent", percent);
+        env.add_filter("signed_percent", signed_percent);
+        env.add_filter("number", number);
+        env.add_filter("currency", currency);
+        Self { env }
+    }
+
+    /// Compiles `source` under `key`; the error text is minijinja's, with line.
+    pub fn add(&mut self, key: &str, source: &str) -> Result<(), String> {
+        self.env
+            .add_template_owned(key.to_owned(), source.to_owned())
+            .map_err(|e| describe(&e))
+    }
+
+    /// Renders the template `key` with `context`.
+    pub fn render(&self, key: &str, context: &serde_json::Value) -> Result<String, String> {
+        let template = self.env.get_template(key).map_err(|e| describe(&e))?;
+        template
+            .render(Value::from(minijinja::value::Serde(context)))
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| describe(&e))
+    }
+
+    /// Whether a template was added under `key`.
+    pub fn has(&self, key: &str) -> bool {
+        self.env.get_template(key).is_ok()
+    }
+}
+
+fn describe(e: &Error) -> String {
+    let mut text = match e.kind() {
+        ErrorKind::UndefinedError => "undefined variable".to_owned(),
+        _ => e.kind().to_string(),
+    };
+    if let Some(detail) = e.detail() {
+        text.push_str(": ");
+        text.push_str(detail);
+    }
+    if let Some(line) = e.line() {
+        text.push_str(&format!(" (line {line})"));
+    }
+    text
+}
+
+fn as_f64(v: &Value) -> Result<f64, Error> {
+    f64::try_from(v.clone()).map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("expected a number, got {v}")))
+}
+
+/// 0.305 → `30.5%` (decimals default 1).
+fn percent(v: &Value, decimals: Option<usize>) -> Result<String, Error> {
+    Ok(format!("{:.*}%", decimals.unwrap_or(1), as_f64(v)? * 100.0))
+}
+
+/// 0.305 → `+30.5%`, -0.305 → `-30.5%`.
+fn signed_percent(v: &Value, decimals: Option<usize>) -> Result<String, Error> {
+    Ok(format!("{:+.*}%", decimals.unwrap_or(1), as_f64(v)? * 100.0))
+}
+
+/// 1234567.8 → `1,234,568` (decimals default 0).
+fn number(v: &Value, decimals: Option<usize>) -> Result<String, Error> {
+    Ok(group_thousands(as_f64(v)?, decimals.unwrap_or(0)))
+}
+
+/// 1234.5 → `$1,234.50`; `currency("€")` → `€1,234.50`.
+fn currency(v: &Value, symbol: Option<String>, decimals: Option<usize>) -> Result<String, Error> {
+    let x = as_f64(v)?;
+    let body = group_thousands(x.abs(), decimals.unwrap_or(2));
+    let sign = if x < 0.0 && body.chars().any(|c| c.is_ascii_digit() && c != '0') {
+        "-"
+    } else {
+        ""
+    };
+    Ok(format!("{sign}{}{body}", symbol.as_deref().unwrap_or("$")))
+}
+
+/// Formats with `,` between thousands and `decimals` places.
+pub fn group_thousands(x: f64, decimals: usize) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    let text = format!("{:.*}", decimals, x.abs());
+    let (int, frac) = text
+        .split_once('.')
+        .map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
+    let mut grouped = String::with_capacity(int.len() + int.len() / 3);
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    let negative = x < 0.0 && text.chars().any(|c| c.is_ascii_digit() && c != '0');
+    let mut out = String::new();
+    if negative {
+        out.push('-');
+    }
+    out.push_str(&grouped);
+    if let Some(f) = frac {
+        out.push('.');
+        out.push_str(f);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn render(src: &str, ctx: serde_json::Value) -> Result<String, String> {
+        let mut t = Templates::new();
+        t.add("t", src)?;
+        t.render("t", &ctx)
+    }
+
+    #[test]
+    fn filters_format_numbers() {
+        let ctx = json!({"g": -0.3049, "r": 1234567.891, "m": -1234.5, "z": 0.0});
+        assert_eq!(render("{{ g | percent }}", ctx.clone()).unwrap(), "-30.5%");
+        assert_eq!(render("{{ g | signed_percent(0) }}", ctx.clone()).unwrap(), "-30%");
+        assert_eq!(render("{{ z | signed_percent }}", ctx.clone()).unwrap(), "+0.0%");
+        assert_eq!(render("{{ r | number }}", ctx.clone()).unwrap(), "1,234,568");
+        assert_eq!(render("{{ r | number(2) }}", ctx.clone()).unwrap(), "1,234,567.89");
+        assert_eq!(render("{{ m | currency }}", ctx.clone()).unwrap(), "-$1,234.50");
+        assert_eq!(render("{{ r | currency('€', 0) }}", ctx).unwrap(), "€1,234,568");
+    }
+
+    #[test]
+    fn undefined_variables_are_errors() {
+        let e = render("Revenue in {{ regoin }}", json!({"region": "West"})).unwrap_err();
+        assert!(e.starts_with("undefined variable"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let mut t = Templates::new();
+        let e = t.add("t", "line one\n{{ broken ").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn non_numbers_are_refused_by_number_filters() {
+        let e = render("{{ region | percent }}", json!({"region": "West"})).unwrap_err();
+        assert!(e.contains("expected a number"), "{e}");
+    }
+
+    #[test]
+    fn thousands() {
+        assert_eq!(group_thousands(0.0, 0), "0");
+        assert_eq!(group_thousands(999.0, 0), "999");
+        assert_eq!(group_thousands(1000.0, 0), "1,000");
+        assert_eq!(group_thousands(-0.001, 2), "0.00");
+        assert_eq!(group_thousands(-1234.0, 1), "-1,234.0");
+    }
+}
