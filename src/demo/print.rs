@@ -110,7 +110,20 @@ pub fn cycle(report: &CycleReport, n: u32, total: u32) -> String {
     let width = report.observations.iter().map(|o| o.source.len()).max().unwrap_or(0);
     let mut failed = BTreeSet::new();
     for o in &report.observations {
-        source(&mut out, o, width);
+        // The first cycle shows the tables; later ones only a line per source.
+        if n == 1 || o.status.is_failure() {
+            source(&mut out, o, width);
+        } else {
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {:<7}  {:>7}  {} row{}",
+                o.source,
+                o.status.as_str(),
+                format!("{} ms", o.latency.as_millis()),
+                o.rows.len(),
+                plural(o.rows.len())
+            );
+        }
         if o.status.is_failure() {
             failed.insert(o.source.as_str());
         }
@@ -122,13 +135,25 @@ pub fn cycle(report: &CycleReport, n: u32, total: u32) -> String {
     }
     let _ = writeln!(
         out,
-        "  history: {} new point{} written; plan: {} action{}",
+        "  history: {} new point{} written",
         thousands(report.points_written as f64),
         plural(report.points_written as usize),
-        report.planned.plan.items.len(),
-        plural(report.planned.plan.items.len())
     );
+    out.push_str(&indent(&crate::cli::plan_view::instances(&report.planned)));
+    out.push_str(&indent(&crate::cli::plan_view::actions(&report.planned)));
     out
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                "\n".to_owned()
+            } else {
+                format!("  {l}\n")
+            }
+        })
+        .collect()
 }
 
 fn source(out: &mut String, o: &Observation, width: usize) {

@@ -66,6 +66,9 @@ pub struct Evidence {
     /// The condition, as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
+    /// Every numeric value of the row (for messages and reports).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub row: BTreeMap<String, f64>,
 }
 
 /// One action of a plan.

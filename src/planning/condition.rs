@@ -99,6 +99,8 @@ pub struct HistoryCall {
     pub metric: MetricRef,
     /// The window (`"7d"`).
     pub window: Duration,
+    /// The window as written, for showing the call as the user wrote it.
+    pub window_text: String,
     /// The variable the call was rewritten into.
     pub var: String,
 }
@@ -201,11 +203,12 @@ impl Condition {
             && let Some(func) = HistoryFn::parse(&call.func_name)
         {
             let var = format!("__h{}", self.history.len());
-            let (metric, window) = history_args(func, call)?;
+            let (metric, window, window_text) = history_args(func, call)?;
             self.history.push(HistoryCall {
                 func,
                 metric,
                 window,
+                window_text,
                 var: var.clone(),
             });
             e.expr = Expr::Ident(var);
@@ -337,7 +340,7 @@ fn describe(v: &Value) -> String {
     }
 }
 
-fn history_args(func: HistoryFn, call: &CallExpr) -> Result<(MetricRef, Duration), ConditionError> {
+fn history_args(func: HistoryFn, call: &CallExpr) -> Result<(MetricRef, Duration, String), ConditionError> {
     let usage = || {
         ConditionError::History(format!(
             "{}() expects (metric, \"window\"), e.g. {}(revenue, \"7d\")",
@@ -370,7 +373,7 @@ fn history_args(func: HistoryFn, call: &CallExpr) -> Result<(MetricRef, Duration
             func.name()
         )));
     }
-    Ok((metric, window))
+    Ok((metric, window, text.inner().to_owned()))
 }
 
 /// What a condition can read while it is evaluated for one row.

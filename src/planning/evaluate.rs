@@ -109,7 +109,8 @@ enum RuleRows<'a> {
 impl Rulebook {
     /// The history points evaluation will need, so the caller can load them.
     pub fn history_requests(&self, observations: &[Observation]) -> Vec<HistoryRequest> {
-        let mut out = BTreeSet::new();
+        // One request per series, spanning every window asked of it.
+        let mut spans: BTreeMap<SeriesKey, (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
         for rule in &self.rules {
             if rule.condition.history().is_empty() {
                 continue;
@@ -121,14 +122,17 @@ impl Rulebook {
                         if let Some((key, t)) = series_for(call, row, obs, &sources) {
                             let span = chrono::Duration::from_std(call.window).unwrap_or(chrono::Duration::MAX);
                             let from = t - span - tolerance_for(self, call.window);
-                            out.insert((key, from, t));
+                            let entry = spans.entry(key).or_insert((from, t));
+                            entry.0 = entry.0.min(from);
+                            entry.1 = entry.1.max(t);
                         }
                     }
                 }
             }
         }
-        out.into_iter()
-            .map(|(key, from, to)| HistoryRequest { key, from, to })
+        spans
+            .into_iter()
+            .map(|(key, (from, to))| HistoryRequest { key, from, to })
             .collect()
     }
 
@@ -279,10 +283,16 @@ impl Rulebook {
         for call in rule.condition.history() {
             let value = series_for(call, row, obs, sources).and_then(|(key, t)| {
                 let current = current_value(call, row, sources);
-                let mut points: Vec<(DateTime<Utc>, f64)> = input.history.get(&key).cloned().unwrap_or_default();
-                if let Some(extra) = backfill.get(&key) {
-                    points.extend(extra.iter().copied());
+                // Memory and this cycle's backfill overlap once the backfill
+                // is stored: one point per time.
+                let mut by_time: BTreeMap<DateTime<Utc>, f64> = BTreeMap::new();
+                for (at, v) in backfill.get(&key).into_iter().flatten() {
+                    by_time.insert(*at, *v);
                 }
+                for (at, v) in input.history.get(&key).into_iter().flatten() {
+                    by_time.insert(*at, *v);
+                }
+                let points: Vec<(DateTime<Utc>, f64)> = by_time.into_iter().collect();
                 let window = chrono::Duration::from_std(call.window).ok()?;
                 history::compute(call.func, current, &points, t, window, tolerance_for(self, call.window))
             });
@@ -296,6 +306,7 @@ impl Rulebook {
                 evidence.values.insert(ident.clone(), *v);
             }
         }
+        evidence.row = row.values.clone();
         for (source, column) in rule.condition.qualified() {
             if let Some(v) = sources.get(source).and_then(|(r, _)| r.values.get(column)) {
                 evidence.values.insert(format!("{source}.{column}"), *v);
@@ -430,7 +441,7 @@ impl Rulebook {
         for (k, v) in &evidence.labels {
             top.insert(k.clone(), json!(v));
         }
-        for (k, v) in &evidence.values {
+        for (k, v) in evidence.row.iter().chain(&evidence.values) {
             if !k.contains('(') && !k.contains('.') {
                 top.insert(k.clone(), json!(v));
             }
@@ -454,7 +465,7 @@ impl Rulebook {
             top.entry(s).or_insert(v);
         }
         top.insert("labels".into(), json!(evidence.labels));
-        top.insert("values".into(), json!(evidence.values));
+        top.insert("values".into(), json!(evidence.row));
         top.insert(
             "history".into(),
             json!(
@@ -521,6 +532,7 @@ impl Rulebook {
                 labels: labels.clone(),
                 values: [("consecutive_failures".to_owned(), f64::from(h.consecutive_failures))].into(),
                 condition: Some(format!("consecutive_failures >= {}", cfg.cycles)),
+                row: BTreeMap::new(),
             };
             if let Some(t @ (Transition::Fired | Transition::Resolved)) = transition
                 && !cfg.to.is_empty()
@@ -721,12 +733,7 @@ fn backfill_index(observations: &[Observation]) -> HashMap<SeriesKey, Vec<(DateT
 
 /// The call as written in conditions, e.g. `change(revenue, "7d")`.
 fn call_text(call: &HistoryCall) -> String {
-    format!(
-        "{}({}, \"{}\")",
-        call.func.name(),
-        call.metric,
-        humantime::format_duration(call.window)
-    )
+    format!("{}({}, \"{}\")", call.func.name(), call.metric, call.window_text)
 }
 
 /// A compact number for reasons: 4 significant digits.

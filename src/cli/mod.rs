@@ -12,8 +12,11 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::Agent;
+pub mod plan_view;
+
+use crate::agent::{self, Agent};
 use crate::config::{LogFormat, Settings};
+use crate::planning::rules::Rulebook;
 use crate::{daemon, demo, perception, telemetry};
 
 /// Exit code for a bad config or bad usage.
@@ -68,6 +71,14 @@ pub enum Command {
         #[arg(long)]
         connect: bool,
     },
+    /// Perceive and plan once, print the plan; reads memory, writes nothing.
+    Plan {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the plan as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create the demo warehouse (if absent) and rehearse a few cycles on it.
     Demo(demo::DemoArgs),
 }
@@ -97,7 +108,7 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
             let Some(settings) = load_config(&config.path) else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
-            init_logging(&settings, log_format)?;
+            init_logging(&settings, log_format, None)?;
             run(settings, dry_run, once).await
         }
         Command::Check { config, connect } => {
@@ -105,6 +116,22 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             check(&config.path, &settings, connect).await
+        }
+        Command::Plan { config, json } => {
+            let Some(settings) = load_config(&config.path) else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            init_logging(&settings, log_format.or(Some(LogFormat::Pretty)), Some("warn"))?;
+            let (observations, planned) = agent::preview(&settings).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan_view::json(&observations, &planned))?
+                );
+            } else {
+                print!("{}", plan_view::table(&observations, &planned));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
             let level = "warn";
@@ -114,22 +141,28 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
     }
 }
 
-/// Loads the config, printing every issue to standard error on failure.
+/// Loads the config and compiles its rules, printing every issue to
+/// standard error on failure.
 pub fn load_config(path: &Path) -> Option<Settings> {
-    match Settings::load(path) {
-        Ok(settings) => Some(settings),
-        Err(e) => {
-            eprintln!("{}: configuration is invalid:", path.display());
-            for issue in e.issues() {
-                eprintln!("  error: {issue}");
-            }
-            None
-        }
+    let issues = match Settings::load(path) {
+        Ok(settings) => match Rulebook::compile(&settings) {
+            Ok(_) => return Some(settings),
+            Err(issues) => issues.iter().map(ToString::to_string).collect(),
+        },
+        Err(e) => e.issues(),
+    };
+    eprintln!("{}: configuration is invalid:", path.display());
+    for issue in issues {
+        eprintln!("  error: {issue}");
     }
+    None
 }
 
-fn init_logging(settings: &Settings, flag: Option<LogFormat>) -> anyhow::Result<()> {
-    telemetry::init(flag.unwrap_or(settings.log.format), &settings.log.level)?;
+fn init_logging(settings: &Settings, flag: Option<LogFormat>, level: Option<&str>) -> anyhow::Result<()> {
+    telemetry::init(
+        flag.unwrap_or(settings.log.format),
+        level.unwrap_or(&settings.log.level),
+    )?;
     Ok(())
 }
 
