@@ -68,8 +68,13 @@ pub struct CycleReport {
     pub errors: Vec<String>,
 }
 
+/// Where the agent reads the time: `Utc::now` in production; tests pass
+/// their own to script alert timings.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
 /// The agent: settings, memory and the built sources.
 pub struct Agent {
+    clock: Clock,
     settings: Arc<Settings>,
     rulebook: Arc<Rulebook>,
     memory: Memory,
@@ -96,12 +101,23 @@ impl Agent {
     ) -> Result<Self, AgentError> {
         let rulebook = Rulebook::compile(&settings).map_err(AgentError::Rules)?;
         Ok(Self {
+            clock: Arc::new(Utc::now),
             settings: Arc::new(settings),
             rulebook: Arc::new(rulebook),
             memory,
             sources,
             dry_run,
         })
+    }
+
+    /// Replaces the clock (tests script time with it).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
     }
 
     /// The settings this agent runs with.
@@ -121,7 +137,7 @@ impl Agent {
 
     /// Records the start of a cycle and returns its number.
     pub async fn begin_cycle(&self) -> Result<i64, AgentError> {
-        Ok(self.memory.begin_cycle(Utc::now(), self.dry_run).await?)
+        Ok(self.memory.begin_cycle(self.now(), self.dry_run).await?)
     }
 
     /// Starts and runs one whole cycle.
@@ -134,7 +150,7 @@ impl Agent {
     pub async fn run_cycle(&self, id: i64) -> Result<CycleReport, AgentError> {
         let span = info_span!("cycle", cycle_id = id, dry_run = self.dry_run);
         async move {
-            let started_at = Utc::now();
+            let started_at = self.now();
             let started = Instant::now();
             let mut errors = Vec::new();
 
@@ -149,7 +165,7 @@ impl Agent {
             }
 
             // Plan.
-            let planned = plan(&self.rulebook, &self.memory, &observations).await?;
+            let planned = plan(&self.rulebook, &self.memory, &observations, self.now()).await?;
 
             // Act.
             let outcomes = execution::execute(&planned.plan, self.dry_run).await;
@@ -202,7 +218,7 @@ impl Agent {
             error!(error = %e, "Could not record alert states");
             errors.push(format!("memory: {e}"));
         }
-        if let Err(e) = self.memory.save_source_health(&planned.health, Utc::now()).await {
+        if let Err(e) = self.memory.save_source_health(&planned.health, self.now()).await {
             error!(error = %e, "Could not record source health");
             errors.push(format!("memory: {e}"));
         }
@@ -212,7 +228,7 @@ impl Agent {
     pub async fn fail_cycle(&self, id: i64, status: CycleStatus, reason: &str, duration: Duration) {
         let summary = CycleSummary {
             id,
-            finished_at: Utc::now(),
+            finished_at: self.now(),
             status,
             duration_ms: duration.as_millis() as u64,
             overran: duration > self.settings.agent.interval,
@@ -230,7 +246,7 @@ impl Agent {
     /// The oldest time memory keeps (`memory.retention` ago).
     fn retention_cutoff(&self) -> DateTime<Utc> {
         let retention = chrono::Duration::from_std(self.settings.memory.retention).unwrap_or(chrono::Duration::MAX);
-        Utc::now()
+        self.now()
             .checked_sub_signed(retention)
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
@@ -267,8 +283,12 @@ fn build_sources(settings: &Settings) -> Result<Vec<Arc<dyn Source>>, AgentError
 
 /// Plans from this cycle's observations and what memory remembers; reads
 /// memory, never writes it.
-async fn plan(rulebook: &Rulebook, memory: &Memory, observations: &[Observation]) -> Result<Planned, AgentError> {
-    let now = Utc::now();
+async fn plan(
+    rulebook: &Rulebook,
+    memory: &Memory,
+    observations: &[Observation],
+    now: DateTime<Utc>,
+) -> Result<Planned, AgentError> {
     let instances = memory.load_instances().await?;
     let health = memory.load_source_health().await?;
     let mut history = HashMap::new();
@@ -304,7 +324,7 @@ pub async fn preview(settings: &Settings) -> Result<(Vec<Observation>, Planned),
     let observations = perception::gather(&sources, settings.agent.max_concurrent_sources).await;
     let planned = match Memory::open_read_only(&settings.memory.path, settings.memory.busy_timeout).await {
         Ok(memory) => {
-            let planned = plan(&rulebook, &memory, &observations).await;
+            let planned = plan(&rulebook, &memory, &observations, Utc::now()).await;
             memory.close().await;
             planned?
         }
@@ -335,7 +355,7 @@ fn summary(r: &CycleReport) -> CycleSummary {
     let failed = r.observations.iter().filter(|o| o.status.is_failure()).count();
     CycleSummary {
         id: r.id,
-        finished_at: Utc::now(),
+        finished_at: r.started_at + chrono::Duration::from_std(r.duration).unwrap_or_default(),
         status: r.status,
         duration_ms: r.duration.as_millis() as u64,
         overran: r.overran,

@@ -180,3 +180,89 @@ async fn killed_mid_cycle_is_marked_interrupted_on_restart() {
         "the refused source makes cycle 2 degraded"
     );
 }
+
+#[tokio::test]
+async fn plan_reads_memory_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("w.db");
+    {
+        use sqlx::{ConnectOptions as _, Connection as _};
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&warehouse)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql("CREATE TABLE t (region TEXT, v REAL); INSERT INTO t VALUES ('East', 20), ('West', 1);")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    let sources = format!(
+        "[roles]\nops = [\"slack:#ops\"]\n[sources.s]\nkind = \"sql\"\nurl = \"sqlite://{}?mode=ro\"\nsql = \"SELECT region, v FROM t\"\n\
+         [[rules]]\nname = \"hot\"\nsource = \"s\"\nwhen = \"v > 10.0\"\n\
+         [[rules.actions]]\nid = \"page\"\nkind = \"notify\"\nto = [\"ops\"]\nmessage = \"{{{{ region }}}} is hot\"\n",
+        warehouse.display()
+    );
+    let cfg = config(dir.path(), "5m", &sources);
+
+    // Before any run: no memory yet, and plan must not create one.
+    let out = Command::new(env!("CARGO_BIN_EXE_bi-agent"))
+        .args(["plan", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hot/page/region=East"));
+    assert!(
+        !dir.path().join("memory.db").exists(),
+        "plan created the memory database"
+    );
+
+    let mut child = spawn(&cfg, &["--once"]);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30)).code(), Some(0));
+    let snapshot = |dir: &Path| -> Vec<(String, u64, u64)> {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("memory.db"))
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut h);
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    bytes.len() as u64,
+                    h.finish(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = snapshot(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_bi-agent"))
+        .args(["plan", "--json", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The instance fired in the run; plan sees it firing and plans nothing new.
+    assert_eq!(json["plan"]["items"].as_array().unwrap().len(), 0, "{json}");
+    assert_eq!(json["instances"][0]["instance"]["state"], "firing");
+    // SQLite readers of a WAL database may create the shared-memory index and
+    // an empty log; the database itself must be byte-for-byte the same and
+    // nothing may be logged for it.
+    let after = snapshot(dir.path());
+    assert_eq!(
+        after.iter().find(|f| f.0 == "memory.db"),
+        before.iter().find(|f| f.0 == "memory.db"),
+        "plan changed memory.db"
+    );
+    if let Some(wal) = after.iter().find(|f| f.0 == "memory.db-wal") {
+        assert_eq!(wal.1, 0, "plan wrote to the write-ahead log");
+    }
+}

@@ -239,7 +239,9 @@ impl Rulebook {
                         debug!(rule = %rule.settings.name, labels = %labels_text(&next.labels), reason = %why, "Instance has no data");
                     }
                 }
-                if is_new && next.state == AlertState::Inactive && transition.is_none() {
+                // A row that is simply fine creates no instance; an undecided
+                // one is kept so the reason is visible (plan, status).
+                if is_new && next.state == AlertState::Inactive && transition.is_none() && unknown.is_none() {
                     continue;
                 }
                 if let Some(t) = transition {

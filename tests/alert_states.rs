@@ -1,0 +1,275 @@
+//! The alert state machine through the real agent: a real SQLite warehouse the
+//! test edits between cycles, a real memory file, a scripted clock, and a
+//! restart in the middle. inactive → pending → firing → error → firing →
+//! no_data → firing → resolved, with the built-in "source failing" rule
+//! firing and resolving on the way, and actions planned only on transitions.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bi_agent::agent::{Agent, CycleReport};
+use bi_agent::config::Settings;
+use bi_agent::memory::Memory;
+use bi_agent::planning::alerts::AlertState;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions as _, Connection as _};
+
+struct World {
+    dir: tempfile::TempDir,
+    clock: Arc<Mutex<DateTime<Utc>>>,
+    start: DateTime<Utc>,
+}
+
+impl World {
+    fn new() -> Self {
+        let start = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            clock: Arc::new(Mutex::new(start)),
+            start,
+        }
+    }
+
+    fn warehouse(&self) -> PathBuf {
+        self.dir.path().join("warehouse.db")
+    }
+
+    async fn sql(&self, sql: &str) {
+        let mut conn = SqliteConnectOptions::new()
+            .filename(self.warehouse())
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+
+    fn settings(&self) -> Settings {
+        let text = format!(
+            r#"
+            [agent]
+            name = "states"
+            interval = "1m"
+            [memory]
+            path = "{memory}"
+            [roles]
+            ops = ["slack:#ops"]
+            [meta.source_failing]
+            cycles = 2
+            to = ["ops"]
+            [sources.m]
+            kind = "sql"
+            url = "sqlite://{warehouse}?mode=ro"
+            sql = "SELECT region, value FROM metrics"
+            [[rules]]
+            name = "high"
+            source = "m"
+            when = "value > 10.0"
+            for = "10m"
+            keep_firing_for = "5m"
+              [[rules.actions]]
+              id = "page"
+              kind = "notify"
+              to = ["ops"]
+              message = "{{{{ region }}}} is high: {{{{ value }}}}"
+              [[rules.actions]]
+              id = "clear"
+              kind = "notify"
+              on = "resolved"
+              to = ["ops"]
+              message = "{{{{ region }}}} is back to normal"
+            "#,
+            memory = self.dir.path().join("memory.db").display(),
+            warehouse = self.warehouse().display(),
+        );
+        Settings::from_toml_str(&text, Vec::new(), &|_| None).unwrap()
+    }
+
+    async fn agent(&self) -> Agent {
+        let clock = Arc::clone(&self.clock);
+        Agent::build(self.settings(), true)
+            .await
+            .unwrap()
+            .with_clock(Arc::new(move || *clock.lock().unwrap()))
+    }
+
+    async fn cycle_at(&self, agent: &Agent, minutes: i64) -> CycleReport {
+        *self.clock.lock().unwrap() = self.start + Duration::minutes(minutes);
+        agent.cycle().await.unwrap()
+    }
+}
+
+fn state(report: &CycleReport, rule: &str) -> Option<AlertState> {
+    report
+        .planned
+        .instances
+        .iter()
+        .find(|u| u.instance.rule == rule)
+        .map(|u| u.instance.state)
+}
+
+fn actions(report: &CycleReport) -> Vec<String> {
+    report.planned.plan.items.iter().map(|a| a.id.clone()).collect()
+}
+
+async fn stored(dir: &Path) -> Vec<(String, AlertState, u32)> {
+    let memory = Memory::open_read_only(&dir.join("memory.db"), std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let out = memory
+        .load_instances()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.rule, i.state, i.episode))
+        .collect();
+    memory.close().await;
+    out
+}
+
+#[tokio::test]
+async fn scripted_cycles_drive_every_state_and_survive_a_restart() {
+    let w = World::new();
+    w.sql("CREATE TABLE metrics (region TEXT, value REAL); INSERT INTO metrics VALUES ('East', 5);")
+        .await;
+    let agent = w.agent().await;
+
+    let r = w.cycle_at(&agent, 0).await;
+    assert_eq!(state(&r, "high"), None, "an inactive new instance is not even stored");
+
+    w.sql("UPDATE metrics SET value = 20").await;
+    let r = w.cycle_at(&agent, 1).await;
+    assert_eq!(state(&r, "high"), Some(AlertState::Pending));
+    assert!(actions(&r).is_empty());
+
+    let r = w.cycle_at(&agent, 6).await;
+    assert_eq!(state(&r, "high"), Some(AlertState::Pending), "`for` is 10m");
+
+    let r = w.cycle_at(&agent, 11).await;
+    assert_eq!(state(&r, "high"), Some(AlertState::Firing));
+    assert_eq!(actions(&r), vec!["high/page/region=East"]);
+    assert_eq!(r.planned.plan.items[0].message.as_deref(), Some("East is high: 20.0"));
+    assert_eq!(r.planned.plan.items[0].instance.as_ref().unwrap().episode, 1);
+
+    // Restart: a new process with the same memory file.
+    drop(agent);
+    assert_eq!(stored(w.dir.path()).await, vec![("high".into(), AlertState::Firing, 1)]);
+    let agent = w.agent().await;
+
+    let r = w.cycle_at(&agent, 12).await;
+    assert_eq!(state(&r, "high"), Some(AlertState::Firing));
+    assert!(actions(&r).is_empty(), "no second page after a restart");
+
+    // The source fails twice: the instance holds in `error`; the meta-rule fires.
+    w.sql("ALTER TABLE metrics RENAME TO metrics_gone").await;
+    let r = w.cycle_at(&agent, 13).await;
+    assert_eq!(state(&r, "high"), Some(AlertState::Error));
+    assert!(actions(&r).is_empty());
+    let r = w.cycle_at(&agent, 14).await;
+    assert_eq!(state(&r, "high"), Some(AlertState::Error));
+    assert_eq!(state(&r, "source_failing"), Some(AlertState::Firing));
+    assert_eq!(actions(&r), vec!["source_failing/notify/source=m"]);
+    assert!(
+        r.planned.plan.items[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("failed 2 cycles in a row")
+    );
+
+    // It answers again: the same episode continues (no new page) and the meta-rule resolves.
+    w.sql("ALTER TABLE metrics_gone RENAME TO metrics").await;
+    let r = w.cycle_at(&agent, 15).await;
+    assert_eq!(state(&r, "high"), Some(AlertState::Firing));
+    assert_eq!(state(&r, "source_failing"), Some(AlertState::Resolved));
+    assert_eq!(actions(&r), vec!["source_failing/resolved/source=m"]);
+
+    // The row disappears: no_data, holding `firing`.
+    w.sql("DELETE FROM metrics").await;
+    let r = w.cycle_at(&agent, 16).await;
+    assert_eq!(state(&r, "high"), Some(AlertState::NoData));
+
+    // Back, but below the threshold: still firing for `keep_firing_for` (5m), then resolved.
+    w.sql("INSERT INTO metrics VALUES ('East', 5)").await;
+    let r = w.cycle_at(&agent, 17).await;
+    assert_eq!(state(&r, "high"), Some(AlertState::Firing));
+    let r = w.cycle_at(&agent, 21).await;
+    assert_eq!(state(&r, "high"), Some(AlertState::Firing));
+    let r = w.cycle_at(&agent, 22).await;
+    assert_eq!(state(&r, "high"), Some(AlertState::Resolved));
+    assert_eq!(actions(&r), vec!["high/clear/region=East"]);
+
+    let r = w.cycle_at(&agent, 23).await;
+    assert_eq!(state(&r, "high"), Some(AlertState::Inactive));
+
+    // A new episode pages again, with a new episode number.
+    w.sql("UPDATE metrics SET value = 50").await;
+    w.cycle_at(&agent, 24).await;
+    let r = w.cycle_at(&agent, 34).await;
+    assert_eq!(actions(&r), vec!["high/page/region=East"]);
+    assert_eq!(r.planned.plan.items[0].instance.as_ref().unwrap().episode, 2);
+
+    let stored = stored(w.dir.path()).await;
+    assert!(stored.contains(&("high".into(), AlertState::Firing, 2)), "{stored:?}");
+    assert!(
+        stored.contains(&("source_failing".into(), AlertState::Inactive, 1)),
+        "{stored:?}"
+    );
+}
+
+#[tokio::test]
+async fn too_short_history_is_unknown_and_does_not_fire() {
+    let w = World::new();
+    // A daily series: two days of history only, then a jump.
+    w.sql(
+        "CREATE TABLE daily (day TEXT, region TEXT, value REAL);
+         INSERT INTO daily VALUES ('2026-11-18', 'East', 5), ('2026-11-19', 'East', 20);",
+    )
+    .await;
+    let mut s = w.settings();
+    let bi_agent::config::SourceSettings::Sql(sql) = s.sources.get_mut("m").unwrap() else {
+        unreachable!()
+    };
+    sql.sql = "SELECT day, region, value FROM daily".into();
+    sql.time = Some("day".into());
+    s.rules[0].when = "change(value, \"7d\") > 0.5".into();
+    s.rules[0].for_ = std::time::Duration::ZERO;
+    let clock = Arc::clone(&w.clock);
+    let agent = Agent::build(s, true)
+        .await
+        .unwrap()
+        .with_clock(Arc::new(move || *clock.lock().unwrap()));
+
+    let r = w.cycle_at(&agent, 0).await;
+    let u = r
+        .planned
+        .instances
+        .iter()
+        .find(|u| u.instance.rule == "high")
+        .expect("the undecided instance is reported");
+    assert_eq!(u.unknown.as_deref(), Some("history too short"));
+    assert_eq!(
+        u.instance.state,
+        AlertState::Inactive,
+        "unknown is never read as a true condition"
+    );
+    assert!(actions(&r).is_empty());
+
+    // Eight days of history: the value a week ago exists, the jump fires.
+    w.sql(
+        "DELETE FROM daily;
+         WITH RECURSIVE d(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM d WHERE n < 7)
+         INSERT INTO daily SELECT date('2026-11-12', '+' || n || ' days'), 'East', CASE WHEN n = 7 THEN 20 ELSE 5 END FROM d;",
+    )
+    .await;
+    let r = w.cycle_at(&agent, 1).await;
+    assert_eq!(state(&r, "high"), Some(AlertState::Firing));
+    let page = &r.planned.plan.items[0];
+    assert_eq!(page.id, "high/page/region=East");
+    assert_eq!(page.evidence.values.get("change(value, \"7d\")"), Some(&3.0));
+}

@@ -1,0 +1,74 @@
+//! The demo's rules on the demo's data: the injected incident fires exactly
+//! the Northeast, through the real agent and SQL adapter, with the
+//! notify → investigate → report chain in order.
+
+use std::collections::BTreeSet;
+
+use bi_agent::agent::Agent;
+use bi_agent::demo::{self, warehouse};
+use bi_agent::planning::action::labels_text;
+use bi_agent::planning::alerts::AlertState;
+
+#[tokio::test]
+async fn the_incident_fires_the_northeast_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    warehouse::generate(
+        &dir.path().join(demo::WAREHOUSE_FILE),
+        warehouse::DEFAULT_SEED,
+        demo::yesterday(),
+    )
+    .await
+    .unwrap();
+    let agent = Agent::build(demo::settings_for(dir.path()).unwrap(), true)
+        .await
+        .unwrap();
+    let report = agent.cycle().await.unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+    let with_state = |state: AlertState| -> BTreeSet<String> {
+        report
+            .planned
+            .instances
+            .iter()
+            .filter(|u| u.instance.state == state)
+            .map(|u| format!("{}{{{}}}", u.instance.rule, labels_text(&u.instance.labels)))
+            .collect()
+    };
+    assert_eq!(
+        with_state(AlertState::Firing),
+        [
+            "daily_revenue_slump{region=Northeast}".to_owned(),
+            "revenue_drop{region=Northeast}".to_owned()
+        ]
+        .into()
+    );
+    // support_spike waits for its `for = "10m"`.
+    assert_eq!(
+        with_state(AlertState::Pending),
+        ["support_spike{region=Northeast}".to_owned()].into()
+    );
+    assert!(
+        report.planned.instances.iter().all(|u| u.unknown.is_none()),
+        "history exists from the first cycle thanks to the backfill"
+    );
+
+    let ids: Vec<&str> = report.planned.plan.items.iter().map(|a| a.id.as_str()).collect();
+    let pos = |id: &str| {
+        ids.iter()
+            .position(|i| *i == id)
+            .unwrap_or_else(|| panic!("{id} not in {ids:?}"))
+    };
+    assert!(pos("revenue_drop/alert/region=Northeast") < pos("revenue_drop/investigate/region=Northeast"));
+    assert!(pos("revenue_drop/investigate/region=Northeast") < pos("revenue_drop/report/region=Northeast"));
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    let alert = &report.planned.plan.items[pos("revenue_drop/alert/region=Northeast")];
+    let message = alert.message.as_deref().unwrap();
+    assert!(message.starts_with("Revenue in *Northeast* fell 2"), "{message}");
+    assert!(!message.contains("template"), "{message}");
+    let growth = alert.evidence.values["revenue_growth_wow"];
+    assert!((-0.35..-0.25).contains(&growth), "{growth}");
+
+    // The next cycle plans nothing new: the instances are already firing.
+    let again = agent.cycle().await.unwrap();
+    assert!(again.planned.plan.items.is_empty(), "{:?}", again.planned.plan.items);
+}
