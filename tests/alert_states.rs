@@ -57,6 +57,9 @@ impl World {
             interval = "1m"
             [memory]
             path = "{memory}"
+            [channels.slack]
+            kind = "slack"
+            webhook_url = "http://127.0.0.1:9/hook"
             [roles]
             ops = ["slack:#ops"]
             [meta.source_failing]

@@ -200,7 +200,7 @@ async fn plan_reads_memory_and_writes_nothing() {
         conn.close().await.unwrap();
     }
     let sources = format!(
-        "[roles]\nops = [\"slack:#ops\"]\n[sources.s]\nkind = \"sql\"\nurl = \"sqlite://{}?mode=ro\"\nsql = \"SELECT region, v FROM t\"\n\
+        "[channels.slack]\nkind = \"slack\"\nwebhook_url = \"http://127.0.0.1:9/hook\"\n[roles]\nops = [\"slack:#ops\"]\n[sources.s]\nkind = \"sql\"\nurl = \"sqlite://{}?mode=ro\"\nsql = \"SELECT region, v FROM t\"\n\
          [[rules]]\nname = \"hot\"\nsource = \"s\"\nwhen = \"v > 10.0\"\n\
          [[rules.actions]]\nid = \"page\"\nkind = \"notify\"\nto = [\"ops\"]\nmessage = \"{{{{ region }}}} is hot\"\n",
         warehouse.display()

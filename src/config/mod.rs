@@ -8,6 +8,7 @@
 //! Configuration must never print a secret: secret-bearing values are
 //! [`secret`] types and error texts name keys and variables, never values.
 
+pub mod channels;
 pub mod load;
 pub mod rules;
 pub mod schema;
@@ -17,6 +18,7 @@ pub mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use channels::*;
 pub use rules::*;
 pub use schema::*;
 pub use secret::{ExposeSecret, SecretText, SecretUrl};

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::channels::{ChannelSettings, GuardrailSettings};
 use super::rules::{EndpointSettings, MetaSettings, QuerySettings, RuleSettings};
 use super::secret::{SecretText, SecretUrl};
 
@@ -46,6 +47,12 @@ pub struct Settings {
     /// Built-in rules.
     #[serde(default)]
     pub meta: MetaSettings,
+    /// Delivery channels (Slack, e-mail).
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelSettings>,
+    /// Limits on acting.
+    #[serde(default)]
+    pub guardrails: GuardrailSettings,
 }
 
 /// `[agent]`: identity and cycle schedule.

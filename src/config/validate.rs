@@ -4,12 +4,12 @@
 //! Validation must never connect anywhere (that is `bi-agent check --connect`)
 //! and must never quote a secret-bearing value in a message.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::{
-    ActionKind, ActionTemplate, ConfigIssue, HttpFormat, HttpSourceSettings, RuleSettings, Settings, SourceSettings,
-    SqlSourceSettings,
+    ActionKind, ActionTemplate, ChannelSettings, ConfigIssue, HttpFormat, HttpSourceSettings, RuleSettings, Settings,
+    SourceSettings, SqlSourceSettings,
 };
 
 /// Every problem found in `settings`; empty when the configuration is usable.
@@ -49,6 +49,7 @@ pub fn validate(settings: &Settings) -> Vec<ConfigIssue> {
     }
     roles(&mut v, settings);
     queries(&mut v, settings);
+    channels(&mut v, settings);
     for (name, endpoint) in &settings.endpoints {
         let key = format!("endpoints.{name}");
         if !matches!(endpoint.url.scheme().as_str(), "http" | "https") {
@@ -128,6 +129,84 @@ fn roles(v: &mut Issues, settings: &Settings) {
             }
         }
     }
+}
+
+fn channels(v: &mut Issues, settings: &Settings) {
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, channel) in &settings.channels {
+        let key = format!("channels.{name}");
+        let kind = match channel {
+            ChannelSettings::Slack(s) => {
+                match (&s.webhook_url, &s.token) {
+                    (None, None) => v.push(&key, "needs `webhook_url` (incoming webhook) or `token` (bot token)"),
+                    (Some(_), Some(_)) => v.push(&key, "give either `webhook_url` or `token`, not both"),
+                    (Some(url), None) if !matches!(url.scheme().as_str(), "http" | "https") => {
+                        v.push(
+                            &format!("{key}.webhook_url"),
+                            format!("unsupported scheme \"{}\" (expected https://)", url.scheme()),
+                        );
+                    }
+                    _ => {}
+                }
+                if !(s.per_second > 0.0 && s.per_second.is_finite()) {
+                    v.push(&format!("{key}.per_second"), "must be a positive number");
+                }
+                v.at_least(&format!("{key}.timeout"), s.timeout, Duration::from_millis(1));
+                "slack"
+            }
+            ChannelSettings::Email(e) => {
+                if !matches!(e.smtp_url.scheme().as_str(), "smtp" | "smtps") {
+                    v.push(
+                        &format!("{key}.smtp_url"),
+                        format!(
+                            "unsupported scheme \"{}\" (expected smtp:// or smtps://)",
+                            e.smtp_url.scheme()
+                        ),
+                    );
+                }
+                if !e.from.contains('@') {
+                    v.push(
+                        &format!("{key}.from"),
+                        format!("\"{}\" is not an e-mail address", e.from),
+                    );
+                }
+                if e.password.is_some() != e.username.is_some() {
+                    v.push(&key, "`username` and `password` go together");
+                }
+                v.at_least(&format!("{key}.timeout"), e.timeout, Duration::from_millis(1));
+                "email"
+            }
+        };
+        if let Some(other) = seen.insert(kind, name) {
+            v.push(
+                &key,
+                format!("a second {kind} channel (\"{other}\" is one already): role targets name channels by kind"),
+            );
+        }
+    }
+    for (role, targets) in &settings.roles {
+        for (i, target) in targets.iter().enumerate() {
+            if let Some((kind @ ("email" | "slack"), _)) = target.split_once(':')
+                && !seen.contains_key(kind)
+            {
+                v.push(
+                    &format!("roles.{role}[{i}]"),
+                    format!("no {kind} channel is configured (add [channels.NAME] with kind = \"{kind}\")"),
+                );
+            }
+        }
+    }
+    let g = &settings.guardrails;
+    if g.max_notifications_per_hour == 0 {
+        v.push("guardrails.max_notifications_per_hour", "must be at least 1");
+    }
+    if g.retry_attempts == 0 {
+        v.push("guardrails.retry_attempts", "must be at least 1 (the first attempt)");
+    }
+    if g.breaker_failures == 0 {
+        v.push("guardrails.breaker_failures", "must be at least 1");
+    }
+    v.at_least("guardrails.repeat_interval", g.repeat_interval, Duration::from_secs(60));
 }
 
 fn queries(v: &mut Issues, settings: &Settings) {
@@ -470,7 +549,8 @@ mod tests {
     #[test]
     fn rules_reference_only_what_the_config_names() {
         let found = issues(&format!(
-            "{BASE}[roles]\nops = [\"email:ops@example.com\", \"sms:+1555\"]\n\
+            "{BASE}[channels.mail]\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:25\"\nfrom = \"a@example.com\"\n\
+             [roles]\nops = [\"email:ops@example.com\", \"sms:+1555\"]\n\
              [[rules]]\nname = \"r\"\nsource = \"nope\"\nwhen = \"x > 1\"\n\
              [[rules.actions]]\nid = \"a\"\nkind = \"notify\"\nto = [\"ceo\"]\nmessage = \"m\"\nafter = [\"b\"]\n\
              [[rules.actions]]\nid = \"b\"\nkind = \"investigate\"\nqueries = [\"q\"]\nafter = [\"a\"]\npriority = 9\n"

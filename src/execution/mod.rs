@@ -1,16 +1,20 @@
 //! Execution: run the plan's actions in order, guarded, or rehearse them in
 //! dry-run.
 //!
-//! This is the foundation's thin version: plans are empty, so nothing runs.
-//! Channels, guardrails and the effect log arrive with the executor work.
+//! [`message`] and [`outcome`] are the data; [`channels`] render and send.
 //!
-//! Execution must never act on anything the plan did not contain.
+//! Execution must never act on anything the plan did not contain, and never
+//! address a target the config does not name.
+
+pub mod channels;
+pub mod message;
+pub mod outcome;
 
 use serde::Serialize;
 
 use crate::planning::Plan;
 
-/// What happened to one planned action.
+/// What happened to one planned action (placeholder until the executor lands).
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     /// The action's id.

@@ -225,6 +225,7 @@ mod tests {
     fn compile(rules: &str) -> Result<Rulebook, Vec<String>> {
         let text = format!(
             "[agent]\nname = \"t\"\n[memory]\npath = \"m.db\"\n\
+             [channels.mail]\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:2525\"\nfrom = \"agent@example.com\"\n\
              [roles]\nops = [\"email:ops@example.com\"]\n\
              [sources.sales]\nkind = \"sql\"\nurl = \"sqlite://w.db\"\n\
              sql = \"SELECT region, SUM(r) AS revenue, SUM(p) AS prev FROM o GROUP BY region\"\n\

@@ -1,0 +1,175 @@
+//! The typed shape of delivery channels and guardrails.
+//!
+//! Shape and defaults only: clients are built in `execution`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::rules::ActionKind;
+use super::secret::{SecretText, SecretUrl};
+
+/// `[channels.NAME]`: where notifications go, tagged by `kind`. At most one
+/// channel of each kind: role targets `slack:…` and `email:…` name it by kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ChannelSettings {
+    /// Slack: an incoming webhook, or the Web API with a bot token.
+    Slack(SlackSettings),
+    /// E-mail over SMTP.
+    Email(EmailSettings),
+}
+
+/// `kind = "slack"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSettings {
+    /// An incoming-webhook URL (posts to the webhook's own channel); a secret.
+    #[serde(default)]
+    pub webhook_url: Option<SecretUrl>,
+    /// A bot token (`xoxb-…`) for `chat.postMessage` to the target's channel; a secret.
+    #[serde(default)]
+    pub token: Option<SecretText>,
+    /// Base URL of the Web API.
+    #[serde(default = "default_slack_api")]
+    pub api_url: String,
+    /// Time limit per request.
+    #[serde(with = "humantime_serde", default = "default_channel_timeout")]
+    pub timeout: Duration,
+    /// Messages per second per Slack channel (Slack allows about 1).
+    #[serde(default = "default_slack_rate")]
+    pub per_second: f64,
+    /// At most this many notifications per hour through this channel.
+    #[serde(default)]
+    pub max_per_hour: Option<u32>,
+}
+
+/// `kind = "email"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    /// `smtp://host:port` (plain, upgraded with STARTTLS when offered; add
+    /// `?tls=required` to insist, `?tls=none` to never), or `smtps://host:port`
+    /// (TLS from the start). May hold `${VAR}` secrets.
+    pub smtp_url: SecretUrl,
+    /// The sender address.
+    pub from: String,
+    /// SMTP user name, if the server wants authentication.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// SMTP password; a secret.
+    #[serde(default)]
+    pub password: Option<SecretText>,
+    /// Time limit per message.
+    #[serde(with = "humantime_serde", default = "default_email_timeout")]
+    pub timeout: Duration,
+    /// At most this many notifications per hour through this channel.
+    #[serde(default)]
+    pub max_per_hour: Option<u32>,
+}
+
+fn default_slack_api() -> String {
+    "https://slack.com/api".to_owned()
+}
+
+fn default_channel_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_email_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_slack_rate() -> f64 {
+    1.0
+}
+
+/// What can be redacted from outgoing text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Redaction {
+    /// E-mail addresses.
+    Email,
+    /// Phone numbers.
+    Phone,
+    /// Card-like numbers (13–19 digits passing the Luhn check).
+    Card,
+}
+
+/// `[guardrails]`: limits on what the agent may do, all persisted in memory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailSettings {
+    /// At most this many notifications per hour over all channels; the rest
+    /// is held back, recorded and summarised in an hourly digest.
+    #[serde(default = "default_max_per_hour")]
+    pub max_notifications_per_hour: u32,
+    /// A firing alert instance is notified again at most this often.
+    #[serde(with = "humantime_serde", default = "default_repeat")]
+    pub repeat_interval: Duration,
+    /// Action kinds that always wait for a person's approval.
+    #[serde(default = "default_require_approval")]
+    pub require_approval: Vec<ActionKind>,
+    /// How long an action waits for approval before it expires.
+    #[serde(with = "humantime_serde", default = "default_approval_expiry")]
+    pub approval_expiry: Duration,
+    /// What to mask in outgoing text.
+    #[serde(default = "default_redact")]
+    pub redact: Vec<Redaction>,
+    /// Attempts per send for transient failures (timeouts, 5xx, 429), first included.
+    #[serde(default = "default_attempts")]
+    pub retry_attempts: u32,
+    /// Longest wait between attempts, also the cap on a server's `Retry-After`.
+    #[serde(with = "humantime_serde", default = "default_retry_max")]
+    pub retry_max_delay: Duration,
+    /// Consecutive failed sends that open a channel's circuit breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker rejects sends before letting one probe through.
+    #[serde(with = "humantime_serde", default = "default_breaker_cooldown")]
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for GuardrailSettings {
+    fn default() -> Self {
+        Self {
+            max_notifications_per_hour: default_max_per_hour(),
+            repeat_interval: default_repeat(),
+            require_approval: default_require_approval(),
+            approval_expiry: default_approval_expiry(),
+            redact: default_redact(),
+            retry_attempts: default_attempts(),
+            retry_max_delay: default_retry_max(),
+            breaker_failures: default_breaker_failures(),
+            breaker_cooldown: default_breaker_cooldown(),
+        }
+    }
+}
+
+fn default_max_per_hour() -> u32 {
+    20
+}
+fn default_repeat() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+fn default_require_approval() -> Vec<ActionKind> {
+    vec![ActionKind::Escalate, ActionKind::Webhook]
+}
+fn default_approval_expiry() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_redact() -> Vec<Redaction> {
+    vec![Redaction::Email, Redaction::Phone, Redaction::Card]
+}
+fn default_attempts() -> u32 {
+    3
+}
+fn default_retry_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> Duration {
+    Duration::from_secs(60)
+}

@@ -1,0 +1,142 @@
+//! What channels deliver: a channel-neutral message, the targets it goes to,
+//! and the exact rendered payload (what dry-run records and a live run sends).
+//!
+//! Plain data; no I/O.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ActionKind, Severity};
+
+/// A finding table (investigations, reports): a title, columns and rows of text.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    /// What the table shows.
+    pub title: String,
+    /// Column headers.
+    pub columns: Vec<String>,
+    /// Rows of formatted cells (same length as `columns`).
+    pub rows: Vec<Vec<String>>,
+}
+
+/// A channel-neutral message. Text uses Slack-style light markup: `*bold*`
+/// only; each channel turns it into its own format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// The action this message belongs to.
+    pub action_id: String,
+    /// What kind of action sends it (notify, escalate, report, digest…).
+    pub kind: ActionKind,
+    /// How serious.
+    pub severity: Severity,
+    /// One line: Slack's header and fallback text, the e-mail subject.
+    pub subject: String,
+    /// The body (may span lines).
+    pub text: String,
+    /// The evidence, as `(name, formatted value)` pairs, shown as fields.
+    #[serde(default)]
+    pub evidence: Vec<(String, String)>,
+    /// Tables (findings), for reports.
+    #[serde(default)]
+    pub tables: Vec<Table>,
+    /// A short context line: `rule revenue_drop · region=Northeast · bi-agent demo-shop`.
+    #[serde(default)]
+    pub context: String,
+}
+
+/// Where a message goes, resolved from a role's configured targets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "to", rename_all = "lowercase")]
+pub enum Target {
+    /// An e-mail address.
+    Email(String),
+    /// A Slack channel (`#sales`, `C0123456`).
+    Slack(String),
+    /// A named endpoint from `[endpoints]`.
+    Webhook(String),
+}
+
+impl Target {
+    /// Parses a role target `email:…`, `slack:…` or `webhook:…` (validated at config load).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.split_once(':')? {
+            ("email", a) if !a.is_empty() => Some(Self::Email(a.to_owned())),
+            ("slack", c) if !c.is_empty() => Some(Self::Slack(c.to_owned())),
+            ("webhook", e) if !e.is_empty() => Some(Self::Webhook(e.to_owned())),
+            _ => None,
+        }
+    }
+
+    /// The channel key for rate limits and breakers: `slack`, `email`, `webhook:NAME`.
+    pub fn channel_key(&self) -> String {
+        match self {
+            Self::Email(_) => "email".to_owned(),
+            Self::Slack(_) => "slack".to_owned(),
+            Self::Webhook(e) => format!("webhook:{e}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Email(a) => write!(f, "email:{a}"),
+            Self::Slack(c) => write!(f, "slack:{c}"),
+            Self::Webhook(e) => write!(f, "webhook:{e}"),
+        }
+    }
+}
+
+/// The exact payload for one target: what a live run sends and a dry run records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rendered {
+    /// The target.
+    pub target: Target,
+    /// `application/json` (Slack, webhook) or `message/rfc822` (e-mail).
+    pub content_type: String,
+    /// The body: JSON text, or the full MIME message.
+    pub body: String,
+    /// Whether the text was cut to the channel's size limit.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// What a successful send returned.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// A delivery reference, e.g. Slack's message `ts` or the SMTP server's reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// Why a send failed: transient failures may be retried, permanent ones not.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChannelError {
+    /// Worth retrying: a timeout, a 5xx, a 429 (with the server's `Retry-After`).
+    #[error("{message}")]
+    Transient {
+        /// What happened (never with secrets).
+        message: String,
+        /// How long the server asked us to wait.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// Not worth retrying: a 4xx, `ok: false`, a rejected recipient, bad settings.
+    #[error("{0}")]
+    Permanent(String),
+    /// The channel's circuit breaker is open: not attempted.
+    #[error("circuit breaker open for {channel} (after {failures} failures); retrying after {retry_in:?}")]
+    BreakerOpen {
+        /// The channel key.
+        channel: String,
+        /// Consecutive failures that opened it.
+        failures: u32,
+        /// Until the next probe.
+        retry_in: std::time::Duration,
+    },
+}
+
+impl ChannelError {
+    /// Whether a retry could succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient { .. })
+    }
+}
