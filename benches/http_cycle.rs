@@ -84,6 +84,14 @@ async fn main() {
         ms(times[RUNS - 1]),
         DELAY.as_millis() * SOURCES as u128,
     );
+
+    // A MockServer's Drop blocks on an async check of its expectations. Run
+    // on this runtime thread after many requests, tokio's cooperative budget
+    // is spent and that blocking poll spins forever; a blocking thread has
+    // no budget.
+    if let Err(e) = tokio::task::spawn_blocking(move || drop(servers)).await {
+        panic!("shutting the mock servers down: {e}");
+    }
 }
 
 fn ms(d: Duration) -> f64 {
