@@ -18,9 +18,11 @@ use tracing::{Instrument, error, info, info_span, warn};
 use std::collections::{BTreeMap, HashMap};
 
 use crate::config::{ConfigIssue, Settings};
-use crate::execution;
+use crate::execution::{self, Executed, Executor};
 use crate::memory::{CycleStatus, CycleSummary, Memory, MemoryError};
 use crate::perception::{self, Observation, Source, SourceError};
+use crate::planning::Action;
+use crate::planning::evaluate::LastNotified;
 use crate::planning::evaluate::{CycleInput, Planned};
 use crate::planning::rules::Rulebook;
 
@@ -33,6 +35,9 @@ pub enum AgentError {
     /// The rules do not compile (the CLI reports these before building).
     #[error("invalid rules:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Rules(Vec<ConfigIssue>),
+    /// A channel could not be built from its settings.
+    #[error("channel: {0}")]
+    Channel(String),
     /// A source could not be built from its settings.
     #[error("source `{name}`: {source}")]
     Source {
@@ -60,8 +65,8 @@ pub struct CycleReport {
     pub observations: Vec<Observation>,
     /// What planning decided: the plan, alert instances, source health.
     pub planned: Planned,
-    /// What happened to each planned action.
-    pub outcomes: Vec<execution::Outcome>,
+    /// What happened to each planned action, in plan order.
+    pub outcomes: Executed,
     /// New metric points written to history.
     pub points_written: u64,
     /// What went wrong.
@@ -77,6 +82,7 @@ pub struct Agent {
     clock: Clock,
     settings: Arc<Settings>,
     rulebook: Arc<Rulebook>,
+    executor: Executor,
     memory: Memory,
     sources: Vec<Arc<dyn Source>>,
     dry_run: bool,
@@ -100,10 +106,14 @@ impl Agent {
         dry_run: bool,
     ) -> Result<Self, AgentError> {
         let rulebook = Rulebook::compile(&settings).map_err(AgentError::Rules)?;
+        let settings = Arc::new(settings);
+        let channels = execution::channels::build(&settings).map_err(|e| AgentError::Channel(e.to_string()))?;
+        let executor = Executor::new(Arc::clone(&settings), channels, None);
         Ok(Self {
             clock: Arc::new(Utc::now),
-            settings: Arc::new(settings),
+            settings,
             rulebook: Arc::new(rulebook),
+            executor,
             memory,
             sources,
             dry_run,
@@ -165,10 +175,21 @@ impl Agent {
             }
 
             // Plan.
-            let planned = plan(&self.rulebook, &self.memory, &observations, self.now()).await?;
+            let now = self.now();
+            let carried = self.executor.carried(&self.memory, now, self.dry_run).await?;
+            let planned = plan(&self.rulebook, &self.memory, &observations, now, self.dry_run, &carried).await?;
 
             // Act.
-            let outcomes = execution::execute(&planned.plan, self.dry_run).await;
+            let outcomes = self
+                .executor
+                .execute(&planned.plan, &self.memory, Some(id), now, self.dry_run)
+                .await?;
+            for (_, o) in outcomes
+                .iter()
+                .filter(|(_, o)| matches!(o.status, execution::Status::Failed { .. }))
+            {
+                errors.push(format!("action {}: {}", o.action_id, o.status.name()));
+            }
 
             // Remember.
             let points_written = match self
@@ -288,6 +309,8 @@ async fn plan(
     memory: &Memory,
     observations: &[Observation],
     now: DateTime<Utc>,
+    dry_run: bool,
+    carried: &[Action],
 ) -> Result<Planned, AgentError> {
     let instances = memory.load_instances().await?;
     let health = memory.load_source_health().await?;
@@ -298,12 +321,15 @@ async fn plan(
             .await?;
         history.insert(request.key, points);
     }
+    let notified: HashMap<String, LastNotified> = memory.last_notified(dry_run).await?;
     let planned = rulebook.evaluate(&CycleInput {
         now,
         observations,
         instances: &instances,
         health: &health,
         history: &history,
+        notified: &notified,
+        carried,
     });
     for item in &planned.plan.items {
         info!(action = %item.id, kind = item.kind.as_str(), origin = %item.origin, reason = %item.reason, "Planned action");
@@ -324,20 +350,30 @@ pub async fn preview(settings: &Settings) -> Result<(Vec<Observation>, Planned),
     let observations = perception::gather(&sources, settings.agent.max_concurrent_sources).await;
     let planned = match Memory::open_read_only(&settings.memory.path, settings.memory.busy_timeout).await {
         Ok(memory) => {
-            let planned = plan(&rulebook, &memory, &observations, Utc::now()).await;
+            let now = Utc::now();
+            let dry_run = settings.agent.dry_run;
+            // Read-only: what would be carried, without taking it.
+            let carried: Vec<Action> = match memory.queued_actions().await {
+                Ok(queued) => queued
+                    .into_iter()
+                    .filter(|(_, nb, _)| *nb <= now)
+                    .map(|(a, _, _)| a)
+                    .collect(),
+                Err(e) => return Err(e.into()),
+            };
+            let planned = plan(&rulebook, &memory, &observations, now, dry_run, &carried).await;
             memory.close().await;
             planned?
         }
-        Err(MemoryError::Missing { .. }) => {
-            let empty = HashMap::new();
-            rulebook.evaluate(&CycleInput {
-                now: Utc::now(),
-                observations: &observations,
-                instances: &[],
-                health: &BTreeMap::new(),
-                history: &empty,
-            })
-        }
+        Err(MemoryError::Missing { .. }) => rulebook.evaluate(&CycleInput {
+            now: Utc::now(),
+            observations: &observations,
+            instances: &[],
+            health: &BTreeMap::new(),
+            history: &HashMap::new(),
+            notified: &HashMap::new(),
+            carried: &[],
+        }),
         Err(e) => return Err(e.into()),
     };
     Ok((observations, planned))

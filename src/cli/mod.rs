@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+pub mod inspect;
 pub mod plan_view;
 
 use crate::agent::{self, Agent};
@@ -79,6 +80,54 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List recent actions with their outcome (and, with --payloads, the exact payloads).
+    Actions {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Show each delivery's exact payload.
+        #[arg(long)]
+        payloads: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List actions waiting for approval (with --all: every approval).
+    Approvals {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Include decided, expired and executed approvals.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending action: it runs in the next cycle, after being checked again.
+    Approve {
+        /// The approval's id (from `bi-agent approvals`).
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Who approves (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Reject a pending action.
+    Reject {
+        /// The approval's id (from `bi-agent approvals`).
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// Who rejects (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Create the demo warehouse (if absent) and rehearse a few cycles on it.
     Demo(demo::DemoArgs),
 }
@@ -132,6 +181,35 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
                 print!("{}", plan_view::table(&observations, &planned));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Actions {
+            config,
+            limit,
+            payloads,
+            json,
+        } => {
+            let Some(settings) = load_config(&config.path) else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            inspect::actions(&settings, limit, payloads, json).await
+        }
+        Command::Approvals { config, all, json } => {
+            let Some(settings) = load_config(&config.path) else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            inspect::approvals(&settings, all, json).await
+        }
+        Command::Approve { id, config, by } => {
+            let Some(settings) = load_config(&config.path) else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            inspect::decide(&settings, &id, true, None, by).await
+        }
+        Command::Reject { id, config, reason, by } => {
+            let Some(settings) = load_config(&config.path) else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            inspect::decide(&settings, &id, false, Some(&reason), by).await
         }
         Command::Demo(args) => {
             let level = "warn";

@@ -1,32 +1,19 @@
 //! Execution: run the plan's actions in order, guarded, or rehearse them in
 //! dry-run.
 //!
-//! [`message`] and [`outcome`] are the data; [`channels`] render and send.
+//! [`executor`] runs a plan; [`guard`] holds the checks every action passes;
+//! [`channels`] render and send; [`delivery`] wraps every send with pacing,
+//! retries and circuit breakers; [`message`] and [`outcome`] are the data.
 //!
 //! Execution must never act on anything the plan did not contain, and never
 //! address a target the config does not name.
 
 pub mod channels;
+pub mod delivery;
+pub mod executor;
+pub mod guard;
 pub mod message;
 pub mod outcome;
 
-use serde::Serialize;
-
-use crate::planning::Plan;
-
-/// What happened to one planned action (placeholder until the executor lands).
-#[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
-    /// The action's id.
-    pub action_id: String,
-}
-
-/// Runs (or, in dry-run, rehearses) the plan.
-pub async fn execute(plan: &Plan, _dry_run: bool) -> Vec<Outcome> {
-    plan.items
-        .iter()
-        .map(|action| Outcome {
-            action_id: action.id.clone(),
-        })
-        .collect()
-}
+pub use executor::{Executed, ExecutionError, Executor, Investigations};
+pub use outcome::{Outcome, Status};

@@ -18,6 +18,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "alert instances",
         include_str!("../../migrations/0002_alert_instances.sql"),
     ),
+    (
+        3,
+        "actions effects approvals",
+        include_str!("../../migrations/0003_actions_effects_approvals.sql"),
+    ),
 ];
 
 /// The migrator over [`MIGRATIONS`].

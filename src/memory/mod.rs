@@ -10,8 +10,10 @@
 //! behind [`Memory`] so the store can later move to PostgreSQL as a backend,
 //! not a rewrite. It must never store secrets, and never store local times.
 
+mod actions;
 mod alerts;
 mod cycles;
+mod effects;
 mod migrations;
 mod observations;
 mod retention;
@@ -24,7 +26,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use tokio::sync::Mutex;
 
 pub use crate::perception::SeriesKey;
+pub use actions::{Approval, DecisionError, StoredOutcome};
 pub use cycles::{CycleRecord, CycleStatus, CycleSummary};
+pub use effects::{Claim, HeldEffect, NewEffect};
 pub use observations::StoredPoints;
 pub use retention::PruneStats;
 

@@ -127,6 +127,10 @@ pub struct Action {
     /// Tie-break after priority: rules in config order, then actions in rule order.
     #[serde(default)]
     pub rank: u32,
+    /// For a notification of a still-firing instance: which repeat this is
+    /// (0 = the first notification of the episode).
+    #[serde(default)]
+    pub repeat: u32,
 }
 
 /// Formats labels for ids and messages: `region=Northeast,segment=smb`, or `-` when empty.

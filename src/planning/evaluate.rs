@@ -38,6 +38,18 @@ pub struct HistoryRequest {
     pub to: DateTime<Utc>,
 }
 
+/// The last notification of an action that went out (or may have), for
+/// repeat intervals.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LastNotified {
+    /// Its firing episode.
+    pub episode: u32,
+    /// Its repeat number.
+    pub repeat: u32,
+    /// When it was claimed.
+    pub at: DateTime<Utc>,
+}
+
 /// What evaluation needs from memory and perception.
 pub struct CycleInput<'a> {
     /// Now (UTC).
@@ -50,6 +62,10 @@ pub struct CycleInput<'a> {
     pub health: &'a BTreeMap<String, SourceHealth>,
     /// Stored history points for the requested series.
     pub history: &'a HashMap<SeriesKey, Vec<(DateTime<Utc>, f64)>>,
+    /// The last notification of each action id.
+    pub notified: &'a HashMap<String, LastNotified>,
+    /// Actions carried from earlier cycles (approved, queued): merged as they are.
+    pub carried: &'a [Action],
 }
 
 /// An instance after this cycle's evaluation.
@@ -246,6 +262,8 @@ impl Rulebook {
                 }
                 if let Some(t) = transition {
                     candidates.extend(self.rule_actions(rule, &next, t, &evidence, confidence));
+                } else if next.state == AlertState::Firing {
+                    candidates.extend(self.repeats(rule, &next, &evidence, confidence, input));
                 }
                 planned.instances.push(InstanceUpdate {
                     previous: prev.state,
@@ -258,6 +276,7 @@ impl Rulebook {
         }
 
         self.source_failing(input, &previous, &mut planned, &mut candidates);
+        candidates.extend(input.carried.iter().cloned());
         planned.plan = plan::build(candidates, self.max_actions);
         planned
     }
@@ -330,6 +349,47 @@ impl Rulebook {
             sources: &maps,
         });
         (outcome, evidence)
+    }
+
+    /// Notifications of a still-firing instance that are due again: the next
+    /// repeat once `repeat_interval` has passed since the last one, or the
+    /// first one of the episode if none went out (e.g. it failed).
+    fn repeats(
+        &self,
+        rule: &CompiledRule,
+        instance: &Instance,
+        evidence: &Evidence,
+        confidence: f64,
+        input: &CycleInput<'_>,
+    ) -> Vec<Action> {
+        let repeat_every = chrono::Duration::from_std(self.repeat_interval).unwrap_or(chrono::Duration::MAX);
+        self.rule_actions(rule, instance, Transition::Fired, evidence, confidence)
+            .into_iter()
+            .filter(|a| matches!(a.kind, ActionKind::Notify | ActionKind::Escalate))
+            .filter_map(|mut a| {
+                let last = input.notified.get(&a.id).filter(|l| l.episode == instance.episode);
+                match last {
+                    None => {
+                        a.reason = format!("{} (still firing; its notification has not gone out yet)", a.reason);
+                    }
+                    Some(l) if input.now - l.at >= repeat_every => {
+                        a.repeat = l.repeat + 1;
+                        a.reason = format!(
+                            "{} (still firing since {}; repeated every {})",
+                            a.reason,
+                            instance
+                                .firing_since
+                                .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+                            humantime::format_duration(self.repeat_interval)
+                        );
+                    }
+                    Some(_) => return None,
+                }
+                // Only the notification repeats; its chain already ran.
+                a.after.clear();
+                Some(a)
+            })
+            .collect()
     }
 
     /// The actions a transition of `instance` plans from `rule`'s templates.
@@ -427,6 +487,7 @@ impl Rulebook {
                     confidence,
                     evidence: evidence.clone(),
                     rank: (rule.index as u32).saturating_mul(1000).saturating_add(i as u32),
+                    repeat: 0,
                 }
             })
             .collect()
@@ -578,6 +639,7 @@ impl Rulebook {
                     confidence: 1.0,
                     evidence: evidence.clone(),
                     rank: u32::MAX,
+                    repeat: 0,
                 });
             }
             planned.instances.push(InstanceUpdate {

@@ -241,21 +241,22 @@ fn find_cycle_through(start: &str, live: &BTreeMap<String, Action>, stuck: &BTre
     None
 }
 
+/// Building blocks for tests elsewhere in the crate.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod tests_support {
     use crate::config::{ActionKind, Severity};
-    use crate::planning::action::{Evidence, Origin};
+    use crate::planning::action::{Action, Evidence, Origin};
 
-    pub(crate) fn action(id: &str, after: &[&str], priority: u8, rank: u32) -> Action {
+    /// A plain notify action with `id` and defaults everywhere else.
+    pub(crate) fn action(id: &str) -> Action {
         Action {
             id: id.to_owned(),
             kind: ActionKind::Notify,
             origin: Origin::Rule("r".into()),
             instance: None,
             to: vec![],
-            after: after.iter().map(|s| (*s).to_owned()).collect(),
-            priority,
+            after: vec![],
+            priority: 3,
             severity: Severity::Medium,
             message: None,
             subject: None,
@@ -268,8 +269,22 @@ mod tests {
             reason: "test".into(),
             confidence: 1.0,
             evidence: Evidence::default(),
-            rank,
+            rank: 0,
+            repeat: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(id: &str, after: &[&str], priority: u8, rank: u32) -> Action {
+        let mut a = tests_support::action(id);
+        a.after = after.iter().map(|s| (*s).to_owned()).collect();
+        a.priority = priority;
+        a.rank = rank;
+        a
     }
 
     fn ids(actions: &[Action]) -> Vec<&str> {

@@ -45,6 +45,8 @@ pub struct Rulebook {
     pub interval: Duration,
     /// The per-cycle action cap.
     pub max_actions: usize,
+    /// How often a still-firing instance is notified again.
+    pub repeat_interval: Duration,
 }
 
 /// The template key of an action's message, subject or report body.
@@ -118,6 +120,7 @@ impl Rulebook {
             agent_name: settings.agent.name.clone(),
             interval: settings.agent.interval,
             max_actions: settings.agent.max_actions_per_cycle,
+            repeat_interval: settings.guardrails.repeat_interval,
         })
     }
 }

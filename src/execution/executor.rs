@@ -1,0 +1,750 @@
+//! The executor: runs a plan's actions in order, each to exactly one recorded
+//! outcome.
+//!
+//! For every action: its dependencies must have succeeded (else it is skipped
+//! with the reason); kinds that need a person wait as `pending_approval`;
+//! notifications resolve roles to configured targets, are redacted, rendered
+//! per target, counted against the hourly limits (what is held back goes to
+//! the hourly digest), claimed in the write-ahead effect log, and only then
+//! sent — or, in dry-run, recorded as `simulated` with the exact payload.
+//!
+//! The executor must never send anything the plan does not contain, to any
+//! target the config does not name, or the same effect twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use serde_json::json;
+use tokio::time::Instant;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::{ActionKind, Settings};
+use crate::memory::{Claim, Memory, MemoryError, NewEffect};
+use crate::planning::action::labels_text;
+use crate::planning::template::{Templates, group_thousands};
+use crate::planning::{Action, Origin, Plan};
+
+use super::channels::Channel;
+use super::delivery::Delivery;
+use super::guard;
+use super::message::{Message, Target};
+use super::outcome::{Delivery as DeliveryRecord, Findings, Outcome, Status};
+
+/// Runs named drill-down queries for `investigate` actions.
+pub trait Investigations: Send + Sync {
+    /// Investigates for `action`; the error text names what failed.
+    fn run<'a>(&'a self, action: &'a Action) -> BoxFuture<'a, Result<Findings, String>>;
+}
+
+/// Why the executor could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionError {
+    /// A channel could not be built from its settings.
+    #[error("channel {name}: {message}")]
+    Channel {
+        /// The channel's key.
+        name: String,
+        /// Why.
+        message: String,
+    },
+    /// Memory failed.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+}
+
+/// The executor: channels, the delivery wrapper and investigations.
+pub struct Executor {
+    settings: Arc<Settings>,
+    channels: HashMap<String, Arc<dyn Channel>>,
+    delivery: Delivery,
+    investigations: Option<Arc<dyn Investigations>>,
+}
+
+/// What one plan's execution did, in plan order.
+pub type Executed = Vec<(Action, Outcome)>;
+
+/// Counters of this cycle's notifications, on top of what memory counted.
+struct Budget {
+    total: u32,
+    per_channel: HashMap<String, u32>,
+}
+
+impl Executor {
+    /// An executor over the given channels (by key: `slack`, `email`, `webhook:NAME`).
+    pub fn new(
+        settings: Arc<Settings>,
+        channels: HashMap<String, Arc<dyn Channel>>,
+        investigations: Option<Arc<dyn Investigations>>,
+    ) -> Self {
+        let delivery = Delivery::new(&settings.guardrails);
+        Self {
+            settings,
+            channels,
+            delivery,
+            investigations,
+        }
+    }
+
+    /// Actions carried into this cycle: approved ones (checked again against
+    /// the current config) and queued ones that are due. Expires approvals
+    /// past their expiry on the way.
+    pub async fn carried(
+        &self,
+        memory: &Memory,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Vec<Action>, MemoryError> {
+        for id in memory.expire_approvals(now).await? {
+            warn!(approval = %id, "Approval expired before anyone decided; the action will not run");
+        }
+        let mut carried = Vec::new();
+        for approval in memory.approvals(Some("approved")).await? {
+            if approval.dry_run != dry_run {
+                continue;
+            }
+            match guard::revalidate(&self.settings, &approval.action) {
+                Ok(()) => {
+                    let mut action = approval.action.clone();
+                    action.origin = Origin::Approval;
+                    action.require_approval = false;
+                    action.after.clear();
+                    action.reason = format!("approved ({}): {}", approval.id, action.reason);
+                    carried.push(action);
+                    memory.set_approval_status(&approval.id, "executed", None, now).await?;
+                }
+                Err(why) => {
+                    warn!(approval = %approval.id, reason = %why, "Approved action is no longer valid; not run");
+                    memory
+                        .set_approval_status(&approval.id, "invalid", Some(&why), now)
+                        .await?;
+                }
+            }
+        }
+        carried.extend(memory.take_due_actions(now).await?);
+        Ok(carried)
+    }
+
+    /// Runs `plan` in order and records every outcome; queues what the plan
+    /// deferred; sends the hourly digest of held-back notifications.
+    pub async fn execute(
+        &self,
+        plan: &Plan,
+        memory: &Memory,
+        cycle_id: Option<i64>,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Executed, MemoryError> {
+        let (total, per_channel) = memory
+            .notifications_since(now - chrono::Duration::hours(1), dry_run)
+            .await?;
+        let mut budget = Budget { total, per_channel };
+        let mut results: HashMap<String, Status> = HashMap::new();
+        let mut findings: HashMap<String, Findings> = HashMap::new();
+        let mut waiting: HashMap<String, DateTime<Utc>> = HashMap::new();
+        let mut executed = Vec::with_capacity(plan.items.len());
+        for action in &plan.items {
+            let span = info_span!("action", action = %action.id, kind = action.kind.as_str(), origin = %action.origin);
+            let outcome = self
+                .run_one(
+                    action,
+                    plan,
+                    memory,
+                    now,
+                    dry_run,
+                    &results,
+                    &findings,
+                    &mut waiting,
+                    &mut budget,
+                )
+                .instrument(span)
+                .await?;
+            log_outcome(action, &outcome);
+            memory.record_outcome(cycle_id, action, &outcome).await?;
+            results.insert(action.id.clone(), outcome.status.clone());
+            if let Some(f) = &outcome.findings {
+                findings.insert(action.id.clone(), f.clone());
+            }
+            executed.push((action.clone(), outcome));
+        }
+        for left in &plan.deferred {
+            let mut action = left.action.clone();
+            // Dependencies that ran already are satisfied; keep the others.
+            action.after.retain(|d| !results.get(d).is_some_and(Status::succeeded));
+            memory.enqueue_action(&action, now, &left.reason, now).await?;
+        }
+        if let Some(digest) = self.digest(memory, now, dry_run).await? {
+            executed.push(digest);
+        }
+        Ok(executed)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_one(
+        &self,
+        action: &Action,
+        plan: &Plan,
+        memory: &Memory,
+        now: DateTime<Utc>,
+        dry_run: bool,
+        results: &HashMap<String, Status>,
+        findings: &HashMap<String, Findings>,
+        waiting: &mut HashMap<String, DateTime<Utc>>,
+        budget: &mut Budget,
+    ) -> Result<Outcome, MemoryError> {
+        let started = Instant::now();
+        let mut outcome = Outcome {
+            action_id: action.id.clone(),
+            kind: action.kind,
+            status: Status::Sent,
+            dry_run,
+            started_at: now,
+            duration_ms: 0,
+            deliveries: Vec::new(),
+            findings: None,
+        };
+        let skipped = |reason: String| Status::Skipped { reason };
+        if let Some(until) = waiting.get(&action.id) {
+            outcome.status = skipped(format!(
+                "waiting until {}; queued for then",
+                until.format("%Y-%m-%d %H:%M UTC")
+            ));
+        } else if let Some((dep, status)) = action
+            .after
+            .iter()
+            .map(|d| (d, results.get(d)))
+            .find(|(_, s)| !s.is_some_and(Status::succeeded))
+        {
+            outcome.status = skipped(match status {
+                Some(Status::PendingApproval { approval_id, .. }) => {
+                    format!("dependency `{dep}` is waiting for approval {approval_id}")
+                }
+                Some(s) => format!("dependency `{dep}` was {}", s.name()),
+                None => format!("dependency `{dep}` did not run in this cycle"),
+            });
+        } else if guard::needs_approval(&self.settings, action) {
+            let id = guard::approval_id(action);
+            let expiry =
+                chrono::Duration::from_std(self.settings.guardrails.approval_expiry).unwrap_or(chrono::Duration::MAX);
+            let approval = memory.request_approval(&id, action, now + expiry, dry_run, now).await?;
+            outcome.status = match approval.status.as_str() {
+                "pending" => {
+                    info!(approval = %id, "Action waits for approval: bi-agent approve {id}");
+                    Status::PendingApproval {
+                        approval_id: id,
+                        expires_at: approval.expires_at,
+                    }
+                }
+                other => skipped(format!("approval {id} is already {other}")),
+            };
+        } else {
+            match action.kind {
+                ActionKind::Notify | ActionKind::Escalate => {
+                    let message = self.message(action, action.message.clone().unwrap_or_default(), Vec::new());
+                    self.deliver_to_roles(action, message, memory, now, dry_run, budget, &mut outcome)
+                        .await?;
+                }
+                ActionKind::Report => {
+                    let found: Vec<&Findings> = action.after.iter().filter_map(|d| findings.get(d)).collect();
+                    let (text, tables) = self.report_text(action, &found);
+                    let message = self.message(action, text, tables);
+                    self.deliver_to_roles(action, message, memory, now, dry_run, budget, &mut outcome)
+                        .await?;
+                }
+                ActionKind::Webhook => {
+                    let target = Target::Webhook(action.endpoint.clone().unwrap_or_default());
+                    let message = self.message(action, action.message.clone().unwrap_or_default(), Vec::new());
+                    let record = self
+                        .deliver(action, &message, &target, memory, now, dry_run, false, budget)
+                        .await?;
+                    outcome.deliveries.push(record);
+                    outcome.status = combine(&outcome.deliveries);
+                }
+                ActionKind::Investigate => match &self.investigations {
+                    Some(inv) => match inv.run(action).await {
+                        Ok(f) => {
+                            outcome.findings = Some(f);
+                            outcome.status = if dry_run { Status::Simulated } else { Status::Sent };
+                        }
+                        Err(error) => outcome.status = Status::Failed { error },
+                    },
+                    None => outcome.status = skipped("no investigations are configured".into()),
+                },
+                ActionKind::Wait => {
+                    let secs = action.wait_seconds.unwrap_or(0);
+                    let until = now + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 2));
+                    for dependent in plan.items.iter().filter(|a| a.after.contains(&action.id)) {
+                        let mut queued = dependent.clone();
+                        queued.after.retain(|d| d != &action.id);
+                        memory
+                            .enqueue_action(&queued, until, &format!("after {}", action.id), now)
+                            .await?;
+                        waiting.insert(dependent.id.clone(), until);
+                    }
+                    outcome.status = if dry_run { Status::Simulated } else { Status::Sent };
+                }
+            }
+        }
+        outcome.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(outcome)
+    }
+
+    /// The channel-neutral message of an action.
+    fn message(&self, action: &Action, text: String, tables: Vec<super::message::Table>) -> Message {
+        let subject = action
+            .subject
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| first_line(&text, &action.id));
+        let evidence = action
+            .evidence
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(
+                action
+                    .evidence
+                    .values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), format_value(*v))),
+            )
+            .collect();
+        let mut context = match &action.instance {
+            Some(i) => format!("{} · {}", action.origin, labels_text(&i.labels)),
+            None => action.origin.to_string(),
+        };
+        if action.repeat > 0 {
+            context.push_str(&format!(" · repeat {}", action.repeat));
+        }
+        context.push_str(&format!(" · {}", self.settings.agent.name));
+        let mut message = Message {
+            action_id: action.id.clone(),
+            kind: action.kind,
+            severity: action.severity,
+            subject,
+            text,
+            evidence,
+            tables,
+            context,
+        };
+        guard::redact_message(&mut message, &self.settings.guardrails.redact);
+        message
+    }
+
+    /// A report's text (its template over the action's evidence and the
+    /// findings of the investigations it depends on) and tables.
+    fn report_text(&self, action: &Action, found: &[&Findings]) -> (String, Vec<super::message::Table>) {
+        let highlights: Vec<&String> = found.iter().flat_map(|f| f.highlights.iter()).collect();
+        let summaries: Vec<&String> = found.iter().filter_map(|f| f.summary.as_ref()).collect();
+        let tables: Vec<super::message::Table> = found.iter().flat_map(|f| f.tables.iter().cloned()).collect();
+        let mut context = serde_json::Map::new();
+        for (k, v) in &action.evidence.labels {
+            context.insert(k.clone(), json!(v));
+        }
+        for (k, v) in action.evidence.row.iter().chain(&action.evidence.values) {
+            if !k.contains('(') && !k.contains('.') {
+                context.insert(k.clone(), json!(v));
+            }
+        }
+        context.insert("labels".into(), json!(action.evidence.labels));
+        context.insert("values".into(), json!(action.evidence.row));
+        context.insert("findings".into(), json!(highlights));
+        context.insert("summaries".into(), json!(summaries));
+        context.insert("tables".into(), json!(tables));
+        context.insert("params".into(), json!(action.params));
+        let source = action
+            .template
+            .clone()
+            .or_else(|| action.message.clone())
+            .unwrap_or_default();
+        let mut templates = Templates::new();
+        let rendered = templates
+            .add("report", &source)
+            .and_then(|()| templates.render("report", &serde_json::Value::Object(context)));
+        let text = match rendered {
+            Ok(text) => text,
+            Err(e) => {
+                warn!(error = %e, "Report template failed; sending the findings as they are");
+                let mut text = action.message.clone().unwrap_or_else(|| action.reason.clone());
+                for h in &highlights {
+                    text.push_str(&format!("\n• {h}"));
+                }
+                text
+            }
+        };
+        (text, tables)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver_to_roles(
+        &self,
+        action: &Action,
+        message: Message,
+        memory: &Memory,
+        now: DateTime<Utc>,
+        dry_run: bool,
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<(), MemoryError> {
+        let (targets, unknown) = guard::resolve(&self.settings, &action.to);
+        if !unknown.is_empty() {
+            warn!(roles = ?unknown, "Action names roles the config does not define; they are ignored");
+        }
+        if targets.is_empty() {
+            outcome.status = Status::Skipped {
+                reason: format!("no configured targets for roles {:?}", action.to),
+            };
+            return Ok(());
+        }
+        for target in targets {
+            let record = self
+                .deliver(action, &message, &target, memory, now, dry_run, true, budget)
+                .await?;
+            outcome.deliveries.push(record);
+        }
+        outcome.status = combine(&outcome.deliveries);
+        Ok(())
+    }
+
+    /// One message to one target: render, count, claim, send (or simulate).
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver(
+        &self,
+        action: &Action,
+        message: &Message,
+        target: &Target,
+        memory: &Memory,
+        now: DateTime<Utc>,
+        dry_run: bool,
+        notification: bool,
+        budget: &mut Budget,
+    ) -> Result<DeliveryRecord, MemoryError> {
+        let key = target.channel_key();
+        let placeholder = super::message::Rendered {
+            target: target.clone(),
+            content_type: String::new(),
+            body: String::new(),
+            truncated: false,
+        };
+        let fail = |rendered: super::message::Rendered, error: String| DeliveryRecord {
+            target: target.clone(),
+            rendered,
+            status: Status::Failed { error },
+            attempts: 0,
+            reference: None,
+        };
+        let Some(channel) = self.channels.get(&key) else {
+            return Ok(fail(placeholder, format!("no {key} channel is configured")));
+        };
+        let rendered = match channel.render(message, target) {
+            Ok(r) => r,
+            Err(e) => return Ok(fail(placeholder, format!("cannot render for {target}: {e}"))),
+        };
+        let effect_key = guard::effect_key(action, target);
+        let episode = action.instance.as_ref().map_or(0, |i| i.episode);
+        let target_text = target.to_string();
+        let effect = NewEffect {
+            key: &effect_key,
+            dry_run,
+            action_id: &action.id,
+            episode,
+            repeat: action.repeat,
+            channel: &key,
+            target: &target_text,
+            notification,
+            subject: &message.subject,
+            payload: &rendered.body,
+        };
+        let record = |status: Status, attempts: u32, reference: Option<String>, rendered: super::message::Rendered| {
+            DeliveryRecord {
+                target: target.clone(),
+                rendered,
+                status,
+                attempts,
+                reference,
+            }
+        };
+        // Rate limits: a held-back notification is recorded for the digest.
+        if notification && let Some(reason) = self.over_limit(&key, budget) {
+            return Ok(match memory.claim_effect(&effect, "held", now).await? {
+                Claim::Claimed => record(
+                    Status::Skipped {
+                        reason: format!("{reason}; held for the hourly digest"),
+                    },
+                    0,
+                    None,
+                    rendered,
+                ),
+                Claim::Exists { status, updated_at } => record(
+                    Status::Skipped {
+                        reason: already(&status, &updated_at),
+                    },
+                    0,
+                    None,
+                    rendered,
+                ),
+            });
+        }
+        let claim_status = if dry_run { "simulated" } else { "dispatching" };
+        match memory.claim_effect(&effect, claim_status, now).await? {
+            Claim::Exists { status, updated_at } => {
+                return Ok(record(
+                    Status::Skipped {
+                        reason: already(&status, &updated_at),
+                    },
+                    0,
+                    None,
+                    rendered,
+                ));
+            }
+            Claim::Claimed => {}
+        }
+        if notification {
+            budget.total += 1;
+            *budget.per_channel.entry(key.clone()).or_default() += 1;
+        }
+        if dry_run {
+            return Ok(record(Status::Simulated, 0, None, rendered));
+        }
+        let (result, attempts) = self.delivery.send(channel.as_ref(), &rendered).await;
+        let settled_at = now;
+        Ok(match result {
+            Ok(receipt) => {
+                memory
+                    .settle_effect(
+                        &effect_key,
+                        dry_run,
+                        "sent",
+                        attempts,
+                        receipt.reference.as_deref(),
+                        None,
+                        settled_at,
+                    )
+                    .await?;
+                record(Status::Sent, attempts, receipt.reference, rendered)
+            }
+            Err(e) => {
+                let error = e.to_string();
+                memory
+                    .settle_effect(&effect_key, dry_run, "failed", attempts, None, Some(&error), settled_at)
+                    .await?;
+                record(Status::Failed { error }, attempts, None, rendered)
+            }
+        })
+    }
+
+    /// Why a notification through `channel` is over a limit, if it is.
+    fn over_limit(&self, channel: &str, budget: &Budget) -> Option<String> {
+        let max = self.settings.guardrails.max_notifications_per_hour;
+        if budget.total >= max {
+            return Some(format!(
+                "rate limit: {} notifications in the last hour (guardrails.max_notifications_per_hour = {max})",
+                budget.total
+            ));
+        }
+        let per = self.channel_limit(channel)?;
+        let used = budget.per_channel.get(channel).copied().unwrap_or(0);
+        (used >= per).then(|| {
+            format!("rate limit: {used} notifications through {channel} in the last hour (max_per_hour = {per})")
+        })
+    }
+
+    fn channel_limit(&self, key: &str) -> Option<u32> {
+        self.settings.channels.values().find_map(|c| match c {
+            crate::config::ChannelSettings::Slack(s) if key == "slack" => s.max_per_hour,
+            crate::config::ChannelSettings::Email(e) if key == "email" => e.max_per_hour,
+            _ => None,
+        })
+    }
+
+    /// Once an hour, one digest per target of the notifications held back.
+    async fn digest(
+        &self,
+        memory: &Memory,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Option<(Action, Outcome)>, MemoryError> {
+        let held = memory.held_effects(dry_run).await?;
+        if held.is_empty() {
+            return Ok(None);
+        }
+        let state_key = if dry_run { "digest_at:dry_run" } else { "digest_at" };
+        if let Some(last) = memory
+            .state_get(state_key)
+            .await?
+            .as_deref()
+            .and_then(crate::timefmt::from_db)
+            && now - last < chrono::Duration::hours(1)
+        {
+            return Ok(None);
+        }
+        let mut by_target: BTreeMap<String, Vec<&crate::memory::HeldEffect>> = BTreeMap::new();
+        for h in &held {
+            by_target.entry(h.target.clone()).or_default().push(h);
+        }
+        let id = format!("digest/{}", now.format("%Y-%m-%dT%H:%M"));
+        let action = Action {
+            id: id.clone(),
+            kind: ActionKind::Notify,
+            origin: Origin::Meta("digest".into()),
+            instance: None,
+            to: Vec::new(),
+            after: Vec::new(),
+            priority: 5,
+            severity: crate::config::Severity::Info,
+            message: None,
+            subject: None,
+            queries: Vec::new(),
+            endpoint: None,
+            template: None,
+            wait_seconds: None,
+            params: BTreeMap::new(),
+            require_approval: false,
+            reason: format!("{} notifications were held back by the rate limit", held.len()),
+            confidence: 1.0,
+            evidence: Default::default(),
+            rank: u32::MAX,
+            repeat: 0,
+        };
+        let started = Instant::now();
+        let mut outcome = Outcome {
+            action_id: id,
+            kind: ActionKind::Notify,
+            status: Status::Sent,
+            dry_run,
+            started_at: now,
+            duration_ms: 0,
+            deliveries: Vec::new(),
+            findings: None,
+        };
+        // The digest itself is not held back: it is what makes holding back safe.
+        let mut unlimited = Budget {
+            total: 0,
+            per_channel: HashMap::new(),
+        };
+        for (target_text, items) in &by_target {
+            let Some(target) = Target::parse(target_text) else {
+                continue;
+            };
+            let mut text = format!(
+                "{} notification{} held back by the rate limit since the last digest:",
+                items.len(),
+                if items.len() == 1 { " was" } else { "s were" }
+            );
+            for h in items {
+                text.push_str(&format!("\n• {} — {}", h.at.format("%H:%M UTC"), h.subject));
+            }
+            let mut message = self.message(&action, text, Vec::new());
+            message.subject = format!(
+                "Digest: {} held-back notification{}",
+                items.len(),
+                if items.len() == 1 { "" } else { "s" }
+            );
+            let record = self
+                .deliver_unlimited(&action, &message, &target, memory, now, dry_run, &mut unlimited)
+                .await?;
+            outcome.deliveries.push(record);
+        }
+        let keys: Vec<String> = held.iter().map(|h| h.key.clone()).collect();
+        memory.mark_digested(&keys, dry_run, now).await?;
+        memory.state_set(state_key, &crate::timefmt::to_db(now), now).await?;
+        outcome.status = combine(&outcome.deliveries);
+        outcome.duration_ms = started.elapsed().as_millis() as u64;
+        log_outcome(&action, &outcome);
+        memory.record_outcome(None, &action, &outcome).await?;
+        Ok(Some((action, outcome)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn deliver_unlimited<'a>(
+        &'a self,
+        action: &'a Action,
+        message: &'a Message,
+        target: &'a Target,
+        memory: &'a Memory,
+        now: DateTime<Utc>,
+        dry_run: bool,
+        budget: &'a mut Budget,
+    ) -> BoxFuture<'a, Result<DeliveryRecord, MemoryError>> {
+        // `notification = false`: not subject to (nor counted against) the limit.
+        Box::pin(self.deliver(action, message, target, memory, now, dry_run, false, budget))
+    }
+}
+
+/// The action's status from its deliveries: succeeded if any delivery did.
+fn combine(deliveries: &[DeliveryRecord]) -> Status {
+    if let Some(ok) = deliveries.iter().find(|d| d.status.succeeded()) {
+        return ok.status.clone();
+    }
+    let failed: Vec<String> = deliveries
+        .iter()
+        .filter_map(|d| match &d.status {
+            Status::Failed { error } => Some(format!("{}: {error}", d.target)),
+            _ => None,
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Status::Failed {
+            error: failed.join("; "),
+        };
+    }
+    let reasons: Vec<String> = deliveries
+        .iter()
+        .filter_map(|d| match &d.status {
+            Status::Skipped { reason } => Some(format!("{}: {reason}", d.target)),
+            _ => None,
+        })
+        .collect();
+    Status::Skipped {
+        reason: if reasons.is_empty() {
+            "nothing to deliver".into()
+        } else {
+            reasons.join("; ")
+        },
+    }
+}
+
+fn already(status: &str, at: &str) -> String {
+    match status {
+        "unknown" => format!(
+            "an earlier attempt ({at}) may or may not have been delivered (the process stopped mid-send); not re-sent"
+        ),
+        "held" | "digested" => format!("already held back by the rate limit at {at}"),
+        other => format!("already {other} at {at} (exactly once)"),
+    }
+}
+
+fn first_line(text: &str, fallback: &str) -> String {
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or(fallback).trim();
+    let plain = line.replace('*', "");
+    if plain.chars().count() > 150 {
+        format!("{}…", plain.chars().take(149).collect::<String>())
+    } else {
+        plain
+    }
+}
+
+fn format_value(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        group_thousands(v, 0)
+    } else if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.4}").trim_end_matches('0').to_owned()
+    }
+}
+
+fn log_outcome(action: &Action, outcome: &Outcome) {
+    match &outcome.status {
+        Status::Failed { error } => warn!(action = %action.id, error = %error, "Action failed"),
+        Status::Skipped { reason } => info!(action = %action.id, reason = %reason, "Action skipped"),
+        s => info!(
+            action = %action.id,
+            status = s.name(),
+            deliveries = outcome.deliveries.len(),
+            dry_run = outcome.dry_run,
+            "Action done"
+        ),
+    }
+}

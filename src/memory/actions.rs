@@ -1,0 +1,348 @@
+//! Recorded action outcomes, approvals waiting for a person, and actions
+//! queued for a later cycle.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row as _;
+
+use super::{Memory, MemoryError, query_err};
+use crate::execution::outcome::Outcome;
+use crate::planning::Action;
+use crate::timefmt;
+
+/// A recorded outcome, as `bi-agent actions` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredOutcome {
+    /// Row id.
+    pub id: i64,
+    /// The cycle it ran in.
+    pub cycle_id: Option<i64>,
+    /// The action as planned.
+    pub action: Action,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// An approval request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Approval {
+    /// Its id (`bi-agent approve ID`).
+    pub id: String,
+    /// The action waiting.
+    pub action: Action,
+    /// `pending`, `approved`, `rejected`, `expired`, `executed` or `invalid`.
+    pub status: String,
+    /// Why it was rejected or invalid.
+    pub reason: Option<String>,
+    /// When it was requested.
+    pub created_at: DateTime<Utc>,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+    /// Who decided.
+    pub decided_by: Option<String>,
+    /// Whether it was requested in dry-run.
+    pub dry_run: bool,
+}
+
+/// Why a decision on an approval was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecisionError {
+    /// No approval has that id.
+    #[error("no approval with id {0}")]
+    NotFound(String),
+    /// It was already decided (or expired).
+    #[error("approval {id} is {status}, not pending")]
+    NotPending {
+        /// The id.
+        id: String,
+        /// Its status.
+        status: String,
+    },
+}
+
+fn corrupt(what: &'static str) -> impl Fn(String) -> MemoryError {
+    move |message| MemoryError::Corrupt { what, message }
+}
+
+fn parse_action(text: &str) -> Result<Action, MemoryError> {
+    serde_json::from_str(text).map_err(|e| corrupt("stored action")(e.to_string()))
+}
+
+impl Memory {
+    /// Records an action's outcome.
+    pub async fn record_outcome(
+        &self,
+        cycle_id: Option<i64>,
+        action: &Action,
+        outcome: &Outcome,
+    ) -> Result<(), MemoryError> {
+        let action_json = serde_json::to_string(action).map_err(|e| corrupt("action")(e.to_string()))?;
+        let outcome_json = serde_json::to_string(outcome).map_err(|e| corrupt("outcome")(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO action_outcomes (cycle_id, action_id, kind, origin, status, dry_run, started_at, duration_ms, action, outcome) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(cycle_id)
+        .bind(&action.id)
+        .bind(action.kind.as_str())
+        .bind(action.origin.to_string())
+        .bind(outcome.status.name())
+        .bind(outcome.dry_run)
+        .bind(timefmt::to_db(outcome.started_at))
+        .bind(i64::try_from(outcome.duration_ms).unwrap_or(i64::MAX))
+        .bind(action_json)
+        .bind(outcome_json)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("record outcome"))?;
+        Ok(())
+    }
+
+    /// The most recent outcomes, newest first.
+    pub async fn recent_outcomes(&self, limit: u32) -> Result<Vec<StoredOutcome>, MemoryError> {
+        let rows = sqlx::query("SELECT id, cycle_id, action, outcome FROM action_outcomes ORDER BY id DESC LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("recent outcomes"))?;
+        rows.iter()
+            .map(|r| {
+                let action: String = r.try_get("action").map_err(query_err("recent outcomes"))?;
+                let outcome: String = r.try_get("outcome").map_err(query_err("recent outcomes"))?;
+                Ok(StoredOutcome {
+                    id: r.try_get("id").map_err(query_err("recent outcomes"))?,
+                    cycle_id: r.try_get("cycle_id").map_err(query_err("recent outcomes"))?,
+                    action: parse_action(&action)?,
+                    outcome: serde_json::from_str(&outcome).map_err(|e| corrupt("stored outcome")(e.to_string()))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Outcomes per status since `since`, for `status`.
+    pub async fn outcome_counts_since(&self, since: DateTime<Utc>) -> Result<Vec<(String, bool, i64)>, MemoryError> {
+        let rows = sqlx::query(
+            "SELECT status, dry_run, COUNT(*) AS n FROM action_outcomes WHERE started_at >= ? GROUP BY status, dry_run ORDER BY status",
+        )
+        .bind(timefmt::to_db(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("outcome counts"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("status").map_err(query_err("outcome counts"))?,
+                    r.try_get::<bool, _>("dry_run").map_err(query_err("outcome counts"))?,
+                    r.try_get("n").map_err(query_err("outcome counts"))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Requests approval for `action` under `id`; an existing request with
+    /// the same id is kept (and returned), so a repeated plan asks once.
+    pub async fn request_approval(
+        &self,
+        id: &str,
+        action: &Action,
+        expires_at: DateTime<Utc>,
+        dry_run: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Approval, MemoryError> {
+        let action_json = serde_json::to_string(action).map_err(|e| corrupt("action")(e.to_string()))?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO approvals (id, action_id, action, status, created_at, expires_at, dry_run) \
+             VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(&action.id)
+        .bind(action_json)
+        .bind(timefmt::to_db(now))
+        .bind(timefmt::to_db(expires_at))
+        .bind(dry_run)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("request approval"))?;
+        self.approval(id)
+            .await?
+            .ok_or_else(|| corrupt("approvals")(format!("approval {id} vanished")))
+    }
+
+    /// One approval by id.
+    pub async fn approval(&self, id: &str) -> Result<Option<Approval>, MemoryError> {
+        let row = sqlx::query(
+            "SELECT id, action, status, reason, created_at, expires_at, decided_by, dry_run FROM approvals WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("read approval"))?;
+        row.as_ref().map(approval_from_row).transpose()
+    }
+
+    /// Approvals with `status` (all when `None`), oldest first.
+    pub async fn approvals(&self, status: Option<&str>) -> Result<Vec<Approval>, MemoryError> {
+        let rows = sqlx::query(
+            "SELECT id, action, status, reason, created_at, expires_at, decided_by, dry_run FROM approvals \
+             WHERE ?1 IS NULL OR status = ?1 ORDER BY created_at, id",
+        )
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list approvals"))?;
+        rows.iter().map(approval_from_row).collect()
+    }
+
+    /// Approves or rejects a pending approval (the CLI's `approve` / `reject`).
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        reason: Option<&str>,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Approval, DecisionError>, MemoryError> {
+        let Some(existing) = self.approval(id).await? else {
+            return Ok(Err(DecisionError::NotFound(id.to_owned())));
+        };
+        if existing.status != "pending" {
+            return Ok(Err(DecisionError::NotPending {
+                id: id.to_owned(),
+                status: existing.status,
+            }));
+        }
+        if existing.expires_at <= now {
+            self.set_approval_status(id, "expired", Some("expired before a decision"), now)
+                .await?;
+            return Ok(Err(DecisionError::NotPending {
+                id: id.to_owned(),
+                status: "expired".to_owned(),
+            }));
+        }
+        sqlx::query(
+            "UPDATE approvals SET status = ?, reason = ?, decided_at = ?, decided_by = ? WHERE id = ? AND status = 'pending'",
+        )
+        .bind(if approve { "approved" } else { "rejected" })
+        .bind(reason)
+        .bind(timefmt::to_db(now))
+        .bind(by)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("decide approval"))?;
+        Ok(self
+            .approval(id)
+            .await?
+            .ok_or_else(|| DecisionError::NotFound(id.to_owned())))
+    }
+
+    /// Sets an approval's status (expired, executed, invalid) with a reason.
+    pub async fn set_approval_status(
+        &self,
+        id: &str,
+        status: &str,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), MemoryError> {
+        sqlx::query("UPDATE approvals SET status = ?, reason = COALESCE(?, reason), decided_at = COALESCE(decided_at, ?) WHERE id = ?")
+            .bind(status)
+            .bind(reason)
+            .bind(timefmt::to_db(now))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err("set approval status"))?;
+        Ok(())
+    }
+
+    /// Expires pending approvals past their expiry; returns their ids.
+    pub async fn expire_approvals(&self, now: DateTime<Utc>) -> Result<Vec<String>, MemoryError> {
+        let rows = sqlx::query(
+            "UPDATE approvals SET status = 'expired', reason = 'expired before a decision', decided_at = ? \
+             WHERE status = 'pending' AND expires_at <= ? RETURNING id",
+        )
+        .bind(timefmt::to_db(now))
+        .bind(timefmt::to_db(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("expire approvals"))?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(query_err("expire approvals")))
+            .collect()
+    }
+
+    /// Queues an action for a later cycle (replacing an earlier queue entry).
+    pub async fn enqueue_action(
+        &self,
+        action: &Action,
+        not_before: DateTime<Utc>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), MemoryError> {
+        let action_json = serde_json::to_string(action).map_err(|e| corrupt("action")(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO queued_actions (action_id, action, not_before, reason, created_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (action_id) DO UPDATE SET action = excluded.action, not_before = excluded.not_before, reason = excluded.reason",
+        )
+        .bind(&action.id)
+        .bind(action_json)
+        .bind(timefmt::to_db(not_before))
+        .bind(reason)
+        .bind(timefmt::to_db(now))
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("enqueue action"))?;
+        Ok(())
+    }
+
+    /// Takes the queued actions due at `now` out of the queue.
+    pub async fn take_due_actions(&self, now: DateTime<Utc>) -> Result<Vec<Action>, MemoryError> {
+        let rows = sqlx::query("DELETE FROM queued_actions WHERE not_before <= ? RETURNING action")
+            .bind(timefmt::to_db(now))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("take queued actions"))?;
+        rows.iter()
+            .map(|r| {
+                parse_action(
+                    &r.try_get::<String, _>("action")
+                        .map_err(query_err("take queued actions"))?,
+                )
+            })
+            .collect()
+    }
+
+    /// Queued actions (for `status` and read-only planning), without taking them.
+    pub async fn queued_actions(&self) -> Result<Vec<(Action, DateTime<Utc>, String)>, MemoryError> {
+        let rows = sqlx::query("SELECT action, not_before, reason FROM queued_actions ORDER BY not_before, action_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("queued actions"))?;
+        rows.iter()
+            .map(|r| {
+                let nb: String = r.try_get("not_before").map_err(query_err("queued actions"))?;
+                Ok((
+                    parse_action(&r.try_get::<String, _>("action").map_err(query_err("queued actions"))?)?,
+                    timefmt::from_db(&nb).unwrap_or_default(),
+                    r.try_get("reason").map_err(query_err("queued actions"))?,
+                ))
+            })
+            .collect()
+    }
+}
+
+fn approval_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Approval, MemoryError> {
+    let q = |e: sqlx::Error| corrupt("approvals")(e.to_string());
+    let created: String = r.try_get("created_at").map_err(q)?;
+    let expires: String = r.try_get("expires_at").map_err(q)?;
+    Ok(Approval {
+        id: r.try_get("id").map_err(q)?,
+        action: parse_action(&r.try_get::<String, _>("action").map_err(q)?)?,
+        status: r.try_get("status").map_err(q)?,
+        reason: r.try_get("reason").map_err(q)?,
+        created_at: timefmt::from_db(&created).unwrap_or_default(),
+        expires_at: timefmt::from_db(&expires).unwrap_or_default(),
+        decided_by: r.try_get("decided_by").map_err(q)?,
+        dry_run: r.try_get("dry_run").map_err(q)?,
+    })
+}
