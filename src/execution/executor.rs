@@ -569,14 +569,16 @@ impl Executor {
         if held.is_empty() {
             return Ok(None);
         }
+        // At most one digest an hour: it goes out once an hour has passed since
+        // the last digest (or, before the first, since the oldest held item).
         let state_key = if dry_run { "digest_at:dry_run" } else { "digest_at" };
-        if let Some(last) = memory
+        let last = memory
             .state_get(state_key)
             .await?
             .as_deref()
-            .and_then(crate::timefmt::from_db)
-            && now - last < chrono::Duration::hours(1)
-        {
+            .and_then(crate::timefmt::from_db);
+        let oldest = held.iter().map(|h| h.at).min().unwrap_or(now);
+        if now - last.unwrap_or(oldest) < chrono::Duration::hours(1) {
             return Ok(None);
         }
         let mut by_target: BTreeMap<String, Vec<&crate::memory::HeldEffect>> = BTreeMap::new();

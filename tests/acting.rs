@@ -1,0 +1,345 @@
+//! Acting through the real agent: a real warehouse file, a real memory file,
+//! a scripted clock, and Slack / webhook servers on 127.0.0.1 (wiremock).
+//! Exactly once over many cycles, repeats only per `repeat_interval`, dry-run
+//! parity (same payloads, nothing sent), rate limits with the hourly digest,
+//! redaction, and the approval flow through the real CLI.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use bi_agent::agent::{Agent, CycleReport};
+use bi_agent::config::Settings;
+use bi_agent::execution::Status;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions as _, Connection as _};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+struct World {
+    dir: tempfile::TempDir,
+    clock: Arc<Mutex<DateTime<Utc>>>,
+    start: DateTime<Utc>,
+    slack: MockServer,
+    crm: MockServer,
+}
+
+impl World {
+    async fn new() -> Self {
+        let slack = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/hook"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+            .mount(&slack)
+            .await;
+        let crm = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(201).set_body_string("{}"))
+            .mount(&crm)
+            .await;
+        let start = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+        let w = Self {
+            dir: tempfile::tempdir().unwrap(),
+            clock: Arc::new(Mutex::new(start)),
+            start,
+            slack,
+            crm,
+        };
+        w.sql("CREATE TABLE m (region TEXT, value REAL, owner TEXT);").await;
+        w
+    }
+
+    fn warehouse(&self) -> PathBuf {
+        self.dir.path().join("w.db")
+    }
+
+    async fn sql(&self, sql: &str) {
+        let mut conn = SqliteConnectOptions::new()
+            .filename(self.warehouse())
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+
+    fn config_text(&self, memory: &str, extra: &str) -> String {
+        format!(
+            r#"
+            [agent]
+            name = "acting"
+            interval = "1m"
+            max_actions_per_cycle = 50
+            [memory]
+            path = "{memory}"
+            [channels.slack]
+            kind = "slack"
+            webhook_url = "{slack}/hook"
+            [endpoints.crm]
+            url = "{crm}/tasks"
+            headers = {{ Authorization = "Bearer crm-secret" }}
+            [roles]
+            ops = ["slack:#ops"]
+            crm = ["webhook:crm"]
+            [guardrails]
+            max_notifications_per_hour = 3
+            repeat_interval = "4h"
+            require_approval = ["webhook"]
+            approval_expiry = "2h"
+            [sources.m]
+            kind = "sql"
+            url = "sqlite://{warehouse}?mode=ro"
+            sql = "SELECT region, value, owner FROM m"
+            [[rules]]
+            name = "high"
+            source = "m"
+            when = "value > 10.0"
+              [[rules.actions]]
+              id = "page"
+              kind = "notify"
+              to = ["ops"]
+              message = "{{{{ region }}}} is high ({{{{ value }}}}); owner {{{{ owner }}}}"
+              [[rules.actions]]
+              id = "task"
+              kind = "webhook"
+              endpoint = "crm"
+              after = ["page"]
+              message = "Follow up on {{{{ region }}}}"
+            {extra}
+            "#,
+            slack = self.slack.uri(),
+            crm = self.crm.uri(),
+            warehouse = self.warehouse().display(),
+        )
+    }
+
+    fn settings(&self, memory: &str, extra: &str) -> Settings {
+        Settings::from_toml_str(&self.config_text(memory, extra), Vec::new(), &|_| None).unwrap()
+    }
+
+    async fn agent(&self, memory: &str, dry_run: bool) -> Agent {
+        let clock = Arc::clone(&self.clock);
+        let path = self.dir.path().join(memory);
+        Agent::build(self.settings(&path.display().to_string(), ""), dry_run)
+            .await
+            .unwrap()
+            .with_clock(Arc::new(move || *clock.lock().unwrap()))
+    }
+
+    async fn at(&self, agent: &Agent, minutes: i64) -> CycleReport {
+        *self.clock.lock().unwrap() = self.start + Duration::minutes(minutes);
+        agent.cycle().await.unwrap()
+    }
+
+    async fn slack_bodies(&self) -> Vec<serde_json::Value> {
+        self.slack
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    }
+}
+
+fn status_of<'a>(report: &'a CycleReport, id: &str) -> &'a Status {
+    &report
+        .outcomes
+        .iter()
+        .find(|(a, _)| a.id == id)
+        .unwrap_or_else(|| {
+            panic!(
+                "{id} not executed: {:?}",
+                report.outcomes.iter().map(|(a, _)| &a.id).collect::<Vec<_>>()
+            )
+        })
+        .1
+        .status
+}
+
+#[tokio::test]
+async fn one_notification_over_ten_cycles_then_repeats_per_interval() {
+    let w = World::new().await;
+    w.sql("INSERT INTO m VALUES ('East', 20, 'jane');").await;
+    let agent = w.agent("memory.db", false).await;
+    for minute in 0..10 {
+        w.at(&agent, minute).await;
+    }
+    assert_eq!(w.slack_bodies().await.len(), 1, "fired once, notified once");
+
+    // Still firing four hours later: one repeat, marked as such.
+    let r = w.at(&agent, 4 * 60 + 1).await;
+    assert!(status_of(&r, "high/page/region=East").succeeded());
+    let bodies = w.slack_bodies().await;
+    assert_eq!(bodies.len(), 2);
+    assert!(bodies[1].to_string().contains("repeat 1"), "{}", bodies[1]);
+    w.at(&agent, 4 * 60 + 2).await;
+    assert_eq!(w.slack_bodies().await.len(), 2);
+}
+
+#[tokio::test]
+async fn dry_run_sends_nothing_and_records_the_live_payload() {
+    let w = World::new().await;
+    w.sql("INSERT INTO m VALUES ('East', 20, 'jane');").await;
+    let rehearsal = w.agent("dry.db", true).await;
+    let r = w.at(&rehearsal, 0).await;
+    assert!(matches!(status_of(&r, "high/page/region=East"), Status::Simulated));
+    let simulated = r.outcomes[0].1.deliveries[0].rendered.body.clone();
+    assert!(w.slack_bodies().await.is_empty(), "dry-run sent something");
+    assert!(w.crm.received_requests().await.unwrap().is_empty());
+
+    let live = w.agent("live.db", false).await;
+    let r = w.at(&live, 0).await;
+    assert!(matches!(status_of(&r, "high/page/region=East"), Status::Sent));
+    let sent = w.slack.received_requests().await.unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        String::from_utf8(sent[0].body.clone()).unwrap(),
+        simulated,
+        "rehearsal and live payloads differ"
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_holds_back_and_the_digest_summarises_an_hour_later() {
+    let w = World::new().await;
+    w.sql("INSERT INTO m VALUES ('A', 20, 'x'), ('B', 20, 'x'), ('C', 20, 'x'), ('D', 20, 'x'), ('E', 20, 'x');")
+        .await;
+    let agent = w.agent("memory.db", false).await;
+    let r = w.at(&agent, 0).await;
+    let held: Vec<_> = r
+        .outcomes
+        .iter()
+        .filter(|(a, o)| {
+            a.id.contains("/page/") && matches!(&o.status, Status::Skipped { reason } if reason.contains("rate limit"))
+        })
+        .collect();
+    assert_eq!(w.slack_bodies().await.len(), 3, "max_notifications_per_hour = 3");
+    assert_eq!(held.len(), 2);
+
+    // Within the hour: no digest yet.
+    w.at(&agent, 30).await;
+    assert_eq!(w.slack_bodies().await.len(), 3);
+    // An hour on: one digest listing both held notifications.
+    let r = w.at(&agent, 61).await;
+    let bodies = w.slack_bodies().await;
+    assert_eq!(bodies.len(), 4, "{bodies:#?}");
+    let digest = bodies[3].to_string();
+    assert!(digest.contains("2 notifications were held back"), "{digest}");
+    assert!(r.outcomes.iter().any(|(a, _)| a.id.starts_with("digest/")));
+    w.at(&agent, 62).await;
+    assert_eq!(w.slack_bodies().await.len(), 4, "nothing lost, nothing doubled");
+}
+
+#[tokio::test]
+async fn outgoing_text_is_redacted() {
+    let w = World::new().await;
+    w.sql("INSERT INTO m VALUES ('East', 20, 'jane.doe@example.com');")
+        .await;
+    let agent = w.agent("memory.db", false).await;
+    w.at(&agent, 0).await;
+    let body = w.slack_bodies().await[0].to_string();
+    assert!(!body.contains("jane.doe@example.com"), "{body}");
+    assert!(body.contains("[email redacted]"), "{body}");
+}
+
+#[tokio::test]
+async fn approval_flow_through_the_cli() {
+    let w = World::new().await;
+    w.sql("INSERT INTO m VALUES ('East', 20, 'jane');").await;
+    let memory = w.dir.path().join("memory.db").display().to_string();
+    let config = w.dir.path().join("agent.toml");
+    std::fs::write(&config, w.config_text(&memory, "")).unwrap();
+    let agent = w.agent("memory.db", false).await;
+
+    let r = w.at(&agent, 0).await;
+    let Status::PendingApproval { approval_id, .. } = status_of(&r, "high/task/region=East").clone() else {
+        panic!("webhook did not wait for approval")
+    };
+    assert!(w.crm.received_requests().await.unwrap().is_empty());
+
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_bi-agent"))
+            .args(args)
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, listed) = cli(&["approvals"]);
+    assert_eq!(code, Some(0), "{listed}");
+    assert!(
+        listed.contains(&approval_id) && listed.contains("high/task/region=East"),
+        "{listed}"
+    );
+    // The same plan again does not ask twice.
+    w.at(&agent, 1).await;
+    assert_eq!(cli(&["approvals"]).1.matches(&approval_id).count(), 1);
+
+    let (code, out) = cli(&["approve", &approval_id, "--by", "tester"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = cli(&["approve", &approval_id]);
+    assert_eq!(code, Some(1), "deciding twice is refused: {out}");
+
+    let r = w.at(&agent, 2).await;
+    assert!(status_of(&r, "high/task/region=East").succeeded());
+    let posted = w.crm.received_requests().await.unwrap();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].headers.get("authorization").unwrap(), "Bearer crm-secret");
+    w.at(&agent, 3).await;
+    assert_eq!(
+        w.crm.received_requests().await.unwrap().len(),
+        1,
+        "approved once, sent once"
+    );
+    let (_, all) = cli(&["approvals", "--all"]);
+    assert!(all.contains("executed"), "{all}");
+}
+
+#[tokio::test]
+async fn rejected_and_expired_approvals_never_run() {
+    let w = World::new().await;
+    w.sql("INSERT INTO m VALUES ('East', 20, 'jane'), ('West', 30, 'joe');")
+        .await;
+    let memory = w.dir.path().join("memory.db").display().to_string();
+    let config = w.dir.path().join("agent.toml");
+    std::fs::write(&config, w.config_text(&memory, "")).unwrap();
+    let agent = w.agent("memory.db", false).await;
+    let r = w.at(&agent, 0).await;
+    let id_of = |id: &str| match status_of(&r, id) {
+        Status::PendingApproval { approval_id, .. } => approval_id.clone(),
+        other => panic!("{id}: {other:?}"),
+    };
+    let east = id_of("high/task/region=East");
+    let out = Command::new(env!("CARGO_BIN_EXE_bi-agent"))
+        .args(["reject", &east, "--reason", "not needed", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // West is never decided and expires after 2h.
+    w.at(&agent, 3 * 60).await;
+    let approvals = agent.memory().approvals(None).await.unwrap();
+    let state: Vec<(String, String)> = approvals
+        .iter()
+        .map(|a| (a.action.id.clone(), a.status.clone()))
+        .collect();
+    assert!(
+        state.contains(&("high/task/region=East".into(), "rejected".into())),
+        "{state:?}"
+    );
+    assert!(
+        state.contains(&("high/task/region=West".into(), "expired".into())),
+        "{state:?}"
+    );
+    assert!(w.crm.received_requests().await.unwrap().is_empty());
+}
