@@ -3,6 +3,8 @@
 //!
 //! Plain data; no I/O.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ActionKind, Severity};
@@ -41,6 +43,11 @@ pub struct Message {
     /// A short context line: `rule revenue_drop · region=Northeast · bi-agent demo-shop`.
     #[serde(default)]
     pub context: String,
+    /// Extra machine-readable fields for structured channels: the action's
+    /// free-form `params`, passed through as `params` in a webhook's JSON
+    /// (e.g. what a CRM task needs). Chat and e-mail channels ignore them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, serde_json::Value>,
 }
 
 /// Where a message goes, resolved from a role's configured targets.

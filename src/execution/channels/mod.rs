@@ -7,6 +7,10 @@
 //! A channel must never address anything but the target it is given, and
 //! never put a secret (token, webhook URL, password) in a payload or an error.
 
+mod http;
+pub mod slack;
+pub mod webhook;
+
 use futures_util::future::BoxFuture;
 
 use super::message::{ChannelError, Message, Receipt, Rendered, Target};

@@ -1,0 +1,241 @@
+//! Webhooks: POST a [`Message`] as JSON to a named endpoint from `[endpoints]`
+//! (a CRM task, an incident tool, a chat bridge).
+//!
+//! The body has a fixed shape, so receivers can rely on it:
+//!
+//! ```json
+//! { "action_id": "…", "kind": "webhook", "severity": "high", "subject": "…",
+//!   "text": "…", "evidence": { "name": "value" },
+//!   "tables": [{ "title": "…", "columns": […], "rows": [[…]] }],
+//!   "context": "…", "params": { …the action's free-form params… } }
+//! ```
+//!
+//! `params` is the place for anything endpoint-specific. Rendering is pure and
+//! the rendered body is exactly what is posted.
+//!
+//! This module must never post anywhere but the configured URL, and never put
+//! the URL (its path or query may hold a token) or a header value into an
+//! error or `Debug` output.
+
+use std::fmt;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value, json};
+
+use super::Channel;
+use super::http::{self, Scrubber};
+use crate::config::{EndpointSettings, ExposeSecret, SecretUrl};
+use crate::execution::message::{ChannelError, Message, Receipt, Rendered, Target};
+
+/// The largest body posted: big enough for any report, small enough for
+/// every receiver we know of (many reject bodies over a few hundred KiB).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Appended where text was cut.
+const TRUNCATED: &str = "… (truncated)";
+
+/// A webhook endpoint (`webhook:NAME` targets).
+pub struct WebhookChannel {
+    name: String,
+    label: String,
+    url: SecretUrl,
+    headers: HeaderMap,
+    client: reqwest::Client,
+    timeout: Duration,
+    scrubber: Scrubber,
+}
+
+impl WebhookChannel {
+    /// Builds the channel for endpoint `name`: the configured headers are
+    /// checked here (names and values), marked sensitive, and sent with
+    /// every request; `Content-Type: application/json` always, as the body is JSON.
+    pub fn new(name: &str, settings: &EndpointSettings) -> Result<Self, ChannelError> {
+        let label = format!("webhook {name}");
+        let mut scrubber = Scrubber::default();
+        scrubber.add_url(settings.url.expose());
+        let mut headers = HeaderMap::new();
+        for (key, value) in &settings.headers {
+            scrubber.add(value.expose());
+            let header = HeaderName::from_bytes(key.as_bytes())
+                .map_err(|_| ChannelError::Permanent(format!("{label}: `{key}` is not a valid header name")))?;
+            let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
+                ChannelError::Permanent(format!(
+                    "{label}: the value of header `{key}` is not a valid header value"
+                ))
+            })?;
+            // Keeps it out of reqwest's and hyper's debug output.
+            value.set_sensitive(true);
+            headers.insert(header, value);
+        }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(Self {
+            name: name.to_owned(),
+            client: http::client(&label, settings.timeout)?,
+            label,
+            url: settings.url.clone(),
+            headers,
+            timeout: settings.timeout,
+            scrubber,
+        })
+    }
+
+    /// Posts the body; any 2xx means delivered.
+    async fn post(&self, body: &str) -> Result<Receipt, ChannelError> {
+        let response = self
+            .client
+            .post(self.url.expose())
+            .headers(self.headers.clone())
+            .body(body.to_owned())
+            .send()
+            .await
+            .map_err(|e| http::request_error(&self.label, e, self.timeout))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(Receipt::default());
+        }
+        let headers = response.headers().clone();
+        // Only a short error code from the body is ever quoted (see
+        // `http::error_code`); failing to read it changes nothing.
+        let body = http::read_capped(response, 1024).await.unwrap_or_default();
+        Err(http::status_error(&self.label, status, &headers, &body))
+    }
+}
+
+impl fmt::Debug for WebhookChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Host and header names only: paths, queries and header values may be secrets.
+        let header_names: Vec<&str> = self.headers.keys().map(HeaderName::as_str).collect();
+        f.debug_struct("WebhookChannel")
+            .field("name", &self.name)
+            .field("host", &http::host_of(self.url.expose()))
+            .field("headers", &header_names)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Channel for WebhookChannel {
+    fn key(&self) -> String {
+        format!("webhook:{}", self.name)
+    }
+
+    fn render(&self, message: &Message, target: &Target) -> Result<Rendered, ChannelError> {
+        if *target != Target::Webhook(self.name.clone()) {
+            return Err(ChannelError::Permanent(format!(
+                "{}: cannot deliver to {target}",
+                self.label
+            )));
+        }
+        let (body, truncated) =
+            body(message, MAX_BODY_BYTES).map_err(|e| ChannelError::Permanent(format!("{}: {e}", self.label)))?;
+        Ok(Rendered {
+            target: target.clone(),
+            content_type: "application/json".to_owned(),
+            body,
+            truncated,
+        })
+    }
+
+    fn send<'a>(&'a self, rendered: &'a Rendered) -> BoxFuture<'a, Result<Receipt, ChannelError>> {
+        Box::pin(async move { self.post(&rendered.body).await.map_err(|e| self.scrubber.scrub(e)) })
+    }
+}
+
+/// The JSON body, cut to `max` bytes: first the text is shortened, then tables
+/// are left out; evidence and params are never cut (a receiver acts on them),
+/// so a message too big without text and tables is an error.
+fn body(message: &Message, max: usize) -> Result<(String, bool), String> {
+    let mut text = message.text.clone();
+    let mut tables = message.tables.len();
+    let mut truncated = false;
+    loop {
+        let body = encode(message, &text, tables)?;
+        if body.len() <= max {
+            return Ok((body, truncated));
+        }
+        truncated = true;
+        let excess = body.len() - max;
+        if !text.is_empty() && text != TRUNCATED {
+            // Each byte cut from the text shrinks the JSON by at least one
+            // byte (escaping only ever grows it), so one cut usually suffices.
+            let mut keep = message
+                .text
+                .len()
+                .min(text.len())
+                .saturating_sub(excess + TRUNCATED.len());
+            while !message.text.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            text = format!("{}{TRUNCATED}", &message.text[..keep]);
+        } else if tables > 0 {
+            tables -= 1;
+        } else {
+            return Err(format!(
+                "the message is {} bytes even without text and tables (limit {max})",
+                body.len()
+            ));
+        }
+    }
+}
+
+/// Encodes the body with the given text and the first `tables` tables.
+fn encode(message: &Message, text: &str, tables: usize) -> Result<String, String> {
+    let evidence: Map<String, Value> = message
+        .evidence
+        .iter()
+        .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+        .collect();
+    let payload = json!({
+        "action_id": message.action_id,
+        "kind": message.kind,
+        "severity": message.severity,
+        "subject": message.subject,
+        "text": text,
+        "evidence": evidence,
+        "tables": message.tables[..tables],
+        "context": message.context,
+        "params": message.params,
+    });
+    serde_json::to_string(&payload).map_err(|e| format!("cannot encode the payload: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ActionKind, Severity};
+    use crate::execution::message::Table;
+
+    fn message(text: String) -> Message {
+        Message {
+            action_id: "r/a/x".to_owned(),
+            kind: ActionKind::Webhook,
+            severity: Severity::High,
+            subject: "s".to_owned(),
+            text,
+            evidence: vec![("k".to_owned(), "v".to_owned())],
+            tables: vec![Table::default(); 3],
+            context: String::new(),
+            params: Default::default(),
+        }
+    }
+
+    #[test]
+    fn long_text_is_cut_to_the_limit() {
+        let m = message("é\"".repeat(2000));
+        let (body, truncated) = body(&m, 1000).unwrap();
+        assert!(truncated);
+        assert!(body.len() <= 1000, "{}", body.len());
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(v["text"].as_str().unwrap().ends_with(TRUNCATED));
+    }
+
+    #[test]
+    fn small_message_is_untouched() {
+        let m = message("hello".to_owned());
+        let (body, truncated) = body(&m, MAX_BODY_BYTES).unwrap();
+        assert!(!truncated);
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["text"], "hello");
+    }
+}

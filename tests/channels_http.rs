@@ -1,0 +1,895 @@
+//! The HTTP delivery channels (Slack, webhooks) and the delivery wrapper,
+//! against real HTTP servers on 127.0.0.1 (wiremock), through the same code a
+//! live run uses: render → `Delivery::send` → `Channel::send`.
+//!
+//! Time: requests in flight keep a reqwest time limit pending, and tokio's
+//! paused clock would jump straight to it, so tests with requests in flight run
+//! on the real clock with short delays. Breaker cooldowns are crossed by
+//! pausing the clock between requests and advancing it; pacing is tested on a
+//! fully paused clock with an in-memory channel.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bi_agent::config::{
+    ActionKind, EndpointSettings, GuardrailSettings, SecretText, SecretUrl, Severity, SlackSettings,
+};
+use bi_agent::execution::channels::Channel;
+use bi_agent::execution::channels::slack::SlackChannel;
+use bi_agent::execution::channels::webhook::WebhookChannel;
+use bi_agent::execution::delivery::{BreakerState, Delivery};
+use bi_agent::execution::message::{ChannelError, Message, Receipt, Rendered, Table, Target};
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const WEBHOOK_SECRET: &str = "T000/B000/SECRETWEBHOOKPATH";
+const TOKEN: &str = "xoxb-1111-SECRETTOKEN";
+const HEADER_SECRET: &str = "key-SECRETHEADERVALUE";
+const QUERY_SECRET: &str = "SECRETQUERYTOKEN";
+
+// --- helpers -----------------------------------------------------------------
+
+fn message() -> Message {
+    Message {
+        action_id: "revenue_drop/alert/region=Northeast".to_owned(),
+        kind: ActionKind::Notify,
+        severity: Severity::High,
+        subject: "Revenue fell in Northeast".to_owned(),
+        text: "Revenue fell *18%* week over week.".to_owned(),
+        evidence: vec![
+            ("region".to_owned(), "<!channel> Northeast & co".to_owned()),
+            ("revenue_growth_wow".to_owned(), "-18.0%".to_owned()),
+        ],
+        tables: vec![Table {
+            title: "By channel".to_owned(),
+            columns: vec!["channel".to_owned(), "revenue".to_owned()],
+            rows: vec![
+                vec!["web".to_owned(), "1200".to_owned()],
+                vec!["<@U123>".to_owned(), "80".to_owned()],
+            ],
+        }],
+        context: "rule revenue_drop · region=Northeast · bi-agent test".to_owned(),
+        params: BTreeMap::new(),
+    }
+}
+
+fn slack_settings(
+    webhook_url: Option<String>,
+    token: Option<&str>,
+    api_url: String,
+    timeout: Duration,
+) -> SlackSettings {
+    SlackSettings {
+        webhook_url: webhook_url.map(SecretUrl::new),
+        token: token.map(SecretText::new),
+        api_url,
+        timeout,
+        per_second: 1.0,
+        max_per_hour: None,
+    }
+}
+
+/// A Slack channel posting to an incoming webhook on `server`.
+fn slack_webhook(server: &MockServer, timeout: Duration) -> SlackChannel {
+    let url = format!("{}/services/{WEBHOOK_SECRET}", server.uri());
+    SlackChannel::new(&slack_settings(
+        Some(url),
+        None,
+        "http://unused.invalid".to_owned(),
+        timeout,
+    ))
+    .unwrap()
+}
+
+/// A Slack channel using the Web API on `server`.
+fn slack_api(server: &MockServer) -> SlackChannel {
+    let api = format!("{}/api", server.uri());
+    SlackChannel::new(&slack_settings(None, Some(TOKEN), api, Duration::from_secs(5))).unwrap()
+}
+
+fn webhook(server: &MockServer, timeout: Duration) -> WebhookChannel {
+    let settings = EndpointSettings {
+        url: SecretUrl::new(format!("{}/hooks/crm?token={QUERY_SECRET}", server.uri())),
+        headers: BTreeMap::from([("X-Api-Key".to_owned(), SecretText::new(HEADER_SECRET))]),
+        timeout,
+    };
+    WebhookChannel::new("crm", &settings).unwrap()
+}
+
+fn guardrails(retry_attempts: u32, retry_max_delay: Duration, breaker_failures: u32) -> GuardrailSettings {
+    GuardrailSettings {
+        retry_attempts,
+        retry_max_delay,
+        breaker_failures,
+        breaker_cooldown: Duration::from_secs(60),
+        ..GuardrailSettings::default()
+    }
+}
+
+fn slack_target() -> Target {
+    Target::Slack("#sales".to_owned())
+}
+
+async fn requests(server: &MockServer) -> Vec<wiremock::Request> {
+    server.received_requests().await.unwrap_or_default()
+}
+
+/// Fails if any secret shows in `text`.
+fn assert_no_secret(text: &str) {
+    for secret in [
+        WEBHOOK_SECRET,
+        "SECRETWEBHOOKPATH",
+        TOKEN,
+        "SECRETTOKEN",
+        HEADER_SECRET,
+        QUERY_SECRET,
+    ] {
+        assert!(!text.contains(secret), "secret {secret:?} leaked in: {text}");
+    }
+}
+
+/// Every mrkdwn text of a Block Kit payload.
+fn block_texts(payload: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for block in payload["blocks"].as_array().unwrap() {
+        if let Some(t) = block["text"]["text"].as_str() {
+            out.push(t.to_owned());
+        }
+        for f in block["fields"].as_array().into_iter().flatten() {
+            out.push(f["text"].as_str().unwrap().to_owned());
+        }
+        for e in block["elements"].as_array().into_iter().flatten() {
+            out.push(e["text"].as_str().unwrap().to_owned());
+        }
+    }
+    out
+}
+
+/// Moves tokio's clock forward by `by` with nothing in flight.
+async fn advance_clock(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+}
+
+// --- Slack: payload ----------------------------------------------------------
+
+#[tokio::test]
+async fn slack_webhook_posts_exactly_the_rendered_block_kit_payload() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/services/{WEBHOOK_SECRET}")))
+        .and(header("content-type", "application/json"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let slack = slack_webhook(&server, Duration::from_secs(5));
+    let delivery = Delivery::new(&guardrails(3, Duration::from_millis(10), 5));
+
+    let rendered = slack.render(&message(), &slack_target()).unwrap();
+    assert_eq!(rendered.content_type, "application/json");
+    assert!(!rendered.truncated);
+    let (result, attempts) = delivery.send(&slack, &rendered).await;
+    assert_eq!(result, Ok(Receipt::default()));
+    assert_eq!(attempts, 1);
+
+    let received = requests(&server).await;
+    assert_eq!(received.len(), 1);
+    // Dry-run parity: what was rendered is byte for byte what was posted.
+    assert_eq!(received[0].body, rendered.body.as_bytes());
+    let payload: Value = received[0].body_json().unwrap();
+
+    // An incoming webhook posts to its own channel.
+    assert!(payload.get("channel").is_none(), "{payload}");
+    assert_eq!(
+        payload["text"],
+        "Revenue fell in Northeast\nRevenue fell *18%* week over week."
+    );
+    let blocks = payload["blocks"].as_array().unwrap();
+    assert_eq!(blocks[0]["type"], "section");
+    assert_eq!(blocks[0]["text"]["type"], "mrkdwn");
+    assert_eq!(blocks[0]["text"]["text"], "🟠 *Revenue fell in Northeast*");
+    assert_eq!(blocks[1]["text"]["text"], "Revenue fell *18%* week over week.");
+    let fields = blocks[2]["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 2);
+    assert_eq!(fields[0]["text"], "*region*\n&lt;!channel&gt; Northeast &amp; co");
+    assert_eq!(fields[1]["text"], "*revenue_growth_wow*\n-18.0%");
+    let table = blocks[3]["text"]["text"].as_str().unwrap();
+    assert!(table.starts_with("*By channel*\n```\n"), "{table}");
+    assert!(table.ends_with("\n```"), "{table}");
+    assert!(table.contains("&lt;@U123&gt;  80"), "{table}");
+    assert_eq!(blocks[4]["type"], "context");
+    assert_eq!(
+        blocks[4]["elements"][0]["text"],
+        "rule revenue_drop · region=Northeast · bi-agent test"
+    );
+
+    // Nothing data-derived can mention anyone, and bold is Slack's `*x*`.
+    let body = String::from_utf8(received[0].body.clone()).unwrap();
+    assert!(!body.contains("<!channel>") && !body.contains("<@U123>"), "{body}");
+    assert!(!body.contains("**"), "{body}");
+    assert_no_secret(&body);
+}
+
+#[tokio::test]
+async fn slack_severity_markers() {
+    let server = MockServer::start().await;
+    let slack = slack_webhook(&server, Duration::from_secs(5));
+    for (severity, marker) in [
+        (Severity::Critical, "🔴"),
+        (Severity::High, "🟠"),
+        (Severity::Medium, "🟡"),
+        (Severity::Low, "🔵"),
+        (Severity::Info, "⚪"),
+    ] {
+        let m = Message { severity, ..message() };
+        let payload: Value = serde_json::from_str(&slack.render(&m, &slack_target()).unwrap().body).unwrap();
+        assert_eq!(
+            payload["blocks"][0]["text"]["text"],
+            format!("{marker} *Revenue fell in Northeast*")
+        );
+    }
+}
+
+#[tokio::test]
+async fn slack_render_enforces_slack_limits() {
+    let server = MockServer::start().await;
+    let slack = slack_webhook(&server, Duration::from_secs(5));
+    let big_table = Table {
+        title: "Rows".to_owned(),
+        columns: vec!["n".to_owned()],
+        rows: (0..2000).map(|i| vec![format!("row {i}")]).collect(),
+    };
+    let m = Message {
+        text: "x".repeat(10_000),
+        evidence: (0..15).map(|i| (format!("k{i}"), format!("v{i}"))).collect(),
+        tables: vec![big_table; 60],
+        ..message()
+    };
+    let rendered = slack.render(&m, &slack_target()).unwrap();
+    assert!(rendered.truncated);
+    let payload: Value = serde_json::from_str(&rendered.body).unwrap();
+    let blocks = payload["blocks"].as_array().unwrap();
+    assert!(blocks.len() <= 50, "{} blocks", blocks.len());
+    for text in block_texts(&payload) {
+        assert!(text.chars().count() <= 3000, "a text of {} chars", text.chars().count());
+    }
+    for block in blocks {
+        if let Some(fields) = block["fields"].as_array() {
+            assert!(fields.len() <= 10);
+        }
+    }
+    assert!(blocks[1]["text"]["text"].as_str().unwrap().ends_with("… (truncated)"));
+    let fields = blocks[2]["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 10);
+    assert_eq!(fields[9]["text"], "… (truncated)\n6 more");
+    let table = blocks[3]["text"]["text"].as_str().unwrap();
+    assert!(table.ends_with("more row(s)\n```"), "{table}");
+    assert!(payload["text"].as_str().unwrap().chars().count() <= 4000);
+    // The context block survives, last.
+    assert_eq!(blocks.last().unwrap()["type"], "context");
+    let notice = &blocks[blocks.len() - 2]["text"]["text"];
+    assert!(notice.as_str().unwrap().contains("more table(s) not shown"), "{notice}");
+}
+
+#[tokio::test]
+async fn channels_refuse_targets_that_are_not_theirs() {
+    let server = MockServer::start().await;
+    let slack = slack_webhook(&server, Duration::from_secs(5));
+    let err = slack
+        .render(&message(), &Target::Email("a@example.com".to_owned()))
+        .unwrap_err();
+    assert!(matches!(err, ChannelError::Permanent(_)), "{err:?}");
+    let hook = webhook(&server, Duration::from_secs(5));
+    let err = hook
+        .render(&message(), &Target::Webhook("other".to_owned()))
+        .unwrap_err();
+    assert!(matches!(err, ChannelError::Permanent(_)), "{err:?}");
+}
+
+// --- Slack: Web API ----------------------------------------------------------
+
+#[tokio::test]
+async fn slack_web_api_sends_bearer_token_and_keeps_ts() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ok": true, "channel": "C0123456", "ts": "1700000000.000100"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let slack = slack_api(&server);
+    let delivery = Delivery::new(&guardrails(3, Duration::from_millis(10), 5));
+
+    let rendered = slack.render(&message(), &slack_target()).unwrap();
+    let (result, attempts) = delivery.send(&slack, &rendered).await;
+    assert_eq!(result.unwrap().reference.as_deref(), Some("1700000000.000100"));
+    assert_eq!(attempts, 1);
+
+    let received = requests(&server).await;
+    assert_eq!(received[0].body, rendered.body.as_bytes());
+    let payload: Value = received[0].body_json().unwrap();
+    assert_eq!(payload["channel"], "#sales");
+    assert_eq!(payload["blocks"][0]["text"]["text"], "🟠 *Revenue fell in Northeast*");
+}
+
+#[tokio::test]
+async fn slack_web_api_ok_false_is_permanent_and_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "ok": false, "error": "channel_not_found" })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let slack = slack_api(&server);
+    let delivery = Delivery::new(&guardrails(3, Duration::from_millis(10), 5));
+
+    let rendered = slack.render(&message(), &slack_target()).unwrap();
+    let (result, attempts) = delivery.send(&slack, &rendered).await;
+    assert_eq!(
+        result,
+        Err(ChannelError::Permanent("slack: channel_not_found".to_owned()))
+    );
+    assert_eq!(attempts, 1);
+    assert_eq!(requests(&server).await.len(), 1);
+}
+
+#[tokio::test]
+async fn slack_web_api_ratelimited_is_transient() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Retry-After", "0")
+                .set_body_json(json!({ "ok": false, "error": "ratelimited" })),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "ok": true, "ts": "1.2" })))
+        .mount(&server)
+        .await;
+    let slack = slack_api(&server);
+    let delivery = Delivery::new(&guardrails(3, Duration::from_millis(10), 5));
+
+    let (result, attempts) = delivery
+        .send(&slack, &slack.render(&message(), &slack_target()).unwrap())
+        .await;
+    assert_eq!(result.unwrap().reference.as_deref(), Some("1.2"));
+    assert_eq!(attempts, 2);
+}
+
+// --- retries -----------------------------------------------------------------
+
+#[tokio::test]
+async fn too_many_requests_waits_for_retry_after_then_succeeds() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&server)
+        .await;
+    let slack = slack_webhook(&server, Duration::from_secs(5));
+    // Backoff alone would wait under 0.5 s: only Retry-After explains 1 s.
+    let delivery = Delivery::new(&guardrails(3, Duration::from_secs(5), 5));
+    let rendered = slack.render(&message(), &slack_target()).unwrap();
+
+    let started = Instant::now();
+    let (result, attempts) = delivery.send(&slack, &rendered).await;
+    assert_eq!(result, Ok(Receipt::default()));
+    assert_eq!(attempts, 2);
+    // A lower bound only: sleeping never ends early, so this cannot flake.
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited {:?}",
+        started.elapsed()
+    );
+    let received = requests(&server).await;
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].body, received[1].body);
+}
+
+#[tokio::test]
+async fn retry_after_is_capped_by_retry_max_delay() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "3600"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let slack = slack_webhook(&server, Duration::from_secs(5));
+    let delivery = Delivery::new(&guardrails(3, Duration::from_millis(50), 5));
+    let rendered = slack.render(&message(), &slack_target()).unwrap();
+
+    // Uncapped, this would wait an hour; the guard fails the test instead.
+    let (result, attempts) = tokio::time::timeout(Duration::from_secs(60), delivery.send(&slack, &rendered))
+        .await
+        .expect("Retry-After was not capped");
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(attempts, 2);
+}
+
+#[tokio::test]
+async fn server_error_is_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&server)
+        .await;
+    let slack = slack_webhook(&server, Duration::from_secs(5));
+    let delivery = Delivery::new(&guardrails(3, Duration::from_millis(10), 5));
+
+    let (result, attempts) = delivery
+        .send(&slack, &slack.render(&message(), &slack_target()).unwrap())
+        .await;
+    assert_eq!(result, Ok(Receipt::default()));
+    assert_eq!(attempts, 2);
+    assert_eq!(requests(&server).await.len(), 2);
+    assert_eq!(delivery.breaker_state("slack"), BreakerState::Closed);
+}
+
+#[tokio::test]
+async fn slow_answers_time_out_and_are_retried_until_attempts_run_out() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&server)
+        .await;
+    let slack = slack_webhook(&server, Duration::from_millis(100));
+    let delivery = Delivery::new(&guardrails(3, Duration::from_millis(10), 5));
+
+    let (result, attempts) = delivery
+        .send(&slack, &slack.render(&message(), &slack_target()).unwrap())
+        .await;
+    let err = result.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(err.to_string(), "slack: no answer within 100ms");
+    assert_eq!(attempts, 3);
+    assert_eq!(requests(&server).await.len(), 3);
+}
+
+// --- circuit breaker ---------------------------------------------------------
+
+/// Opens the Slack breaker with `failures` failing sends (500s) and checks
+/// the next send is refused without a request.
+async fn open_breaker(server: &MockServer, slack: &SlackChannel, delivery: &Delivery, failures: u32, per_send: u32) {
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(server)
+        .await;
+    let rendered = slack.render(&message(), &slack_target()).unwrap();
+    for _ in 0..failures {
+        assert_eq!(delivery.breaker_state("slack"), BreakerState::Closed);
+        let (result, attempts) = delivery.send(slack, &rendered).await;
+        assert!(result.unwrap_err().is_transient());
+        assert_eq!(attempts, per_send);
+    }
+    assert_eq!(delivery.breaker_state("slack"), BreakerState::Open);
+    let sent = requests(server).await.len();
+    assert_eq!(sent, (failures * per_send) as usize);
+
+    let (result, attempts) = delivery.send(slack, &rendered).await;
+    match result {
+        Err(ChannelError::BreakerOpen {
+            channel,
+            failures: f,
+            retry_in,
+        }) => {
+            assert_eq!(channel, "slack");
+            assert_eq!(f, failures);
+            assert!(
+                retry_in <= Duration::from_secs(60) && retry_in > Duration::from_secs(50),
+                "{retry_in:?}"
+            );
+        }
+        other => panic!("expected BreakerOpen, got {other:?}"),
+    }
+    assert_eq!(attempts, 0);
+    assert_eq!(requests(server).await.len(), sent, "an open breaker made a request");
+}
+
+#[tokio::test]
+async fn breaker_opens_refuses_and_a_successful_probe_closes_it() {
+    let server = MockServer::start().await;
+    let slack = slack_webhook(&server, Duration::from_secs(5));
+    let delivery = Delivery::new(&guardrails(2, Duration::from_millis(10), 2));
+    open_breaker(&server, &slack, &delivery, 2, 2).await;
+    let rendered = slack.render(&message(), &slack_target()).unwrap();
+
+    // Before the cooldown: still refused.
+    advance_clock(Duration::from_secs(30)).await;
+    let (result, _) = delivery.send(&slack, &rendered).await;
+    assert!(matches!(result, Err(ChannelError::BreakerOpen { .. })), "{result:?}");
+
+    advance_clock(Duration::from_secs(31)).await;
+    server.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&server)
+        .await;
+    let (result, attempts) = delivery.send(&slack, &rendered).await;
+    assert_eq!(result, Ok(Receipt::default()));
+    assert_eq!(attempts, 1);
+    assert_eq!(delivery.breaker_state("slack"), BreakerState::Closed);
+    assert_eq!(
+        delivery.breaker_states(),
+        vec![("slack".to_owned(), BreakerState::Closed)]
+    );
+
+    // Closed again: sends flow.
+    let (result, _) = delivery.send(&slack, &rendered).await;
+    assert!(result.is_ok());
+    assert_eq!(requests(&server).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_probe_reopens_the_breaker() {
+    let server = MockServer::start().await;
+    let slack = slack_webhook(&server, Duration::from_secs(5));
+    let delivery = Delivery::new(&guardrails(2, Duration::from_millis(10), 2));
+    open_breaker(&server, &slack, &delivery, 2, 2).await;
+    let rendered = slack.render(&message(), &slack_target()).unwrap();
+
+    advance_clock(Duration::from_secs(61)).await;
+    // The probe is one attempt, even though sends may retry.
+    let (result, attempts) = delivery.send(&slack, &rendered).await;
+    assert!(result.unwrap_err().is_transient());
+    assert_eq!(attempts, 1);
+    assert_eq!(requests(&server).await.len(), 5);
+    assert_eq!(delivery.breaker_state("slack"), BreakerState::Open);
+
+    // Re-opened for a full cooldown: refused, no request.
+    let (result, attempts) = delivery.send(&slack, &rendered).await;
+    assert!(
+        matches!(result, Err(ChannelError::BreakerOpen { failures: 3, .. })),
+        "{result:?}"
+    );
+    assert_eq!(attempts, 0);
+    assert_eq!(requests(&server).await.len(), 5);
+}
+
+#[tokio::test]
+async fn breakers_are_per_channel_key() {
+    let server = MockServer::start().await;
+    let slack = slack_webhook(&server, Duration::from_secs(5));
+    let delivery = Delivery::new(&guardrails(1, Duration::from_millis(10), 1));
+    open_breaker(&server, &slack, &delivery, 1, 1).await;
+
+    server.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/hooks/crm"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let hook = webhook(&server, Duration::from_secs(5));
+    let rendered = hook.render(&message(), &Target::Webhook("crm".to_owned())).unwrap();
+    let (result, attempts) = delivery.send(&hook, &rendered).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(attempts, 1);
+    assert_eq!(delivery.breaker_state("webhook:crm"), BreakerState::Closed);
+    assert_eq!(delivery.breaker_state("slack"), BreakerState::Open);
+}
+
+// --- webhooks ----------------------------------------------------------------
+
+#[tokio::test]
+async fn webhook_posts_json_with_configured_headers() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hooks/crm"))
+        .and(header("x-api-key", HEADER_SECRET))
+        .and(header("content-type", "application/json"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let hook = webhook(&server, Duration::from_secs(5));
+    assert_eq!(hook.key(), "webhook:crm");
+    let delivery = Delivery::new(&guardrails(3, Duration::from_millis(10), 5));
+    let mut m = message();
+    m.kind = ActionKind::Webhook;
+    m.params.insert("queue".to_owned(), json!("sales-ops"));
+    m.params.insert("priority".to_owned(), json!(2));
+
+    let rendered = hook.render(&m, &Target::Webhook("crm".to_owned())).unwrap();
+    assert_eq!(rendered.content_type, "application/json");
+    let (result, attempts) = delivery.send(&hook, &rendered).await;
+    assert_eq!(result, Ok(Receipt::default()));
+    assert_eq!(attempts, 1);
+
+    let received = requests(&server).await;
+    assert_eq!(received[0].body, rendered.body.as_bytes());
+    assert_eq!(received[0].url.query(), Some(format!("token={QUERY_SECRET}").as_str()));
+    let body: Value = received[0].body_json().unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "action_id": "revenue_drop/alert/region=Northeast",
+            "kind": "webhook",
+            "severity": "high",
+            "subject": "Revenue fell in Northeast",
+            "text": "Revenue fell *18%* week over week.",
+            // JSON needs no mrkdwn escaping: values arrive as they are.
+            "evidence": { "region": "<!channel> Northeast & co", "revenue_growth_wow": "-18.0%" },
+            "tables": [{
+                "title": "By channel",
+                "columns": ["channel", "revenue"],
+                "rows": [["web", "1200"], ["<@U123>", "80"]],
+            }],
+            "context": "rule revenue_drop · region=Northeast · bi-agent test",
+            "params": { "priority": 2, "queue": "sales-ops" },
+        })
+    );
+}
+
+#[tokio::test]
+async fn webhook_client_errors_are_permanent_and_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(404).set_body_string("no_such_hook"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let hook = webhook(&server, Duration::from_secs(5));
+    let delivery = Delivery::new(&guardrails(3, Duration::from_millis(10), 5));
+
+    let rendered = hook.render(&message(), &Target::Webhook("crm".to_owned())).unwrap();
+    let (result, attempts) = delivery.send(&hook, &rendered).await;
+    assert_eq!(
+        result,
+        Err(ChannelError::Permanent(
+            "webhook crm: HTTP 404 Not Found: no_such_hook".to_owned()
+        ))
+    );
+    assert_eq!(attempts, 1);
+}
+
+#[tokio::test]
+async fn webhook_body_is_capped() {
+    let server = MockServer::start().await;
+    let hook = webhook(&server, Duration::from_secs(5));
+    let m = Message {
+        text: "é".repeat(200_000),
+        ..message()
+    };
+    let rendered = hook.render(&m, &Target::Webhook("crm".to_owned())).unwrap();
+    assert!(rendered.truncated);
+    assert!(rendered.body.len() <= 256 * 1024, "{} bytes", rendered.body.len());
+    let body: Value = serde_json::from_str(&rendered.body).unwrap();
+    assert!(body["text"].as_str().unwrap().ends_with("… (truncated)"));
+    assert_eq!(body["tables"].as_array().unwrap().len(), 1);
+}
+
+// --- secrets -----------------------------------------------------------------
+
+#[tokio::test]
+async fn secrets_never_appear_in_errors_or_debug_output() {
+    let server = MockServer::start().await;
+    // Endpoints that echo the request back in their error answers.
+    Mock::given(method("POST"))
+        .and(path(format!("/services/{WEBHOOK_SECRET}")))
+        .respond_with(ResponseTemplate::new(403).set_body_string(format!("bad hook /services/{WEBHOOK_SECRET}")))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(ResponseTemplate::new(401).set_body_string(format!("Authorization: Bearer {TOKEN}")))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/hooks/crm"))
+        .respond_with(ResponseTemplate::new(400).set_body_string(format!("X-Api-Key: {HEADER_SECRET}")))
+        .mount(&server)
+        .await;
+    let delivery = Delivery::new(&guardrails(1, Duration::from_millis(10), 5));
+    let slack_hook = slack_webhook(&server, Duration::from_secs(5));
+    let slack_token = slack_api(&server);
+    let hook = webhook(&server, Duration::from_secs(5));
+
+    // A port where nothing listens: connection errors carry the URL in reqwest.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let unreachable_url = format!("http://127.0.0.1:{closed}/services/{WEBHOOK_SECRET}");
+    let unreachable = SlackChannel::new(&slack_settings(
+        Some(unreachable_url),
+        None,
+        "http://unused.invalid".to_owned(),
+        Duration::from_secs(5),
+    ))
+    .unwrap();
+    let unreachable_hook = WebhookChannel::new(
+        "down",
+        &EndpointSettings {
+            url: SecretUrl::new(format!(
+                "http://127.0.0.1:{closed}/hooks/{WEBHOOK_SECRET}?token={QUERY_SECRET}"
+            )),
+            headers: BTreeMap::from([("Authorization".to_owned(), SecretText::new(format!("Bearer {TOKEN}")))]),
+            timeout: Duration::from_secs(5),
+        },
+    )
+    .unwrap();
+
+    let mut errors = Vec::new();
+    for (channel, target) in [
+        (&slack_hook as &dyn Channel, slack_target()),
+        (&slack_token, slack_target()),
+        (&hook, Target::Webhook("crm".to_owned())),
+        (&unreachable, slack_target()),
+        (&unreachable_hook, Target::Webhook("down".to_owned())),
+    ] {
+        let rendered = channel.render(&message(), &target).unwrap();
+        assert_no_secret(&rendered.body);
+        let (result, _) = delivery.send(channel, &rendered).await;
+        let err = result.unwrap_err();
+        errors.push(format!("{err} {err:?}"));
+    }
+    for text in &errors {
+        assert_no_secret(text);
+    }
+    // The errors still say what happened.
+    assert!(errors[0].starts_with("slack: HTTP 403 Forbidden"), "{}", errors[0]);
+    assert!(errors[1].starts_with("slack: HTTP 401 Unauthorized"), "{}", errors[1]);
+    assert!(
+        errors[2].starts_with("webhook crm: HTTP 400 Bad Request"),
+        "{}",
+        errors[2]
+    );
+    assert!(errors[3].starts_with("slack: request failed"), "{}", errors[3]);
+    assert!(errors[4].starts_with("webhook down: request failed"), "{}", errors[4]);
+
+    let debug = format!("{slack_hook:?} {slack_token:?} {hook:?} {unreachable_hook:?} {delivery:?}");
+    assert_no_secret(&debug);
+    assert!(debug.contains("127.0.0.1"), "{debug}");
+}
+
+// --- pacing (paused clock, in-memory channel) ----------------------------------
+
+/// A channel that records when each send happened.
+struct Recorder {
+    sent: Mutex<Vec<(Target, Instant)>>,
+}
+
+impl Channel for Recorder {
+    fn key(&self) -> String {
+        "slack".to_owned()
+    }
+    fn render(&self, _: &Message, target: &Target) -> Result<Rendered, ChannelError> {
+        Ok(Rendered {
+            target: target.clone(),
+            content_type: "text/plain".to_owned(),
+            body: String::new(),
+            truncated: false,
+        })
+    }
+    fn send<'a>(&'a self, rendered: &'a Rendered) -> BoxFuture<'a, Result<Receipt, ChannelError>> {
+        self.sent
+            .lock()
+            .unwrap()
+            .push((rendered.target.clone(), Instant::now()));
+        Box::pin(async { Ok(Receipt::default()) })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn pacing_is_per_channel_key_and_target() {
+    let delivery = Delivery::new(&GuardrailSettings::default());
+    delivery.set_rate("slack", 1.0).unwrap();
+    assert!(delivery.set_rate("slack", 0.0).is_err());
+    assert!(delivery.set_rate("slack", f64::NAN).is_err());
+    let recorder = Recorder {
+        sent: Mutex::new(Vec::new()),
+    };
+    let sales = Target::Slack("#sales".to_owned());
+    let ops = Target::Slack("#ops".to_owned());
+
+    for target in [&sales, &sales, &ops, &sales] {
+        let rendered = recorder.render(&message(), target).unwrap();
+        let (result, attempts) = delivery.send(&recorder, &rendered).await;
+        assert!(result.is_ok());
+        assert_eq!(attempts, 1);
+    }
+    let sent = recorder.sent.lock().unwrap().clone();
+    let gap = |a: usize, b: usize| sent[b].1 - sent[a].1;
+    let about = |d: Duration, secs: u64| d >= Duration::from_secs(secs) && d < Duration::from_millis(secs * 1000 + 10);
+    // #sales: one a second.
+    assert!(about(gap(0, 1), 1), "{:?}", gap(0, 1));
+    // #ops is not held back by #sales.
+    assert!(gap(1, 2) < Duration::from_millis(10), "{:?}", gap(1, 2));
+    assert!(about(gap(1, 3), 1), "{:?}", gap(1, 3));
+}
+
+#[tokio::test]
+async fn delivery_send_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let delivery = Delivery::new(&GuardrailSettings::default());
+    let recorder = Recorder {
+        sent: Mutex::new(Vec::new()),
+    };
+    let rendered = recorder.render(&message(), &slack_target()).unwrap();
+    let future = delivery.send(&recorder, &rendered);
+    assert_send(&future);
+    let (result, _) = future.await;
+    assert!(result.is_ok());
+}
+
+/// A channel that fails while `fail` is set and waits for `hold` on every send.
+struct Gated {
+    fail: std::sync::atomic::AtomicBool,
+    hold: tokio::sync::Mutex<()>,
+}
+
+impl Channel for Gated {
+    fn key(&self) -> String {
+        "webhook:gated".to_owned()
+    }
+    fn render(&self, _: &Message, target: &Target) -> Result<Rendered, ChannelError> {
+        Recorder {
+            sent: Mutex::new(Vec::new()),
+        }
+        .render(&message(), target)
+    }
+    fn send<'a>(&'a self, _: &'a Rendered) -> BoxFuture<'a, Result<Receipt, ChannelError>> {
+        Box::pin(async move {
+            let _held = self.hold.lock().await;
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(ChannelError::Transient {
+                    message: "down".to_owned(),
+                    retry_after: None,
+                })
+            } else {
+                Ok(Receipt::default())
+            }
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_open_lets_exactly_one_probe_through() {
+    let delivery = Delivery::new(&guardrails(1, Duration::from_millis(10), 1));
+    let gated = Gated {
+        fail: true.into(),
+        hold: tokio::sync::Mutex::new(()),
+    };
+    let rendered = gated.render(&message(), &Target::Webhook("gated".to_owned())).unwrap();
+    assert!(delivery.send(&gated, &rendered).await.0.is_err());
+    assert_eq!(delivery.breaker_state("webhook:gated"), BreakerState::Open);
+
+    tokio::time::advance(Duration::from_secs(61)).await;
+    gated.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let held = gated.hold.lock().await;
+    let (probe, other) = tokio::join!(delivery.send(&gated, &rendered), async {
+        // The probe (polled first) is now waiting inside the channel.
+        assert_eq!(delivery.breaker_state("webhook:gated"), BreakerState::HalfOpen);
+        let other = delivery.send(&gated, &rendered).await;
+        drop(held);
+        other
+    });
+    assert_eq!(probe, (Ok(Receipt::default()), 1));
+    assert!(matches!(other, (Err(ChannelError::BreakerOpen { .. }), 0)), "{other:?}");
+    assert_eq!(delivery.breaker_state("webhook:gated"), BreakerState::Closed);
+}
