@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use bi_agent::agent::{Agent, CycleReport};
 use bi_agent::config::Settings;
 use bi_agent::execution::Status;
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, DurationRound as _, Utc};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions as _, Connection as _};
 use wiremock::matchers::{method, path};
@@ -38,7 +38,8 @@ impl World {
             .respond_with(ResponseTemplate::new(201).set_body_string("{}"))
             .mount(&crm)
             .await;
-        let start = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+        // Near the real now: the CLI decides approvals with the real clock.
+        let start = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
         let w = Self {
             dir: tempfile::tempdir().unwrap(),
             clock: Arc::new(Mutex::new(start)),
@@ -46,7 +47,7 @@ impl World {
             slack,
             crm,
         };
-        w.sql("CREATE TABLE m (region TEXT, value REAL, owner TEXT);").await;
+        w.sql("CREATE TABLE m (region TEXT, value REAL);").await;
         w
     }
 
@@ -94,7 +95,7 @@ impl World {
             [sources.m]
             kind = "sql"
             url = "sqlite://{warehouse}?mode=ro"
-            sql = "SELECT region, value, owner FROM m"
+            sql = "SELECT region, value FROM m"
             [[rules]]
             name = "high"
             source = "m"
@@ -103,7 +104,7 @@ impl World {
               id = "page"
               kind = "notify"
               to = ["ops"]
-              message = "{{{{ region }}}} is high ({{{{ value }}}}); owner {{{{ owner }}}}"
+              message = "{{{{ region }}}} is high ({{{{ value }}}})"
               [[rules.actions]]
               id = "task"
               kind = "webhook"
@@ -165,7 +166,7 @@ fn status_of<'a>(report: &'a CycleReport, id: &str) -> &'a Status {
 #[tokio::test]
 async fn one_notification_over_ten_cycles_then_repeats_per_interval() {
     let w = World::new().await;
-    w.sql("INSERT INTO m VALUES ('East', 20, 'jane');").await;
+    w.sql("INSERT INTO m VALUES ('East', 20);").await;
     let agent = w.agent("memory.db", false).await;
     for minute in 0..10 {
         w.at(&agent, minute).await;
@@ -185,7 +186,7 @@ async fn one_notification_over_ten_cycles_then_repeats_per_interval() {
 #[tokio::test]
 async fn dry_run_sends_nothing_and_records_the_live_payload() {
     let w = World::new().await;
-    w.sql("INSERT INTO m VALUES ('East', 20, 'jane');").await;
+    w.sql("INSERT INTO m VALUES ('East', 20);").await;
     let rehearsal = w.agent("dry.db", true).await;
     let r = w.at(&rehearsal, 0).await;
     assert!(matches!(status_of(&r, "high/page/region=East"), Status::Simulated));
@@ -208,7 +209,7 @@ async fn dry_run_sends_nothing_and_records_the_live_payload() {
 #[tokio::test]
 async fn rate_limit_holds_back_and_the_digest_summarises_an_hour_later() {
     let w = World::new().await;
-    w.sql("INSERT INTO m VALUES ('A', 20, 'x'), ('B', 20, 'x'), ('C', 20, 'x'), ('D', 20, 'x'), ('E', 20, 'x');")
+    w.sql("INSERT INTO m VALUES ('A', 20), ('B', 20), ('C', 20), ('D', 20), ('E', 20);")
         .await;
     let agent = w.agent("memory.db", false).await;
     let r = w.at(&agent, 0).await;
@@ -239,19 +240,22 @@ async fn rate_limit_holds_back_and_the_digest_summarises_an_hour_later() {
 #[tokio::test]
 async fn outgoing_text_is_redacted() {
     let w = World::new().await;
-    w.sql("INSERT INTO m VALUES ('East', 20, 'jane.doe@example.com');")
-        .await;
+    // A label from the data carries an address: it must not leave the process,
+    // wherever it appears (message, evidence fields, context line).
+    w.sql("INSERT INTO m VALUES ('East (jane.doe@example.com, +1 555 123 4567)', 20);").await;
     let agent = w.agent("memory.db", false).await;
     w.at(&agent, 0).await;
     let body = w.slack_bodies().await[0].to_string();
     assert!(!body.contains("jane.doe@example.com"), "{body}");
-    assert!(body.contains("[email redacted]"), "{body}");
+    assert!(!body.contains("555 123 4567"), "{body}");
+    assert!(body.matches("[email redacted]").count() >= 3, "{body}");
+    assert!(body.contains("[phone redacted]"), "{body}");
 }
 
 #[tokio::test]
 async fn approval_flow_through_the_cli() {
     let w = World::new().await;
-    w.sql("INSERT INTO m VALUES ('East', 20, 'jane');").await;
+    w.sql("INSERT INTO m VALUES ('East', 20);").await;
     let memory = w.dir.path().join("memory.db").display().to_string();
     let config = w.dir.path().join("agent.toml");
     std::fs::write(&config, w.config_text(&memory, "")).unwrap();
@@ -308,7 +312,7 @@ async fn approval_flow_through_the_cli() {
 #[tokio::test]
 async fn rejected_and_expired_approvals_never_run() {
     let w = World::new().await;
-    w.sql("INSERT INTO m VALUES ('East', 20, 'jane'), ('West', 30, 'joe');")
+    w.sql("INSERT INTO m VALUES ('East', 20), ('West', 30);")
         .await;
     let memory = w.dir.path().join("memory.db").display().to_string();
     let config = w.dir.path().join("agent.toml");

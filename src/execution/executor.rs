@@ -79,6 +79,13 @@ impl Executor {
         investigations: Option<Arc<dyn Investigations>>,
     ) -> Self {
         let delivery = Delivery::new(&settings.guardrails);
+        for channel in settings.channels.values() {
+            if let crate::config::ChannelSettings::Slack(slack) = channel
+                && let Err(e) = delivery.set_rate("slack", slack.per_second)
+            {
+                warn!(error = ?e, "Slack pacing not set; sends are not paced");
+            }
+        }
         Self {
             settings,
             channels,
@@ -327,6 +334,7 @@ impl Executor {
             evidence,
             tables,
             context,
+            params: action.params.clone(),
         };
         guard::redact_message(&mut message, &self.settings.guardrails.redact);
         message

@@ -158,6 +158,7 @@ pub fn redact_message(message: &mut Message, kinds: &[Redaction]) {
     }
     message.subject = redact(&message.subject, kinds);
     message.text = redact(&message.text, kinds);
+    message.context = redact(&message.context, kinds);
     for (_, v) in &mut message.evidence {
         *v = redact(v, kinds);
     }

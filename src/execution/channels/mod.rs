@@ -11,6 +11,9 @@ mod http;
 pub mod slack;
 pub mod webhook;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 
 use super::message::{ChannelError, Message, Receipt, Rendered, Target};
@@ -26,9 +29,20 @@ pub trait Channel: Send + Sync {
 }
 
 /// Builds every configured channel and endpoint, by key (`slack`, `email`,
-/// `webhook:NAME`).
-pub fn build(
-    _settings: &crate::config::Settings,
-) -> Result<std::collections::HashMap<String, std::sync::Arc<dyn Channel>>, ChannelError> {
-    Ok(std::collections::HashMap::new())
+/// `webhook:NAME`). Clients connect lazily: building never sends anything.
+pub fn build(settings: &crate::config::Settings) -> Result<HashMap<String, Arc<dyn Channel>>, ChannelError> {
+    use crate::config::ChannelSettings;
+    let mut channels: HashMap<String, Arc<dyn Channel>> = HashMap::new();
+    for channel in settings.channels.values() {
+        let built: Arc<dyn Channel> = match channel {
+            ChannelSettings::Slack(s) => Arc::new(slack::SlackChannel::new(s)?),
+            ChannelSettings::Email(_) => continue,
+        };
+        channels.insert(built.key(), built);
+    }
+    for (name, endpoint) in &settings.endpoints {
+        let built: Arc<dyn Channel> = Arc::new(webhook::WebhookChannel::new(name, endpoint)?);
+        channels.insert(built.key(), built);
+    }
+    Ok(channels)
 }
