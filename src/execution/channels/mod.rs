@@ -7,6 +7,8 @@
 //! A channel must never address anything but the target it is given, and
 //! never put a secret (token, webhook URL, password) in a payload or an error.
 
+pub mod email;
+
 use futures_util::future::BoxFuture;
 
 use super::message::{ChannelError, Message, Receipt, Rendered, Target};
