@@ -242,7 +242,8 @@ async fn outgoing_text_is_redacted() {
     let w = World::new().await;
     // A label from the data carries an address: it must not leave the process,
     // wherever it appears (message, evidence fields, context line).
-    w.sql("INSERT INTO m VALUES ('East (jane.doe@example.com, +1 555 123 4567)', 20);").await;
+    w.sql("INSERT INTO m VALUES ('East (jane.doe@example.com, +1 555 123 4567)', 20);")
+        .await;
     let agent = w.agent("memory.db", false).await;
     w.at(&agent, 0).await;
     let body = w.slack_bodies().await[0].to_string();
@@ -312,8 +313,7 @@ async fn approval_flow_through_the_cli() {
 #[tokio::test]
 async fn rejected_and_expired_approvals_never_run() {
     let w = World::new().await;
-    w.sql("INSERT INTO m VALUES ('East', 20), ('West', 30);")
-        .await;
+    w.sql("INSERT INTO m VALUES ('East', 20), ('West', 30);").await;
     let memory = w.dir.path().join("memory.db").display().to_string();
     let config = w.dir.path().join("agent.toml");
     std::fs::write(&config, w.config_text(&memory, "")).unwrap();

@@ -7,6 +7,7 @@
 //! A channel must never address anything but the target it is given, and
 //! never put a secret (token, webhook URL, password) in a payload or an error.
 
+pub mod email;
 mod http;
 pub mod slack;
 pub mod webhook;
@@ -36,7 +37,7 @@ pub fn build(settings: &crate::config::Settings) -> Result<HashMap<String, Arc<d
     for channel in settings.channels.values() {
         let built: Arc<dyn Channel> = match channel {
             ChannelSettings::Slack(s) => Arc::new(slack::SlackChannel::new(s)?),
-            ChannelSettings::Email(_) => continue,
+            ChannelSettings::Email(e) => Arc::new(email::EmailChannel::new(e)?),
         };
         channels.insert(built.key(), built);
     }

@@ -1,0 +1,475 @@
+//! The e-mail channel: renders a [`Message`] into a complete MIME message for
+//! one address and hands it to an SMTP server.
+//!
+//! Rendering is pure and deterministic, so the bytes a dry run records are
+//! the bytes a live run sends: `multipart/alternative` with a plain-text and
+//! an HTML part (laid out in `body`), a fixed boundary and a Message-ID both derived
+//! from the content, and **no `Date` header**. `Message` carries no
+//! timestamp, and "now" would make two renders differ; a submission server
+//! adds `Date` when it is missing (RFC 6409 §8.3). Until `Message` carries a
+//! time of its own, that is where the date comes from.
+//!
+//! The Message-ID is a hash of the action id, the target, the sender and the
+//! whole message: a retried send of the same rendered payload keeps its id
+//! (so a receiver can drop the duplicate when the first attempt did arrive),
+//! while a later notification of the same action with different content gets
+//! a new one. A repeat with byte-identical content shares the id, and some
+//! providers (Gmail) show such duplicates only once.
+//!
+//! Sending is one attempt, on a fresh connection, within the configured
+//! timeout; retries, pacing and breakers wrap every channel elsewhere. Failures
+//! are classified for that wrapper: unreachable servers, timeouts and 4xx
+//! replies are transient; 5xx replies (unknown user, rejected credentials),
+//! TLS failures and a server lacking what the settings require are permanent.
+//!
+//! This module must never address anyone but the target (the envelope and the
+//! `To` header name it alone), and never put the SMTP URL's credentials or the
+//! password into an error, a log event or `Debug` output.
+
+mod body;
+
+use std::fmt;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use lettre::address::Envelope;
+use lettre::message::header::{self, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
+use sha2::{Digest as _, Sha256};
+use url::{Host, Url};
+
+use super::Channel;
+use crate::config::EmailSettings;
+use crate::config::secret::ExposeSecret as _;
+use crate::execution::message::{ChannelError, Message, Receipt, Rendered, Target};
+
+/// `Rendered::content_type` of an e-mail: the full MIME message.
+pub const CONTENT_TYPE: &str = "message/rfc822";
+
+/// At most this many bytes of message content (subject, text, evidence,
+/// tables, context) go into one e-mail; the rest is cut with a note.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
+
+/// RFC 3834: marks the mail as sent by a machine, so out-of-office and other
+/// auto-responders do not answer it.
+const AUTO_SUBMITTED: HeaderName = HeaderName::new_from_ascii_str("Auto-Submitted");
+
+/// Default ports when the URL names none: 25 where TLS is optional or off
+/// (the relay port, where STARTTLS is offered but not mandatory), 587 where
+/// STARTTLS is required (submission), 465 for TLS from the start.
+const PORT_SMTP: u16 = 25;
+const PORT_SUBMISSION: u16 = 587;
+const PORT_SUBMISSIONS: u16 = 465;
+
+/// Sends notifications as e-mail over SMTP.
+pub struct EmailChannel {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// The sender: the `From` header and the envelope's `MAIL FROM`.
+    from: Mailbox,
+    /// The limit on one whole send (connect, TLS, auth, transfer).
+    timeout: Duration,
+    /// The SMTP URL without credentials or query, for errors and logs.
+    server: String,
+}
+
+impl fmt::Debug for EmailChannel {
+    // By hand: the transport holds the credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailChannel")
+            .field("server", &self.server)
+            .field("from", &self.from.to_string())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmailChannel {
+    /// Builds the channel and its SMTP transport from the settings.
+    ///
+    /// The URL decides the connection: `smtp://host[:port]` upgrades with
+    /// STARTTLS when the server offers it (`?tls=opportunistic`, the default),
+    /// `?tls=required` insists on it, `?tls=none` never uses TLS, and
+    /// `smtps://host[:port]` speaks TLS from the start. A path
+    /// (`smtp://host/agent.example.com`) is the name sent in `EHLO`.
+    /// Credentials come from `username`/`password`, else from the URL's user
+    /// info. Nothing connects yet: an unreachable server shows on first send.
+    ///
+    /// Fails (permanently) on an unusable URL, a sender that is not an
+    /// address, or a user name without a password (or the reverse).
+    pub fn new(settings: &EmailSettings) -> Result<Self, ChannelError> {
+        let server = settings.smtp_url.redacted().to_owned();
+        let from: Mailbox = settings.from.parse().map_err(|e| {
+            ChannelError::Permanent(format!(
+                "email: `from` {:?} is not an e-mail address: {e}",
+                settings.from
+            ))
+        })?;
+        let transport = transport(settings, &server)?;
+        Ok(Self {
+            transport,
+            from,
+            timeout: settings.timeout,
+            server,
+        })
+    }
+
+    /// Renders into the MIME bytes (see the module docs for what is fixed).
+    fn render_email(&self, message: &Message, address: &str) -> Result<Rendered, ChannelError> {
+        let to: Mailbox = address
+            .parse()
+            .map_err(|e| ChannelError::Permanent(format!("email: target {address:?} is not an e-mail address: {e}")))?;
+        let (fitted, truncated) = body::fit(message, MAX_TEXT_BYTES);
+        let plain = body::plain(&fitted, truncated);
+        let html = body::html(&fitted, truncated);
+
+        let digest = content_digest(message, &to, &self.from)?;
+        let message_id = format!("<{}@{}>", hex(&digest[..16]), self.from.email.domain());
+        let boundary = boundary(&digest, &plain, &html);
+
+        let built = lettre::Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(body::one_line(&message.subject))
+            .message_id(Some(message_id))
+            .raw_header(HeaderValue::new(AUTO_SUBMITTED, "auto-generated".to_owned()))
+            .multipart(
+                MultiPart::alternative()
+                    .boundary(boundary)
+                    .singlepart(SinglePart::plain(plain))
+                    .singlepart(SinglePart::html(html)),
+            );
+        let mut built = built.map_err(|e| ChannelError::Permanent(format!("email: cannot build the message: {e}")))?;
+        // lettre stamps the current time when `Date` is missing; drop it to
+        // stay deterministic (the submission server adds its own).
+        built.headers_mut().remove::<header::Date>();
+        // lettre encodes every header and body part to 7-bit ASCII (RFC 2047
+        // words, quoted-printable, base64), so this cannot fail; checked
+        // rather than assumed because `Rendered::body` is a `String`.
+        let body = String::from_utf8(built.formatted())
+            .map_err(|_| ChannelError::Permanent("email: the rendered message is not text".to_owned()))?;
+        Ok(Rendered {
+            target: Target::Email(address.to_owned()),
+            content_type: CONTENT_TYPE.to_owned(),
+            body,
+            truncated,
+        })
+    }
+
+    /// One SMTP transaction for a rendered e-mail.
+    async fn send_email(&self, rendered: &Rendered) -> Result<Receipt, ChannelError> {
+        let Target::Email(address) = &rendered.target else {
+            return Err(not_email(&rendered.target));
+        };
+        if rendered.content_type != CONTENT_TYPE {
+            return Err(ChannelError::Permanent(format!(
+                "email: cannot send a {} payload as e-mail",
+                rendered.content_type
+            )));
+        }
+        let to: Mailbox = address
+            .parse()
+            .map_err(|e| ChannelError::Permanent(format!("email: target {address:?} is not an e-mail address: {e}")))?;
+        // The envelope, not the headers, decides where the mail goes: it
+        // names the target alone, whatever the payload's headers say.
+        let envelope = Envelope::new(Some(self.from.email.clone()), vec![to.email])
+            .map_err(|e| ChannelError::Permanent(format!("email: invalid envelope for {address}: {e}")))?;
+        // lettre ends DATA with CRLF "." CRLF after the bytes it is given, so
+        // a message that already ends in CRLF would arrive with an extra empty
+        // line. Without its last CRLF, the server stores exactly `body`.
+        let data = rendered.body.strip_suffix("\r\n").unwrap_or(&rendered.body);
+        let attempt = self.transport.send_raw(&envelope, data.as_bytes());
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(response)) => {
+                let reply = format!(
+                    "{} {}",
+                    response.code(),
+                    response.message().collect::<Vec<_>>().join(" ")
+                );
+                tracing::debug!(server = %self.server, to = %address, reply = %reply, "E-mail accepted.");
+                Ok(Receipt {
+                    reference: Some(reply.trim_end().to_owned()),
+                })
+            }
+            Ok(Err(e)) => Err(classify(&e, address, &self.server)),
+            Err(_) => Err(ChannelError::Transient {
+                message: format!(
+                    "email to {address} via {}: no answer within {}",
+                    self.server,
+                    humantime::format_duration(self.timeout)
+                ),
+                retry_after: None,
+            }),
+        }
+    }
+}
+
+impl Channel for EmailChannel {
+    fn key(&self) -> String {
+        "email".to_owned()
+    }
+
+    fn render(&self, message: &Message, target: &Target) -> Result<Rendered, ChannelError> {
+        match target {
+            Target::Email(address) => self.render_email(message, address),
+            other => Err(not_email(other)),
+        }
+    }
+
+    fn send<'a>(&'a self, rendered: &'a Rendered) -> BoxFuture<'a, Result<Receipt, ChannelError>> {
+        Box::pin(self.send_email(rendered))
+    }
+}
+
+fn not_email(target: &Target) -> ChannelError {
+    ChannelError::Permanent(format!("email: cannot deliver to {target}: not an e-mail target"))
+}
+
+/// Sorts an SMTP failure into transient (worth a retry) or permanent.
+fn classify(e: &lettre::transport::smtp::Error, address: &str, server: &str) -> ChannelError {
+    // lettre's messages hold the server's reply or an I/O or TLS error,
+    // never the credentials.
+    let message = format!("email to {address} via {server}: {e}");
+    if e.is_permanent() || e.is_tls() || e.is_client() {
+        // 5xx; a certificate the platform does not trust; or something the
+        // settings demand that the server lacks (STARTTLS, an AUTH mechanism):
+        // none of that changes within a retry's wait.
+        ChannelError::Permanent(message)
+    } else {
+        // 4xx, refused or dropped connections, timeouts, garbled replies.
+        ChannelError::Transient {
+            message,
+            retry_after: None,
+        }
+    }
+}
+
+/// Builds the transport the URL and credentials describe (see [`EmailChannel::new`]).
+fn transport(settings: &EmailSettings, server: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, ChannelError> {
+    let bad = |what: String| ChannelError::Permanent(format!("email: smtp_url {server}: {what}"));
+    // url's parse errors are fixed phrases ("invalid port number"), never the input.
+    let url = Url::parse(settings.smtp_url.expose()).map_err(|e| bad(e.to_string()))?;
+    // TLS verifies the name without brackets; connecting accepts either.
+    let host = match url.host() {
+        Some(Host::Domain(d)) if !d.is_empty() => d.to_owned(),
+        Some(Host::Ipv4(ip)) => ip.to_string(),
+        Some(Host::Ipv6(ip)) => ip.to_string(),
+        _ => return Err(bad("no host".to_owned())),
+    };
+    let mut mode = None;
+    for (key, value) in url.query_pairs() {
+        match key.as_ref() {
+            "tls" => mode = Some(value.into_owned()),
+            // The name only: the value may be a secret.
+            other => return Err(bad(format!("unknown parameter {other:?} (only `tls`)"))),
+        }
+    }
+    let params = || TlsParameters::new(host.clone()).map_err(|e| bad(format!("cannot set up TLS for {host}: {e}")));
+    let (tls, default_port) = match (url.scheme(), mode.as_deref()) {
+        ("smtp", None | Some("opportunistic")) => (Tls::Opportunistic(params()?), PORT_SMTP),
+        ("smtp", Some("required")) => (Tls::Required(params()?), PORT_SUBMISSION),
+        ("smtp", Some("none")) => (Tls::None, PORT_SMTP),
+        ("smtp", Some(other)) => {
+            return Err(bad(format!("tls={other:?}: use required, opportunistic or none")));
+        }
+        ("smtps", None) => (Tls::Wrapper(params()?), PORT_SUBMISSIONS),
+        ("smtps", Some(_)) => return Err(bad("smtps:// is always TLS: drop `tls=`".to_owned())),
+        (scheme, _) => return Err(bad(format!("scheme {scheme:?}: use smtp:// or smtps://"))),
+    };
+
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+        .port(url.port().unwrap_or(default_port))
+        .tls(tls)
+        // Per network operation; `send` bounds the whole transaction too.
+        .timeout(Some(settings.timeout));
+    let hello = url.path().trim_matches('/');
+    if !hello.is_empty() {
+        builder = builder.hello_name(ClientId::Domain(hello.to_owned()));
+    }
+    if let Some(credentials) = credentials(settings, &url, &bad)? {
+        builder = builder.credentials(credentials);
+    }
+    Ok(builder.build())
+}
+
+/// The login: settings first, then the URL's user info (percent-decoded).
+fn credentials(
+    settings: &EmailSettings,
+    url: &Url,
+    bad: &dyn Fn(String) -> ChannelError,
+) -> Result<Option<Credentials>, ChannelError> {
+    let decode = |part: &str| {
+        percent_decode(part).ok_or_else(|| bad("the user info is not valid percent-encoded UTF-8".to_owned()))
+    };
+    let username = match &settings.username {
+        Some(u) => Some(u.clone()),
+        None if !url.username().is_empty() => Some(decode(url.username())?),
+        None => None,
+    };
+    let password = match (&settings.password, url.password()) {
+        (Some(p), _) => Some(p.expose().to_owned()),
+        (None, Some(p)) => Some(decode(p)?),
+        (None, None) => None,
+    };
+    match (username, password) {
+        (Some(u), Some(p)) => Ok(Some(Credentials::new(u, p))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(bad("a user name but no password".to_owned())),
+        (None, Some(_)) => Err(bad("a password but no user name".to_owned())),
+    }
+}
+
+/// Decodes `%XX` escapes; `None` if the result is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// SHA-256 over what makes this e-mail this e-mail: the format version, the
+/// message (action id included), the target and the sender.
+fn content_digest(message: &Message, to: &Mailbox, from: &Mailbox) -> Result<[u8; 32], ChannelError> {
+    // JSON of plain data: same value, same bytes (struct fields in
+    // declaration order, no maps).
+    let json = serde_json::to_vec(&("bi-agent email v1", message, to.to_string(), from.to_string()))
+        .map_err(|e| ChannelError::Permanent(format!("email: cannot hash the message: {e}")))?;
+    Ok(Sha256::digest(&json).into())
+}
+
+/// A multipart boundary that appears in neither part.
+///
+/// Derived from the digest, so it is fixed for the same message; content
+/// would have to contain a hash of itself to collide, but the loop makes
+/// sure rather than trusting that.
+fn boundary(digest: &[u8; 32], plain: &str, html: &str) -> String {
+    let mut candidate = format!("=_bi-agent_{}", hex(&digest[16..]));
+    let mut salt = 0u32;
+    while plain.contains(&candidate) || html.contains(&candidate) {
+        salt += 1;
+        let mut next = Sha256::new();
+        next.update(digest);
+        next.update(salt.to_be_bytes());
+        let next: [u8; 32] = next.finalize().into();
+        candidate = format!("=_bi-agent_{}", hex(&next[16..]));
+    }
+    candidate
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::secret::{SecretText, SecretUrl};
+
+    fn settings(url: &str) -> EmailSettings {
+        EmailSettings {
+            smtp_url: SecretUrl::new(url),
+            from: "bi-agent <alerts@example.com>".to_owned(),
+            username: None,
+            password: None,
+            timeout: Duration::from_secs(5),
+            max_per_hour: None,
+        }
+    }
+
+    fn error(result: Result<EmailChannel, ChannelError>) -> String {
+        match result {
+            Err(ChannelError::Permanent(m)) => m,
+            other => panic!("expected a permanent error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn urls_pick_tls_and_ports() {
+        for url in [
+            "smtp://mail.example.com",
+            "smtp://mail.example.com:2525?tls=required",
+            "smtp://mail.example.com?tls=opportunistic",
+            "smtp://127.0.0.1:25?tls=none",
+            "smtp://[::1]:25?tls=none",
+            "smtps://mail.example.com",
+            "smtp://mail.example.com/agent.example.com",
+        ] {
+            assert!(EmailChannel::new(&settings(url)).is_ok(), "{url}");
+        }
+        for (url, why) in [
+            ("smtp://mail.example.com?tls=maybe", "tls=\"maybe\""),
+            ("smtps://mail.example.com?tls=none", "always TLS"),
+            ("http://mail.example.com", "scheme \"http\""),
+            ("smtp://mail.example.com?token=hunter2", "unknown parameter \"token\""),
+            ("smtp:nohost", "no host"),
+        ] {
+            let message = error(EmailChannel::new(&settings(url)));
+            assert!(message.contains(why), "{url}: {message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+    }
+
+    #[test]
+    fn credentials_need_both_halves_and_never_show() {
+        let mut s = settings("smtp://bi:hunter2@mail.example.com");
+        let channel = EmailChannel::new(&s).expect("user and password from the URL");
+        assert!(!format!("{channel:?}").contains("hunter2"));
+
+        s = settings("smtp://mail.example.com");
+        s.username = Some("bi".to_owned());
+        assert!(error(EmailChannel::new(&s)).contains("no password"));
+        s.password = Some(SecretText::new("hunter2"));
+        assert!(EmailChannel::new(&s).is_ok());
+
+        s = settings("smtp://:hunter2@mail.example.com");
+        let message = error(EmailChannel::new(&s));
+        assert!(
+            message.contains("no user name") && !message.contains("hunter2"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn sender_must_be_an_address() {
+        let mut s = settings("smtp://mail.example.com");
+        s.from = "not an address".to_owned();
+        assert!(error(EmailChannel::new(&s)).contains("`from`"));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%40b%2Fc").as_deref(), Some("a@b/c"));
+        assert_eq!(percent_decode("100%").as_deref(), Some("100%"));
+        assert_eq!(percent_decode("%zz").as_deref(), Some("%zz"));
+        assert_eq!(percent_decode("%ff"), None);
+    }
+
+    #[test]
+    fn boundary_avoids_content() {
+        let digest = [7u8; 32];
+        let first = boundary(&digest, "", "");
+        let second = boundary(&digest, &format!("x{first}x"), "");
+        assert_ne!(first, second);
+        assert_eq!(second, boundary(&digest, &format!("x{first}x"), ""));
+    }
+}

@@ -1,0 +1,425 @@
+//! The e-mail channel against a real SMTP receiver: what it renders is what
+//! arrives, byte for byte, at the target alone.
+//!
+//! Rendering and the failures that need no server (a refused connection, a
+//! server that never answers) run everywhere. The delivery tests are
+//! `#[ignore]`d under a plain `cargo test`; `.ci/start-smtp.sh` starts the
+//! receiver (`.ci/smtp_sink.py`, which files every message under
+//! `$BI_AGENT_TEST_MAILDIR/new` and answers `reject-…` with 550 and `defer-…`
+//! with 450), and `--include-ignored` runs them. Without the receiver's
+//! variables they fail loudly, never pass.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bi_agent::config::{ActionKind, EmailSettings, SecretUrl, Severity};
+use bi_agent::execution::channels::Channel;
+use bi_agent::execution::channels::email::{CONTENT_TYPE, EmailChannel};
+use bi_agent::execution::message::{ChannelError, Message, Rendered, Table, Target};
+use mail_parser::{MessageParser, MimeHeaders};
+
+const NEEDS_SMTP: &str = "needs an SMTP receiver: run .ci/run or eval \"$(.ci/start-smtp.sh)\"";
+const SENDER: &str = "alerts@bi-agent.test";
+const HOSTILE: &str = "<script>alert('x')</script>";
+
+fn settings(url: &str) -> EmailSettings {
+    EmailSettings {
+        smtp_url: SecretUrl::new(url),
+        from: format!("bi-agent <{SENDER}>"),
+        username: None,
+        password: None,
+        timeout: Duration::from_secs(10),
+        max_per_hour: None,
+    }
+}
+
+fn channel(url: &str) -> EmailChannel {
+    EmailChannel::new(&settings(url)).unwrap_or_else(|e| panic!("channel for {url} does not build: {e}"))
+}
+
+/// A message with everything a notification carries, including a non-ASCII
+/// subject and a label value that is hostile HTML.
+fn message(action_id: &str) -> Message {
+    Message {
+        action_id: action_id.to_owned(),
+        kind: ActionKind::Notify,
+        severity: Severity::High,
+        subject: "Umsatz in Köln −30 %".to_owned(),
+        // The second line starts with a dot, which SMTP must stuff and unstuff.
+        text: "Revenue in *Köln* fell 30 % against last week.\n.5 % of orders failed at checkout.".to_owned(),
+        evidence: vec![
+            ("revenue".to_owned(), "8,120.50".to_owned()),
+            ("change(revenue, \"7d\")".to_owned(), "-30.2 %".to_owned()),
+            ("store".to_owned(), HOSTILE.to_owned()),
+        ],
+        tables: vec![Table {
+            title: "Revenue by day".to_owned(),
+            columns: vec!["day".to_owned(), "revenue".to_owned()],
+            rows: vec![
+                vec!["2026-05-01".to_owned(), "11,634.00".to_owned()],
+                vec!["2026-05-08".to_owned(), "8,120.50".to_owned()],
+            ],
+        }],
+        context: "rule revenue_drop · region=Köln · bi-agent test".to_owned(),
+        params: Default::default(),
+    }
+}
+
+/// An address no other test (or earlier run) uses, so its file is ours.
+fn unique_address(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{nanos}-{n}@example.test", std::process::id())
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: this test {NEEDS_SMTP}"))
+}
+
+fn render(channel: &EmailChannel, message: &Message, address: &str) -> Rendered {
+    channel
+        .render(message, &Target::Email(address.to_owned()))
+        .unwrap_or_else(|e| panic!("render failed: {e}"))
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+#[track_caller]
+fn assert_transient(result: Result<impl std::fmt::Debug, ChannelError>, needle: &str) {
+    match result {
+        Err(ChannelError::Transient { message, .. }) => assert!(message.contains(needle), "{message}"),
+        other => panic!("expected a transient error containing {needle:?}, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_permanent(result: Result<impl std::fmt::Debug, ChannelError>, needle: &str) {
+    match result {
+        Err(ChannelError::Permanent(message)) => assert!(message.contains(needle), "{message}"),
+        other => panic!("expected a permanent error containing {needle:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn render_is_deterministic() {
+    let address = "ops@example.test";
+    let a = render(&channel("smtp://127.0.0.1:1?tls=none"), &message("r/notify/-"), address);
+    // A second channel (another process, a dry run then a live run) renders the same bytes.
+    let b = render(&channel("smtp://127.0.0.1:2?tls=none"), &message("r/notify/-"), address);
+    assert_eq!(a, b);
+    assert_eq!(a.content_type, CONTENT_TYPE);
+    assert_eq!(a.target, Target::Email(address.to_owned()));
+    assert!(!a.truncated);
+    assert!(a.body.is_ascii(), "every header and part is 7-bit encoded");
+    assert!(!a.body.replace("\r\n", "").contains('\n'), "bare LF in {}", a.body);
+    assert!(
+        !a.body.lines().any(|l| l.to_ascii_lowercase().starts_with("date:")),
+        "a Date header would differ between renders: {}",
+        a.body
+    );
+
+    let id = |r: &Rendered| {
+        let parsed = MessageParser::default().parse(r.body.as_bytes()).expect("parses");
+        parsed.message_id().expect("has a Message-ID").to_owned()
+    };
+    assert!(id(&a).ends_with("@bi-agent.test"), "{}", id(&a));
+    let other_target = render(
+        &channel("smtp://127.0.0.1:1?tls=none"),
+        &message("r/notify/-"),
+        "cfo@example.test",
+    );
+    let other_action = render(
+        &channel("smtp://127.0.0.1:1?tls=none"),
+        &message("r/escalate/-"),
+        address,
+    );
+    assert_ne!(id(&a), id(&other_target));
+    assert_ne!(id(&a), id(&other_action));
+}
+
+#[test]
+fn rendered_parts_carry_the_message() {
+    let address = "ops@example.test";
+    let rendered = render(&channel("smtp://127.0.0.1:1?tls=none"), &message("r/notify/-"), address);
+    let parsed = MessageParser::default()
+        .parse(rendered.body.as_bytes())
+        .expect("parses");
+    assert_parts(&parsed, address);
+}
+
+#[test]
+fn oversized_text_is_cut_with_a_note() {
+    let mut big = message("r/report/-");
+    big.text = "ä".repeat(600_000); // 1.2 MB of two-byte characters
+    let rendered = render(&channel("smtp://127.0.0.1:1?tls=none"), &big, "ops@example.test");
+    assert!(rendered.truncated);
+    let parsed = MessageParser::default()
+        .parse(rendered.body.as_bytes())
+        .expect("parses");
+    let text = parsed.body_text(0).expect("text part");
+    assert!(text.contains("[Truncated: this message exceeded"), "note missing");
+    assert!(text.len() < 1_100_000, "text part is {} bytes", text.len());
+}
+
+#[test]
+fn long_lines_stay_within_smtp_limits() {
+    // RFC 5321 allows 998 characters per line; servers may refuse or cut longer ones.
+    let mut long = message("r/report/-");
+    long.subject = "revenue ".repeat(200);
+    long.text = "x".repeat(5000);
+    long.evidence.push(("label".to_owned(), "y".repeat(3000)));
+    long.context = "z ".repeat(1000);
+    let rendered = render(&channel("smtp://127.0.0.1:1?tls=none"), &long, "ops@example.test");
+    let longest = rendered.body.split("\r\n").map(str::len).max().unwrap_or(0);
+    assert!(longest <= 998, "a line of {longest} bytes");
+    let parsed = MessageParser::default()
+        .parse(rendered.body.as_bytes())
+        .expect("parses");
+    assert_eq!(parsed.subject(), Some(long.subject.trim_end()));
+}
+
+#[tokio::test]
+async fn other_targets_are_refused() {
+    let channel = channel("smtp://127.0.0.1:1?tls=none");
+    assert_eq!(channel.key(), "email");
+    for target in [Target::Slack("#ops".to_owned()), Target::Webhook("crm".to_owned())] {
+        assert_permanent(channel.render(&message("r/notify/-"), &target), "not an e-mail target");
+        let smuggled = Rendered {
+            target,
+            content_type: CONTENT_TYPE.to_owned(),
+            body: "Subject: x\r\n\r\nx\r\n".to_owned(),
+            truncated: false,
+        };
+        assert_permanent(channel.send(&smuggled).await, "not an e-mail target");
+    }
+    assert_permanent(
+        channel.render(&message("r/notify/-"), &Target::Email("not an address".to_owned())),
+        "not an e-mail address",
+    );
+}
+
+#[tokio::test]
+async fn refused_connection_is_transient() {
+    let url = format!("smtp://127.0.0.1:{}?tls=none", closed_port());
+    let channel = channel(&url);
+    let rendered = render(&channel, &message("r/notify/-"), "ops@example.test");
+    assert_transient(channel.send(&rendered).await, "127.0.0.1");
+}
+
+#[tokio::test]
+async fn silent_server_times_out_as_transient() {
+    // Accepts the connection but never greets: only the timeout ends the send.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("local address").port();
+    let held = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.expect("accept");
+        std::future::pending::<()>().await;
+        drop(socket);
+    });
+    let mut s = settings(&format!("smtp://127.0.0.1:{port}?tls=none"));
+    s.timeout = Duration::from_millis(300);
+    let channel = EmailChannel::new(&s).expect("channel");
+    let rendered = render(&channel, &message("r/notify/-"), "ops@example.test");
+    let result = channel.send(&rendered).await;
+    held.abort();
+    // lettre's own per-operation timeout and ours are the same length; either may fire first.
+    match result {
+        Err(ChannelError::Transient { message, .. }) => {
+            assert!(
+                message.contains("no answer within") || message.contains("timed out"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a transient timeout, got {other:?}"),
+    }
+}
+
+/// What the receiver stored for `address`: the raw message and its envelope.
+struct Delivered {
+    raw: Vec<u8>,
+    mail_from: String,
+    rcpt_tos: Vec<String>,
+}
+
+/// Polls `maildir/new` until a message for `address` is there (at most 10 s).
+async fn delivered_to(maildir: &Path, address: &str) -> Delivered {
+    let new = maildir.join("new");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = find_delivery(&new, address) {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no message for {address} in {} within 10 s",
+            new.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn find_delivery(dir: &Path, address: &str) -> Option<Delivered> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let meta: serde_json::Value = serde_json::from_str(&text).expect("envelope file is JSON");
+        let rcpt_tos: Vec<String> = meta["rcpt_tos"]
+            .as_array()
+            .expect("rcpt_tos")
+            .iter()
+            .map(|v| v.as_str().expect("address").to_owned())
+            .collect();
+        if !rcpt_tos.iter().any(|r| r == address) {
+            continue;
+        }
+        // The sink renames the envelope into place before the message.
+        let eml: PathBuf = path.with_extension("eml");
+        let Ok(raw) = std::fs::read(&eml) else { continue };
+        return Some(Delivered {
+            raw,
+            mail_from: meta["mail_from"].as_str().expect("mail_from").to_owned(),
+            rcpt_tos,
+        });
+    }
+    None
+}
+
+/// The headers and both parts of a rendered or delivered message.
+#[track_caller]
+fn assert_parts(parsed: &mail_parser::Message<'_>, address: &str) {
+    let from = parsed.from().and_then(|a| a.first()).expect("From");
+    assert_eq!(from.address(), Some(SENDER));
+    assert_eq!(from.name(), Some("bi-agent"));
+    let to: Vec<_> = parsed.to().expect("To").iter().filter_map(|a| a.address()).collect();
+    assert_eq!(to, [address], "To names the target alone");
+    assert!(parsed.cc().is_none() && parsed.bcc().is_none());
+    assert_eq!(parsed.subject(), Some("Umsatz in Köln −30 %"));
+    assert_eq!(
+        parsed.header_raw("Auto-Submitted").map(str::trim),
+        Some("auto-generated")
+    );
+    let root = parsed.content_type().expect("Content-Type");
+    assert_eq!((root.ctype(), root.subtype()), ("multipart", Some("alternative")));
+
+    let kinds: Vec<String> = parsed
+        .parts
+        .iter()
+        .filter_map(|p| p.content_type())
+        .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")))
+        .collect();
+    assert_eq!(kinds, ["multipart/alternative", "text/plain", "text/html"]);
+
+    // Decoded parts keep the wire's CRLF line ends.
+    let text = parsed.body_text(0).expect("text/plain part").replace("\r\n", "\n");
+    for needle in [
+        "Umsatz in Köln −30 %",
+        "Revenue in *Köln* fell 30 % against last week.\n.5 % of orders failed at checkout.",
+        "  revenue: 8,120.50",
+        "  change(revenue, \"7d\"): -30.2 %",
+        "  store: <script>alert('x')</script>",
+        "day         revenue",
+        "2026-05-08  8,120.50",
+        "rule revenue_drop · region=Köln · bi-agent test",
+    ] {
+        assert!(text.contains(needle), "text part lacks {needle:?}:\n{text}");
+    }
+
+    let html = parsed.body_html(0).expect("text/html part").replace("\r\n", "\n");
+    for needle in [
+        "<h2>Umsatz in Köln −30 %</h2>",
+        "Revenue in <strong>Köln</strong> fell 30 %",
+        "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;",
+        "change(revenue, &quot;7d&quot;)",
+        ">2026-05-08</td>",
+    ] {
+        assert!(html.contains(needle), "HTML part lacks {needle:?}:\n{html}");
+    }
+    assert!(
+        !html.contains("<script"),
+        "hostile label reached the HTML unescaped:\n{html}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs an SMTP receiver: run .ci/run or eval \"$(.ci/start-smtp.sh)\""]
+async fn delivers_what_it_renders() {
+    let url = required_env("BI_AGENT_TEST_SMTP_URL");
+    let maildir = PathBuf::from(required_env("BI_AGENT_TEST_MAILDIR"));
+    let channel = channel(&url);
+    let address = unique_address("ops");
+    let rendered = render(&channel, &message("revenue_drop/alert/region=Köln"), &address);
+
+    let receipt = channel
+        .send(&rendered)
+        .await
+        .unwrap_or_else(|e| panic!("send failed: {e}"));
+    let reference = receipt.reference.expect("the server's reply");
+    assert!(
+        reference.starts_with("250 ") && reference.contains("queued as"),
+        "{reference}"
+    );
+
+    let delivered = delivered_to(&maildir, &address).await;
+    assert_eq!(delivered.mail_from, SENDER);
+    assert_eq!(
+        delivered.rcpt_tos,
+        [address.as_str()],
+        "the envelope names the target alone"
+    );
+    // Dry-run parity: the receiver got exactly the rendered bytes (SMTP's dot
+    // stuffing undone, nothing added: this receiver writes no Received or
+    // Date header, though a real relay would prepend such trace headers).
+    assert_eq!(
+        String::from_utf8_lossy(&delivered.raw),
+        rendered.body,
+        "delivered bytes differ from the rendered payload"
+    );
+    let parsed = MessageParser::default()
+        .parse(&delivered.raw)
+        .expect("delivered message parses");
+    assert_parts(&parsed, &address);
+}
+
+#[tokio::test]
+#[ignore = "needs an SMTP receiver: run .ci/run or eval \"$(.ci/start-smtp.sh)\""]
+async fn rejected_recipient_is_permanent() {
+    let url = required_env("BI_AGENT_TEST_SMTP_URL");
+    let channel = channel(&url);
+    let rendered = render(&channel, &message("r/notify/-"), &unique_address("reject"));
+    assert_permanent(channel.send(&rendered).await, "550");
+}
+
+#[tokio::test]
+#[ignore = "needs an SMTP receiver: run .ci/run or eval \"$(.ci/start-smtp.sh)\""]
+async fn deferred_recipient_is_transient() {
+    let url = required_env("BI_AGENT_TEST_SMTP_URL");
+    let channel = channel(&url);
+    let rendered = render(&channel, &message("r/notify/-"), &unique_address("defer"));
+    assert_transient(channel.send(&rendered).await, "450");
+}
+
+#[tokio::test]
+#[ignore = "needs an SMTP receiver: run .ci/run or eval \"$(.ci/start-smtp.sh)\""]
+async fn required_tls_without_starttls_is_permanent() {
+    // The test receiver offers no STARTTLS: insisting on it must fail for
+    // good rather than fall back to plain text.
+    let url = required_env("BI_AGENT_TEST_SMTP_URL");
+    let url = format!("{url}?tls=required");
+    let channel = channel(&url);
+    let rendered = render(&channel, &message("r/notify/-"), &unique_address("ops"));
+    assert_permanent(channel.send(&rendered).await, "STARTTLS");
+}
