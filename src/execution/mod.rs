@@ -1,12 +1,14 @@
 //! Execution: run the plan's actions in order, guarded, or rehearse them in
 //! dry-run.
 //!
-//! [`message`] and [`outcome`] are the data; [`channels`] render and send.
+//! [`message`] and [`outcome`] are the data; [`channels`] render and send;
+//! [`investigate`] runs drill-down queries, read-only, and produces findings.
 //!
 //! Execution must never act on anything the plan did not contain, and never
 //! address a target the config does not name.
 
 pub mod channels;
+pub mod investigate;
 pub mod message;
 pub mod outcome;
 
