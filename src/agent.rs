@@ -35,9 +35,9 @@ pub enum AgentError {
     /// The rules do not compile (the CLI reports these before building).
     #[error("invalid rules:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Rules(Vec<ConfigIssue>),
-    /// A channel could not be built from its settings.
-    #[error("channel: {0}")]
-    Channel(String),
+    /// A channel or the investigator could not be built from its settings.
+    #[error("cannot build the executor: {0}")]
+    Execution(String),
     /// A source could not be built from its settings.
     #[error("source `{name}`: {source}")]
     Source {
@@ -107,8 +107,15 @@ impl Agent {
     ) -> Result<Self, AgentError> {
         let rulebook = Rulebook::compile(&settings).map_err(AgentError::Rules)?;
         let settings = Arc::new(settings);
-        let channels = execution::channels::build(&settings).map_err(|e| AgentError::Channel(e.to_string()))?;
-        let executor = Executor::new(Arc::clone(&settings), channels, None);
+        let channels = execution::channels::build(&settings).map_err(|e| AgentError::Execution(e.to_string()))?;
+        let investigations: Option<Arc<dyn execution::Investigations>> = if settings.queries.is_empty() {
+            None
+        } else {
+            let investigator = execution::investigate::Investigator::new(&settings)
+                .map_err(|e| AgentError::Execution(e.to_string()))?;
+            Some(Arc::new(investigator))
+        };
+        let executor = Executor::new(Arc::clone(&settings), channels, investigations);
         Ok(Self {
             clock: Arc::new(Utc::now),
             settings,

@@ -220,7 +220,9 @@ async fn plan_reads_memory_and_writes_nothing() {
         "plan created the memory database"
     );
 
-    let mut child = spawn(&cfg, &["--once"]);
+    // A rehearsal run: its (simulated) notification is recorded, so a dry-run
+    // plan afterwards has nothing new to do.
+    let mut child = spawn(&cfg, &["--once", "--dry-run"]);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(30)).code(), Some(0));
     let snapshot = |dir: &Path| -> Vec<(String, u64, u64)> {
         use std::hash::{Hash as _, Hasher as _};
@@ -246,6 +248,7 @@ async fn plan_reads_memory_and_writes_nothing() {
     let out = Command::new(env!("CARGO_BIN_EXE_bi-agent"))
         .args(["plan", "--json", "-c"])
         .arg(&cfg)
+        .env("BI_AGENT__AGENT__DRY_RUN", "true")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));

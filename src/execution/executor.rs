@@ -343,7 +343,7 @@ impl Executor {
     /// A report's text (its template over the action's evidence and the
     /// findings of the investigations it depends on) and tables.
     fn report_text(&self, action: &Action, found: &[&Findings]) -> (String, Vec<super::message::Table>) {
-        let highlights: Vec<&String> = found.iter().flat_map(|f| f.highlights.iter()).collect();
+        let highlights: Vec<String> = found.iter().flat_map(|f| f.sentences()).collect();
         let summaries: Vec<&String> = found.iter().filter_map(|f| f.summary.as_ref()).collect();
         let tables: Vec<super::message::Table> = found.iter().flat_map(|f| f.tables.iter().cloned()).collect();
         let mut context = serde_json::Map::new();
@@ -358,6 +358,10 @@ impl Executor {
         context.insert("labels".into(), json!(action.evidence.labels));
         context.insert("values".into(), json!(action.evidence.row));
         context.insert("findings".into(), json!(highlights));
+        context.insert(
+            "highlights".into(),
+            json!(found.iter().flat_map(|f| f.highlights.iter()).collect::<Vec<_>>()),
+        );
         context.insert("summaries".into(), json!(summaries));
         context.insert("tables".into(), json!(tables));
         context.insert("params".into(), json!(action.params));

@@ -2,6 +2,7 @@
 //! dry-run.
 //!
 //! [`executor`] runs a plan; [`guard`] holds the checks every action passes;
+//! [`investigate`] runs read-only drill-down queries into findings;
 //! [`channels`] render and send; [`delivery`] wraps every send with pacing,
 //! retries and circuit breakers; [`message`] and [`outcome`] are the data.
 //!
@@ -12,6 +13,7 @@ pub mod channels;
 pub mod delivery;
 pub mod executor;
 pub mod guard;
+pub mod investigate;
 pub mod message;
 pub mod outcome;
 

@@ -69,15 +69,71 @@ pub struct Delivery {
 }
 
 /// What an investigation found.
+///
+/// A query that failed does not take the others down: its table is absent and
+/// its error is in [`Findings::errors`]; a table cut by its row cap says so in
+/// [`Findings::notes`]. For report templates, [`Findings::template_context`]
+/// gives `findings` (every sentence, highlights first) and `tables`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Findings {
-    /// One table per query.
+    /// One table per query that succeeded, in the action's query order.
     pub tables: Vec<Table>,
     /// Deterministic highlights, one sentence each.
     pub highlights: Vec<String>,
     /// An explanation in prose (LLM, grounded), when available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// Caveats about the tables, one sentence each (e.g. a row cap that cut a result).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Queries that failed, in the action's query order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<QueryFailure>,
+}
+
+/// A drill-down query that produced no table, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryFailure {
+    /// The query's name (`[queries.NAME]`).
+    pub query: String,
+    /// What went wrong (never with secrets).
+    pub error: String,
+}
+
+impl Findings {
+    /// Every sentence a reader should see, in order: the highlights, then the
+    /// notes, then one sentence per failed query. This is what a report shows
+    /// as its findings, so a failure is never silently missing from it.
+    pub fn sentences(&self) -> Vec<String> {
+        let failures = self.errors.iter().map(|f| {
+            format!(
+                "The query {} could not be run: {}.",
+                f.query,
+                f.error.trim_end_matches('.')
+            )
+        });
+        self.highlights
+            .iter()
+            .chain(&self.notes)
+            .cloned()
+            .chain(failures)
+            .collect()
+    }
+
+    /// The variables a report template sees: `findings` ([`Findings::sentences`]),
+    /// `tables` (each with `title`, `columns` and `rows` of formatted cells),
+    /// and the parts on their own: `highlights`, `notes`, `errors`
+    /// (`query`, `error`) and `summary` (absent: none).
+    pub fn template_context(&self) -> serde_json::Value {
+        serde_json::json!({
+            "findings": self.sentences(),
+            "tables": self.tables,
+            "highlights": self.highlights,
+            "notes": self.notes,
+            "errors": self.errors,
+            "summary": self.summary,
+        })
+    }
 }
 
 /// The recorded outcome of one action.
@@ -101,4 +157,40 @@ pub struct Outcome {
     /// For investigations: what was found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub findings: Option<Findings>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_put_highlights_first_and_never_drop_a_failure() {
+        let findings = Findings {
+            tables: vec![Table {
+                title: "q1".into(),
+                columns: vec!["a".into()],
+                rows: vec![vec!["1".into()]],
+            }],
+            highlights: vec!["x accounts for 90% of the change in revenue (-9 of -10).".into()],
+            summary: None,
+            notes: vec!["The query q1 has more rows than its cap of 1; …".into()],
+            errors: vec![QueryFailure {
+                query: "q2".into(),
+                error: "timed out after 1s".into(),
+            }],
+        };
+        assert_eq!(
+            findings.sentences(),
+            [
+                "x accounts for 90% of the change in revenue (-9 of -10).",
+                "The query q1 has more rows than its cap of 1; …",
+                "The query q2 could not be run: timed out after 1s.",
+            ]
+        );
+        let context = findings.template_context();
+        assert_eq!(context["findings"].as_array().map(Vec::len), Some(3));
+        assert_eq!(context["tables"][0]["rows"][0][0], "1");
+        assert_eq!(context["errors"][0]["query"], "q2");
+        assert!(context["summary"].is_null());
+    }
 }

@@ -17,7 +17,7 @@ use crate::perception::{Row, SourceError};
 
 /// A SQL value, decoded by its actual type.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Cell {
+pub(crate) enum Cell {
     /// SQL NULL: left out of the row.
     Null,
     /// Any integer, float, decimal or boolean (1.0 / 0.0).

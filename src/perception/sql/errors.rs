@@ -13,20 +13,20 @@ use crate::perception::SourceError;
 
 /// What error mapping needs to know about one source.
 #[derive(Debug, Clone)]
-pub(super) struct ErrorContext {
+pub(crate) struct ErrorContext {
     /// The source's URL without credentials or query.
-    pub(super) target: String,
+    pub(crate) target: String,
     /// The source's timeout, reported when the server cancelled the query for it.
-    pub(super) timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Whether a database error means "cancelled by our statement timeout"
     /// (each server has its own code for that).
-    pub(super) cancelled: fn(&dyn DatabaseError) -> bool,
+    pub(crate) cancelled: fn(&dyn DatabaseError) -> bool,
 }
 
 impl ErrorContext {
     /// A failure while getting a connection: whatever went wrong, the source
     /// could not be reached (refused, TLS, authentication, unknown database…).
-    pub(super) fn connect(&self, error: sqlx::Error) -> SourceError {
+    pub(crate) fn connect(&self, error: sqlx::Error) -> SourceError {
         let message = match &error {
             sqlx::Error::Database(db) => database_message(db.as_ref()),
             other => other.to_string(),
@@ -35,7 +35,7 @@ impl ErrorContext {
     }
 
     /// A connection failure with our own explanation.
-    pub(super) fn connect_message(&self, message: String) -> SourceError {
+    pub(crate) fn connect_message(&self, message: String) -> SourceError {
         SourceError::Connect {
             target: self.target.clone(),
             message,
@@ -43,7 +43,7 @@ impl ErrorContext {
     }
 
     /// A failure while the query ran.
-    pub(super) fn query(&self, error: sqlx::Error) -> SourceError {
+    pub(crate) fn query(&self, error: sqlx::Error) -> SourceError {
         match error {
             sqlx::Error::Database(db) if (self.cancelled)(db.as_ref()) => SourceError::Timeout(self.timeout),
             sqlx::Error::Database(db) => SourceError::Query(database_message(db.as_ref())),

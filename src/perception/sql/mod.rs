@@ -19,12 +19,15 @@
 //! exactly as written. It must never show the configured URL, which may hold a
 //! password; errors name the redacted URL.
 
-mod cell;
-mod errors;
-mod mysql;
-mod postgres;
-mod session;
-mod sqlite;
+// The driver pieces are crate-visible so investigations (`execution::investigate`)
+// run their read-only drill-down queries with the same pools, decoding and
+// error mapping as perception, instead of a second copy that could drift.
+pub(crate) mod cell;
+pub(crate) mod errors;
+pub(crate) mod mysql;
+pub(crate) mod postgres;
+pub(crate) mod session;
+pub(crate) mod sqlite;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +71,7 @@ enum DriverPool {
 
 /// The databases a URL scheme can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Driver {
+pub(crate) enum Driver {
     Sqlite,
     Postgres,
     /// MySQL and MariaDB speak the same protocol.
@@ -76,7 +79,8 @@ enum Driver {
 }
 
 impl Driver {
-    fn from_scheme(scheme: &str) -> Option<Self> {
+    /// The driver for a URL scheme (`sqlite`, `postgres[ql]`, `mysql`, `mariadb`).
+    pub(crate) fn from_scheme(scheme: &str) -> Option<Self> {
         match scheme {
             "sqlite" => Some(Self::Sqlite),
             "postgres" | "postgresql" => Some(Self::Postgres),
@@ -148,12 +152,12 @@ impl Source for SqlSource {
 
 /// The URL could not be read by the driver: names the redacted URL and the
 /// driver's reason (sqlx's URL errors do not repeat the URL).
-fn bad_url(settings: &SqlSourceSettings, error: sqlx::Error) -> SourceError {
+pub(crate) fn bad_url(settings: &SqlSourceSettings, error: sqlx::Error) -> SourceError {
     SourceError::Settings(format!("cannot read database URL {}: {error}", settings.url.redacted()))
 }
 
 /// Pool settings shared by every driver.
-fn pool_options<DB: sqlx::Database>(settings: &SqlSourceSettings) -> sqlx::pool::PoolOptions<DB> {
+pub(crate) fn pool_options<DB: sqlx::Database>(settings: &SqlSourceSettings) -> sqlx::pool::PoolOptions<DB> {
     sqlx::pool::PoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(0)
@@ -164,7 +168,7 @@ fn pool_options<DB: sqlx::Database>(settings: &SqlSourceSettings) -> sqlx::pool:
 
 /// A server-side time limit in whole milliseconds, at least 1 (0 would mean
 /// "no limit" to the servers) and within what their settings accept.
-fn limit_millis(timeout: Duration) -> u64 {
+pub(crate) fn limit_millis(timeout: Duration) -> u64 {
     u64::try_from(timeout.as_millis())
         .unwrap_or(u64::MAX)
         .clamp(1, i32::MAX as u64)

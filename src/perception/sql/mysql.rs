@@ -30,7 +30,7 @@ use crate::perception::{Fetched, SourceError};
 const STATEMENT_TIMEOUT_ERRORS: [u16; 2] = [1969, 3024];
 
 /// Builds the lazy pool; each new connection gets the statement limit.
-pub(super) fn pool(settings: &SqlSourceSettings) -> Result<MySqlPool, SourceError> {
+pub(crate) fn pool(settings: &SqlSourceSettings) -> Result<MySqlPool, SourceError> {
     let options = MySqlConnectOptions::from_str(settings.url.expose()).map_err(|e| bad_url(settings, e))?;
     let limit = limit_millis(settings.timeout);
     Ok(pool_options(settings)
@@ -39,7 +39,7 @@ pub(super) fn pool(settings: &SqlSourceSettings) -> Result<MySqlPool, SourceErro
 }
 
 /// Sets the server's per-statement time limit, in the dialect of the server.
-async fn set_statement_limit(conn: &mut MySqlConnection, limit_ms: u64) -> Result<(), sqlx::Error> {
+pub(crate) async fn set_statement_limit(conn: &mut MySqlConnection, limit_ms: u64) -> Result<(), sqlx::Error> {
     let version: String = sqlx::query("SELECT VERSION()")
         .fetch_one(&mut *conn)
         .await?
@@ -55,7 +55,7 @@ async fn set_statement_limit(conn: &mut MySqlConnection, limit_ms: u64) -> Resul
 }
 
 /// The server stopped the statement at the limit we set.
-pub(super) fn is_cancelled(error: &dyn DatabaseError) -> bool {
+pub(crate) fn is_cancelled(error: &dyn DatabaseError) -> bool {
     error
         .try_downcast_ref::<MySqlDatabaseError>()
         .is_some_and(|e| STATEMENT_TIMEOUT_ERRORS.contains(&e.number()))
@@ -78,7 +78,7 @@ pub(super) async fn fetch(pool: &MySqlPool, query: &Query) -> Result<Fetched, So
 }
 
 /// Decodes one value by its column's type (names as sqlx reports them).
-fn value(row: &MySqlRow, index: usize, column: &str) -> Result<Cell, SourceError> {
+pub(crate) fn value(row: &MySqlRow, index: usize, column: &str) -> Result<Cell, SourceError> {
     let raw = row.try_get_raw(index).map_err(|e| cell::missing_value(column, e))?;
     if raw.is_null() {
         return Ok(Cell::Null);

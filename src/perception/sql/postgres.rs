@@ -24,7 +24,7 @@ use crate::perception::{Fetched, SourceError};
 const QUERY_CANCELED: &str = "57014";
 
 /// Builds the lazy pool; each new connection gets the statement timeout.
-pub(super) fn pool(settings: &SqlSourceSettings) -> Result<PgPool, SourceError> {
+pub(crate) fn pool(settings: &SqlSourceSettings) -> Result<PgPool, SourceError> {
     let mut options = PgConnectOptions::from_str(settings.url.expose()).map_err(|e| bad_url(settings, e))?;
     // Lets a DBA see in pg_stat_activity who runs these queries.
     if options.get_application_name().is_none() {
@@ -45,7 +45,7 @@ async fn set_statement_timeout(conn: &mut PgConnection, limit_ms: u64) -> Result
 }
 
 /// The server cancelled the statement (our `statement_timeout`).
-pub(super) fn is_cancelled(error: &dyn DatabaseError) -> bool {
+pub(crate) fn is_cancelled(error: &dyn DatabaseError) -> bool {
     error.code().as_deref() == Some(QUERY_CANCELED)
 }
 
@@ -66,7 +66,7 @@ pub(super) async fn fetch(pool: &PgPool, query: &Query) -> Result<Fetched, Sourc
 }
 
 /// Decodes one value by its column's type.
-fn value(row: &PgRow, index: usize, column: &str) -> Result<Cell, SourceError> {
+pub(crate) fn value(row: &PgRow, index: usize, column: &str) -> Result<Cell, SourceError> {
     let raw = row.try_get_raw(index).map_err(|e| cell::missing_value(column, e))?;
     if raw.is_null() {
         return Ok(Cell::Null);

@@ -17,7 +17,7 @@ use crate::perception::{Fetched, Row, SourceError};
 
 /// A connection checked out for one fetch. Dropped without [`Checkout::release`]
 /// (an error, a cut result, a cancelled future) it is closed, not pooled.
-pub(super) struct Checkout<DB: Database> {
+pub(crate) struct Checkout<DB: Database> {
     conn: PoolConnection<DB>,
     /// Set once the result was read to the end.
     clean: bool,
@@ -25,12 +25,12 @@ pub(super) struct Checkout<DB: Database> {
 
 impl<DB: Database> Checkout<DB> {
     /// The connection, for running the query.
-    pub(super) fn conn(&mut self) -> &mut DB::Connection {
+    pub(crate) fn conn(&mut self) -> &mut DB::Connection {
         &mut self.conn
     }
 
     /// Gives the connection back to the pool: its result was read to the end.
-    pub(super) fn release(mut self) {
+    pub(crate) fn release(mut self) {
         self.clean = true;
         // Dropping `self` now drops a plain `PoolConnection`, which returns to the pool.
     }
@@ -47,7 +47,7 @@ impl<DB: Database> Drop for Checkout<DB> {
 /// Checks out a connection. The pool bounds this by its acquire timeout; when
 /// that passes, a single direct connection attempt finds out why (the pool
 /// itself retries a refused connection silently until its deadline).
-pub(super) async fn acquire<DB: Database>(pool: &Pool<DB>, errors: &ErrorContext) -> Result<Checkout<DB>, SourceError> {
+pub(crate) async fn acquire<DB: Database>(pool: &Pool<DB>, errors: &ErrorContext) -> Result<Checkout<DB>, SourceError> {
     match pool.acquire().await {
         Ok(conn) => Ok(Checkout { conn, clean: false }),
         Err(sqlx::Error::PoolTimedOut) => Err(diagnose(pool, errors).await),
@@ -84,7 +84,7 @@ async fn diagnose<DB: Database>(pool: &Pool<DB>, errors: &ErrorContext) -> Sourc
 /// How long the pool may take to hand out a connection: nine tenths of the
 /// source's timeout. What is left pays for [`diagnose`] and still reports a
 /// connection problem as such before the whole fetch times out.
-pub(super) fn acquire_budget(timeout: std::time::Duration) -> std::time::Duration {
+pub(crate) fn acquire_budget(timeout: std::time::Duration) -> std::time::Duration {
     timeout * 9 / 10
 }
 

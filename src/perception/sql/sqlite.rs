@@ -39,8 +39,25 @@ pub(super) fn pool(settings: &SqlSourceSettings) -> Result<SqlitePool, SourceErr
     Ok(pool_options(settings).connect_lazy_with(options))
 }
 
+/// Builds a lazy pool whose connections cannot write, whatever the URL says.
+///
+/// For investigations: a source's `mode=ro` is the user's choice, but a
+/// drill-down query must never be able to change the warehouse. The file is
+/// opened with `SQLITE_OPEN_READONLY` (never created: read-only plus create
+/// is not a valid SQLite open mode), and `query_only` refuses writes to
+/// temporary tables as well.
+pub(crate) fn read_only_pool(settings: &SqlSourceSettings) -> Result<SqlitePool, SourceError> {
+    let options = SqliteConnectOptions::from_str(settings.url.expose())
+        .map_err(|e| bad_url(settings, e))?
+        .busy_timeout(settings.timeout)
+        .read_only(true)
+        .create_if_missing(false)
+        .pragma("query_only", "ON");
+    Ok(pool_options(settings).connect_lazy_with(options))
+}
+
 /// The statement was interrupted by our progress handler (the fetch was cut).
-pub(super) fn is_cancelled(error: &dyn DatabaseError) -> bool {
+pub(crate) fn is_cancelled(error: &dyn DatabaseError) -> bool {
     error.code().as_deref() == Some(SQLITE_INTERRUPT)
 }
 
@@ -63,7 +80,7 @@ pub(super) async fn fetch(pool: &SqlitePool, query: &Query) -> Result<Fetched, S
 }
 
 /// Decodes one value by its storage class.
-fn value(row: &SqliteRow, index: usize, column: &str) -> Result<Cell, SourceError> {
+pub(crate) fn value(row: &SqliteRow, index: usize, column: &str) -> Result<Cell, SourceError> {
     let raw = row.try_get_raw(index).map_err(|e| cell::missing_value(column, e))?;
     if raw.is_null() {
         return Ok(Cell::Null);
@@ -84,13 +101,13 @@ fn value(row: &SqliteRow, index: usize, column: &str) -> Result<Cell, SourceErro
 
 /// Stops the connection's running statement once raised. Raised on drop, so a
 /// fetch future dropped by its timeout stops SQLite's work too.
-struct Interrupt {
+pub(crate) struct Interrupt {
     raised: Arc<AtomicBool>,
 }
 
 impl Interrupt {
     /// Installs the progress handler that watches the flag.
-    async fn arm(conn: &mut SqliteConnection) -> Result<Self, sqlx::Error> {
+    pub(crate) async fn arm(conn: &mut SqliteConnection) -> Result<Self, sqlx::Error> {
         let raised = Arc::new(AtomicBool::new(false));
         let watched = Arc::clone(&raised);
         conn.lock_handle()
@@ -102,7 +119,7 @@ impl Interrupt {
 
     /// Removes the handler after a complete fetch, so the pooled connection
     /// carries no stale interrupt.
-    async fn disarm(self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    pub(crate) async fn disarm(self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
         conn.lock_handle().await?.remove_progress_handler();
         Ok(())
     }
