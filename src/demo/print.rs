@@ -141,6 +141,83 @@ pub fn cycle(report: &CycleReport, n: u32, total: u32) -> String {
     );
     out.push_str(&indent(&crate::cli::plan_view::instances(&report.planned)));
     out.push_str(&indent(&crate::cli::plan_view::actions(&report.planned)));
+    out.push_str(&acting(report, n == 1));
+    out
+}
+
+/// What the executor did with the plan (dry-run: rendered, recorded, not sent);
+/// the first cycle also shows one Slack message and one e-mail in full.
+fn acting(report: &CycleReport, show_payloads: bool) -> String {
+    use crate::execution::Status;
+    let mut out = String::new();
+    if report.outcomes.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\n  Acting ({}):",
+        if report.outcomes.iter().any(|(_, o)| o.dry_run) {
+            "dry-run: rendered and recorded, nothing sent"
+        } else {
+            "live"
+        }
+    );
+    for (action, outcome) in &report.outcomes {
+        let detail = match &outcome.status {
+            Status::Skipped { reason } => format!(" — {reason}"),
+            Status::Failed { error } => format!(" — {error}"),
+            Status::PendingApproval { approval_id, .. } => format!(" — bi-agent approve {approval_id}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "    {:<10} {}{detail}", outcome.status.name(), action.id);
+        for d in &outcome.deliveries {
+            let _ = writeln!(out, "               → {} ({})", d.target, d.status.name());
+        }
+        if let Some(f) = &outcome.findings {
+            for sentence in f.sentences() {
+                let _ = writeln!(out, "               • {sentence}");
+            }
+        }
+    }
+    if !show_payloads {
+        return out;
+    }
+    let deliveries = report.outcomes.iter().flat_map(|(_, o)| o.deliveries.iter());
+    let mut shown_slack = false;
+    let mut shown_email = false;
+    for d in deliveries {
+        let is_slack = d.rendered.content_type == "application/json" && d.target.to_string().starts_with("slack:");
+        let is_email = d.rendered.content_type == "message/rfc822";
+        if (is_slack && !shown_slack) || (is_email && !shown_email) {
+            let body = if is_slack {
+                serde_json::from_str::<serde_json::Value>(&d.rendered.body)
+                    .and_then(|v| serde_json::to_string_pretty(&v))
+                    .unwrap_or_else(|_| d.rendered.body.clone())
+            } else {
+                d.rendered.body.replace("\r\n", "\n")
+            };
+            let what = if is_slack {
+                "The Slack message (Block Kit JSON)"
+            } else {
+                "The e-mail (MIME)"
+            };
+            let _ = writeln!(out, "\n  {what} for {}, exactly as it would be sent:", d.target);
+            let lines: Vec<&str> = body.lines().collect();
+            const MAX_LINES: usize = 60;
+            for line in lines.iter().take(MAX_LINES) {
+                let _ = writeln!(out, "    | {line}");
+            }
+            if lines.len() > MAX_LINES {
+                let _ = writeln!(
+                    out,
+                    "    | … {} more lines: bi-agent actions --payloads",
+                    lines.len() - MAX_LINES
+                );
+            }
+            shown_slack |= is_slack;
+            shown_email |= is_email;
+        }
+    }
     out
 }
 
