@@ -128,7 +128,14 @@ fn redact_url(raw: &str) -> String {
             }
             url.set_query(None);
             url.set_fragment(None);
-            let mut shown = url.to_string();
+            // An HTTP path can itself be the secret (a Slack or Zapier webhook
+            // URL is a bearer token): show only where it points. A database
+            // URL's path is the database name, which helps and hides nothing.
+            let hide_path = matches!(url.scheme(), "http" | "https") && url.path() != "/";
+            if hide_path {
+                url.set_path("/…");
+            }
+            let mut shown = url.to_string().replace("/%E2%80%A6", "/…");
             if had_query {
                 shown.push_str("?…");
             }
@@ -159,6 +166,14 @@ mod tests {
             u.expose(),
             "postgres://bi:hunter2@db.internal:5432/shop?sslmode=require"
         );
+    }
+
+    #[test]
+    fn http_paths_are_hidden_because_webhook_paths_are_secrets() {
+        let u = SecretUrl::new("https://hooks.slack.com/services/T000/B000/XXXXSECRET");
+        assert_eq!(u.redacted(), "https://hooks.slack.com/…");
+        assert!(!format!("{u:?}").contains("XXXXSECRET"));
+        assert_eq!(SecretUrl::new("http://127.0.0.1:9090/").redacted(), "http://127.0.0.1:9090/");
     }
 
     #[test]
