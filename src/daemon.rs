@@ -72,6 +72,15 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken, once: bool) -> 
             "Found cycles left running by a previous process; marked interrupted"
         );
     }
+    // A delivery claimed but never confirmed may or may not have reached its
+    // target: it is reported, never sent again blindly.
+    for (effect, target) in agent.memory().mark_unknown_effects(chrono::Utc::now()).await? {
+        warn!(
+            effect = %effect,
+            target = %target,
+            "Delivery outcome unknown: the previous process stopped between sending and confirming; not re-sent"
+        );
+    }
     info!(
         agent = %settings.agent.name,
         interval = %humantime::format_duration(interval),

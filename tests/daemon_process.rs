@@ -269,3 +269,73 @@ async fn plan_reads_memory_and_writes_nothing() {
         assert_eq!(wal.1, 0, "plan wrote to the write-ahead log");
     }
 }
+
+#[tokio::test]
+async fn killed_between_dispatch_and_confirmation_never_sends_twice() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    // Slack accepts the request but answers only after 30 s: the daemon is
+    // killed while it waits, after `dispatching` and before `sent`.
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("ok")
+                .set_delay(Duration::from_secs(30)),
+        )
+        .mount(&slack)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("w.db");
+    {
+        use sqlx::{ConnectOptions as _, Connection as _};
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&warehouse)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql("CREATE TABLE t (region TEXT, v REAL); INSERT INTO t VALUES ('East', 20);")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    let sources = format!(
+        "[channels.slack]\nkind = \"slack\"\nwebhook_url = \"{}/hook\"\ntimeout = \"5s\"\n\
+         [guardrails]\nretry_attempts = 1\n\
+         [roles]\nops = [\"slack:#ops\"]\n\
+         [sources.s]\nkind = \"sql\"\nurl = \"sqlite://{}?mode=ro\"\nsql = \"SELECT region, v FROM t\"\n\
+         [[rules]]\nname = \"hot\"\nsource = \"s\"\nwhen = \"v > 10.0\"\n\
+         [[rules.actions]]\nid = \"page\"\nkind = \"notify\"\nto = [\"ops\"]\nmessage = \"{{{{ region }}}} is hot\"\n",
+        slack.uri(),
+        warehouse.display()
+    );
+    let cfg = config(dir.path(), "1h", &sources);
+    let mut child = spawn(&cfg, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while slack.received_requests().await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the daemon never sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(&child, "KILL");
+    wait_exit(&mut child, Duration::from_secs(10));
+
+    // Restart: the delivery's fate is unknown, so it is reported, not re-sent.
+    let mut child = spawn(&cfg, &["--once"]);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(60)).code(), Some(0));
+    assert_eq!(slack.received_requests().await.unwrap().len(), 1, "sent twice");
+    let memory = Memory::open_read_only(&dir.path().join("memory.db"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let effects = memory.effects_of("hot/page/region=East", false).await.unwrap();
+    assert_eq!(effects.len(), 1, "{effects:?}");
+    assert_eq!(effects[0].1, "unknown");
+    let outcomes = memory.recent_outcomes(10).await.unwrap();
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o.outcome.deliveries.iter().all(|d| d.attempts <= 1))
+    );
+}

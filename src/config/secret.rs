@@ -173,7 +173,10 @@ mod tests {
         let u = SecretUrl::new("https://hooks.slack.com/services/T000/B000/XXXXSECRET");
         assert_eq!(u.redacted(), "https://hooks.slack.com/…");
         assert!(!format!("{u:?}").contains("XXXXSECRET"));
-        assert_eq!(SecretUrl::new("http://127.0.0.1:9090/").redacted(), "http://127.0.0.1:9090/");
+        assert_eq!(
+            SecretUrl::new("http://127.0.0.1:9090/").redacted(),
+            "http://127.0.0.1:9090/"
+        );
     }
 
     #[test]
