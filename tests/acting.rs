@@ -347,3 +347,53 @@ async fn rejected_and_expired_approvals_never_run() {
     );
     assert!(w.crm.received_requests().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_thousand_firing_instances_within_the_limits_nothing_lost() {
+    let w = World::new().await;
+    w.sql(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+         INSERT INTO m SELECT 'r' || printf('%04d', i), 20 FROM n;",
+    )
+    .await;
+    let clock = Arc::clone(&w.clock);
+    let path = w.dir.path().join("memory.db").display().to_string();
+    let mut s = w.settings(&path, "");
+    s.agent.max_actions_per_cycle = 5000;
+    s.guardrails.max_notifications_per_hour = 20;
+    s.guardrails.require_approval.clear();
+    let agent = Agent::build(s, false)
+        .await
+        .unwrap()
+        .with_clock(Arc::new(move || *clock.lock().unwrap()));
+
+    let r = w.at(&agent, 0).await;
+    let pages: Vec<_> = r.outcomes.iter().filter(|(a, _)| a.id.contains("/page/")).collect();
+    assert_eq!(
+        pages.len(),
+        1000,
+        "every instance's notification was decided this cycle"
+    );
+    let sent = pages.iter().filter(|(_, o)| matches!(o.status, Status::Sent)).count();
+    let held = pages
+        .iter()
+        .filter(
+            |(_, o)| matches!(&o.status, Status::Skipped { reason } if reason.contains("held for the hourly digest")),
+        )
+        .count();
+    assert_eq!((sent, held), (20, 980));
+    assert_eq!(w.slack_bodies().await.len(), 20, "the limit holds on the wire");
+    assert_eq!(
+        agent.memory().held_effects(false).await.unwrap().len(),
+        980,
+        "every held one is in memory"
+    );
+
+    // An hour on: one digest lists all 980; nothing is re-sent or lost.
+    let r = w.at(&agent, 61).await;
+    let bodies = w.slack_bodies().await;
+    assert_eq!(bodies.len(), 21, "one digest");
+    assert!(bodies[20].to_string().contains("980 notifications were held back"));
+    assert!(r.outcomes.iter().any(|(a, _)| a.id.starts_with("digest/")));
+    assert!(agent.memory().held_effects(false).await.unwrap().is_empty());
+}
