@@ -172,6 +172,45 @@ fn missing_file_exits_2() {
 }
 
 #[test]
+fn an_action_to_an_unknown_role_is_rejected_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        &format!(
+            "{BASE}[sources.s]\nkind = \"sql\"\nurl = \"sqlite://x.db\"\nsql = \"SELECT region, v FROM t\"\n\
+             [[rules]]\nname = \"r\"\nsource = \"s\"\nwhen = \"v > 1.0\"\n\
+             [[rules.actions]]\nid = \"a\"\nkind = \"notify\"\nto = [\"ceo\"]\nmessage = \"hi\"\n"
+        ),
+    );
+    let out = check(&path, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("rules.r.actions.a.to: unknown role \"ceo\" (define it under [roles])"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_rule_reading_an_unknown_column_is_rejected_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        &format!(
+            "{BASE}[sources.s]\nkind = \"sql\"\nurl = \"sqlite://x.db\"\nsql = \"SELECT region, v FROM t\"\n\
+             [[rules]]\nname = \"r\"\nsource = \"s\"\nwhen = \"value > 1.0\"\n"
+        ),
+    );
+    let out = check(&path, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("rules.r.when: unknown column \"value\": source \"s\" produces region, v"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn shipped_example_configs_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let mut checked = 0;
@@ -184,6 +223,9 @@ fn shipped_example_configs_are_valid() {
                     ("BI_AGENT_DEMO_DIR", "/tmp/bi-agent-demo"),
                     ("ANALYTICS_TOKEN", "t"),
                     ("WAREHOUSE_URL", "postgres://bi:pw@127.0.0.1/shop"),
+                    ("SLACK_WEBHOOK_URL", "https://hooks.slack.invalid/services/X"),
+                    ("SMTP_PASSWORD", "pw"),
+                    ("CRM_TOKEN", "t"),
                 ],
             );
             assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), stderr(&out));
