@@ -423,3 +423,84 @@ async fn required_tls_without_starttls_is_permanent() {
     let rendered = render(&channel, &message("r/notify/-"), &unique_address("ops"));
     assert_permanent(channel.send(&rendered).await, "STARTTLS");
 }
+
+/// The whole path through the agent: a rule fires on a warehouse row whose
+/// label carries a card number and a phone number; the e-mail that reaches
+/// the SMTP receiver has both parts, the right headers, and neither number.
+#[tokio::test]
+#[ignore = "needs an SMTP receiver: run .ci/run or eval \"$(.ci/start-smtp.sh)\""]
+async fn the_agent_emails_a_firing_alert_redacted() {
+    use sqlx::{ConnectOptions as _, Connection as _};
+
+    let url = required_env("BI_AGENT_TEST_SMTP_URL");
+    let maildir = PathBuf::from(required_env("BI_AGENT_TEST_MAILDIR"));
+    let address = unique_address("agent");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let warehouse = dir.path().join("w.db");
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&warehouse)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .expect("warehouse");
+    sqlx::raw_sql(
+        "CREATE TABLE m (account TEXT, value REAL);
+         INSERT INTO m VALUES ('card 4111 1111 1111 1111, tel +1 555 123 4567', 20);",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("data");
+    conn.close().await.expect("close");
+    let text = format!(
+        "[agent]\nname = \"mailer\"\n[memory]\npath = \"{}\"\n\
+         [channels.email]\nkind = \"email\"\nsmtp_url = \"{url}\"\nfrom = \"bi-agent@example.test\"\n\
+         [roles]\nops = [\"email:{address}\"]\n\
+         [sources.m]\nkind = \"sql\"\nurl = \"sqlite://{}?mode=ro\"\nsql = \"SELECT account, value FROM m\"\n\
+         [[rules]]\nname = \"big\"\nsource = \"m\"\nwhen = \"value > 10.0\"\nseverity = \"high\"\n\
+         [[rules.actions]]\nid = \"mail\"\nkind = \"notify\"\nto = [\"ops\"]\n\
+         subject = \"Account {{{{ account }}}} is big\"\nmessage = \"*{{{{ account }}}}* reached {{{{ value | number }}}}.\"\n",
+        dir.path().join("memory.db").display(),
+        warehouse.display()
+    );
+    let settings = bi_agent::config::Settings::from_toml_str(&text, Vec::new(), &|_| None).expect("config");
+    let agent = bi_agent::agent::Agent::build(settings, false).await.expect("agent");
+    let report = agent.cycle().await.expect("cycle");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+    let delivered = delivered_to(&maildir, &address).await;
+    assert_eq!(delivered.rcpt_tos, vec![address.clone()]);
+    let raw = String::from_utf8_lossy(&delivered.raw).into_owned();
+    for secret in ["4111 1111 1111 1111", "4111", "555 123 4567"] {
+        assert!(!raw.contains(secret), "{secret} reached the mail: {raw}");
+    }
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&delivered.raw)
+        .expect("parse");
+    let subject = parsed.subject().expect("subject");
+    assert!(
+        subject.contains("[card redacted]") && subject.contains("[phone redacted]"),
+        "{subject}"
+    );
+    assert_eq!(
+        parsed.to().and_then(|a| a.first()).and_then(|a| a.address()),
+        Some(address.as_str())
+    );
+    let text_body = parsed.body_text(0).expect("text part");
+    let html_body = parsed.body_html(0).expect("html part");
+    assert!(text_body.contains("reached 20"), "{text_body}");
+    assert!(
+        html_body.contains("<strong>") && html_body.contains("[card redacted]"),
+        "{html_body}"
+    );
+    // The next cycle sends nothing more: the instance is still firing and its
+    // one effect is recorded as sent.
+    let again = agent.cycle().await.expect("cycle");
+    assert!(again.outcomes.is_empty(), "{:?}", again.outcomes);
+    let effects = agent
+        .memory()
+        .effects_of(&report.outcomes[0].0.id, false)
+        .await
+        .expect("effects");
+    assert_eq!(effects.len(), 1);
+    assert_eq!(effects[0].1, "sent");
+}
