@@ -6,9 +6,9 @@
 //! | phase | module | takes | gives |
 //! |---|---|---|---|
 //! | perceive | [`perception`] | configured sources (SQL, HTTP) | [`perception::Observation`]s |
-//! | plan | `planning` (later issues) | observations, history, learned patterns | a dependency-ordered plan |
-//! | act | `execution` (later issues) | the plan | outcomes |
-//! | remember | [`memory`] | observations, cycle records | history for the next cycle |
+//! | plan | [`planning`] | observations, history, alert states, carried actions | alert transitions and a dependency-ordered [`planning::Plan`] |
+//! | act | [`execution`] | the plan | one [`execution::Outcome`] per action (sent, simulated, skipped, failed, pending approval) |
+//! | remember | [`memory`] | observations, alert states, effects, outcomes | history, states and ledgers for the next cycle |
 //!
 //! [`agent::Agent::cycle`] is the one place that wires the phases together;
 //! [`daemon`] owns time and signals (the interval schedule, graceful shutdown);
