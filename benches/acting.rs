@@ -34,41 +34,33 @@ fn settings(dir: &std::path::Path) -> Settings {
 
 fn action(i: usize, round: usize) -> Action {
     let labels: bi_agent::perception::Labels = [("region".to_owned(), format!("r{i:04}"))].into();
-    Action {
-        id: format!("bench/page/region=r{i:04}"),
-        kind: ActionKind::Notify,
-        origin: Origin::Rule("bench".into()),
-        instance: Some(InstanceRef {
-            rule: "bench".into(),
-            labels: labels.clone(),
-            episode: round as u32 + 1,
-        }),
-        to: vec!["ops".into()],
-        after: vec![],
-        priority: 1,
-        severity: bi_agent::config::Severity::High,
-        message: Some(format!(
-            "Revenue in *r{i:04}* fell 29.5% week over week: $74,199.37 vs $105,214.48; contact ops@example.com"
-        )),
-        subject: Some(format!("Revenue in r{i:04} down 29.5%")),
-        queries: vec![],
-        endpoint: None,
-        template: None,
-        wait_seconds: None,
-        params: Default::default(),
-        require_approval: false,
-        reason: "bench".into(),
-        confidence: 1.0,
-        evidence: Evidence {
-            source: Some("sales".into()),
-            labels,
-            values: [("revenue_growth_wow".to_owned(), -0.295)].into(),
-            condition: Some("revenue_growth_wow < -0.15".into()),
-            row: Default::default(),
-        },
-        rank: i as u32,
-        repeat: 0,
-    }
+    let mut a = Action::new(
+        format!("bench/page/region=r{i:04}"),
+        ActionKind::Notify,
+        Origin::Rule("bench".into()),
+    );
+    a.instance = Some(InstanceRef {
+        rule: "bench".into(),
+        labels: labels.clone(),
+        episode: round as u32 + 1,
+    });
+    a.to = vec!["ops".into()];
+    a.priority = 1;
+    a.severity = bi_agent::config::Severity::High;
+    a.message = Some(format!(
+        "Revenue in *r{i:04}* fell 29.5% week over week: $74,199.37 vs $105,214.48; contact ops@example.com"
+    ));
+    a.subject = Some(format!("Revenue in r{i:04} down 29.5%"));
+    a.reason = "bench".into();
+    a.evidence = Evidence {
+        source: Some("sales".into()),
+        labels,
+        values: [("revenue_growth_wow".to_owned(), -0.295)].into(),
+        condition: Some("revenue_growth_wow < -0.15".into()),
+        row: Default::default(),
+    };
+    a.rank = i as u32;
+    a
 }
 
 fn main() {

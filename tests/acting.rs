@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+mod common;
+
 use bi_agent::agent::{Agent, CycleReport};
 use bi_agent::config::Settings;
 use bi_agent::execution::Status;
 use chrono::{DateTime, Duration, DurationRound as _, Utc};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions as _, Connection as _};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -56,17 +56,7 @@ impl World {
     }
 
     async fn sql(&self, sql: &str) {
-        let mut conn = SqliteConnectOptions::new()
-            .filename(self.warehouse())
-            .create_if_missing(true)
-            .connect()
-            .await
-            .unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
+        common::sqlite(&self.warehouse(), sql).await;
     }
 
     fn config_text(&self, memory: &str, extra: &str) -> String {

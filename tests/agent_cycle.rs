@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+mod common;
+
 use bi_agent::agent::Agent;
 use bi_agent::config::Settings;
 use bi_agent::memory::{CycleStatus, Memory, SeriesKey};
 use bi_agent::perception::{Fetched, ObservationStatus, Row, Source, SourceError};
 use futures_util::future::BoxFuture;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions as _, Connection as _};
 use tokio_util::sync::CancellationToken;
 
 fn settings(dir: &Path, extra: &str) -> Settings {
@@ -27,22 +27,14 @@ fn settings(dir: &Path, extra: &str) -> Settings {
 /// A warehouse with 90 days of daily revenue for two regions, ending yesterday.
 async fn warehouse(dir: &Path) -> String {
     let path = dir.join("warehouse.db");
-    let mut conn = SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::raw_sql(
+    common::sqlite(
+        &path,
         "CREATE TABLE daily (day TEXT, region TEXT, revenue NUMERIC);
          WITH RECURSIVE d(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM d WHERE n < 89)
          INSERT INTO daily SELECT date('now', '-' || (90 - n) || ' days'), r.region, 1000 + n
          FROM d, (SELECT 'East' AS region UNION ALL SELECT 'West') r;",
     )
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    conn.close().await.unwrap();
+    .await;
     format!("sqlite://{}?mode=ro", path.display())
 }
 

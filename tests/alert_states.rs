@@ -7,13 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod common;
+
 use bi_agent::agent::{Agent, CycleReport};
 use bi_agent::config::Settings;
 use bi_agent::memory::Memory;
 use bi_agent::planning::alerts::AlertState;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions as _, Connection as _};
 
 struct World {
     dir: tempfile::TempDir,
@@ -36,17 +36,7 @@ impl World {
     }
 
     async fn sql(&self, sql: &str) {
-        let mut conn = SqliteConnectOptions::new()
-            .filename(self.warehouse())
-            .create_if_missing(true)
-            .connect()
-            .await
-            .unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
+        common::sqlite(&self.warehouse(), sql).await;
     }
 
     fn settings(&self) -> Settings {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use bi_agent::memory::{CycleStatus, Memory};
 
 fn config(dir: &Path, interval: &str, sources: &str) -> PathBuf {
@@ -185,20 +187,11 @@ async fn killed_mid_cycle_is_marked_interrupted_on_restart() {
 async fn plan_reads_memory_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let warehouse = dir.path().join("w.db");
-    {
-        use sqlx::{ConnectOptions as _, Connection as _};
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&warehouse)
-            .create_if_missing(true)
-            .connect()
-            .await
-            .unwrap();
-        sqlx::raw_sql("CREATE TABLE t (region TEXT, v REAL); INSERT INTO t VALUES ('East', 20), ('West', 1);")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-    }
+    common::sqlite(
+        &warehouse,
+        "CREATE TABLE t (region TEXT, v REAL); INSERT INTO t VALUES ('East', 20), ('West', 1);",
+    )
+    .await;
     let sources = format!(
         "[channels.slack]\nkind = \"slack\"\nwebhook_url = \"http://127.0.0.1:9/hook\"\n[roles]\nops = [\"slack:#ops\"]\n[sources.s]\nkind = \"sql\"\nurl = \"sqlite://{}?mode=ro\"\nsql = \"SELECT region, v FROM t\"\n\
          [[rules]]\nname = \"hot\"\nsource = \"s\"\nwhen = \"v > 10.0\"\n\
@@ -288,20 +281,11 @@ async fn killed_between_dispatch_and_confirmation_never_sends_twice() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let warehouse = dir.path().join("w.db");
-    {
-        use sqlx::{ConnectOptions as _, Connection as _};
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&warehouse)
-            .create_if_missing(true)
-            .connect()
-            .await
-            .unwrap();
-        sqlx::raw_sql("CREATE TABLE t (region TEXT, v REAL); INSERT INTO t VALUES ('East', 20);")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-    }
+    common::sqlite(
+        &warehouse,
+        "CREATE TABLE t (region TEXT, v REAL); INSERT INTO t VALUES ('East', 20);",
+    )
+    .await;
     let sources = format!(
         "[channels.slack]\nkind = \"slack\"\nwebhook_url = \"{}/hook\"\ntimeout = \"5s\"\n\
          [guardrails]\nretry_attempts = 1\n\

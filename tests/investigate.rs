@@ -39,36 +39,25 @@ pub fn investigator(settings: &Settings) -> Investigator {
 /// An `investigate` action of rule `r` for the instance with `labels`, running `queries`.
 pub fn action(queries: &[&str], labels: &[(&str, &str)]) -> Action {
     let labels: Labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    Action {
-        id: format!("r/investigate/{}", bi_agent::planning::action::labels_text(&labels)),
-        kind: ActionKind::Investigate,
-        origin: Origin::Rule("r".into()),
-        instance: Some(InstanceRef {
-            rule: "r".into(),
-            labels: labels.clone(),
-            episode: 1,
-        }),
-        to: Vec::new(),
-        after: Vec::new(),
-        priority: 2,
-        severity: Severity::High,
-        message: None,
-        subject: None,
-        queries: queries.iter().map(|q| (*q).to_owned()).collect(),
-        endpoint: None,
-        template: None,
-        wait_seconds: None,
-        params: Default::default(),
-        require_approval: false,
-        reason: "test".into(),
-        confidence: 1.0,
-        evidence: Evidence {
-            labels,
-            ..Evidence::default()
-        },
-        rank: 0,
-        repeat: 0,
-    }
+    let mut action = Action::new(
+        format!("r/investigate/{}", bi_agent::planning::action::labels_text(&labels)),
+        ActionKind::Investigate,
+        Origin::Rule("r".into()),
+    );
+    action.instance = Some(InstanceRef {
+        rule: "r".into(),
+        labels: labels.clone(),
+        episode: 1,
+    });
+    action.priority = 2;
+    action.severity = Severity::High;
+    action.queries = queries.iter().map(|q| (*q).to_owned()).collect();
+    action.reason = "test".into();
+    action.evidence = Evidence {
+        labels,
+        ..Evidence::default()
+    };
+    action
 }
 
 /// The URL of a test server from `var`; fails the test when unset, so an

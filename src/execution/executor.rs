@@ -598,29 +598,11 @@ impl Executor {
             by_target.entry(h.target.clone()).or_default().push(h);
         }
         let id = format!("digest/{}", now.format("%Y-%m-%dT%H:%M"));
-        let action = Action {
-            id: id.clone(),
-            kind: ActionKind::Notify,
-            origin: Origin::Meta("digest".into()),
-            instance: None,
-            to: Vec::new(),
-            after: Vec::new(),
-            priority: 5,
-            severity: crate::config::Severity::Info,
-            message: None,
-            subject: None,
-            queries: Vec::new(),
-            endpoint: None,
-            template: None,
-            wait_seconds: None,
-            params: BTreeMap::new(),
-            require_approval: false,
-            reason: format!("{} notifications were held back by the rate limit", held.len()),
-            confidence: 1.0,
-            evidence: Default::default(),
-            rank: u32::MAX,
-            repeat: 0,
-        };
+        let mut action = Action::new(id.clone(), ActionKind::Notify, Origin::Meta("digest".into()));
+        action.priority = 5;
+        action.severity = crate::config::Severity::Info;
+        action.reason = format!("{} notifications were held back by the rate limit", held.len());
+        action.rank = u32::MAX;
         let started = Instant::now();
         let mut outcome = Outcome {
             action_id: id,

@@ -133,6 +133,37 @@ pub struct Action {
     pub repeat: u32,
 }
 
+impl Action {
+    /// An action with this id, kind and origin; everything else empty or
+    /// neutral (priority 3, medium severity, full confidence). Callers set
+    /// what they know.
+    pub fn new(id: impl Into<String>, kind: ActionKind, origin: Origin) -> Self {
+        Self {
+            id: id.into(),
+            kind,
+            origin,
+            instance: None,
+            to: Vec::new(),
+            after: Vec::new(),
+            priority: 3,
+            severity: Severity::Medium,
+            message: None,
+            subject: None,
+            queries: Vec::new(),
+            endpoint: None,
+            template: None,
+            wait_seconds: None,
+            params: BTreeMap::new(),
+            require_approval: false,
+            reason: String::new(),
+            confidence: 1.0,
+            evidence: Evidence::default(),
+            rank: 0,
+            repeat: 0,
+        }
+    }
+}
+
 /// Formats labels for ids and messages: `region=Northeast,segment=smb`, or `-` when empty.
 pub fn labels_text(labels: &Labels) -> String {
     if labels.is_empty() {

@@ -611,36 +611,28 @@ impl Rulebook {
                 } else {
                     format!("Source {} answers again ({})", o.source, h.last_status)
                 };
-                candidates.push(Action {
-                    id: action_id(SOURCE_FAILING, if fired { "notify" } else { "resolved" }, &labels),
-                    kind: ActionKind::Notify,
-                    origin: Origin::Meta(SOURCE_FAILING.to_owned()),
-                    instance: Some(InstanceRef {
-                        rule: SOURCE_FAILING.to_owned(),
-                        labels: labels.clone(),
-                        episode: next.episode,
-                    }),
-                    to: cfg.to.clone(),
-                    after: Vec::new(),
-                    priority: 1,
-                    severity: if fired { cfg.severity } else { Severity::Info },
-                    message: Some(message.clone()),
-                    subject: Some(message.clone()),
-                    queries: Vec::new(),
-                    endpoint: None,
-                    template: None,
-                    wait_seconds: None,
-                    params: BTreeMap::new(),
-                    require_approval: false,
-                    reason: format!(
-                        "built-in rule source_failing {}: {message}",
-                        if fired { "fired" } else { "resolved" }
-                    ),
-                    confidence: 1.0,
-                    evidence: evidence.clone(),
-                    rank: u32::MAX,
-                    repeat: 0,
+                let mut action = Action::new(
+                    action_id(SOURCE_FAILING, if fired { "notify" } else { "resolved" }, &labels),
+                    ActionKind::Notify,
+                    Origin::Meta(SOURCE_FAILING.to_owned()),
+                );
+                action.instance = Some(InstanceRef {
+                    rule: SOURCE_FAILING.to_owned(),
+                    labels: labels.clone(),
+                    episode: next.episode,
                 });
+                action.to = cfg.to.clone();
+                action.priority = 1;
+                action.severity = if fired { cfg.severity } else { Severity::Info };
+                action.subject = Some(message.clone());
+                action.reason = format!(
+                    "built-in rule source_failing {}: {message}",
+                    if fired { "fired" } else { "resolved" }
+                );
+                action.message = Some(message);
+                action.evidence = evidence.clone();
+                action.rank = u32::MAX;
+                candidates.push(action);
             }
             planned.instances.push(InstanceUpdate {
                 previous: prev.state,

@@ -244,34 +244,14 @@ fn find_cycle_through(start: &str, live: &BTreeMap<String, Action>, stuck: &BTre
 /// Building blocks for tests elsewhere in the crate.
 #[cfg(test)]
 pub(crate) mod tests_support {
-    use crate::config::{ActionKind, Severity};
-    use crate::planning::action::{Action, Evidence, Origin};
+    use crate::config::ActionKind;
+    use crate::planning::action::{Action, Origin};
 
     /// A plain notify action with `id` and defaults everywhere else.
     pub(crate) fn action(id: &str) -> Action {
-        Action {
-            id: id.to_owned(),
-            kind: ActionKind::Notify,
-            origin: Origin::Rule("r".into()),
-            instance: None,
-            to: vec![],
-            after: vec![],
-            priority: 3,
-            severity: Severity::Medium,
-            message: None,
-            subject: None,
-            queries: vec![],
-            endpoint: None,
-            template: None,
-            wait_seconds: None,
-            params: Default::default(),
-            require_approval: false,
-            reason: "test".into(),
-            confidence: 1.0,
-            evidence: Evidence::default(),
-            rank: 0,
-            repeat: 0,
-        }
+        let mut a = Action::new(id, ActionKind::Notify, Origin::Rule("r".into()));
+        a.reason = "test".into();
+        a
     }
 }
 
