@@ -27,6 +27,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod execution;
+pub mod llm;
 pub mod memory;
 pub mod panics;
 pub mod perception;

@@ -9,6 +9,7 @@
 //! [`secret`] types and error texts name keys and variables, never values.
 
 pub mod channels;
+pub mod llm;
 pub mod load;
 pub mod rules;
 pub mod schema;
@@ -19,6 +20,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use channels::*;
+pub use llm::LlmSettings;
 pub use rules::*;
 pub use schema::*;
 pub use secret::{ExposeSecret, SecretText, SecretUrl};

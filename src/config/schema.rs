@@ -53,6 +53,9 @@ pub struct Settings {
     /// Limits on acting.
     #[serde(default)]
     pub guardrails: GuardrailSettings,
+    /// The optional LLM advisor; absent: rules only.
+    #[serde(default)]
+    pub llm: Option<super::llm::LlmSettings>,
 }
 
 /// `[agent]`: identity and cycle schedule.
