@@ -15,6 +15,7 @@ pub mod evaluate;
 pub mod history;
 pub mod meta;
 pub mod plan;
+pub mod proposals;
 pub mod rules;
 pub mod template;
 
