@@ -243,10 +243,8 @@ impl Condition {
     /// comprehension variables (`x` in `list.exists(x, x > 1)`).
     fn collect_refs(&mut self, e: &IdedExpr, bound: &mut BTreeSet<String>) {
         match &e.expr {
-            Expr::Ident(name) => {
-                if !bound.contains(name) && !name.starts_with("__h") {
-                    self.idents.insert(name.clone());
-                }
+            Expr::Ident(name) if !bound.contains(name) && !name.starts_with("__h") => {
+                self.idents.insert(name.clone());
             }
             Expr::Select(s) => {
                 if let Expr::Ident(root) = &s.operand.expr
