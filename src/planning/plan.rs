@@ -149,32 +149,56 @@ fn merge_duplicates(candidates: Vec<Action>) -> Vec<Action> {
 
 /// Drops, until nothing changes, every action that depends on an id that is
 /// not (or no longer) in the plan.
+///
+/// Round by round, so each reason names the first dependency that was gone
+/// when its round began. After the first round an action can only lose a
+/// dependency that the previous round dropped, so later rounds look at the
+/// dependants of the previous round's victims, not at every action: a long
+/// cascade stays linear rather than rescanning the whole plan per step.
 fn drop_unknown_dependencies(live: &mut BTreeMap<String, Action>, dropped: &mut Vec<LeftOut>) {
-    let mut gone: BTreeMap<String, ()> = BTreeMap::new();
-    loop {
-        let victims: Vec<(String, String)> = live
-            .values()
-            .filter_map(|a| {
-                a.after.iter().find(|d| !live.contains_key(*d)).map(|d| {
-                    let reason = if gone.contains_key(d) {
-                        format!("depends on `{d}`, which was dropped")
-                    } else {
-                        format!("depends on unknown action `{d}`")
-                    };
-                    (a.id.clone(), reason)
-                })
-            })
-            .collect();
-        if victims.is_empty() {
-            return;
+    let mut gone: BTreeSet<String> = BTreeSet::new();
+    let mut victims = find_victims(live.values(), live, &gone);
+    if victims.is_empty() {
+        return;
+    }
+    let mut dependants: HashMap<String, Vec<String>> = HashMap::new();
+    for a in live.values() {
+        for dep in unique(&a.after) {
+            dependants.entry(dep.to_owned()).or_default().push(a.id.clone());
         }
+    }
+    while !victims.is_empty() {
+        // In id order, like the first round's scan of `live`.
+        let mut next: BTreeSet<String> = BTreeSet::new();
         for (id, reason) in victims {
             if let Some(action) = live.remove(&id) {
-                gone.insert(id, ());
+                next.extend(dependants.remove(&id).unwrap_or_default());
+                gone.insert(id);
                 dropped.push(LeftOut { action, reason });
             }
         }
+        victims = find_victims(next.iter().filter_map(|id| live.get(id)), live, &gone);
     }
+}
+
+/// The `candidates` that depend on an id not in `live`, with the reason.
+fn find_victims<'a>(
+    candidates: impl Iterator<Item = &'a Action>,
+    live: &BTreeMap<String, Action>,
+    gone: &BTreeSet<String>,
+) -> Vec<(String, String)> {
+    candidates
+        .filter_map(|a| {
+            a.after.iter().find(|d| !live.contains_key(*d)).map(|d| {
+                let reason = if gone.contains(d) {
+                    format!("depends on `{d}`, which was dropped")
+                } else {
+                    format!("depends on unknown action `{d}`")
+                };
+                (a.id.clone(), reason)
+            })
+        })
+        .collect()
 }
 
 /// For actions Kahn could not place: members of a cycle get the cycle spelled

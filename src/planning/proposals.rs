@@ -63,7 +63,13 @@ fn fence(text: &str) -> String {
 }
 
 /// The system prompt and the situation for one planning request.
-pub fn situation(settings: &Settings, planned: &Planned, past: &[PastOutcome], max_tokens: u32, temperature: f32) -> LlmRequest {
+pub fn situation(
+    settings: &Settings,
+    planned: &Planned,
+    past: &[PastOutcome],
+    max_tokens: u32,
+    temperature: f32,
+) -> LlmRequest {
     let llm = settings.llm.as_ref();
     let kinds: Vec<&str> = llm
         .map(|l| l.allowed_kinds.iter().map(|k| k.as_str()).collect())
@@ -80,14 +86,28 @@ pub fn situation(settings: &Settings, planned: &Planned, past: &[PastOutcome], m
     let mut user = String::new();
     let _ = writeln!(user, "Catalogue:");
     let _ = writeln!(user, "- kinds: {}", kinds.join(", "));
-    let _ = writeln!(user, "- roles: {}", settings.roles.keys().cloned().collect::<Vec<_>>().join(", "));
+    let _ = writeln!(
+        user,
+        "- roles: {}",
+        settings.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+    );
     let queries: Vec<String> = settings
         .queries
         .iter()
-        .map(|(n, q)| if q.params.is_empty() { n.clone() } else { format!("{n} (uses labels {})", q.params.join(", ")) })
+        .map(|(n, q)| {
+            if q.params.is_empty() {
+                n.clone()
+            } else {
+                format!("{n} (uses labels {})", q.params.join(", "))
+            }
+        })
         .collect();
     let _ = writeln!(user, "- queries: {}", queries.join(", "));
-    let _ = writeln!(user, "- endpoints: {}", settings.endpoints.keys().cloned().collect::<Vec<_>>().join(", "));
+    let _ = writeln!(
+        user,
+        "- endpoints: {}",
+        settings.endpoints.keys().cloned().collect::<Vec<_>>().join(", ")
+    );
 
     let _ = writeln!(user, "\n<data>");
     let changes: Vec<String> = planned
@@ -112,17 +132,33 @@ pub fn situation(settings: &Settings, planned: &Planned, past: &[PastOutcome], m
     if changes.len() > MAX_INSTANCES {
         let _ = writeln!(user, "- … and {} more", changes.len() - MAX_INSTANCES);
     }
-    let mut firing: Vec<_> = planned.instances.iter().filter(|u| u.instance.state == AlertState::Firing).collect();
-    firing.sort_by(|a, b| a.instance.rule.cmp(&b.instance.rule).then(a.instance.labels.cmp(&b.instance.labels)));
+    let mut firing: Vec<_> = planned
+        .instances
+        .iter()
+        .filter(|u| u.instance.state == AlertState::Firing)
+        .collect();
+    firing.sort_by(|a, b| {
+        a.instance
+            .rule
+            .cmp(&b.instance.rule)
+            .then(a.instance.labels.cmp(&b.instance.labels))
+    });
     let _ = writeln!(user, "Firing instances ({}):", firing.len());
     for u in firing.iter().take(MAX_INSTANCES) {
-        let values: Vec<String> = u.evidence.values.iter().map(|(k, v)| format!("{k}={}", short(*v))).collect();
+        let values: Vec<String> = u
+            .evidence
+            .values
+            .iter()
+            .map(|(k, v)| format!("{k}={}", short(*v)))
+            .collect();
         let _ = writeln!(
             user,
             "- instance {}{{{}}} since {} evidence [{}]",
             u.instance.rule,
             fence(&labels_text(&u.instance.labels)),
-            u.instance.firing_since.map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
+            u.instance
+                .firing_since
+                .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
             values.join(", ")
         );
     }
@@ -131,7 +167,13 @@ pub fn situation(settings: &Settings, planned: &Planned, past: &[PastOutcome], m
     }
     let _ = writeln!(user, "Actions already planned by rules ({}):", planned.plan.items.len());
     for a in planned.plan.items.iter().take(MAX_PLANNED) {
-        let _ = writeln!(user, "- {} ({}, to: {})", fence(&a.id), a.kind.as_str(), a.to.join(", "));
+        let _ = writeln!(
+            user,
+            "- {} ({}, to: {})",
+            fence(&a.id),
+            a.kind.as_str(),
+            a.to.join(", ")
+        );
     }
     if planned.plan.items.len() > MAX_PLANNED {
         let _ = writeln!(user, "- … and {} more", planned.plan.items.len() - MAX_PLANNED);
@@ -239,10 +281,14 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
     let root: Value =
         serde_json::from_str(text.trim()).map_err(|e| AnswerError(format!("the answer is not valid JSON: {e}")))?;
     let Value::Object(mut obj) = root else {
-        return Err(AnswerError("the answer must be a JSON object with a `proposals` array".into()));
+        return Err(AnswerError(
+            "the answer must be a JSON object with a `proposals` array".into(),
+        ));
     };
     if let Some(extra) = obj.keys().find(|k| *k != "proposals") {
-        return Err(AnswerError(format!("unknown field `{extra}` at the top level (only `proposals`)")));
+        return Err(AnswerError(format!(
+            "unknown field `{extra}` at the top level (only `proposals`)"
+        )));
     }
     let Some(Value::Array(items)) = obj.remove("proposals") else {
         return Err(AnswerError("`proposals` must be an array".into()));
@@ -253,7 +299,10 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
     let mut out = Validated::default();
     let mut parsed: Vec<Proposal> = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        let name = item.get("id").and_then(Value::as_str).map_or_else(|| format!("#{i}"), str::to_owned);
+        let name = item
+            .get("id")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("#{i}"), str::to_owned);
         match serde_json::from_value::<Proposal>(item) {
             Ok(p) => parsed.push(p),
             Err(e) => out.dropped.push((name, format!("does not follow the schema: {e}"))),
@@ -261,21 +310,30 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
     }
     if parsed.len() > llm.max_proposals {
         for p in parsed.split_off(llm.max_proposals) {
-            out.dropped.push((p.id, format!("over the limit of {} proposals", llm.max_proposals)));
+            out.dropped
+                .push((p.id, format!("over the limit of {} proposals", llm.max_proposals)));
         }
     }
     let instances: BTreeMap<String, (&super::alerts::Instance, &super::action::Evidence)> = planned
         .instances
         .iter()
         .filter(|u| u.instance.state == AlertState::Firing)
-        .map(|u| (format!("{}{{{}}}", u.instance.rule, labels_text(&u.instance.labels)), (&u.instance, &u.evidence)))
+        .map(|u| {
+            (
+                format!("{}{{{}}}", u.instance.rule, labels_text(&u.instance.labels)),
+                (&u.instance, &u.evidence),
+            )
+        })
         .collect();
     let planned_ids: BTreeSet<&str> = planned.plan.items.iter().map(|a| a.id.as_str()).collect();
     let proposal_ids: BTreeSet<String> = parsed.iter().map(|p| p.id.clone()).collect();
     let mut seen = BTreeSet::new();
     for p in parsed {
         let mut check = || -> Result<Action, String> {
-            if p.id.is_empty() || p.id.len() > 40 || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if p.id.is_empty()
+                || p.id.len() > 40
+                || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 return Err("id must be 1–40 letters, digits, _ or -".into());
             }
             if !seen.insert(p.id.clone()) {
@@ -284,14 +342,23 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
             let kind: ActionKind = serde_json::from_value(Value::String(p.kind.clone()))
                 .map_err(|_| format!("unknown kind \"{}\"", p.kind))?;
             if !llm.allowed_kinds.contains(&kind) {
-                return Err(format!("kind \"{}\" is not allowed for the LLM (llm.allowed_kinds)", kind.as_str()));
+                return Err(format!(
+                    "kind \"{}\" is not allowed for the LLM (llm.allowed_kinds)",
+                    kind.as_str()
+                ));
             }
             for role in &p.to {
                 if role.contains('@') || role.contains(':') || role.contains('#') || role.contains('/') {
-                    return Err(format!("`to` must name roles, not addresses: \"{}\"", role.chars().take(60).collect::<String>()));
+                    return Err(format!(
+                        "`to` must name roles, not addresses: \"{}\"",
+                        role.chars().take(60).collect::<String>()
+                    ));
                 }
                 if !settings.roles.contains_key(role) {
-                    return Err(format!("unknown role \"{}\"", role.chars().take(60).collect::<String>()));
+                    return Err(format!(
+                        "unknown role \"{}\"",
+                        role.chars().take(60).collect::<String>()
+                    ));
                 }
             }
             if matches!(kind, ActionKind::Notify | ActionKind::Escalate | ActionKind::Report) && p.to.is_empty() {
@@ -309,7 +376,10 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
             if let Some(e) = &endpoint
                 && !settings.endpoints.contains_key(e)
             {
-                return Err(format!("unknown endpoint \"{}\"", e.chars().take(60).collect::<String>()));
+                return Err(format!(
+                    "unknown endpoint \"{}\"",
+                    e.chars().take(60).collect::<String>()
+                ));
             }
             if kind == ActionKind::Webhook && endpoint.is_none() {
                 return Err("a webhook needs an `endpoint`".into());
@@ -327,7 +397,10 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
                 None
             } else {
                 Some(instances.get(&p.instance).ok_or_else(|| {
-                    format!("unknown instance \"{}\"", p.instance.chars().take(80).collect::<String>())
+                    format!(
+                        "unknown instance \"{}\"",
+                        p.instance.chars().take(80).collect::<String>()
+                    )
                 })?)
             };
             let labels = instance.map(|(i, _)| i.labels.clone()).unwrap_or_default();
@@ -338,7 +411,10 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
                 } else if proposal_ids.contains(dep) {
                     after.push(format!("llm/{dep}/{}", labels_text(&labels)));
                 } else {
-                    return Err(format!("`after` names unknown action \"{}\"", dep.chars().take(80).collect::<String>()));
+                    return Err(format!(
+                        "`after` names unknown action \"{}\"",
+                        dep.chars().take(80).collect::<String>()
+                    ));
                 }
             }
             let mut action = Action::new(format!("llm/{}/{}", p.id, labels_text(&labels)), kind, Origin::Llm);
@@ -362,7 +438,11 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
             action.reason = format!(
                 "proposed by the LLM (confidence {:.2}{}): {}",
                 p.confidence,
-                if action.require_approval { ", below llm.min_confidence: needs approval" } else { "" },
+                if action.require_approval {
+                    ", below llm.min_confidence: needs approval"
+                } else {
+                    ""
+                },
                 p.reasoning.chars().take(300).collect::<String>()
             );
             action.rank = u32::MAX - 1;
