@@ -6,10 +6,15 @@
 //! Nothing here may send anything anywhere but `llm.base_url`, and nothing
 //! the LLM says is trusted before validation.
 
+pub mod client;
+pub mod extract;
+
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+
+pub use client::OpenAiClient;
 
 /// One request: a system prompt, a user prompt, and (optionally) the JSON
 /// schema the answer must follow.
@@ -65,6 +70,7 @@ pub struct Usage {
 pub struct LlmResponse {
     /// The answer's text: for JSON modes the JSON text (in `Text` mode, the
     /// first JSON object found in the answer, or the whole text if none).
+    /// A request without a schema gets the answer verbatim.
     pub text: String,
     /// Why it stopped.
     pub finish_reason: FinishReason,
