@@ -6,6 +6,8 @@
 //! Nothing here may send anything anywhere but `llm.base_url`, and nothing
 //! the LLM says is trusted before validation.
 
+pub mod grounding;
+
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
