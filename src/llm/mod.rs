@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod extract;
+pub mod grounding;
 
 use std::time::Duration;
 
