@@ -80,6 +80,7 @@ pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 /// The agent: settings, memory and the built sources.
 pub struct Agent {
     clock: Clock,
+    advisor: Option<Arc<crate::advisor::Advisor>>,
     settings: Arc<Settings>,
     rulebook: Arc<Rulebook>,
     executor: Executor,
@@ -107,17 +108,13 @@ impl Agent {
     ) -> Result<Self, AgentError> {
         let rulebook = Rulebook::compile(&settings).map_err(AgentError::Rules)?;
         let settings = Arc::new(settings);
-        let channels = execution::channels::build(&settings).map_err(|e| AgentError::Execution(e.to_string()))?;
-        let investigations: Option<Arc<dyn execution::Investigations>> = if settings.queries.is_empty() {
-            None
-        } else {
-            let investigator = execution::investigate::Investigator::new(&settings)
-                .map_err(|e| AgentError::Execution(e.to_string()))?;
-            Some(Arc::new(investigator))
-        };
-        let executor = Executor::new(Arc::clone(&settings), channels, investigations);
+        let advisor = crate::advisor::Advisor::build(Arc::clone(&settings), memory.clone())
+            .map_err(|e| AgentError::Execution(e.to_string()))?
+            .map(Arc::new);
+        let executor = build_executor(&settings, advisor.as_ref())?;
         Ok(Self {
             clock: Arc::new(Utc::now),
+            advisor,
             settings,
             rulebook: Arc::new(rulebook),
             executor,
@@ -125,6 +122,18 @@ impl Agent {
             sources,
             dry_run,
         })
+    }
+
+    /// Replaces the LLM (tests script one, or point the real client elsewhere).
+    pub fn with_llm(mut self, llm: Arc<dyn crate::llm::Llm>) -> Result<Self, AgentError> {
+        let advisor = Arc::new(crate::advisor::Advisor::with_llm(
+            Arc::clone(&self.settings),
+            self.memory.clone(),
+            llm,
+        ));
+        self.executor = build_executor(&self.settings, Some(&advisor))?;
+        self.advisor = Some(advisor);
+        Ok(self)
     }
 
     /// Replaces the clock (tests script time with it).
@@ -184,7 +193,13 @@ impl Agent {
             // Plan.
             let now = self.now();
             let carried = self.executor.carried(&self.memory, now, self.dry_run).await?;
-            let planned = plan(&self.rulebook, &self.memory, &observations, now, self.dry_run, &carried).await?;
+            let mut planned = plan(&self.rulebook, &self.memory, &observations, now, self.dry_run, &carried).await?;
+            if let Some(advisor) = &self.advisor {
+                let proposals = advisor.propose(&planned, &[], now).await;
+                if !proposals.is_empty() {
+                    planned.append_proposals(proposals, self.settings.agent.max_actions_per_cycle);
+                }
+            }
 
             // Act.
             let outcomes = self
@@ -293,6 +308,27 @@ impl Agent {
             Err(e) => warn!(error = %e, "Could not prune memory"),
         }
     }
+}
+
+/// The executor with every configured channel, the investigator (when there
+/// are queries) and the advisor's summaries (when there is an LLM).
+fn build_executor(
+    settings: &Arc<Settings>,
+    advisor: Option<&Arc<crate::advisor::Advisor>>,
+) -> Result<Executor, AgentError> {
+    let channels = execution::channels::build(settings).map_err(|e| AgentError::Execution(e.to_string()))?;
+    let investigations: Option<Arc<dyn execution::Investigations>> = if settings.queries.is_empty() {
+        None
+    } else {
+        let investigator =
+            execution::investigate::Investigator::new(settings).map_err(|e| AgentError::Execution(e.to_string()))?;
+        Some(Arc::new(investigator))
+    };
+    let mut executor = Executor::new(Arc::clone(settings), channels, investigations);
+    if let Some(a) = advisor {
+        executor = executor.with_summarizer(Arc::clone(a) as Arc<dyn execution::Summarizer>);
+    }
+    Ok(executor)
 }
 
 /// Builds every configured source, in name order.

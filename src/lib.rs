@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod advisor;
 pub mod agent;
 pub mod cli;
 pub mod config;

@@ -38,6 +38,12 @@ pub trait Investigations: Send + Sync {
     fn run<'a>(&'a self, action: &'a Action) -> BoxFuture<'a, Result<Findings, String>>;
 }
 
+/// Explains findings in prose (the LLM, grounded); `None` when it cannot.
+pub trait Summarizer: Send + Sync {
+    /// A summary of `findings` about `context`.
+    fn summarize<'a>(&'a self, findings: &'a Findings, context: &'a str) -> BoxFuture<'a, Option<String>>;
+}
+
 /// Why the executor could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutionError {
@@ -60,6 +66,7 @@ pub struct Executor {
     channels: HashMap<String, Arc<dyn Channel>>,
     delivery: Delivery,
     investigations: Option<Arc<dyn Investigations>>,
+    summarizer: Option<Arc<dyn Summarizer>>,
 }
 
 /// What one plan's execution did, in plan order.
@@ -91,7 +98,14 @@ impl Executor {
             channels,
             delivery,
             investigations,
+            summarizer: None,
         }
+    }
+
+    /// Adds an LLM summarizer for investigation findings.
+    pub fn with_summarizer(mut self, summarizer: Arc<dyn Summarizer>) -> Self {
+        self.summarizer = Some(summarizer);
+        self
     }
 
     /// Actions carried into this cycle: approved ones (checked again against
@@ -270,7 +284,11 @@ impl Executor {
                 }
                 ActionKind::Investigate => match &self.investigations {
                     Some(inv) => match inv.run(action).await {
-                        Ok(f) => {
+                        Ok(mut f) => {
+                            if let Some(summarizer) = &self.summarizer {
+                                let context = format!("{} ({})", action.reason, action.origin);
+                                f.summary = summarizer.summarize(&f, &context).await;
+                            }
                             outcome.findings = Some(f);
                             outcome.status = if dry_run { Status::Simulated } else { Status::Sent };
                         }

@@ -17,5 +17,5 @@ pub mod investigate;
 pub mod message;
 pub mod outcome;
 
-pub use executor::{Executed, ExecutionError, Executor, Investigations};
+pub use executor::{Executed, ExecutionError, Executor, Investigations, Summarizer};
 pub use outcome::{Outcome, Status};

@@ -23,6 +23,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "actions effects approvals",
         include_str!("../../migrations/0003_actions_effects_approvals.sql"),
     ),
+    (4, "llm usage", include_str!("../../migrations/0004_llm_usage.sql")),
 ];
 
 /// The migrator over [`MIGRATIONS`].

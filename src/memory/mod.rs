@@ -14,6 +14,7 @@ mod actions;
 mod alerts;
 mod cycles;
 mod effects;
+mod llm;
 mod migrations;
 mod observations;
 mod retention;
@@ -29,6 +30,7 @@ pub use crate::perception::SeriesKey;
 pub use actions::{Approval, DecisionError, StoredOutcome};
 pub use cycles::{CycleRecord, CycleStatus, CycleSummary};
 pub use effects::{Claim, HeldEffect, NewEffect};
+pub use llm::{LlmCall, LlmUsage};
 pub use observations::StoredPoints;
 pub use retention::PruneStats;
 

@@ -95,6 +95,44 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// Adds the LLM's validated proposals after the rules' actions, which
+    /// stay exactly as planned: proposals only use the room left under the
+    /// per-cycle cap, may depend on planned rule actions (which run first)
+    /// or on each other, and what cannot be placed is dropped with its reason.
+    pub fn append_proposals(&mut self, proposals: Vec<Action>, max_actions: usize) {
+        let planned: BTreeSet<String> = self.plan.items.iter().map(|a| a.id.clone()).collect();
+        let mut original_after: HashMap<String, Vec<String>> = HashMap::new();
+        let mut ready = Vec::new();
+        for mut p in proposals {
+            if let Some(dep) = p.after.iter().find(|d| !d.starts_with("llm/") && !planned.contains(*d)) {
+                let reason = format!("depends on `{dep}`, which is not in this cycle's plan");
+                self.plan.dropped.push(plan::LeftOut { action: p, reason });
+                continue;
+            }
+            // Rule actions run first anyway; only the order among proposals
+            // is left to plan. The full `after` is restored below, so the
+            // executor still requires the rule actions to have succeeded.
+            original_after.insert(p.id.clone(), p.after.clone());
+            p.after.retain(|d| d.starts_with("llm/"));
+            ready.push(p);
+        }
+        let room = max_actions.saturating_sub(self.plan.items.len());
+        let mut extra = plan::build(ready, room);
+        for left in extra.deferred.drain(..) {
+            self.plan.dropped.push(plan::LeftOut {
+                reason: format!("LLM proposal {}", left.reason),
+                action: left.action,
+            });
+        }
+        self.plan.dropped.append(&mut extra.dropped);
+        for item in &mut extra.items {
+            if let Some(after) = original_after.remove(&item.id) {
+                item.after = after;
+            }
+        }
+        self.plan.items.append(&mut extra.items);
+    }
+
     /// Instances currently firing.
     pub fn firing(&self) -> impl Iterator<Item = &InstanceUpdate> {
         self.instances.iter().filter(|u| u.instance.state == AlertState::Firing)

@@ -151,14 +151,13 @@ pub fn situation(
             .iter()
             .map(|(k, v)| format!("{k}={}", short(*v)))
             .collect();
+        // No timestamps or episode numbers: an unchanged situation must read
+        // the same, so the answer cache can serve it.
         let _ = writeln!(
             user,
-            "- instance {}{{{}}} since {} evidence [{}]",
+            "- instance {}{{{}}} evidence [{}]",
             u.instance.rule,
             fence(&labels_text(&u.instance.labels)),
-            u.instance
-                .firing_since
-                .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
             values.join(", ")
         );
     }
