@@ -18,6 +18,9 @@ use futures_util::future::BoxFuture;
 use proptest::prelude::*;
 use serde_json::json;
 
+/// The rules' part of a plan: id, kind, roles, message per action.
+type RulePart = Vec<(String, String, Vec<String>, Option<String>)>;
+
 /// What the scripted LLM does.
 #[derive(Debug, Clone)]
 enum Behaviour {
@@ -101,10 +104,7 @@ fn settings(dir: &std::path::Path, warehouse: &std::path::Path) -> Settings {
 }
 
 /// The rules' part of a cycle's plan, and every LLM action's roles.
-fn run(
-    behaviour: Option<Behaviour>,
-    warehouse: &std::path::Path,
-) -> (Vec<(String, String, Vec<String>, Option<String>)>, Vec<Vec<String>>) {
+fn run(behaviour: Option<Behaviour>, warehouse: &std::path::Path) -> (RulePart, Vec<Vec<String>>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -208,9 +208,8 @@ fn arb_behaviour() -> impl Strategy<Value = Behaviour> {
 }
 
 /// The warehouse and the rules-only plan, computed once for every case.
-fn baseline() -> &'static (tempfile::TempDir, Vec<(String, String, Vec<String>, Option<String>)>) {
-    static BASELINE: std::sync::OnceLock<(tempfile::TempDir, Vec<(String, String, Vec<String>, Option<String>)>)> =
-        std::sync::OnceLock::new();
+fn baseline() -> &'static (tempfile::TempDir, RulePart) {
+    static BASELINE: std::sync::OnceLock<(tempfile::TempDir, RulePart)> = std::sync::OnceLock::new();
     BASELINE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let warehouse = dir.path().join("w.db");
