@@ -261,6 +261,17 @@ async fn plan_reads_memory_and_writes_nothing() {
     if let Some(wal) = after.iter().find(|f| f.0 == "memory.db-wal") {
         assert_eq!(wal.1, 0, "plan wrote to the write-ahead log");
     }
+
+    // `status` reads the same memory (read-only as well) and summarises it.
+    let out = Command::new(env!("CARGO_BIN_EXE_bi-agent"))
+        .args(["status", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("#1 ") && text.contains("hot{region=East}"), "{text}");
+    assert!(text.contains("LLM: not configured"), "{text}");
 }
 
 #[tokio::test]

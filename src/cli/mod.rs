@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod inspect;
 pub mod plan_view;
+mod status;
 
 use crate::agent::{self, Agent};
 use crate::config::{LogFormat, Settings};
@@ -77,6 +78,14 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
         /// Print the plan as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Summarise recent cycles, sources, firing alerts, approvals, actions and LLM usage.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -181,6 +190,12 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
                 print!("{}", plan_view::table(&observations, &planned));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { config, json } => {
+            let Some(settings) = load_config(&config.path) else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            status::status(&settings, json).await
         }
         Command::Actions {
             config,

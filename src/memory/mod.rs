@@ -52,20 +52,34 @@ pub enum MemoryError {
         path: PathBuf,
     },
     /// Applying `migrations/` failed; the database is left as it was.
-    #[error("cannot migrate memory database {}: {source}", path.display())]
+    #[error("cannot migrate memory database {}: {error}", path.display())]
     Migrate {
         /// The configured path.
         path: PathBuf,
-        /// sqlx's error.
-        source: sqlx::migrate::MigrateError,
+        /// sqlx's error (in the message, so not repeated as a cause).
+        error: sqlx::migrate::MigrateError,
+    },
+    /// A read-only command found a database written by an older version.
+    #[error(
+        "memory database {} has schema version {found}, this binary expects {expected}: \
+         start the daemon once (e.g. `bi-agent run --once --dry-run`) to upgrade it",
+        path.display()
+    )]
+    Outdated {
+        /// The configured path.
+        path: PathBuf,
+        /// The newest migration applied.
+        found: i64,
+        /// The newest migration this binary has.
+        expected: i64,
     },
     /// A query failed.
-    #[error("memory query failed ({what}): {source}")]
+    #[error("memory query failed ({what}): {error}")]
     Query {
         /// Which operation.
         what: &'static str,
-        /// sqlx's error.
-        source: sqlx::Error,
+        /// sqlx's error (in the message, so not repeated as a cause).
+        error: sqlx::Error,
     },
     /// Stored data could not be read back.
     #[error("corrupt memory data ({what}): {message}")]
@@ -79,7 +93,7 @@ pub enum MemoryError {
 
 /// Maps a sqlx error to [`MemoryError::Query`] naming the operation.
 pub(crate) fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> MemoryError {
-    move |source| MemoryError::Query { what, source }
+    move |error| MemoryError::Query { what, error }
 }
 
 /// A handle on the memory database. Cheap to clone.
@@ -132,9 +146,9 @@ impl Memory {
         migrations::migrator()
             .run(&pool)
             .await
-            .map_err(|source| MemoryError::Migrate {
+            .map_err(|error| MemoryError::Migrate {
                 path: path.to_path_buf(),
-                source,
+                error,
             })?;
         Ok(Self::from_pool(pool, path))
     }
@@ -160,6 +174,22 @@ impl Memory {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
+        // An older database lacks tables this binary reads: say so plainly
+        // instead of failing on the first missing table.
+        let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten();
+        let expected = migrations::MIGRATIONS.last().map_or(0, |m| m.0);
+        if found.unwrap_or(0) < expected {
+            pool.close().await;
+            return Err(MemoryError::Outdated {
+                path: path.to_path_buf(),
+                found: found.unwrap_or(0),
+                expected,
+            });
+        }
         Ok(Self::from_pool(pool, path))
     }
 

@@ -1,0 +1,170 @@
+//! `bi-agent status`: what the agent has been doing, from memory, read-only.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::{Duration, Utc};
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::memory::Memory;
+use crate::planning::action::labels_text;
+use crate::planning::alerts::AlertState;
+
+/// Prints the summary (or JSON).
+pub async fn status(settings: &Settings, json_out: bool) -> anyhow::Result<ExitCode> {
+    let memory = Memory::open_read_only(&settings.memory.path, settings.memory.busy_timeout)
+        .await
+        .context("cannot open memory")?;
+    let now = Utc::now();
+    let cycles = memory.recent_cycles(5).await?;
+    let health = memory.load_source_health().await?;
+    let instances = memory.load_instances().await?;
+    let pending = memory.approvals(Some("pending")).await?;
+    let outcomes = memory.outcome_counts_since(now - Duration::hours(24)).await?;
+    let day_start = now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
+    let llm = memory.llm_usage_since(day_start).await?;
+    let held = memory.held_effects(false).await?;
+    let held_dry = memory.held_effects(true).await?;
+    let queued = memory.queued_actions().await?;
+    memory.close().await;
+
+    let firing: Vec<_> = instances.iter().filter(|i| i.state == AlertState::Firing).collect();
+    if json_out {
+        let doc = json!({
+            "cycles": cycles,
+            "sources": health.values().collect::<Vec<_>>(),
+            "firing": firing,
+            "pending_approvals": pending,
+            "actions_24h": outcomes.iter().map(|(s, d, n)| json!({"status": s, "dry_run": d, "count": n})).collect::<Vec<_>>(),
+            "llm_today": llm,
+            "held_for_digest": held.len(),
+            "held_for_digest_dry_run": held_dry.len(),
+            "queued_actions": queued.len(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} — memory {}",
+        settings.agent.name,
+        settings.memory.path.display()
+    );
+    let _ = writeln!(out, "\nLast cycles:");
+    if cycles.is_empty() {
+        let _ = writeln!(out, "  none yet");
+    }
+    for c in &cycles {
+        let _ = writeln!(
+            out,
+            "  #{:<6} {}  {:<11} {:>6} ms  sources ok {} failed {}{}{}",
+            c.id,
+            c.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            c.status.as_str(),
+            c.duration_ms.map_or_else(|| "-".into(), |d| d.to_string()),
+            c.sources_ok,
+            c.sources_failed,
+            if c.dry_run { "  dry-run" } else { "" },
+            if c.overran { "  overran" } else { "" }
+        );
+        for e in c.errors.iter().take(3) {
+            let _ = writeln!(out, "          {e}");
+        }
+    }
+    if let Some(last) = cycles.first() {
+        let age = now - last.started_at;
+        let interval = Duration::from_std(settings.agent.interval).unwrap_or(Duration::zero());
+        if age > interval * 2 + Duration::minutes(1) {
+            let _ = writeln!(
+                out,
+                "  ! the last cycle started {} min ago (interval {}): is the daemon running?",
+                age.num_minutes(),
+                humantime::format_duration(settings.agent.interval)
+            );
+        }
+    }
+    let _ = writeln!(out, "\nSources:");
+    for h in health.values() {
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<8} {}{}",
+            h.source,
+            h.last_status,
+            if h.consecutive_failures > 0 {
+                format!("failing {} cycles in a row: ", h.consecutive_failures)
+            } else {
+                String::new()
+            },
+            h.last_error.as_deref().unwrap_or("")
+        );
+    }
+    let _ = writeln!(out, "\nFiring ({}):", firing.len());
+    for i in &firing {
+        let _ = writeln!(
+            out,
+            "  {}{{{}}} since {} (episode {})",
+            i.rule,
+            labels_text(&i.labels),
+            i.firing_since
+                .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+            i.episode
+        );
+    }
+    let _ = writeln!(out, "\nWaiting for approval ({}):", pending.len());
+    for a in &pending {
+        let _ = writeln!(
+            out,
+            "  {}  {}  expires {}",
+            a.id,
+            a.action.id,
+            a.expires_at.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    let _ = writeln!(out, "\nActions in the last 24 h:");
+    if outcomes.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for (status, dry, n) in &outcomes {
+        let _ = writeln!(
+            out,
+            "  {:<17} {:>5}{}",
+            status,
+            n,
+            if *dry { "  (dry-run)" } else { "" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  held for the hourly digest: {}{}; queued for a later cycle: {}",
+        held.len(),
+        if held_dry.is_empty() {
+            String::new()
+        } else {
+            format!(" (+{} in dry-run)", held_dry.len())
+        },
+        queued.len()
+    );
+    match &settings.llm {
+        None => {
+            let _ = writeln!(out, "\nLLM: not configured (rules only)");
+        }
+        Some(cfg) => {
+            let _ = writeln!(
+                out,
+                "\nLLM today: {} calls, {} tokens of {} ({:.0}%), {} cache hits, {} skipped over budget, {} failed",
+                llm.calls,
+                llm.tokens,
+                cfg.daily_token_budget,
+                100.0 * llm.tokens as f64 / cfg.daily_token_budget.max(1) as f64,
+                llm.cache_hits,
+                llm.over_budget,
+                llm.errors
+            );
+        }
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
