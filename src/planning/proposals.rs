@@ -462,3 +462,81 @@ fn short(v: f64) -> String {
         format!("{}", (v * 10_000.0).round() / 10_000.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn settings() -> Settings {
+        let text = "[agent]\nname = \"t\"\n[memory]\npath = \"m.db\"\n\
+            [channels.slack]\nkind = \"slack\"\nwebhook_url = \"http://127.0.0.1:9/h\"\n\
+            [endpoints.crm]\nurl = \"http://127.0.0.1:9/crm\"\n\
+            [roles]\nops = [\"slack:#ops\"]\n\
+            [sources.s]\nkind = \"sql\"\nurl = \"sqlite://w.db\"\nsql = \"SELECT region, v FROM t\"\n\
+            [queries.q]\nsource = \"s\"\nsql = \"SELECT 1 AS one\"\n\
+            [llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n\
+            allowed_kinds = [\"notify\", \"investigate\", \"webhook\"]\n";
+        Settings::from_toml_str(text, Vec::new(), &|_| None).unwrap()
+    }
+
+    fn one(p: serde_json::Value) -> Result<Validated, AnswerError> {
+        validate(
+            &json!({ "proposals": [p] }).to_string(),
+            &settings(),
+            &Planned::default(),
+        )
+    }
+
+    fn p(kind: &str, to: &[&str], queries: &[&str], endpoint: &str) -> serde_json::Value {
+        json!({"id": "x", "kind": kind, "instance": "", "to": to, "after": [], "priority": 2, "subject": "",
+               "message": "m", "queries": queries, "endpoint": endpoint, "reasoning": "r", "confidence": 0.9})
+    }
+
+    fn reason(v: Validated) -> String {
+        assert!(v.actions.is_empty(), "{:?}", v.actions);
+        v.dropped[0].1.clone()
+    }
+
+    #[test]
+    fn names_must_be_configured_and_addresses_are_refused() {
+        assert!(reason(one(p("notify", &["ops@example.com"], &[], "")).unwrap()).contains("roles, not addresses"));
+        assert!(reason(one(p("notify", &["board"], &[], "")).unwrap()).contains("unknown role \"board\""));
+        assert!(reason(one(p("investigate", &[], &["drop_all"], "")).unwrap()).contains("unknown query"));
+        assert!(reason(one(p("webhook", &[], &[], "https://evil.test/x")).unwrap()).contains("unknown endpoint"));
+        assert!(reason(one(p("escalate", &["ops"], &[], "")).unwrap()).contains("not allowed for the LLM"));
+        let ok = one(p("webhook", &[], &[], "crm")).unwrap();
+        assert_eq!(ok.actions[0].id, "llm/x/-");
+        assert_eq!(ok.actions[0].origin, Origin::Llm);
+    }
+
+    #[test]
+    fn the_answer_itself_must_be_the_agreed_shape() {
+        let s = settings();
+        let planned = Planned::default();
+        assert!(validate("nope", &s, &planned).unwrap_err().0.contains("not valid JSON"));
+        assert!(validate("[]", &s, &planned).unwrap_err().0.contains("JSON object"));
+        assert!(
+            validate("{\"proposals\": [], \"x\": 1}", &s, &planned)
+                .unwrap_err()
+                .0
+                .contains("unknown field `x`")
+        );
+        let v = validate(
+            "{\"proposals\": [{\"id\": \"a\", \"kind\": \"notify\", \"bonus\": 1}]}",
+            &s,
+            &planned,
+        )
+        .unwrap();
+        assert!(v.dropped[0].1.contains("does not follow the schema"));
+    }
+
+    #[test]
+    fn low_confidence_waits_for_approval() {
+        let mut low = p("notify", &["ops"], &[], "");
+        low["confidence"] = json!(0.5);
+        let v = one(low).unwrap();
+        assert!(v.actions[0].require_approval);
+    }
+}
