@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::agent::{Agent, AgentError};
 use crate::memory::CycleStatus;
+use crate::ops::{metrics, readiness::Readiness};
 
 /// Runs `cycle` at the start of every `interval` until `shutdown` is
 /// cancelled (or once, with `once`). Returns how many cycles ran.
@@ -60,8 +61,28 @@ pub struct RunSummary {
     pub failed: u64,
 }
 
+/// Who else hears about each cycle besides the log and memory.
+#[derive(Debug, Clone, Default)]
+pub struct Ops {
+    /// Told the end of every cycle, for `/readyz`.
+    pub readiness: Option<Arc<Readiness>>,
+    /// Record the memory gauges (pending approvals, database size) after each
+    /// cycle; only worth the queries when a metrics recorder is installed.
+    pub memory_gauges: bool,
+}
+
 /// Runs the agent until `shutdown` (or for one cycle with `once`).
 pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken, once: bool) -> Result<RunSummary, AgentError> {
+    run_with(agent, shutdown, once, Ops::default()).await
+}
+
+/// [`run`], also reporting every cycle to `ops`.
+pub async fn run_with(
+    agent: Arc<Agent>,
+    shutdown: CancellationToken,
+    once: bool,
+    ops: Ops,
+) -> Result<RunSummary, AgentError> {
     let settings = agent.settings();
     let interval = settings.agent.interval;
     let grace = settings.agent.shutdown_grace;
@@ -94,9 +115,13 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken, once: bool) -> 
         let agent = Arc::clone(&agent);
         let shutdown = shutdown.clone();
         let failed = Arc::clone(&failed);
+        let ops = ops.clone();
         async move {
-            if !run_guarded(agent, shutdown, grace).await {
+            if !run_guarded(Arc::clone(&agent), shutdown, grace, &ops).await {
                 failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            if ops.memory_gauges {
+                metrics::record_memory(agent.memory()).await;
             }
         }
     })
@@ -107,8 +132,15 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken, once: bool) -> 
     Ok(RunSummary { cycles, failed })
 }
 
-/// Runs one cycle in its own task; returns whether it completed.
-async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Duration) -> bool {
+/// Runs one cycle in its own task; returns whether it completed. Every
+/// ending is reported to the metrics and to `ops`.
+async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Duration, ops: &Ops) -> bool {
+    let unfinished = |status: CycleStatus, took: Duration| {
+        metrics::record_unfinished_cycle(status, took);
+        if let Some(r) = &ops.readiness {
+            r.cycle_finished(status, 0, 0);
+        }
+    };
     let started = Instant::now();
     let id = match agent.begin_cycle().await {
         Ok(id) => id,
@@ -129,6 +161,7 @@ async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Dura
                     handle.abort();
                     warn!(cycle_id = id, "Cycle did not finish within the shutdown grace; cut");
                     agent.fail_cycle(id, CycleStatus::Interrupted, "interrupted: shutdown grace exceeded", started.elapsed()).await;
+                    unfinished(CycleStatus::Interrupted, started.elapsed());
                     return false;
                 }
             }
@@ -136,6 +169,11 @@ async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Dura
     };
     match joined {
         Ok(Ok(report)) => {
+            metrics::record_cycle(&report, agent.dry_run());
+            if let Some(r) = &ops.readiness {
+                let failed = report.observations.iter().filter(|o| o.status.is_failure()).count();
+                r.cycle_finished(report.status, report.observations.len(), failed);
+            }
             if report.overran {
                 warn!(
                     cycle_id = id,
@@ -156,6 +194,7 @@ async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Dura
                     started.elapsed(),
                 )
                 .await;
+            unfinished(CycleStatus::Failed, started.elapsed());
             false
         }
         Err(join_error) => {
@@ -169,6 +208,7 @@ async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Dura
                     started.elapsed(),
                 )
                 .await;
+            unfinished(CycleStatus::Failed, started.elapsed());
             false
         }
     }

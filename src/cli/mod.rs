@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 pub mod inspect;
 pub mod plan_view;
@@ -18,8 +19,12 @@ mod status;
 
 use crate::agent::{self, Agent};
 use crate::config::{LogFormat, Settings};
+use crate::ops::readiness::Readiness;
 use crate::planning::rules::Rulebook;
-use crate::{daemon, demo, perception, telemetry};
+use crate::{daemon, demo, ops, perception, server, telemetry};
+
+/// How long in-flight HTTP requests may take to finish at shutdown.
+const SERVER_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Exit code for a bad config or bad usage.
 pub const EXIT_CONFIG: u8 = 2;
@@ -260,6 +265,8 @@ fn init_logging(settings: &Settings, flag: Option<LogFormat>, level: Option<&str
 }
 
 async fn run(settings: Settings, dry_run: bool, once: bool) -> anyhow::Result<ExitCode> {
+    let server_settings = settings.server.clone();
+    let interval = settings.agent.interval;
     let agent = Arc::new(
         Agent::build(settings, dry_run)
             .await
@@ -267,7 +274,37 @@ async fn run(settings: Settings, dry_run: bool, once: bool) -> anyhow::Result<Ex
     );
     let shutdown = CancellationToken::new();
     daemon::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
-    let summary = daemon::run(agent, shutdown, once).await?;
+    let mut ops = daemon::Ops::default();
+    let mut server = None;
+    if let Some(cfg) = server_settings {
+        let readiness = Arc::new(Readiness::new(interval, cfg.ready_grace));
+        let state = server::ServerState {
+            readiness: Arc::clone(&readiness),
+            memory: agent.memory().clone(),
+            metrics: ops::metrics::install().context("cannot install the metrics recorder")?,
+        };
+        // Bound before READY: a taken port fails the start.
+        let listener = server::bind(cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on server.listen {}", cfg.listen))?;
+        let bound = listener.local_addr().unwrap_or(cfg.listen);
+        info!(listen = %bound, "Serving /healthz, /readyz and /metrics");
+        server = Some(tokio::spawn(server::serve(listener, state, shutdown.clone())));
+        ops.readiness = Some(readiness);
+        ops.memory_gauges = true;
+    }
+    let summary = daemon::run_with(agent, shutdown.clone(), once, ops).await;
+    // `--once` ends without a signal: stop the server too.
+    shutdown.cancel();
+    if let Some(task) = server {
+        match tokio::time::timeout(SERVER_DRAIN, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(error = %e, "The HTTP server failed"),
+            Ok(Err(e)) => warn!(error = %e, "The HTTP server task ended abnormally"),
+            Err(_) => warn!("The HTTP server did not drain in time; dropped"),
+        }
+    }
+    let summary = summary?;
     Ok(if once && summary.failed > 0 {
         ExitCode::from(EXIT_RUNTIME)
     } else {
