@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::agent::{Agent, AgentError};
 use crate::memory::CycleStatus;
-use crate::ops::{metrics, readiness::Readiness};
+use crate::ops::{metrics, notify, readiness::Readiness};
 
 /// Runs `cycle` at the start of every `interval` until `shutdown` is
 /// cancelled (or once, with `once`). Returns how many cycles ran.
@@ -110,6 +110,9 @@ pub async fn run_with(
         memory = %agent.memory().path().display(),
         "Daemon started"
     );
+    // Config, memory (opened and migrated), the server (started by the
+    // caller) and the schedule are up: tell systemd.
+    notify::ready();
     let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let cycles = schedule(interval, shutdown.clone(), once, || {
         let agent = Arc::clone(&agent);
@@ -126,6 +129,7 @@ pub async fn run_with(
         }
     })
     .await;
+    notify::stopping();
     agent.memory().close().await;
     let failed = failed.load(std::sync::atomic::Ordering::Relaxed);
     info!(cycles, failed, "Daemon stopped");
@@ -169,6 +173,7 @@ async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Dura
     };
     match joined {
         Ok(Ok(report)) => {
+            notify::watchdog();
             metrics::record_cycle(&report, agent.dry_run());
             if let Some(r) = &ops.readiness {
                 let failed = report.observations.iter().filter(|o| o.status.is_failure()).count();
@@ -225,6 +230,7 @@ pub fn cancel_on_signals(token: CancellationToken) -> std::io::Result<()> {
             _ = int.recv() => "SIGINT",
         };
         info!(signal = name, "Shutting down");
+        crate::ops::notify::stopping();
         token.cancel();
     });
     Ok(())
