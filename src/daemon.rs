@@ -62,8 +62,11 @@ pub struct RunSummary {
 }
 
 /// Who else hears about each cycle besides the log and memory.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Ops {
+    /// The agent to run each cycle with, when it can be replaced while the
+    /// daemon runs (SIGHUP reload); absent, the agent given to [`run_with`].
+    pub agents: Option<tokio::sync::watch::Receiver<Arc<Agent>>>,
     /// Told the end of every cycle, for `/readyz`.
     pub readiness: Option<Arc<Readiness>>,
     /// Record the memory gauges (pending approvals, database size) after each
@@ -115,7 +118,11 @@ pub async fn run_with(
     notify::ready();
     let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let cycles = schedule(interval, shutdown.clone(), once, || {
-        let agent = Arc::clone(&agent);
+        // A reload takes effect from the next cycle; a running one keeps its agent.
+        let agent = match &ops.agents {
+            Some(current) => Arc::clone(&current.borrow()),
+            None => Arc::clone(&agent),
+        };
         let shutdown = shutdown.clone();
         let failed = Arc::clone(&failed);
         let ops = ops.clone();

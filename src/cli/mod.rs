@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 pub mod inspect;
 pub mod plan_view;
+mod reload;
 mod status;
 
 use crate::agent::{self, Agent};
@@ -172,7 +173,7 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             init_logging(&settings, log_format, None)?;
-            run(settings, dry_run, once).await
+            run(&config.path, settings, dry_run, once).await
         }
         Command::Check { config, connect } => {
             let Some(settings) = load_config(&config.path) else {
@@ -239,15 +240,23 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
     }
 }
 
+/// Loads the config and compiles its rules; on failure, every issue.
+pub fn try_load_config(path: &Path) -> Result<Settings, Vec<String>> {
+    match Settings::load(path) {
+        Ok(settings) => match Rulebook::compile(&settings) {
+            Ok(_) => Ok(settings),
+            Err(issues) => Err(issues.iter().map(ToString::to_string).collect()),
+        },
+        Err(e) => Err(e.issues()),
+    }
+}
+
 /// Loads the config and compiles its rules, printing every issue to
 /// standard error on failure.
 pub fn load_config(path: &Path) -> Option<Settings> {
-    let issues = match Settings::load(path) {
-        Ok(settings) => match Rulebook::compile(&settings) {
-            Ok(_) => return Some(settings),
-            Err(issues) => issues.iter().map(ToString::to_string).collect(),
-        },
-        Err(e) => e.issues(),
+    let issues = match try_load_config(path) {
+        Ok(settings) => return Some(settings),
+        Err(issues) => issues,
     };
     eprintln!("{}: configuration is invalid:", path.display());
     for issue in issues {
@@ -264,7 +273,7 @@ fn init_logging(settings: &Settings, flag: Option<LogFormat>, level: Option<&str
     Ok(())
 }
 
-async fn run(settings: Settings, dry_run: bool, once: bool) -> anyhow::Result<ExitCode> {
+async fn run(path: &Path, settings: Settings, dry_run: bool, once: bool) -> anyhow::Result<ExitCode> {
     let server_settings = settings.server.clone();
     let interval = settings.agent.interval;
     let agent = Arc::new(
@@ -275,6 +284,11 @@ async fn run(settings: Settings, dry_run: bool, once: bool) -> anyhow::Result<Ex
     let shutdown = CancellationToken::new();
     daemon::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
     let mut ops = daemon::Ops::default();
+    // Installed before READY: SIGHUP's default action would end the process.
+    let (agents, current) = tokio::sync::watch::channel(Arc::clone(&agent));
+    reload::on_sighup(path.to_path_buf(), dry_run, agents, shutdown.clone())
+        .context("cannot install the SIGHUP handler")?;
+    ops.agents = Some(current);
     let mut server = None;
     if let Some(cfg) = server_settings {
         let readiness = Arc::new(Readiness::new(interval, cfg.ready_grace));
