@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+mod health;
 pub mod inspect;
 pub mod plan_view;
 mod reload;
@@ -94,6 +95,11 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Exit 0 if the daemon is healthy (its `/readyz`, or a recent cycle in memory), else 1.
+    Health {
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// List recent actions with their outcome (and, with --payloads, the exact payloads).
     Actions {
@@ -202,6 +208,13 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             status::status(&settings, json).await
+        }
+        Command::Health { config } => {
+            // Docker reserves exit 2: a bad config is simply unhealthy.
+            let Some(settings) = load_config(&config.path) else {
+                return Ok(ExitCode::from(EXIT_RUNTIME));
+            };
+            Ok(health::health(&settings).await)
         }
         Command::Actions {
             config,
