@@ -34,5 +34,11 @@ VOLUME ["/var/lib/bi-agent"]
 ENV BI_AGENT_CONFIG=/etc/bi-agent/agent.toml
 # `docker stop` sends SIGTERM and waits 10 s: the agent's shutdown_grace (8 s) fits inside.
 STOPSIGNAL SIGTERM
+# Healthy while cycles keep finishing: asks /readyz when [server] is
+# configured, else reads the last cycle's age from memory (read-only).
+# start-period covers migrations and the first cycle; the check itself
+# allows 2 × agent.interval + 30 s, so the probe interval need not follow it.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=1m --retries=3 \
+    CMD ["/usr/local/bin/bi-agent", "health"]
 ENTRYPOINT ["/usr/local/bin/bi-agent"]
 CMD ["run"]

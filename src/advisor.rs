@@ -210,6 +210,7 @@ impl Advisor {
     }
 
     async fn record(&self, call: &LlmCall, now: DateTime<Utc>) {
+        crate::ops::metrics::record_llm_call(&call.outcome, call.prompt_tokens + call.completion_tokens);
         if let Err(e) = self.memory.record_llm_call(call, now).await {
             warn!(error = %e, "Could not record the LLM call");
         }

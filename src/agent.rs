@@ -38,6 +38,15 @@ pub enum AgentError {
     /// A channel or the investigator could not be built from its settings.
     #[error("cannot build the executor: {0}")]
     Execution(String),
+    /// A reloaded config moved `memory.path`: the running daemon cannot
+    /// switch databases under its own feet; restart it instead.
+    #[error("memory.path changed from {} to {}: restart the daemon to use another database", old.display(), new.display())]
+    MemoryPathChanged {
+        /// The path in use.
+        old: std::path::PathBuf,
+        /// The path the new config asks for.
+        new: std::path::PathBuf,
+    },
     /// A source could not be built from its settings.
     #[error("source `{name}`: {source}")]
     Source {
@@ -97,6 +106,21 @@ impl Agent {
         let memory = Memory::open(&settings.memory.path, settings.memory.busy_timeout).await?;
         let dry_run = settings.agent.dry_run || force_dry_run;
         Self::from_parts(settings, memory, sources, dry_run)
+    }
+
+    /// A new agent from reloaded `settings`, sharing this agent's memory
+    /// (same database, same single connection). Refuses a changed
+    /// `memory.path`. `force_dry_run` is the command line's `--dry-run`.
+    pub fn reconfigure(&self, settings: Settings, force_dry_run: bool) -> Result<Self, AgentError> {
+        if settings.memory.path != self.settings.memory.path {
+            return Err(AgentError::MemoryPathChanged {
+                old: self.settings.memory.path.clone(),
+                new: settings.memory.path.clone(),
+            });
+        }
+        let sources = build_sources(&settings)?;
+        let dry_run = settings.agent.dry_run || force_dry_run;
+        Self::from_parts(settings, self.memory.clone(), sources, dry_run)
     }
 
     /// Assembles an agent from parts already built (tests inject their own sources).

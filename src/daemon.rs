@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::agent::{Agent, AgentError};
 use crate::memory::CycleStatus;
+use crate::ops::{metrics, notify, readiness::Readiness};
 
 /// Runs `cycle` at the start of every `interval` until `shutdown` is
 /// cancelled (or once, with `once`). Returns how many cycles ran.
@@ -60,8 +61,31 @@ pub struct RunSummary {
     pub failed: u64,
 }
 
+/// Who else hears about each cycle besides the log and memory.
+#[derive(Clone, Default)]
+pub struct Ops {
+    /// The agent to run each cycle with, when it can be replaced while the
+    /// daemon runs (SIGHUP reload); absent, the agent given to [`run_with`].
+    pub agents: Option<tokio::sync::watch::Receiver<Arc<Agent>>>,
+    /// Told the end of every cycle, for `/readyz`.
+    pub readiness: Option<Arc<Readiness>>,
+    /// Record the memory gauges (pending approvals, database size) after each
+    /// cycle; only worth the queries when a metrics recorder is installed.
+    pub memory_gauges: bool,
+}
+
 /// Runs the agent until `shutdown` (or for one cycle with `once`).
 pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken, once: bool) -> Result<RunSummary, AgentError> {
+    run_with(agent, shutdown, once, Ops::default()).await
+}
+
+/// [`run`], also reporting every cycle to `ops`.
+pub async fn run_with(
+    agent: Arc<Agent>,
+    shutdown: CancellationToken,
+    once: bool,
+    ops: Ops,
+) -> Result<RunSummary, AgentError> {
     let settings = agent.settings();
     let interval = settings.agent.interval;
     let grace = settings.agent.shutdown_grace;
@@ -89,26 +113,45 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken, once: bool) -> 
         memory = %agent.memory().path().display(),
         "Daemon started"
     );
+    // Config, memory (opened and migrated), the server (started by the
+    // caller) and the schedule are up: tell systemd.
+    notify::ready();
     let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let cycles = schedule(interval, shutdown.clone(), once, || {
-        let agent = Arc::clone(&agent);
+        // A reload takes effect from the next cycle; a running one keeps its agent.
+        let agent = match &ops.agents {
+            Some(current) => Arc::clone(&current.borrow()),
+            None => Arc::clone(&agent),
+        };
         let shutdown = shutdown.clone();
         let failed = Arc::clone(&failed);
+        let ops = ops.clone();
         async move {
-            if !run_guarded(agent, shutdown, grace).await {
+            if !run_guarded(Arc::clone(&agent), shutdown, grace, &ops).await {
                 failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            if ops.memory_gauges {
+                metrics::record_memory(agent.memory()).await;
             }
         }
     })
     .await;
+    notify::stopping();
     agent.memory().close().await;
     let failed = failed.load(std::sync::atomic::Ordering::Relaxed);
     info!(cycles, failed, "Daemon stopped");
     Ok(RunSummary { cycles, failed })
 }
 
-/// Runs one cycle in its own task; returns whether it completed.
-async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Duration) -> bool {
+/// Runs one cycle in its own task; returns whether it completed. Every
+/// ending is reported to the metrics and to `ops`.
+async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Duration, ops: &Ops) -> bool {
+    let unfinished = |status: CycleStatus, took: Duration| {
+        metrics::record_unfinished_cycle(status, took);
+        if let Some(r) = &ops.readiness {
+            r.cycle_finished(status, 0, 0);
+        }
+    };
     let started = Instant::now();
     let id = match agent.begin_cycle().await {
         Ok(id) => id,
@@ -129,6 +172,7 @@ async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Dura
                     handle.abort();
                     warn!(cycle_id = id, "Cycle did not finish within the shutdown grace; cut");
                     agent.fail_cycle(id, CycleStatus::Interrupted, "interrupted: shutdown grace exceeded", started.elapsed()).await;
+                    unfinished(CycleStatus::Interrupted, started.elapsed());
                     return false;
                 }
             }
@@ -136,6 +180,12 @@ async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Dura
     };
     match joined {
         Ok(Ok(report)) => {
+            notify::watchdog();
+            metrics::record_cycle(&report, agent.dry_run());
+            if let Some(r) = &ops.readiness {
+                let failed = report.observations.iter().filter(|o| o.status.is_failure()).count();
+                r.cycle_finished(report.status, report.observations.len(), failed);
+            }
             if report.overran {
                 warn!(
                     cycle_id = id,
@@ -156,6 +206,7 @@ async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Dura
                     started.elapsed(),
                 )
                 .await;
+            unfinished(CycleStatus::Failed, started.elapsed());
             false
         }
         Err(join_error) => {
@@ -169,6 +220,7 @@ async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Dura
                     started.elapsed(),
                 )
                 .await;
+            unfinished(CycleStatus::Failed, started.elapsed());
             false
         }
     }
@@ -185,6 +237,7 @@ pub fn cancel_on_signals(token: CancellationToken) -> std::io::Result<()> {
             _ = int.recv() => "SIGINT",
         };
         info!(signal = name, "Shutting down");
+        crate::ops::notify::stopping();
         token.cancel();
     });
     Ok(())

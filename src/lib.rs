@@ -12,7 +12,8 @@
 //!
 //! [`agent::Agent::cycle`] is the one place that wires the phases together;
 //! [`daemon`] owns time and signals (the interval schedule, graceful shutdown);
-//! [`cli`] owns the command line; [`config`] turns one TOML file (plus
+//! [`cli`] owns the command line; [`server`] and [`ops`] expose health, readiness
+//! and metrics; [`config`] turns one TOML file (plus
 //! environment overrides and `${VAR}` secrets) into validated [`config::Settings`].
 //!
 //! Phases share plain data types and never call into each other: the agent
@@ -30,8 +31,10 @@ pub mod demo;
 pub mod execution;
 pub mod llm;
 pub mod memory;
+pub mod ops;
 pub mod panics;
 pub mod perception;
 pub mod planning;
+pub mod server;
 pub mod telemetry;
 pub mod timefmt;

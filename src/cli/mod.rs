@@ -11,15 +11,22 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
+mod health;
 pub mod inspect;
 pub mod plan_view;
+mod reload;
 mod status;
 
 use crate::agent::{self, Agent};
 use crate::config::{LogFormat, Settings};
+use crate::ops::readiness::Readiness;
 use crate::planning::rules::Rulebook;
-use crate::{daemon, demo, perception, telemetry};
+use crate::{daemon, demo, ops, perception, server, telemetry};
+
+/// How long in-flight HTTP requests may take to finish at shutdown.
+const SERVER_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Exit code for a bad config or bad usage.
 pub const EXIT_CONFIG: u8 = 2;
@@ -88,6 +95,11 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Exit 0 if the daemon is healthy (its `/readyz`, or a recent cycle in memory), else 1.
+    Health {
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// List recent actions with their outcome (and, with --payloads, the exact payloads).
     Actions {
@@ -167,7 +179,7 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             init_logging(&settings, log_format, None)?;
-            run(settings, dry_run, once).await
+            run(&config.path, settings, dry_run, once).await
         }
         Command::Check { config, connect } => {
             let Some(settings) = load_config(&config.path) else {
@@ -196,6 +208,13 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             status::status(&settings, json).await
+        }
+        Command::Health { config } => {
+            // Docker reserves exit 2: a bad config is simply unhealthy.
+            let Some(settings) = load_config(&config.path) else {
+                return Ok(ExitCode::from(EXIT_RUNTIME));
+            };
+            Ok(health::health(&settings).await)
         }
         Command::Actions {
             config,
@@ -234,15 +253,23 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
     }
 }
 
+/// Loads the config and compiles its rules; on failure, every issue.
+pub fn try_load_config(path: &Path) -> Result<Settings, Vec<String>> {
+    match Settings::load(path) {
+        Ok(settings) => match Rulebook::compile(&settings) {
+            Ok(_) => Ok(settings),
+            Err(issues) => Err(issues.iter().map(ToString::to_string).collect()),
+        },
+        Err(e) => Err(e.issues()),
+    }
+}
+
 /// Loads the config and compiles its rules, printing every issue to
 /// standard error on failure.
 pub fn load_config(path: &Path) -> Option<Settings> {
-    let issues = match Settings::load(path) {
-        Ok(settings) => match Rulebook::compile(&settings) {
-            Ok(_) => return Some(settings),
-            Err(issues) => issues.iter().map(ToString::to_string).collect(),
-        },
-        Err(e) => e.issues(),
+    let issues = match try_load_config(path) {
+        Ok(settings) => return Some(settings),
+        Err(issues) => issues,
     };
     eprintln!("{}: configuration is invalid:", path.display());
     for issue in issues {
@@ -259,7 +286,9 @@ fn init_logging(settings: &Settings, flag: Option<LogFormat>, level: Option<&str
     Ok(())
 }
 
-async fn run(settings: Settings, dry_run: bool, once: bool) -> anyhow::Result<ExitCode> {
+async fn run(path: &Path, settings: Settings, dry_run: bool, once: bool) -> anyhow::Result<ExitCode> {
+    let server_settings = settings.server.clone();
+    let interval = settings.agent.interval;
     let agent = Arc::new(
         Agent::build(settings, dry_run)
             .await
@@ -267,7 +296,42 @@ async fn run(settings: Settings, dry_run: bool, once: bool) -> anyhow::Result<Ex
     );
     let shutdown = CancellationToken::new();
     daemon::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
-    let summary = daemon::run(agent, shutdown, once).await?;
+    let mut ops = daemon::Ops::default();
+    // Installed before READY: SIGHUP's default action would end the process.
+    let (agents, current) = tokio::sync::watch::channel(Arc::clone(&agent));
+    reload::on_sighup(path.to_path_buf(), dry_run, agents, shutdown.clone())
+        .context("cannot install the SIGHUP handler")?;
+    ops.agents = Some(current);
+    let mut server = None;
+    if let Some(cfg) = server_settings {
+        let readiness = Arc::new(Readiness::new(interval, cfg.ready_grace));
+        let state = server::ServerState {
+            readiness: Arc::clone(&readiness),
+            memory: agent.memory().clone(),
+            metrics: ops::metrics::install().context("cannot install the metrics recorder")?,
+        };
+        // Bound before READY: a taken port fails the start.
+        let listener = server::bind(cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on server.listen {}", cfg.listen))?;
+        let bound = listener.local_addr().unwrap_or(cfg.listen);
+        info!(listen = %bound, "Serving /healthz, /readyz and /metrics");
+        server = Some(tokio::spawn(server::serve(listener, state, shutdown.clone())));
+        ops.readiness = Some(readiness);
+        ops.memory_gauges = true;
+    }
+    let summary = daemon::run_with(agent, shutdown.clone(), once, ops).await;
+    // `--once` ends without a signal: stop the server too.
+    shutdown.cancel();
+    if let Some(task) = server {
+        match tokio::time::timeout(SERVER_DRAIN, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(error = %e, "The HTTP server failed"),
+            Ok(Err(e)) => warn!(error = %e, "The HTTP server task ended abnormally"),
+            Err(_) => warn!("The HTTP server did not drain in time; dropped"),
+        }
+    }
+    let summary = summary?;
     Ok(if once && summary.failed > 0 {
         ExitCode::from(EXIT_RUNTIME)
     } else {

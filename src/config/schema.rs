@@ -56,6 +56,21 @@ pub struct Settings {
     /// The optional LLM advisor; absent: rules only.
     #[serde(default)]
     pub llm: Option<super::llm::LlmSettings>,
+    /// The optional HTTP endpoint (`/healthz`, `/readyz`, `/metrics`); absent: no listener.
+    #[serde(default)]
+    pub server: Option<ServerSettings>,
+}
+
+/// `[server]`: the operations endpoint. Bind it to loopback or a private
+/// network: it has no authentication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Socket address to listen on, e.g. `"127.0.0.1:9464"`.
+    pub listen: std::net::SocketAddr,
+    /// Slack on top of 2 × `agent.interval` before `/readyz` reports that cycles stopped.
+    #[serde(with = "humantime_serde", default = "defaults::ready_grace")]
+    pub ready_grace: Duration,
 }
 
 /// `[agent]`: identity and cycle schedule.
@@ -251,6 +266,10 @@ pub mod defaults {
     /// `agent.max_concurrent_sources`.
     pub fn max_concurrent_sources() -> usize {
         64
+    }
+    /// `server.ready_grace`.
+    pub fn ready_grace() -> Duration {
+        Duration::from_secs(30)
     }
     /// `memory.retention`.
     pub fn retention() -> Duration {

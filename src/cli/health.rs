@@ -1,0 +1,103 @@
+//! `bi-agent health`: one healthy/unhealthy verdict for Docker's HEALTHCHECK.
+//!
+//! With `[server]` it asks the running daemon's `/readyz` (which also probes
+//! that memory is writable); without, it reads the last finished cycle from
+//! memory, read-only, and checks its age against the same limit (2 ×
+//! `agent.interval` + `server.ready_grace`'s default). Exit 0 healthy, 1 not
+//! (Docker reserves 2). It must never write to memory nor start a cycle.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::config::{Settings, schema::defaults};
+use crate::memory::{CycleStatus, Memory};
+use crate::ops::readiness::{stale_limit, stale_reason};
+
+/// The whole check (connect, request, answer; or open and read memory) must fit in this.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prints one line and returns exit 0 (healthy) or 1.
+pub async fn health(settings: &Settings) -> ExitCode {
+    let verdict = match tokio::time::timeout(TIMEOUT, check(settings)).await {
+        Ok(v) => v,
+        Err(_) => Err(format!("no answer within {}", humantime::format_duration(TIMEOUT))),
+    };
+    match verdict {
+        Ok(what) => {
+            println!("healthy: {what}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            println!("unhealthy: {why}");
+            ExitCode::from(super::EXIT_RUNTIME)
+        }
+    }
+}
+
+async fn check(settings: &Settings) -> Result<String, String> {
+    match &settings.server {
+        Some(server) => readyz(loopback(server.listen)).await,
+        None => last_cycle(settings).await,
+    }
+}
+
+/// A wildcard listen address is reached on loopback.
+fn loopback(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
+/// GET /readyz: 200 is healthy; anything else carries the daemon's reason.
+async fn readyz(addr: SocketAddr) -> Result<String, String> {
+    let mut conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    conn.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .map_err(|e| format!("cannot ask {addr}: {e}"))?;
+    let mut response = Vec::new();
+    conn.read_to_end(&mut response)
+        .await
+        .map_err(|e| format!("no answer from {addr}: {e}"))?;
+    let response = String::from_utf8_lossy(&response);
+    let status = response.split(' ').nth(1).unwrap_or("?");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+    if status == "200" {
+        Ok(format!("{addr}/readyz: {body}"))
+    } else {
+        Err(format!("{addr}/readyz answered {status}: {body}"))
+    }
+}
+
+/// The last finished cycle's age against 2 × interval + grace.
+async fn last_cycle(settings: &Settings) -> Result<String, String> {
+    let memory = Memory::open_read_only(&settings.memory.path, settings.memory.busy_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let cycles = memory.recent_cycles(10).await.map_err(|e| e.to_string());
+    memory.close().await;
+    let last = cycles?.into_iter().find_map(|c| {
+        c.finished_at
+            .filter(|_| c.status != CycleStatus::Running)
+            .map(|f| (c, f))
+    });
+    let Some((cycle, finished)) = last else {
+        return Err("no cycle has finished yet".to_owned());
+    };
+    let age = (chrono::Utc::now() - finished).to_std().unwrap_or_default();
+    stale_reason(age, stale_limit(settings.agent.interval, defaults::ready_grace()))?;
+    Ok(format!(
+        "cycle {} finished {} ago ({})",
+        cycle.id,
+        humantime::format_duration(Duration::from_secs(age.as_secs())),
+        cycle.status.as_str()
+    ))
+}
