@@ -424,6 +424,22 @@ async fn required_tls_without_starttls_is_permanent() {
     assert_permanent(channel.send(&rendered).await, "STARTTLS");
 }
 
+#[tokio::test]
+#[ignore = "needs an SMTP receiver: run .ci/run or eval \"$(.ci/start-smtp.sh)\""]
+async fn credentials_never_go_out_without_tls() {
+    // No `tls=` in the URL, but a password to send: the receiver offers no
+    // STARTTLS, so the send must fail rather than log in in clear text.
+    let url = required_env("BI_AGENT_TEST_SMTP_URL");
+    let mut with_login = settings(&url);
+    with_login.username = Some("bi-agent".into());
+    with_login.password = Some(bi_agent::config::SecretText::new("hunter2-secret"));
+    let channel = EmailChannel::new(&with_login).expect("channel");
+    let rendered = render(&channel, &message("r/notify/-"), &unique_address("ops"));
+    let result = channel.send(&rendered).await;
+    assert!(!format!("{result:?}").contains("hunter2-secret"));
+    assert_permanent(result, "STARTTLS");
+}
+
 /// The whole path through the agent: a rule fires on a warehouse row whose
 /// label carries a card number and a phone number; the e-mail that reaches
 /// the SMTP receiver has both parts, the right headers, and neither number.

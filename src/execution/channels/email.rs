@@ -91,7 +91,9 @@ impl EmailChannel {
     /// Builds the channel and its SMTP transport from the settings.
     ///
     /// The URL decides the connection: `smtp://host[:port]` upgrades with
-    /// STARTTLS when the server offers it (`?tls=opportunistic`, the default),
+    /// STARTTLS when the server offers it (`?tls=opportunistic`, the default
+    /// without credentials; with credentials the default is `required`, so a
+    /// password never travels in clear text unless the URL says `tls=none`),
     /// `?tls=required` insists on it, `?tls=none` never uses TLS, and
     /// `smtps://host[:port]` speaks TLS from the start. A path
     /// (`smtp://host/agent.example.com`) is the name sent in `EHLO`.
@@ -268,7 +270,12 @@ fn transport(settings: &EmailSettings, server: &str) -> Result<AsyncSmtpTranspor
         }
     }
     let params = || TlsParameters::new(host.clone()).map_err(|e| bad(format!("cannot set up TLS for {host}: {e}")));
+    let login = credentials(settings, &url, &bad)?;
     let (tls, default_port) = match (url.scheme(), mode.as_deref()) {
+        // With a password to send, a server (or anyone between) that simply
+        // does not offer STARTTLS must not get it in clear text: unless the
+        // URL says otherwise, TLS is then required.
+        ("smtp", None) if login.is_some() => (Tls::Required(params()?), PORT_SUBMISSION),
         ("smtp", None | Some("opportunistic")) => (Tls::Opportunistic(params()?), PORT_SMTP),
         ("smtp", Some("required")) => (Tls::Required(params()?), PORT_SUBMISSION),
         ("smtp", Some("none")) => (Tls::None, PORT_SMTP),
@@ -289,7 +296,7 @@ fn transport(settings: &EmailSettings, server: &str) -> Result<AsyncSmtpTranspor
     if !hello.is_empty() {
         builder = builder.hello_name(ClientId::Domain(hello.to_owned()));
     }
-    if let Some(credentials) = credentials(settings, &url, &bad)? {
+    if let Some(credentials) = login {
         builder = builder.credentials(credentials);
     }
     Ok(builder.build())
