@@ -1,6 +1,6 @@
 //! The typed shape of `[llm]`: the optional advisor. Absent means rules only.
 //!
-//! Shape and defaults only: the client is built in `planning::llm`.
+//! Shape and defaults only: the client is built in `llm::client`.
 
 use std::time::Duration;
 

@@ -5,8 +5,8 @@
 //!
 //! - **Request**: async-openai's `CreateChatCompletionRequest` (system + user
 //!   message, temperature, and *both* `max_tokens` and
-//!   `max_completion_tokens`, because some servers honour only one), POSTed
-//!   as JSON to `{base_url}/chat/completions` with our own `reqwest` client.
+//!   `max_completion_tokens`, because some servers honour only one), sent by
+//!   `async_openai::Client` (`chat().create`) to `{base_url}/chat/completions`.
 //! - **Response format chain** for requests with a schema: `json_schema`
 //!   (strict) → `json_object` → plain text, where the first balanced JSON
 //!   object is taken from the prose. A mode counts as unsupported when the
@@ -22,21 +22,25 @@
 //!   [`LlmError::Quota`] and other 4xx are [`LlmError::Refused`]: never retried.
 //!   A mode fallback is not a retry: it does not use up the transient budget.
 //!
-//! # Why async-openai's types but not its `Client`
+//! # How async-openai is used
 //!
-//! async-openai 0.43's `Client` always wraps its transport in its own retry
-//! layer (turning it off needs the `middleware` feature and a hand-built
-//! tower stack), reports errors without the response headers (so
-//! `Retry-After` is lost), and its `OpenAIConfig` silently reads
-//! `OPENAI_BASE_URL`, `OPENAI_API_KEY`, `OPENAI_ORG_ID` and
-//! `OPENAI_PROJECT_ID` (the latter two become headers). So the crate is
-//! built with only `chat-completion-types`: its request types keep the wire
-//! format right, and the HTTP exchange is ours, where status, headers and
-//! time limits are visible. Nothing in this module reads the environment.
-//! The answer is read into a small lenient struct rather than
+//! The request goes through `async_openai::Client` with two pieces of ours:
+//!
+//! - a [`Config`](async_openai::config::Config) holding only the configured
+//!   base URL and key — async-openai's own `OpenAIConfig` silently reads
+//!   `OPENAI_BASE_URL`, `OPENAI_API_KEY`, `OPENAI_ORG_ID` and
+//!   `OPENAI_PROJECT_ID` (the latter two become headers);
+//! - its transport (the `middleware` feature's `with_http_service`): one plain
+//!   attempt with our `reqwest` client (timeouts, no redirects) that keeps the
+//!   raw status, `Retry-After` and body. async-openai's default transport wraps
+//!   its own retry layer, which would stack on ours, and its errors drop the
+//!   headers, so `Retry-After` would be lost.
+//!
+//! The captured answer is read into a small lenient struct rather than
 //! `CreateChatCompletionResponse`, whose required `id`/`created`/`object`
 //! fields and closed `finish_reason` enum reject answers that local servers
-//! really send (`"finish_reason": "eos"`, no `object`).
+//! really send (`"finish_reason": "eos"`, no `object`). Nothing in this module
+//! reads the environment.
 //!
 //! # What it must never do
 //!
@@ -46,6 +50,7 @@
 //! without a time limit.
 
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_openai::types::chat::{
@@ -55,7 +60,7 @@ use async_openai::types::chat::{
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::future::BoxFuture;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -86,6 +91,8 @@ const MAX_QUOTED_CHARS: usize = 300;
 /// share behind an `Arc`; the remembered response mode is per client.
 pub struct OpenAiClient {
     http: reqwest::Client,
+    /// async-openai's view of the server: base URL and key, nothing from the environment.
+    endpoint_config: Endpoint,
     /// `{base_url}/chat/completions`.
     endpoint: reqwest::Url,
     /// The endpoint as it may be shown (no credentials, no path).
@@ -123,11 +130,16 @@ impl OpenAiClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|err| LlmError::Refused(format!("cannot build the HTTP client: {}", err.without_url())))?;
+        let api_key = settings.api_key.clone().filter(|key| !key.expose().is_empty());
         Ok(Self {
+            endpoint_config: Endpoint {
+                base: settings.base_url.trim_end_matches('/').to_owned(),
+                key: secrecy::SecretString::from(api_key.as_ref().map(|k| k.expose().to_owned()).unwrap_or_default()),
+            },
             http,
             endpoint,
             shown_endpoint,
-            api_key: settings.api_key.clone().filter(|key| !key.expose().is_empty()),
+            api_key,
             model: settings.model.clone(),
             timeout: settings.timeout,
             retry_attempts: settings.retry_attempts.max(1),
@@ -281,39 +293,49 @@ impl OpenAiClient {
             .await
     }
 
-    /// One HTTP exchange, classified.
+    /// One exchange through `async_openai::Client`, classified.
+    ///
+    /// The request is built and dispatched by async-openai (its chat API,
+    /// its request types, our [`Endpoint`] config). Its transport is our
+    /// [`Capture`] service: one plain attempt, no retry layer of its own, and
+    /// the raw status, `Retry-After` and body kept for us — the retry policy,
+    /// the mode fallback and the lenient reading of local servers' answers
+    /// stay ours, so nothing stacks and nothing is lost.
     async fn attempt(&self, body: &[u8], mode: ResponseMode) -> Result<Reply, Failure> {
-        let mut post = self
-            .http
-            .post(self.endpoint.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body.to_vec());
-        if let Some(key) = &self.api_key {
-            // `bearer_auth` marks the header sensitive, so reqwest never shows it.
-            post = post.bearer_auth(key.expose());
-        }
+        let request: CreateChatCompletionRequest = serde_json::from_slice(body)
+            .map_err(|err| Failure::Refused(format!("cannot encode the request: {err}")))?;
+        let slot: Arc<Mutex<Option<Captured>>> = Arc::default();
+        let service = Capture {
+            http: self.http.clone(),
+            slot: Arc::clone(&slot),
+        };
+        let client =
+            async_openai::Client::build(self.http.clone(), self.endpoint_config.clone()).with_http_service(service);
         let exchange = async {
-            let mut response = post.send().await.map_err(|err| self.transport_failure(&err))?;
-            let status = response.status();
-            let retry_after = retry_after(response.headers());
-            let mut bytes = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|err| self.transport_failure(&err))? {
-                if bytes.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(Failure::Refused(format!(
-                        "{}: answer larger than {MAX_BODY_BYTES} bytes",
-                        self.shown_endpoint
-                    )));
-                }
-                bytes.extend_from_slice(&chunk);
-            }
-            Ok((status, retry_after, bytes))
+            // Its typed result is not needed: the captured reply decides, read
+            // leniently (local servers omit fields async-openai requires).
+            let _ = client.chat().create(request).await;
         };
-        // reqwest has the same limit; this one also bounds a body that trickles.
-        let (status, retry_after, bytes) = match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(result) => result?,
-            Err(_) => return Err(self.timed_out()),
-        };
-        self.classify(status, retry_after, &bytes, mode)
+        if tokio::time::timeout(self.timeout, exchange).await.is_err() {
+            return Err(self.timed_out());
+        }
+        let captured = slot.lock().map(|mut s| s.take()).unwrap_or(None);
+        match captured {
+            None => Err(Failure::Refused(format!(
+                "{}: the request was not sent",
+                self.shown_endpoint
+            ))),
+            Some(Captured::Transport(err)) => Err(self.transport_failure(&err)),
+            Some(Captured::TooLarge) => Err(Failure::Refused(format!(
+                "{}: answer larger than {MAX_BODY_BYTES} bytes",
+                self.shown_endpoint
+            ))),
+            Some(Captured::Reply {
+                status,
+                retry_after,
+                bytes,
+            }) => self.classify(status, retry_after, &bytes, mode),
+        }
     }
 
     /// What an HTTP status and body mean (see the module docs for the policy).
@@ -434,6 +456,131 @@ impl OpenAiClient {
             Some((cut, _)) => format!("{}…", &text[..cut]),
             None => text,
         }
+    }
+}
+
+/// async-openai's configuration for our server: the configured base URL and
+/// key only. (Its own `OpenAIConfig` reads `OPENAI_*` variables and sends
+/// organisation and project headers from them.)
+#[derive(Clone)]
+struct Endpoint {
+    base: String,
+    key: secrecy::SecretString,
+}
+
+impl async_openai::config::Config for Endpoint {
+    fn headers(&self) -> reqwest::header::HeaderMap {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let key = secrecy::ExposeSecret::expose_secret(&self.key);
+        if !key.is_empty()
+            && let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+        {
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        headers
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn query(&self) -> Vec<(&str, &str)> {
+        Vec::new()
+    }
+
+    fn api_base(&self) -> &str {
+        &self.base
+    }
+
+    fn api_key(&self) -> &secrecy::SecretString {
+        &self.key
+    }
+}
+
+/// What one exchange produced, kept for [`OpenAiClient::attempt`].
+enum Captured {
+    Reply {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        bytes: Vec<u8>,
+    },
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// async-openai's transport for one attempt: executes the request once with
+/// our HTTP client and keeps the raw reply (async-openai's default transport
+/// would retry on its own and drop the headers).
+#[derive(Clone)]
+struct Capture {
+    http: reqwest::Client,
+    slot: Arc<Mutex<Option<Captured>>>,
+}
+
+impl tower::Service<async_openai::middleware::HttpRequestFactory> for Capture {
+    type Response = reqwest::Response;
+    type Error = async_openai::error::OpenAIError;
+    type Future = BoxFuture<'static, Result<reqwest::Response, async_openai::error::OpenAIError>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, factory: async_openai::middleware::HttpRequestFactory) -> Self::Future {
+        let http = self.http.clone();
+        let slot = Arc::clone(&self.slot);
+        Box::pin(async move {
+            let store = |captured: Captured| {
+                if let Ok(mut s) = slot.lock() {
+                    *s = Some(captured);
+                }
+            };
+            let request = factory.build().await?;
+            let mut response = match http.execute(request).await {
+                Ok(r) => r,
+                Err(err) => {
+                    store(Captured::Transport(err));
+                    return Err(async_openai::error::OpenAIError::InvalidArgument(
+                        "transport failed".into(),
+                    ));
+                }
+            };
+            let status = response.status();
+            let retry_after = retry_after(response.headers());
+            let mut bytes = Vec::new();
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                            store(Captured::TooLarge);
+                            return Err(async_openai::error::OpenAIError::InvalidArgument(
+                                "answer too large".into(),
+                            ));
+                        }
+                        bytes.extend_from_slice(&chunk);
+                    }
+                    Ok(None) => break,
+                    Err(err) => {
+                        store(Captured::Transport(err));
+                        return Err(async_openai::error::OpenAIError::InvalidArgument(
+                            "transport failed".into(),
+                        ));
+                    }
+                }
+            }
+            store(Captured::Reply {
+                status,
+                retry_after,
+                bytes: bytes.clone(),
+            });
+            // Hand async-openai the same reply so its own reading runs as usual.
+            let rebuilt = http::Response::builder()
+                .status(status)
+                .body(bytes)
+                .map_err(|e| async_openai::error::OpenAIError::InvalidArgument(e.to_string()))?;
+            Ok(reqwest::Response::from(rebuilt))
+        })
     }
 }
 
