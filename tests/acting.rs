@@ -114,12 +114,12 @@ impl World {
     }
 
     async fn agent(&self, memory: &str, dry_run: bool) -> Agent {
-        let clock = Arc::clone(&self.clock);
+        let clock = &self.clock;
         let path = self.dir.path().join(memory);
         Agent::build(self.settings(&path.display().to_string(), ""), dry_run)
             .await
             .unwrap()
-            .with_clock(Arc::new(move || *clock.lock().unwrap()))
+            .with_clock(common::scripted_clock(clock))
     }
 
     async fn at(&self, agent: &Agent, minutes: i64) -> CycleReport {
@@ -346,7 +346,7 @@ async fn a_thousand_firing_instances_within_the_limits_nothing_lost() {
          INSERT INTO m SELECT 'r' || printf('%04d', i), 20 FROM n;",
     )
     .await;
-    let clock = Arc::clone(&w.clock);
+    let clock = &w.clock;
     let path = w.dir.path().join("memory.db").display().to_string();
     let mut s = w.settings(&path, "");
     s.agent.max_actions_per_cycle = 5000;
@@ -355,7 +355,7 @@ async fn a_thousand_firing_instances_within_the_limits_nothing_lost() {
     let agent = Agent::build(s, false)
         .await
         .unwrap()
-        .with_clock(Arc::new(move || *clock.lock().unwrap()));
+        .with_clock(common::scripted_clock(clock));
 
     let r = w.at(&agent, 0).await;
     let pages: Vec<_> = r.outcomes.iter().filter(|(a, _)| a.id.contains("/page/")).collect();

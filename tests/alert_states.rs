@@ -84,11 +84,11 @@ impl World {
     }
 
     async fn agent(&self) -> Agent {
-        let clock = Arc::clone(&self.clock);
+        let clock = &self.clock;
         Agent::build(self.settings(), true)
             .await
             .unwrap()
-            .with_clock(Arc::new(move || *clock.lock().unwrap()))
+            .with_clock(common::scripted_clock(clock))
     }
 
     async fn cycle_at(&self, agent: &Agent, minutes: i64) -> CycleReport {
@@ -232,11 +232,11 @@ async fn too_short_history_is_unknown_and_does_not_fire() {
     sql.time = Some("day".into());
     s.rules[0].when = "change(value, \"7d\") > 0.5".into();
     s.rules[0].for_ = std::time::Duration::ZERO;
-    let clock = Arc::clone(&w.clock);
+    let clock = &w.clock;
     let agent = Agent::build(s, true)
         .await
         .unwrap()
-        .with_clock(Arc::new(move || *clock.lock().unwrap()));
+        .with_clock(common::scripted_clock(clock));
 
     let r = w.cycle_at(&agent, 0).await;
     let u = r

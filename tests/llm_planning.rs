@@ -125,11 +125,11 @@ impl World {
     }
 
     async fn agent(&self, llm_extra: &str) -> Agent {
-        let clock = Arc::clone(&self.clock);
+        let clock = &self.clock;
         Agent::build(self.settings(llm_extra), false)
             .await
             .unwrap()
-            .with_clock(Arc::new(move || *clock.lock().unwrap()))
+            .with_clock(common::scripted_clock(clock))
     }
 
     async fn at(&self, agent: &Agent, minutes: i64) -> CycleReport {

@@ -24,3 +24,9 @@ pub async fn sqlite(path: &Path, sql: &str) {
         .await
         .unwrap_or_else(|e| panic!("cannot close {}: {e}", path.display()));
 }
+
+/// A clock the test moves by hand, as the agent's [`bi_agent::agent::Clock`].
+pub fn scripted_clock(now: &std::sync::Arc<std::sync::Mutex<chrono::DateTime<chrono::Utc>>>) -> bi_agent::agent::Clock {
+    let now = std::sync::Arc::clone(now);
+    std::sync::Arc::new(move || *now.lock().unwrap_or_else(|e| e.into_inner()))
+}
