@@ -218,8 +218,13 @@ impl Agent {
             let now = self.now();
             let carried = self.executor.carried(&self.memory, now, self.dry_run).await?;
             let mut planned = plan(&self.rulebook, &self.memory, &observations, now, self.dry_run, &carried).await?;
+            self.recall_past_firings(&mut planned).await;
             if let Some(advisor) = &self.advisor {
-                let proposals = advisor.propose(&planned, &[], now).await;
+                let past = planned.past_outcomes();
+                let mut proposals = advisor.propose(&planned, &past, now).await;
+                for p in &mut proposals {
+                    p.learning = Some(proposal_key(p, &self.settings));
+                }
                 if !proposals.is_empty() {
                     planned.append_proposals(proposals, self.settings.agent.max_actions_per_cycle);
                 }
@@ -251,6 +256,10 @@ impl Agent {
                 }
             };
             self.remember_decisions(&planned, &mut errors).await;
+            self.remember_resolutions(&planned, now, &mut errors).await;
+            if self.settings.learning.learn_every > 0 && id % i64::from(self.settings.learning.learn_every) == 0 {
+                self.learn().await;
+            }
             self.prune().await;
 
             let duration = started.elapsed();
@@ -288,6 +297,77 @@ impl Agent {
         if let Err(e) = self.memory.save_source_health(&planned.health, self.now()).await {
             error!(error = %e, "Could not record source health");
             errors.push(format!("memory: {e}"));
+        }
+    }
+
+    /// Credits the actions of instances that resolved this cycle.
+    async fn remember_resolutions(&self, planned: &Planned, now: DateTime<Utc>, errors: &mut Vec<String>) {
+        for u in planned
+            .instances
+            .iter()
+            .filter(|u| u.transition == Some(crate::planning::alerts::Transition::Resolved))
+        {
+            let i = &u.instance;
+            if let Err(e) = self.memory.mark_resolved(&i.rule, &i.labels, i.episode, now).await {
+                error!(error = %e, "Could not record a resolution for learning");
+                errors.push(format!("memory: {e}"));
+            }
+        }
+    }
+
+    /// Gives each instance that acts this cycle what happened the last times
+    /// it fired (bounded), in the plan and in its first action's reason.
+    async fn recall_past_firings(&self, planned: &mut Planned) {
+        /// At most this many instances get context per cycle.
+        const MAX_INSTANCES: usize = 20;
+        let firings = self.settings.learning.context_firings;
+        if firings == 0 {
+            return;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for item in &mut planned.plan.items {
+            let Some(i) = item.instance.clone() else { continue };
+            let key = format!("{}{{{}}}", i.rule, crate::planning::action::labels_text(&i.labels));
+            if seen.len() >= MAX_INSTANCES || !seen.insert(key.clone()) {
+                continue;
+            }
+            match self
+                .memory
+                .past_firings(&i.rule, &i.labels, i.episode, firings, self.dry_run)
+                .await
+            {
+                Ok(past) if !past.is_empty() => {
+                    item.reason.push_str(&format!("; last fired {}", past[0].summary()));
+                    planned.past.insert(key, past);
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "Could not read past firings; planning without them"),
+            }
+        }
+    }
+
+    /// Runs a learning pass now (every `learn_every` cycles and at shutdown);
+    /// a failure is logged, never fatal.
+    pub async fn learn(&self) -> Option<crate::memory::LearnStats> {
+        let l = &self.settings.learning;
+        let now = self.now();
+        let window = chrono::Duration::from_std(l.window).unwrap_or(chrono::Duration::MAX);
+        let start = now.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        match self.memory.learn(now, start, l.min_samples, l.min_confidence).await {
+            Ok(stats) => {
+                info!(
+                    patterns = stats.patterns,
+                    trusted = stats.trusted,
+                    settled = stats.settled,
+                    "Learned {} patterns",
+                    stats.patterns
+                );
+                Some(stats)
+            }
+            Err(e) => {
+                warn!(error = %e, "Could not learn patterns");
+                None
+            }
         }
     }
 
@@ -389,6 +469,7 @@ async fn plan(
         history.insert(request.key, points);
     }
     let notified: HashMap<String, LastNotified> = memory.last_notified(dry_run).await?;
+    let learned = memory.learned().await?;
     let planned = rulebook.evaluate(&CycleInput {
         now,
         observations,
@@ -397,6 +478,7 @@ async fn plan(
         history: &history,
         notified: &notified,
         carried,
+        learned: &learned,
     });
     for item in &planned.plan.items {
         info!(action = %item.id, kind = item.kind.as_str(), origin = %item.origin, reason = %item.reason, "Planned action");
@@ -440,10 +522,26 @@ pub async fn preview(settings: &Settings) -> Result<(Vec<Observation>, Planned),
             history: &HashMap::new(),
             notified: &HashMap::new(),
             carried: &[],
+            learned: &Default::default(),
         }),
         Err(e) => return Err(e.into()),
     };
     Ok((observations, planned))
+}
+
+/// The learning key of an LLM proposal: its own group per kind (and rule,
+/// when it acts on an instance), so proposals never borrow a rule's record.
+fn proposal_key(action: &Action, settings: &Settings) -> crate::planning::patterns::LearnKey {
+    crate::planning::patterns::LearnKey {
+        rule: action
+            .instance
+            .as_ref()
+            .map_or_else(|| "llm".to_owned(), |i| i.rule.clone()),
+        template: format!("llm:{}", action.kind.as_str()),
+        signature: crate::planning::patterns::signature(action, &[]),
+        segment: String::new(),
+        window_secs: settings.learning.outcome_window.as_secs(),
+    }
 }
 
 fn status_of(observations: &[Observation], errors: &[String]) -> CycleStatus {

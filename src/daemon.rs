@@ -136,6 +136,12 @@ pub async fn run_with(
         }
     })
     .await;
+    // What was learned since the last pass is kept for the next start.
+    let current = match &ops.agents {
+        Some(current) => Arc::clone(&current.borrow()),
+        None => Arc::clone(&agent),
+    };
+    current.learn().await;
     notify::stopping();
     agent.memory().close().await;
     let failed = failed.load(std::sync::atomic::Ordering::Relaxed);

@@ -26,6 +26,7 @@ fn probes() -> Vec<(&'static str, String)> {
             "[agent]\nname = \"t\"\n[memory]\npath = \"m.db\"\nzz_unknown = 1\n".to_owned(),
         ),
         ("log", format!("{BASE}[log]\nzz_unknown = 1\n")),
+        ("learning", format!("{BASE}[learning]\nzz_unknown = 1\n")),
         (
             "server",
             format!("{BASE}[server]\nlisten = \"127.0.0.1:9464\"\nzz_unknown = 1\n"),

@@ -349,6 +349,36 @@ async fn the_budget_is_checked_before_the_call() {
 }
 
 #[tokio::test]
+async fn the_prompt_carries_what_happened_the_last_times_an_instance_fired() {
+    let w = World::new().await;
+    Mock::given(method("POST"))
+        .respond_with(answer(&proposals(json!([])), "stop"))
+        .mount(&w.llm)
+        .await;
+    let agent = w.agent("").await;
+    w.at(&agent, 0).await; // East fires and is notified
+    w.set("UPDATE m SET value = 1 WHERE region = 'East'").await;
+    w.at(&agent, 1).await; // resolves a minute later
+    w.set("UPDATE m SET value = 20 WHERE region = 'East'").await;
+    let r = w.at(&agent, 2).await; // fires again
+    let requests = w.requests().await;
+    let first = String::from_utf8_lossy(&requests[0].body).into_owned();
+    let last = String::from_utf8_lossy(&requests.last().unwrap().body).into_owned();
+    assert!(!first.contains("Recent outcomes"), "{first}");
+    assert!(last.contains("Recent outcomes for these instances"), "{last}");
+    assert!(last.contains("resolved after 1m"), "{last}");
+    let page = r
+        .planned
+        .plan
+        .items
+        .iter()
+        .find(|a| a.id == "high/page/region=East")
+        .unwrap();
+    assert!(page.reason.contains("last fired "), "{}", page.reason);
+    assert_eq!(r.planned.past.len(), 1);
+}
+
+#[tokio::test]
 async fn an_unchanged_situation_is_served_from_the_cache() {
     let w = World::new().await;
     let content = proposals(json!([proposal(
@@ -364,7 +394,9 @@ async fn an_unchanged_situation_is_served_from_the_cache() {
         .respond_with(answer(&content, "stop"))
         .mount(&w.llm)
         .await;
-    let agent = w.agent("").await;
+    // The context of past firings is itself a change of situation (see the
+    // next test); without it, East firing again is the same situation.
+    let agent = w.agent("[learning]\ncontext_firings = 0").await;
     w.at(&agent, 0).await; // East fires: asked
     w.set("UPDATE m SET value = 1 WHERE region = 'East'").await;
     w.at(&agent, 1).await; // East resolves: a different situation, asked

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 mod health;
 pub mod inspect;
+mod learning;
 pub mod plan_view;
 mod reload;
 mod status;
@@ -149,6 +150,33 @@ pub enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Say whether an executed action helped; overrides its automatic score.
+    Feedback {
+        /// The action's id (from `bi-agent actions`); its latest live run is scored.
+        action_id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// It helped (score 1.0).
+        #[arg(long, group = "verdict")]
+        useful: bool,
+        /// It was noise (score 0.0).
+        #[arg(long, group = "verdict")]
+        noise: bool,
+        /// An explicit score from 0.0 to 1.0.
+        #[arg(long, group = "verdict")]
+        score: Option<f64>,
+        /// Why, for the record.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// List learned patterns with their samples, effectiveness and confidence.
+    Patterns {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create the demo warehouse (if absent) and rehearse a few cycles on it.
     Demo(demo::DemoArgs),
 }
@@ -244,6 +272,34 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             inspect::decide(&settings, &id, false, Some(&reason), by).await
+        }
+        Command::Feedback {
+            action_id,
+            config,
+            useful,
+            noise,
+            score,
+            note,
+        } => {
+            let verdict = match (useful, noise, score) {
+                (true, _, _) => learning::Verdict::Useful,
+                (_, true, _) => learning::Verdict::Noise,
+                (_, _, Some(s)) => learning::Verdict::Score(s),
+                _ => {
+                    eprintln!("error: say --useful, --noise or --score X");
+                    return Ok(ExitCode::from(EXIT_CONFIG));
+                }
+            };
+            let Some(settings) = load_config(&config.path) else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            learning::feedback(&settings, &action_id, verdict, note.as_deref()).await
+        }
+        Command::Patterns { config, json } => {
+            let Some(settings) = load_config(&config.path) else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            learning::patterns(&settings, json).await
         }
         Command::Demo(args) => {
             let level = "warn";

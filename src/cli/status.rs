@@ -28,6 +28,7 @@ pub async fn status(settings: &Settings, json_out: bool) -> anyhow::Result<ExitC
     let held = memory.held_effects(false).await?;
     let held_dry = memory.held_effects(true).await?;
     let queued = memory.queued_actions().await?;
+    let effectiveness = memory.effectiveness(now).await?;
     memory.close().await;
 
     let firing: Vec<_> = instances.iter().filter(|i| i.state == AlertState::Firing).collect();
@@ -42,6 +43,7 @@ pub async fn status(settings: &Settings, json_out: bool) -> anyhow::Result<ExitC
             "held_for_digest": held.len(),
             "held_for_digest_dry_run": held_dry.len(),
             "queued_actions": queued.len(),
+            "effectiveness_30d": effectiveness,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -147,6 +149,21 @@ pub async fn status(settings: &Settings, json_out: bool) -> anyhow::Result<ExitC
         },
         queued.len()
     );
+    let _ = writeln!(out, "\nEffectiveness (live outcomes, last 30 days):");
+    if effectiveness.is_empty() {
+        let _ = writeln!(out, "  no scored outcomes yet");
+    }
+    for e in &effectiveness {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:.2} over {} outcome{}, trend {:+.2}/week",
+            e.kind,
+            e.mean,
+            e.samples,
+            if e.samples == 1 { "" } else { "s" },
+            e.trend_per_week
+        );
+    }
     match &settings.llm {
         None => {
             let _ = writeln!(out, "\nLLM: not configured (rules only)");

@@ -9,6 +9,7 @@
 //! [`secret`] types and error texts name keys and variables, never values.
 
 pub mod channels;
+pub mod learning;
 pub mod llm;
 pub mod load;
 pub mod rules;
@@ -20,6 +21,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use channels::*;
+pub use learning::LearningSettings;
 pub use llm::LlmSettings;
 pub use rules::*;
 pub use schema::*;

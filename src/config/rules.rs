@@ -42,6 +42,13 @@ pub struct RuleSettings {
     /// by labels, e.g. `select = { sales = { region = "Northeast" } }`.
     #[serde(default)]
     pub select: BTreeMap<String, BTreeMap<String, String>>,
+    /// How long after an action the instance may resolve and still count as
+    /// the action's recovery; default `learning.outcome_window`.
+    #[serde(with = "humantime_serde", default)]
+    pub outcome_window: Option<Duration>,
+    /// Instance labels effectiveness is learned per, e.g. `["segment"]`.
+    #[serde(default)]
+    pub learn_by: Vec<String>,
     /// What to do when an instance fires (or resolves).
     #[serde(default)]
     pub actions: Vec<ActionTemplate>,
@@ -167,6 +174,15 @@ pub struct ActionTemplate {
     /// Free-form parameters, available to templates as `params` and sent in webhook bodies.
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
+    /// Alternatives the agent chooses among by learned effectiveness, e.g.
+    /// `{ severity = ["medium", "high"] }` or `{ offer = [0, 20] }` (a name
+    /// other than `severity`, `to`, `priority` or `queries` is a parameter).
+    #[serde(default)]
+    pub variants: BTreeMap<String, Vec<toml::Value>>,
+    /// Parameters a learned pattern above the confidence threshold may
+    /// change (`severity`, `to`, `priority` or a parameter name).
+    #[serde(default)]
+    pub adjust: Vec<String>,
 }
 
 fn default_priority() -> u8 {

@@ -30,6 +30,30 @@ pub fn validate(settings: &Settings) -> Vec<ConfigIssue> {
         v.push("memory.path", "must not be empty");
     }
     v.at_least("memory.retention", settings.memory.retention, Duration::from_secs(3600));
+    let learning = &settings.learning;
+    v.at_least("learning.window", learning.window, Duration::from_secs(3600));
+    v.at_least(
+        "learning.outcome_window",
+        learning.outcome_window,
+        Duration::from_secs(1),
+    );
+    for (key, value) in [
+        ("learning.min_confidence", learning.min_confidence),
+        ("learning.explore", learning.explore),
+    ] {
+        if !(0.0..=1.0).contains(&value) {
+            v.push(key, format!("{value} is outside 0.0–1.0"));
+        }
+    }
+    for rule in &settings.rules {
+        if let Some(w) = rule.outcome_window {
+            v.at_least(
+                &format!("rules.{}.outcome_window", rule.name),
+                w,
+                Duration::from_secs(1),
+            );
+        }
+    }
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&settings.log.level) {
         v.push("log.level", format!("invalid filter \"{}\": {e}", settings.log.level));
     }
@@ -343,11 +367,22 @@ fn action(v: &mut Issues, settings: &Settings, key: &str, a: &ActionTemplate, id
     };
     match a.kind {
         ActionKind::Notify | ActionKind::Escalate => {
-            need(v, !a.to.is_empty(), "to", "the roles to address");
+            let to = !a.to.is_empty() || a.variants.contains_key("to");
+            need(v, to, "to", "the roles to address");
             need(v, a.message.is_some(), "message", "the message template");
         }
-        ActionKind::Report => need(v, !a.to.is_empty(), "to", "the roles to deliver to"),
-        ActionKind::Investigate => need(v, !a.queries.is_empty(), "queries", "the named queries to run"),
+        ActionKind::Report => need(
+            v,
+            !a.to.is_empty() || a.variants.contains_key("to"),
+            "to",
+            "the roles to deliver to",
+        ),
+        ActionKind::Investigate => need(
+            v,
+            !a.queries.is_empty() || a.variants.contains_key("queries"),
+            "queries",
+            "the named queries to run",
+        ),
         ActionKind::Webhook => need(v, a.endpoint.is_some(), "endpoint", "the named endpoint to call"),
         ActionKind::Wait => need(v, a.duration.is_some(), "duration", "how long to wait"),
     }

@@ -95,7 +95,7 @@ impl Memory {
         .execute(&self.pool)
         .await
         .map_err(query_err("record outcome"))?;
-        Ok(())
+        self.record_sample(action, outcome).await
     }
 
     /// The most recent outcomes, newest first.
@@ -230,6 +230,10 @@ impl Memory {
         .execute(&self.pool)
         .await
         .map_err(query_err("decide approval"))?;
+        if !approve {
+            self.record_rejection(&existing.action, reason, existing.dry_run, now)
+                .await?;
+        }
         Ok(self
             .approval(id)
             .await?

@@ -24,6 +24,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0003_actions_effects_approvals.sql"),
     ),
     (4, "llm usage", include_str!("../../migrations/0004_llm_usage.sql")),
+    (5, "learning", include_str!("../../migrations/0005_learning.sql")),
 ];
 
 /// The migrator over [`MIGRATIONS`].

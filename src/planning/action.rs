@@ -131,6 +131,9 @@ pub struct Action {
     /// (0 = the first notification of the episode).
     #[serde(default)]
     pub repeat: u32,
+    /// Which learned pattern its outcome counts towards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<super::patterns::LearnKey>,
 }
 
 impl Action {
@@ -160,6 +163,7 @@ impl Action {
             evidence: Evidence::default(),
             rank: 0,
             repeat: 0,
+            learning: None,
         }
     }
 }

@@ -24,6 +24,7 @@ use super::alerts::{AlertState, Input, Instance, Timing, Transition, step};
 use super::condition::{Bindings, Evaluation, HistoryCall, MetricRef, SourceMap};
 use super::history;
 use super::meta::{self, SOURCE_FAILING, SourceHealth};
+use super::patterns::Learned;
 use super::plan::{self, Plan};
 use super::rules::{CompiledRule, Rulebook, template_key};
 
@@ -66,6 +67,8 @@ pub struct CycleInput<'a> {
     pub notified: &'a HashMap<String, LastNotified>,
     /// Actions carried from earlier cycles (approved, queued): merged as they are.
     pub carried: &'a [Action],
+    /// What the last learning pass learned.
+    pub learned: &'a Learned,
 }
 
 /// An instance after this cycle's evaluation.
@@ -92,6 +95,10 @@ pub struct Planned {
     pub instances: Vec<InstanceUpdate>,
     /// Updated source health (to persist).
     pub health: Vec<SourceHealth>,
+    /// What happened the last times the acting instances fired, by
+    /// `rule{labels}` (filled from memory after evaluation).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub past: BTreeMap<String, Vec<super::patterns::PastFiring>>,
 }
 
 impl Planned {
@@ -131,6 +138,19 @@ impl Planned {
             }
         }
         self.plan.items.append(&mut extra.items);
+    }
+
+    /// The past firings as the LLM prompt's context lines.
+    pub fn past_outcomes(&self) -> Vec<super::proposals::PastOutcome> {
+        self.past
+            .iter()
+            .flat_map(|(instance, firings)| {
+                firings.iter().map(move |f| super::proposals::PastOutcome {
+                    instance: instance.clone(),
+                    summary: f.summary(),
+                })
+            })
+            .collect()
     }
 
     /// Instances currently firing.
@@ -299,7 +319,7 @@ impl Rulebook {
                     continue;
                 }
                 if let Some(t) = transition {
-                    candidates.extend(self.rule_actions(rule, &next, t, &evidence, confidence));
+                    candidates.extend(self.rule_actions(rule, &next, t, &evidence, confidence, input.learned));
                 } else if next.state == AlertState::Firing {
                     candidates.extend(self.repeats(rule, &next, &evidence, confidence, input));
                 }
@@ -401,7 +421,7 @@ impl Rulebook {
         input: &CycleInput<'_>,
     ) -> Vec<Action> {
         let repeat_every = chrono::Duration::from_std(self.repeat_interval).unwrap_or(chrono::Duration::MAX);
-        self.rule_actions(rule, instance, Transition::Fired, evidence, confidence)
+        self.rule_actions(rule, instance, Transition::Fired, evidence, confidence, input.learned)
             .into_iter()
             .filter(|a| matches!(a.kind, ActionKind::Notify | ActionKind::Escalate))
             .filter_map(|mut a| {
@@ -438,6 +458,7 @@ impl Rulebook {
         transition: Transition,
         evidence: &Evidence,
         confidence: f64,
+        learned: &Learned,
     ) -> Vec<Action> {
         let trigger = match transition {
             Transition::Fired => Trigger::Firing,
@@ -477,11 +498,46 @@ impl Rulebook {
                     .iter()
                     .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Json::Null)))
                     .collect();
+                let mut action = Action {
+                    id: action_id(name, &a.id, &instance.labels),
+                    kind: a.kind,
+                    origin: Origin::Rule(name.clone()),
+                    instance: Some(InstanceRef {
+                        rule: name.clone(),
+                        labels: instance.labels.clone(),
+                        episode: instance.episode,
+                    }),
+                    to: a.to.clone(),
+                    after: a.after.iter().map(|d| action_id(name, d, &instance.labels)).collect(),
+                    priority: a.priority,
+                    severity: a.severity.unwrap_or(rule.settings.severity),
+                    message: None,
+                    subject: None,
+                    queries: a.queries.clone(),
+                    endpoint: a.endpoint.clone(),
+                    template: a.template.clone(),
+                    wait_seconds: a.duration.map(|d| d.as_secs()),
+                    params,
+                    require_approval: a.require_approval,
+                    reason: base_reason.clone(),
+                    confidence,
+                    evidence: evidence.clone(),
+                    rank: (rule.index as u32).saturating_mul(1000).saturating_add(i as u32),
+                    repeat: 0,
+                    learning: None,
+                };
+                if trigger == Trigger::Firing && a.kind != ActionKind::Wait {
+                    self.learning.apply(rule, a, &mut action, learned);
+                }
                 let mut context = context.clone();
                 if let Some(obj) = context.as_object_mut() {
-                    obj.insert("params".into(), json!(params));
+                    obj.insert("params".into(), json!(action.params));
+                    obj.insert(
+                        "action".into(),
+                        json!({ "severity": action.severity.as_str(), "to": action.to, "priority": action.priority }),
+                    );
                 }
-                let mut reason = base_reason.clone();
+                let mut reason = action.reason.clone();
                 let mut render = |field: &str| {
                     let key = template_key(name, &a.id, field);
                     if !self.templates.has(&key) {
@@ -499,34 +555,10 @@ impl Rulebook {
                 };
                 let message = render("message");
                 let subject = render("subject");
-                let template = a.template.clone();
-                Action {
-                    id: action_id(name, &a.id, &instance.labels),
-                    kind: a.kind,
-                    origin: Origin::Rule(name.clone()),
-                    instance: Some(InstanceRef {
-                        rule: name.clone(),
-                        labels: instance.labels.clone(),
-                        episode: instance.episode,
-                    }),
-                    to: a.to.clone(),
-                    after: a.after.iter().map(|d| action_id(name, d, &instance.labels)).collect(),
-                    priority: a.priority,
-                    severity: a.severity.unwrap_or(rule.settings.severity),
-                    message,
-                    subject,
-                    queries: a.queries.clone(),
-                    endpoint: a.endpoint.clone(),
-                    template,
-                    wait_seconds: a.duration.map(|d| d.as_secs()),
-                    params,
-                    require_approval: a.require_approval,
-                    reason,
-                    confidence,
-                    evidence: evidence.clone(),
-                    rank: (rule.index as u32).saturating_mul(1000).saturating_add(i as u32),
-                    repeat: 0,
-                }
+                action.message = message;
+                action.subject = subject;
+                action.reason = reason;
+                action
             })
             .collect()
     }

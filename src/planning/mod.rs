@@ -14,10 +14,12 @@ pub mod condition;
 pub mod evaluate;
 pub mod history;
 pub mod meta;
+pub mod patterns;
 pub mod plan;
 pub mod proposals;
 pub mod rules;
 pub mod template;
+pub mod variants;
 
 pub use action::{Action, Evidence, InstanceRef, Origin};
 pub use plan::{LeftOut, Plan};

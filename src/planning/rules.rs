@@ -16,6 +16,7 @@ use crate::perception::columns::{self, Shape};
 
 use super::condition::{Condition, MetricRef};
 use super::template::Templates;
+use super::variants::LearningPolicy;
 
 /// One compiled rule.
 #[derive(Debug)]
@@ -47,6 +48,8 @@ pub struct Rulebook {
     pub max_actions: usize,
     /// How often a still-firing instance is notified again.
     pub repeat_interval: Duration,
+    /// How learned patterns are used.
+    pub learning: LearningPolicy,
 }
 
 /// The template key of an action's message, subject or report body.
@@ -65,6 +68,7 @@ impl Rulebook {
             .collect();
         let mut templates = Templates::new();
         let mut rules = Vec::new();
+        let learning = LearningPolicy::new(settings);
         for (index, rule) in settings.rules.iter().enumerate() {
             let key = format!("rules.{}", rule.name);
             for action in &rule.actions {
@@ -79,6 +83,12 @@ impl Rulebook {
                             issues.push(ConfigIssue::new(tkey, format!("template error: {e}")));
                         }
                     }
+                }
+                for (field, problem) in learning.check_template(action) {
+                    issues.push(ConfigIssue::new(
+                        format!("{key}.actions.{}.{field}", action.id),
+                        problem,
+                    ));
                 }
                 if action.kind == ActionKind::Report && action.template.is_none() && action.message.is_none() {
                     issues.push(ConfigIssue::new(
@@ -121,6 +131,7 @@ impl Rulebook {
             interval: settings.agent.interval,
             max_actions: settings.agent.max_actions_per_cycle,
             repeat_interval: settings.guardrails.repeat_interval,
+            learning,
         })
     }
 }
