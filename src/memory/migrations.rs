@@ -24,6 +24,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0003_actions_effects_approvals.sql"),
     ),
     (4, "llm usage", include_str!("../../migrations/0004_llm_usage.sql")),
+    (
+        7,
+        "groups quiet hours",
+        include_str!("../../migrations/0007_groups_quiet_hours.sql"),
+    ),
 ];
 
 /// The migrator over [`MIGRATIONS`].
