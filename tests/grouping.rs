@@ -247,3 +247,31 @@ async fn dry_run_groups_into_the_rehearsal_ledger_and_sends_nothing() {
     w.at(&live, 1).await;
     assert_eq!(w.slack_texts().await.len(), 1);
 }
+
+#[tokio::test]
+async fn with_short_cycles_the_first_message_waits_group_wait_for_more_instances() {
+    let w = World::new().await;
+    let mut settings = w.settings(false);
+    settings.agent.interval = std::time::Duration::from_secs(10);
+    let agent = Agent::build(settings, false)
+        .await
+        .unwrap()
+        .with_clock(common::scripted_clock(&w.clock));
+    let at = |seconds: i64| {
+        *w.clock.lock().unwrap() = w.start + Duration::seconds(seconds);
+    };
+    w.sql("INSERT INTO m VALUES ('A', 20);").await;
+    at(0);
+    agent.cycle().await.unwrap();
+    w.sql("INSERT INTO m VALUES ('B', 30);").await;
+    for s in [10, 20] {
+        at(s);
+        agent.cycle().await.unwrap();
+    }
+    assert!(w.slack_texts().await.is_empty(), "sent before group_wait was over");
+    at(30);
+    agent.cycle().await.unwrap();
+    let texts = w.slack_texts().await;
+    assert_eq!(texts.len(), 1, "{texts:#?}");
+    assert_eq!(entries(&texts[0]).len(), 2, "{}", texts[0]);
+}
