@@ -116,7 +116,10 @@ async fn two_regions_falling_at_once_are_one_message() {
         .expect("a Slack payload");
     let body = &slack.rendered.body;
     assert!(body.contains("2 firing") && body.contains("New (2)"), "{body}");
-    assert!(body.contains("region=Northeast") && body.contains("region=West"), "{body}");
+    assert!(
+        body.contains("region=Northeast") && body.contains("region=West"),
+        "{body}"
+    );
     for region in ["Northeast", "West"] {
         let id = format!("revenue_drop/investigate/region={region}");
         let (_, o) = report.outcomes.iter().find(|(a, _)| a.id == id).expect(&id);

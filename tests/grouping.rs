@@ -139,10 +139,17 @@ async fn four_at_once_is_one_message_and_a_fifth_joins_the_next_one_across_a_res
     let listed = entries(first);
     assert_eq!(listed.len(), 4, "{first}");
     for (line, region) in listed.iter().zip(["A", "B", "C", "D"]) {
-        assert!(line.starts_with(&format!("• [high] region={region} — {region} is high")), "{line}");
+        assert!(
+            line.starts_with(&format!("• [high] region={region} — {region} is high")),
+            "{line}"
+        );
     }
     // Each member action has its own outcome, with the group message's status.
-    let pages: Vec<_> = r.outcomes.iter().filter(|(a, _)| a.id.starts_with("high/page/")).collect();
+    let pages: Vec<_> = r
+        .outcomes
+        .iter()
+        .filter(|(a, _)| a.id.starts_with("high/page/"))
+        .collect();
     assert_eq!(pages.len(), 4);
     assert!(pages.iter().all(|(_, o)| o.status == Status::Sent), "{pages:#?}");
 
@@ -167,14 +174,21 @@ async fn four_at_once_is_one_message_and_a_fifth_joins_the_next_one_across_a_res
     for minute in 2..5 {
         w.at(&agent, minute).await;
     }
-    assert_eq!(w.slack_texts().await.len(), 1, "the group message went out before group_interval");
+    assert_eq!(
+        w.slack_texts().await.len(),
+        1,
+        "the group message went out before group_interval"
+    );
 
     // group_interval after the first message: one message with what changed.
     let r = w.at(&agent, 5).await;
     let texts = w.slack_texts().await;
     assert_eq!(texts.len(), 2, "{texts:#?}");
     let second = &texts[1];
-    assert!(second.starts_with("Value too high: 4 firing (1 new, 1 resolved)"), "{second}");
+    assert!(
+        second.starts_with("Value too high: 4 firing (1 new, 1 resolved)"),
+        "{second}"
+    );
     let new_at = second.find("New (1)").expect(second);
     let still_at = second.find("Still firing (3)").expect(second);
     let resolved_at = second.find("Resolved (1)").expect(second);
@@ -228,7 +242,11 @@ async fn dry_run_groups_into_the_rehearsal_ledger_and_sends_nothing() {
     w.sql("INSERT INTO m VALUES ('A', 20), ('B', 30), ('C', 40);").await;
     let agent = w.agent(true).await;
     let r = w.at(&agent, 0).await;
-    let pages: Vec<_> = r.outcomes.iter().filter(|(a, _)| a.id.starts_with("high/page/")).collect();
+    let pages: Vec<_> = r
+        .outcomes
+        .iter()
+        .filter(|(a, _)| a.id.starts_with("high/page/"))
+        .collect();
     assert_eq!(pages.len(), 3);
     assert!(pages.iter().all(|(_, o)| o.status == Status::Simulated), "{pages:#?}");
     let payload = &pages
@@ -240,7 +258,10 @@ async fn dry_run_groups_into_the_rehearsal_ledger_and_sends_nothing() {
         .rendered
         .body;
     assert!(payload.contains("New (3)"), "{payload}");
-    assert!(w.slack.received_requests().await.unwrap().is_empty(), "dry-run sent something");
+    assert!(
+        w.slack.received_requests().await.unwrap().is_empty(),
+        "dry-run sent something"
+    );
 
     // The live ledger is untouched: a live agent on the same memory pages anew.
     let live = w.agent(false).await;

@@ -192,7 +192,11 @@ async fn a_warning_at_night_waits_for_the_morning_digest_and_a_critical_does_not
     let r = w.at(&agent, utc(2026, 11, 22, 6, 0)).await;
     let texts = w.slack_texts().await;
     assert_eq!(texts.len(), 2, "{texts:#?}");
-    assert!(texts[1].starts_with("Quiet hours are over: 1 held notification"), "{}", texts[1]);
+    assert!(
+        texts[1].starts_with("Quiet hours are over: 1 held notification"),
+        "{}",
+        texts[1]
+    );
     assert!(texts[1].contains("Warning: East is at 20"), "{}", texts[1]);
     assert!(r.outcomes.iter().any(|(a, _)| a.id.starts_with("quiet-digest/")));
     assert!(agent.memory().held_effects(false).await.unwrap().is_empty());
@@ -217,7 +221,10 @@ async fn dry_run_holds_and_digests_into_its_own_ledger_and_sends_nothing() {
     assert!(agent.memory().held_effects(false).await.unwrap().is_empty());
     assert_eq!(agent.memory().held_effects(true).await.unwrap().len(), 1);
     let status = w.status();
-    assert!(status.contains("Held for quiet hours (1)") && status.contains("(dry-run)"), "{status}");
+    assert!(
+        status.contains("Held for quiet hours (1)") && status.contains("(dry-run)"),
+        "{status}"
+    );
 
     let r = w.at(&agent, utc(2026, 11, 22, 6, 0)).await;
     let (_, digest) = r
@@ -227,7 +234,10 @@ async fn dry_run_holds_and_digests_into_its_own_ledger_and_sends_nothing() {
         .expect("the digest is rehearsed");
     assert_eq!(digest.status, Status::Simulated);
     assert!(digest.deliveries[0].rendered.body.contains("Warning: East is at 20"));
-    assert!(w.slack.received_requests().await.unwrap().is_empty(), "dry-run sent something");
+    assert!(
+        w.slack.received_requests().await.unwrap().is_empty(),
+        "dry-run sent something"
+    );
     assert!(agent.memory().held_effects(true).await.unwrap().is_empty());
 }
 

@@ -248,7 +248,15 @@ fn parse_days(text: &str, part: &str) -> Result<u8, QuietError> {
 }
 
 fn weekday(text: &str, name: &str) -> Result<u32, QuietError> {
-    const NAMES: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+    const NAMES: [&str; 7] = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
     let lower = name.trim().to_ascii_lowercase();
     NAMES
         .iter()
@@ -326,7 +334,10 @@ mod tests {
         assert!(q.contains(utc("2026-11-23T10:00:00Z"), Tz::UTC), "Monday");
         assert!(!q.contains(utc("2026-11-24T10:00:00Z"), Tz::UTC), "Tuesday");
         let q = windows(&["saturday 20:00-02:00"]);
-        assert!(q.contains(utc("2026-11-22T01:00:00Z"), Tz::UTC), "Sunday early, started Saturday");
+        assert!(
+            q.contains(utc("2026-11-22T01:00:00Z"), Tz::UTC),
+            "Sunday early, started Saturday"
+        );
         assert!(!q.contains(utc("2026-11-23T01:00:00Z"), Tz::UTC), "Monday early");
     }
 
@@ -356,12 +367,24 @@ mod tests {
 
     #[test]
     fn bad_windows_say_what_is_wrong() {
-        assert!(matches!(QuietWindows::parse(&["25:00-07:00"]), Err(QuietError::Time { .. })));
-        assert!(matches!(QuietWindows::parse(&["22:00-22:00"]), Err(QuietError::Empty { .. })));
+        assert!(matches!(
+            QuietWindows::parse(&["25:00-07:00"]),
+            Err(QuietError::Time { .. })
+        ));
+        assert!(matches!(
+            QuietWindows::parse(&["22:00-22:00"]),
+            Err(QuietError::Empty { .. })
+        ));
         assert!(matches!(QuietWindows::parse(&["Funday"]), Err(QuietError::Day { .. })));
-        assert!(matches!(QuietWindows::parse(&["at night"]), Err(QuietError::Day { .. })));
+        assert!(matches!(
+            QuietWindows::parse(&["at night"]),
+            Err(QuietError::Day { .. })
+        ));
         assert!(QuietWindows::parse(&["22-07"]).is_err());
-        assert!(matches!(QuietWindows::parse(&["Mon 7:00-7"]), Err(QuietError::Time { .. })));
+        assert!(matches!(
+            QuietWindows::parse(&["Mon 7:00-7"]),
+            Err(QuietError::Time { .. })
+        ));
         assert!(matches!(QuietWindows::parse(&["a b c"]), Err(QuietError::Form { .. })));
         assert_eq!(QuietWindows::parse(&["Mon-Sun"]), Err(QuietError::WholeWeek));
         assert_eq!(

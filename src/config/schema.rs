@@ -94,7 +94,8 @@ pub struct AgentSettings {
     pub shutdown_grace: Duration,
     /// At most this many sources are queried at the same time.
     #[serde(default = "defaults::max_concurrent_sources")]
-    pub max_concurrent_sources: usize,    /// The IANA time zone that schedules and quiet hours are read in,
+    pub max_concurrent_sources: usize,
+    /// The IANA time zone that schedules and quiet hours are read in,
     /// e.g. `"Europe/Berlin"`; UTC if absent. Timestamps stay UTC everywhere.
     #[serde(default)]
     pub timezone: chrono_tz::Tz,

@@ -654,11 +654,15 @@ mod tests {
              [roles]\nops = {{ targets = [\"slack:#ops\"], quiet = [\"Mon-Sun\"] }}\n"
         ));
         assert!(
-            found.iter().any(|f| f.starts_with("channels.slack.quiet[1]: ") && f.contains("25:00")),
+            found
+                .iter()
+                .any(|f| f.starts_with("channels.slack.quiet[1]: ") && f.contains("25:00")),
             "{found:#?}"
         );
         assert!(
-            found.iter().any(|f| f.starts_with("roles.ops.quiet[0]: ") && f.contains("whole week")),
+            found
+                .iter()
+                .any(|f| f.starts_with("roles.ops.quiet[0]: ") && f.contains("whole week")),
             "{found:#?}"
         );
         let ok = issues(&format!(

@@ -35,9 +35,9 @@ use super::channels::Channel;
 use super::delivery::Delivery;
 use super::guard;
 use super::message::{Message, Target};
+use super::outcome::{Delivery as DeliveryRecord, Findings, Outcome, Status};
 use super::quiet::QuietHours;
 use groups::Grouped;
-use super::outcome::{Delivery as DeliveryRecord, Findings, Outcome, Status};
 
 /// Runs named drill-down queries for `investigate` actions.
 pub trait Investigations: Send + Sync {
@@ -696,7 +696,6 @@ impl Executor {
             _ => None,
         })
     }
-
 }
 
 /// The action's status from its deliveries: succeeded if any delivery did.

@@ -50,7 +50,12 @@ pub fn group_key(settings: &Settings, action: &Action, needs_approval: bool) -> 
     if !rule.group {
         return None;
     }
-    let template_id = action.id.strip_prefix(rule_name.as_str())?.strip_prefix('/')?.split('/').next()?;
+    let template_id = action
+        .id
+        .strip_prefix(rule_name.as_str())?
+        .strip_prefix('/')?
+        .split('/')
+        .next()?;
     let template = rule.actions.iter().find(|t| t.id == template_id)?;
     (template.on == Trigger::Firing).then(|| format!("{rule_name}/{template_id}"))
 }
@@ -157,11 +162,7 @@ pub fn group_action(settings: &Settings, key: &str, round: u32, sections: &[(Cha
     let rule_name = key.split('/').next().unwrap_or(key);
     let rule = settings.rules.iter().find(|r| r.name == rule_name);
     let count = |c: Change| sections.iter().filter(|(x, _)| *x == c).count();
-    let (new, still, resolved) = (
-        count(Change::New),
-        count(Change::StillFiring),
-        count(Change::Resolved),
-    );
+    let (new, still, resolved) = (count(Change::New), count(Change::StillFiring), count(Change::Resolved));
     let firing: Vec<&GroupMember> = sections
         .iter()
         .filter(|(c, _)| *c != Change::Resolved)
@@ -175,11 +176,7 @@ pub fn group_action(settings: &Settings, key: &str, round: u32, sections: &[(Cha
     );
     action.to = first.map(|a| a.to.clone()).unwrap_or_default();
     action.priority = firing.iter().map(|m| m.action.priority).min().unwrap_or(3);
-    action.severity = firing
-        .iter()
-        .map(|m| m.action.severity)
-        .max()
-        .unwrap_or(Severity::Info);
+    action.severity = firing.iter().map(|m| m.action.severity).max().unwrap_or(Severity::Info);
     action.repeat = round;
     action.rank = first.map_or(0, |a| a.rank);
     let title = rule
@@ -198,9 +195,7 @@ pub fn group_action(settings: &Settings, key: &str, round: u32, sections: &[(Cha
     }
     action.subject = Some(subject);
     action.message = Some(text(sections));
-    action.reason = format!(
-        "group message {round} of {key}: {new} new, {still} still firing, {resolved} resolved"
-    );
+    action.reason = format!("group message {round} of {key}: {new} new, {still} still firing, {resolved} resolved");
     action
 }
 
@@ -266,7 +261,11 @@ mod tests {
     use crate::planning::action::InstanceRef;
 
     fn member(region: &str, severity: Severity, status: &str) -> GroupMember {
-        let mut a = Action::new(format!("high/page/region={region}"), ActionKind::Notify, Origin::Rule("high".into()));
+        let mut a = Action::new(
+            format!("high/page/region={region}"),
+            ActionKind::Notify,
+            Origin::Rule("high".into()),
+        );
         a.instance = Some(InstanceRef {
             rule: "high".into(),
             labels: [("region".to_owned(), region.to_owned())].into(),

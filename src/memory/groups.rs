@@ -111,14 +111,13 @@ impl Memory {
 
     /// A group's timing, if it was ever opened.
     pub async fn group(&self, key: &str, dry_run: bool) -> Result<Option<GroupState>, MemoryError> {
-        let row = sqlx::query(
-            "SELECT key, opened_at, sent_at, round FROM notification_groups WHERE key = ? AND dry_run = ?",
-        )
-        .bind(key)
-        .bind(dry_run)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query_err("read group"))?;
+        let row =
+            sqlx::query("SELECT key, opened_at, sent_at, round FROM notification_groups WHERE key = ? AND dry_run = ?")
+                .bind(key)
+                .bind(dry_run)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query_err("read group"))?;
         row.map(|r| {
             let q = query_err("read group");
             let opened: Option<String> = r.try_get("opened_at").map_err(q)?;
@@ -164,11 +163,13 @@ impl Memory {
 
     /// Keys of the open groups, in key order.
     pub async fn open_groups(&self, dry_run: bool) -> Result<Vec<String>, MemoryError> {
-        sqlx::query_scalar("SELECT key FROM notification_groups WHERE dry_run = ? AND opened_at IS NOT NULL ORDER BY key")
-            .bind(dry_run)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err("open groups"))
+        sqlx::query_scalar(
+            "SELECT key FROM notification_groups WHERE dry_run = ? AND opened_at IS NOT NULL ORDER BY key",
+        )
+        .bind(dry_run)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("open groups"))
     }
 
     /// Records group message `round`: the `sent` members (action id,
@@ -221,12 +222,14 @@ impl Memory {
     /// its members are forgotten (their instances resolved), its round kept.
     pub async fn close_group(&self, key: &str, dry_run: bool, now: DateTime<Utc>) -> Result<(), MemoryError> {
         let mut tx = self.pool.begin().await.map_err(query_err("begin close group"))?;
-        sqlx::query("DELETE FROM notification_group_members WHERE group_key = ? AND dry_run = ? AND status <> 'pending'")
-            .bind(key)
-            .bind(dry_run)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err("close group"))?;
+        sqlx::query(
+            "DELETE FROM notification_group_members WHERE group_key = ? AND dry_run = ? AND status <> 'pending'",
+        )
+        .bind(key)
+        .bind(dry_run)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("close group"))?;
         sqlx::query(
             "UPDATE notification_groups SET opened_at = NULL, sent_at = NULL, updated_at = ? \
              WHERE key = ? AND dry_run = ? AND NOT EXISTS (SELECT 1 FROM notification_group_members m \

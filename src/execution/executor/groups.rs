@@ -199,7 +199,11 @@ impl Executor {
         // is something to group.
         let (action, message) = match (state.sent_at, sections.as_slice()) {
             (None, [(Change::New, only)]) => {
-                let message = self.message(&only.action, only.action.message.clone().unwrap_or_default(), Vec::new());
+                let message = self.message(
+                    &only.action,
+                    only.action.message.clone().unwrap_or_default(),
+                    Vec::new(),
+                );
                 (only.action.clone(), message)
             }
             _ => {
