@@ -161,3 +161,71 @@ impl QuietHours {
         held.into_iter().max_by_key(|(end, _)| *end)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(extra: &str) -> Settings {
+        let text = format!(
+            "[agent]\nname = \"t\"\ntimezone = \"Europe/Berlin\"\n[memory]\npath = \"m.db\"\n\
+             [channels.slack]\nkind = \"slack\"\nwebhook_url = \"https://x.invalid/h\"\n{extra}"
+        );
+        Settings::from_toml_str(&text, Vec::new(), &|_| None).unwrap()
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_target_is_quiet_only_if_every_role_reaching_it_is() {
+        let s = settings(
+            "[roles]\nnight = { targets = [\"slack:#ops\"], quiet = [\"22:00-07:00\"] }\n\
+             oncall = [\"slack:#ops\"]\nother = [\"slack:#elsewhere\"]\n",
+        );
+        let quiet = QuietHours::new(&s);
+        let ops = Target::Slack("#ops".into());
+        // 23:00 in Berlin.
+        let night = at("2026-11-20T22:00:00Z");
+        let hold = quiet.hold(Severity::High, &["night".into()], &ops, night).unwrap();
+        assert_eq!(hold.until, at("2026-11-21T06:00:00Z"));
+        assert_eq!(hold.by, "roles.night");
+        // A role that does not list the target does not matter; one that does, and is awake, does.
+        assert!(
+            quiet
+                .hold(Severity::High, &["night".into(), "other".into()], &ops, night)
+                .is_some()
+        );
+        assert!(
+            quiet
+                .hold(Severity::High, &["night".into(), "oncall".into()], &ops, night)
+                .is_none()
+        );
+        // Critical passes; daytime passes.
+        assert!(quiet.hold(Severity::Critical, &["night".into()], &ops, night).is_none());
+        assert!(
+            quiet
+                .hold(Severity::High, &["night".into()], &ops, at("2026-11-20T12:00:00Z"))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_quiet_channel_holds_whatever_role_reaches_it_below_its_severity() {
+        let s = settings("quiet = [\"Sat-Sun\"]\nquiet_min_severity = \"high\"\n[roles]\nops = [\"slack:#ops\"]\n");
+        let quiet = QuietHours::new(&s);
+        let ops = Target::Slack("#ops".into());
+        let saturday = at("2026-11-21T10:00:00Z");
+        let hold = quiet.hold(Severity::Medium, &["ops".into()], &ops, saturday).unwrap();
+        assert_eq!(hold.by, "channels.slack");
+        // Monday 00:00 Berlin.
+        assert_eq!(hold.until, at("2026-11-22T23:00:00Z"));
+        assert!(quiet.hold(Severity::High, &["ops".into()], &ops, saturday).is_none());
+        assert!(
+            quiet
+                .hold(Severity::Low, &[], &Target::Email("a@b.io".into()), saturday)
+                .is_none()
+        );
+    }
+}
