@@ -90,6 +90,9 @@ impl World {
             name = "high"
             source = "m"
             when = "value > 10.0"
+            # One message per instance: these tests are about per-notification
+            # limits and ledgers (grouping has its own tests in grouping.rs).
+            group = false
               [[rules.actions]]
               id = "page"
               kind = "notify"

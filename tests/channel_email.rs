@@ -31,6 +31,8 @@ fn settings(url: &str) -> EmailSettings {
         password: None,
         timeout: Duration::from_secs(10),
         max_per_hour: None,
+        quiet: Vec::new(),
+        quiet_min_severity: bi_agent::config::Severity::Critical,
     }
 }
 

@@ -70,6 +70,8 @@ fn slack_settings(
         timeout,
         per_second: 1.0,
         max_per_hour: None,
+        quiet: Vec::new(),
+        quiet_min_severity: bi_agent::config::Severity::Critical,
     }
 }
 

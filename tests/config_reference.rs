@@ -70,6 +70,10 @@ fn probes() -> Vec<(&'static str, String)> {
         ),
         ("guardrails", format!("{BASE}[guardrails]\nzz_unknown = 1\n")),
         (
+            "roles (table form)",
+            format!("{BASE}[roles.r]\ntargets = [\"slack:#x\"]\nzz_unknown = 1\n"),
+        ),
+        (
             "llm",
             format!("{BASE}[llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\nzz_unknown = 1\n"),
         ),

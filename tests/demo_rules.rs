@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 
+mod common;
+
 use bi_agent::agent::Agent;
 use bi_agent::demo::{self, warehouse};
 use bi_agent::planning::action::labels_text;
@@ -71,4 +73,56 @@ async fn the_incident_fires_the_northeast_and_nothing_else() {
     // The next cycle plans nothing new: the instances are already firing.
     let again = agent.cycle().await.unwrap();
     assert!(again.planned.plan.items.is_empty(), "{:?}", again.planned.plan.items);
+}
+
+/// With a second region in trouble, the demo config groups: one message per
+/// rule action lists both regions; each region's chain still runs.
+#[tokio::test]
+async fn two_regions_falling_at_once_are_one_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(demo::WAREHOUSE_FILE);
+    warehouse::generate(&file, warehouse::DEFAULT_SEED, demo::yesterday())
+        .await
+        .unwrap();
+    common::sqlite(
+        &file,
+        "UPDATE orders SET revenue = revenue * 0.5 WHERE region = 'West' \
+         AND order_date >= date((SELECT max(order_date) FROM orders), '-6 days');",
+    )
+    .await;
+    let agent = Agent::build(demo::settings_for(dir.path()).unwrap(), true)
+        .await
+        .unwrap();
+    let report = agent.cycle().await.unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let alerts: Vec<_> = report
+        .outcomes
+        .iter()
+        .filter(|(a, _)| a.id.starts_with("revenue_drop/alert/"))
+        .collect();
+    let regions: BTreeSet<&str> = alerts.iter().map(|(a, _)| a.id.as_str()).collect();
+    assert_eq!(
+        regions,
+        ["revenue_drop/alert/region=Northeast", "revenue_drop/alert/region=West"].into()
+    );
+    assert!(alerts.iter().all(|(_, o)| o.status.succeeded()), "{alerts:#?}");
+    let with_payloads: Vec<_> = alerts.iter().filter(|(_, o)| !o.deliveries.is_empty()).collect();
+    assert_eq!(with_payloads.len(), 1, "one message for both regions");
+    let slack = with_payloads[0]
+        .1
+        .deliveries
+        .iter()
+        .find(|d| d.target.to_string().starts_with("slack:"))
+        .expect("a Slack payload");
+    let body = &slack.rendered.body;
+    assert!(body.contains("2 firing") && body.contains("New (2)"), "{body}");
+    assert!(
+        body.contains("region=Northeast") && body.contains("region=West"),
+        "{body}"
+    );
+    for region in ["Northeast", "West"] {
+        let id = format!("revenue_drop/investigate/region={region}");
+        let (_, o) = report.outcomes.iter().find(|(a, _)| a.id == id).expect(&id);
+        assert!(o.status.succeeded(), "{id}: {:?}", o.status);
+    }
 }

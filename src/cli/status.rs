@@ -8,7 +8,7 @@ use chrono::{Duration, Utc};
 use serde_json::json;
 
 use crate::config::Settings;
-use crate::memory::Memory;
+use crate::memory::{GroupMember, HeldEffect, HoldReason, Memory};
 use crate::planning::action::labels_text;
 use crate::planning::alerts::AlertState;
 
@@ -25,11 +25,31 @@ pub async fn status(settings: &Settings, json_out: bool) -> anyhow::Result<ExitC
     let outcomes = memory.outcome_counts_since(now - Duration::hours(24)).await?;
     let day_start = now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
     let llm = memory.llm_usage_since(day_start).await?;
-    let held = memory.held_effects(false).await?;
-    let held_dry = memory.held_effects(true).await?;
+    let (quiet, held): (Vec<HeldEffect>, Vec<HeldEffect>) = memory
+        .held_effects(false)
+        .await?
+        .into_iter()
+        .partition(|h| h.hold == HoldReason::QuietHours);
+    let (quiet_dry, held_dry): (Vec<HeldEffect>, Vec<HeldEffect>) = memory
+        .held_effects(true)
+        .await?
+        .into_iter()
+        .partition(|h| h.hold == HoldReason::QuietHours);
+    let grouped: Vec<GroupMember> = memory
+        .group_members(None, false)
+        .await?
+        .into_iter()
+        .chain(memory.group_members(None, true).await?)
+        .filter(|m| m.status == "pending")
+        .collect();
     let queued = memory.queued_actions().await?;
     let effectiveness = memory.effectiveness(now).await?;
     memory.close().await;
+    let quiet_all: Vec<(&HeldEffect, bool)> = quiet
+        .iter()
+        .map(|h| (h, false))
+        .chain(quiet_dry.iter().map(|h| (h, true)))
+        .collect();
 
     let firing: Vec<_> = instances.iter().filter(|i| i.state == AlertState::Firing).collect();
     if json_out {
@@ -42,6 +62,18 @@ pub async fn status(settings: &Settings, json_out: bool) -> anyhow::Result<ExitC
             "llm_today": llm,
             "held_for_digest": held.len(),
             "held_for_digest_dry_run": held_dry.len(),
+            "held_for_quiet_hours": quiet_all.iter().map(|(h, dry)| json!({
+                "target": h.target,
+                "subject": h.subject,
+                "held_at": h.at,
+                "until": h.release_at,
+                "dry_run": dry,
+            })).collect::<Vec<_>>(),
+            "waiting_for_group_message": grouped.iter().map(|m| json!({
+                "group": m.group_key,
+                "action": m.action.id,
+                "since": m.added_at,
+            })).collect::<Vec<_>>(),
             "queued_actions": queued.len(),
             "effectiveness_30d": effectiveness,
         });
@@ -163,6 +195,29 @@ pub async fn status(settings: &Settings, json_out: bool) -> anyhow::Result<ExitC
             if e.samples == 1 { "" } else { "s" },
             e.trend_per_week
         );
+    }
+    let _ = writeln!(out, "\nHeld for quiet hours ({}):", quiet_all.len());
+    for (h, dry) in &quiet_all {
+        let _ = writeln!(
+            out,
+            "  {:<24} until {}  {}{}",
+            h.target,
+            h.release_at
+                .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+            h.subject,
+            if *dry { "  (dry-run)" } else { "" }
+        );
+    }
+    if !grouped.is_empty() {
+        let _ = writeln!(out, "\nWaiting for their group's next message ({}):", grouped.len());
+        for m in &grouped {
+            let _ = writeln!(
+                out,
+                "  {}  since {}",
+                m.action.id,
+                m.added_at.format("%Y-%m-%d %H:%M UTC")
+            );
+        }
     }
     match &settings.llm {
         None => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::rules::ActionKind;
+use super::rules::{ActionKind, Severity};
 use super::secret::{SecretText, SecretUrl};
 
 /// `[channels.NAME]`: where notifications go, tagged by `kind`. At most one
@@ -42,6 +42,12 @@ pub struct SlackSettings {
     /// At most this many notifications per hour through this channel.
     #[serde(default)]
     pub max_per_hour: Option<u32>,
+    /// Quiet hours of this channel, in the agent's time zone, e.g. `["22:00-07:00", "Sat-Sun"]`.
+    #[serde(default)]
+    pub quiet: Vec<String>,
+    /// During quiet hours, notifications at or above this severity still go out; the rest are held.
+    #[serde(default = "default_quiet_min_severity")]
+    pub quiet_min_severity: Severity,
 }
 
 /// `kind = "email"`.
@@ -66,6 +72,17 @@ pub struct EmailSettings {
     /// At most this many notifications per hour through this channel.
     #[serde(default)]
     pub max_per_hour: Option<u32>,
+    /// Quiet hours of this channel, in the agent's time zone, e.g. `["22:00-07:00", "Sat-Sun"]`.
+    #[serde(default)]
+    pub quiet: Vec<String>,
+    /// During quiet hours, notifications at or above this severity still go out; the rest are held.
+    #[serde(default = "default_quiet_min_severity")]
+    pub quiet_min_severity: Severity,
+}
+
+/// The default `quiet_min_severity`: only `critical` breaks the quiet.
+pub fn default_quiet_min_severity() -> Severity {
+    Severity::Critical
 }
 
 fn default_slack_api() -> String {
@@ -128,6 +145,14 @@ pub struct GuardrailSettings {
     /// How long an open breaker rejects sends before letting one probe through.
     #[serde(with = "humantime_serde", default = "default_breaker_cooldown")]
     pub breaker_cooldown: Duration,
+    /// Instances of one rule that start firing within this time of each
+    /// other go out as one group message (rules may override it).
+    #[serde(with = "humantime_serde", default = "default_group_wait")]
+    pub group_wait: Duration,
+    /// While a group is open, instances that join it later are batched into
+    /// one group message at most this often (rules may override it).
+    #[serde(with = "humantime_serde", default = "default_group_interval")]
+    pub group_interval: Duration,
 }
 
 impl Default for GuardrailSettings {
@@ -142,6 +167,8 @@ impl Default for GuardrailSettings {
             retry_max_delay: default_retry_max(),
             breaker_failures: default_breaker_failures(),
             breaker_cooldown: default_breaker_cooldown(),
+            group_wait: default_group_wait(),
+            group_interval: default_group_interval(),
         }
     }
 }
@@ -172,4 +199,85 @@ fn default_breaker_failures() -> u32 {
 }
 fn default_breaker_cooldown() -> Duration {
     Duration::from_secs(60)
+}
+fn default_group_wait() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_group_interval() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// `[roles]`: who a role is. Written either as a list of targets
+/// (`ops = ["slack:#ops"]`) or as a table with quiet hours
+/// (`ops = { targets = ["slack:#ops"], quiet = ["22:00-07:00"] }`).
+///
+/// A role is first of all its list of targets, so it dereferences to it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoleSettings {
+    /// `email:…`, `slack:…` or `webhook:…` targets.
+    pub targets: Vec<String>,
+    /// Quiet hours of this role, in the agent's time zone.
+    pub quiet: Vec<String>,
+    /// During its quiet hours, notifications at or above this severity still reach the role.
+    pub quiet_min_severity: Severity,
+}
+
+impl From<Vec<String>> for RoleSettings {
+    fn from(targets: Vec<String>) -> Self {
+        Self {
+            targets,
+            quiet: Vec::new(),
+            quiet_min_severity: default_quiet_min_severity(),
+        }
+    }
+}
+
+impl std::ops::Deref for RoleSettings {
+    type Target = Vec<String>;
+
+    fn deref(&self) -> &Vec<String> {
+        &self.targets
+    }
+}
+
+/// The table form of a role, with serde's own unknown-key errors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleTable {
+    /// Targets.
+    targets: Vec<String>,
+    /// Quiet hours.
+    #[serde(default)]
+    quiet: Vec<String>,
+    /// Severity that breaks the quiet.
+    #[serde(default = "default_quiet_min_severity")]
+    quiet_min_severity: Severity,
+}
+
+impl<'de> Deserialize<'de> for RoleSettings {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RoleSettings;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of targets or a table with `targets`")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<RoleSettings, A::Error> {
+                let targets = Vec::<String>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(targets.into())
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RoleSettings, A::Error> {
+                let t = RoleTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RoleSettings {
+                    targets: t.targets,
+                    quiet: t.quiet,
+                    quiet_min_severity: t.quiet_min_severity,
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }

@@ -52,6 +52,20 @@ pub struct RuleSettings {
     /// What to do when an instance fires (or resolves).
     #[serde(default)]
     pub actions: Vec<ActionTemplate>,
+    /// Group the notifications of instances that fire together into one
+    /// message (Alertmanager-style, grouped by rule); `false` sends one per instance.
+    #[serde(default = "default_group")]
+    pub group: bool,
+    /// Overrides `guardrails.group_wait` for this rule.
+    #[serde(default, with = "humantime_serde")]
+    pub group_wait: Option<Duration>,
+    /// Overrides `guardrails.group_interval` for this rule.
+    #[serde(default, with = "humantime_serde")]
+    pub group_interval: Option<Duration>,
+}
+
+fn default_group() -> bool {
+    true
 }
 
 /// How serious an alert is, from least to most.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::channels::{ChannelSettings, GuardrailSettings};
+use super::channels::{ChannelSettings, GuardrailSettings, RoleSettings};
 use super::rules::{EndpointSettings, MetaSettings, QuerySettings, RuleSettings};
 use super::secret::{SecretText, SecretUrl};
 
@@ -35,9 +35,10 @@ pub struct Settings {
     /// Business rules, evaluated every cycle in this order.
     #[serde(default)]
     pub rules: Vec<RuleSettings>,
-    /// Who a role is: `role = ["email:a@example.com", "slack:#channel", "webhook:crm"]`.
+    /// Who a role is: `role = ["email:a@example.com", "slack:#channel", "webhook:crm"]`,
+    /// or `role = { targets = [...], quiet = ["22:00-07:00"] }` with quiet hours.
     #[serde(default)]
-    pub roles: BTreeMap<String, Vec<String>>,
+    pub roles: BTreeMap<String, RoleSettings>,
     /// Named read-only drill-down queries for investigations.
     #[serde(default)]
     pub queries: BTreeMap<String, QuerySettings>,

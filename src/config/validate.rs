@@ -140,6 +140,7 @@ pub fn validate(settings: &Settings) -> Vec<ConfigIssue> {
 fn roles(v: &mut Issues, settings: &Settings) {
     for (role, targets) in &settings.roles {
         let key = format!("roles.{role}");
+        quiet(v, &format!("{key}.quiet"), &targets.quiet);
         if !is_identifier(role) {
             v.push(&key, "role names hold only a-z, 0-9 and _ and start with a letter or _");
         }
@@ -203,6 +204,7 @@ fn channels(v: &mut Issues, settings: &Settings) {
                     v.push(&format!("{key}.per_second"), "must be a positive number");
                 }
                 v.at_least(&format!("{key}.timeout"), s.timeout, Duration::from_millis(1));
+                quiet(v, &format!("{key}.quiet"), &s.quiet);
                 "slack"
             }
             ChannelSettings::Email(e) => {
@@ -225,6 +227,7 @@ fn channels(v: &mut Issues, settings: &Settings) {
                     v.push(&key, "`username` and `password` go together");
                 }
                 v.at_least(&format!("{key}.timeout"), e.timeout, Duration::from_millis(1));
+                quiet(v, &format!("{key}.quiet"), &e.quiet);
                 "email"
             }
         };
@@ -258,6 +261,20 @@ fn channels(v: &mut Issues, settings: &Settings) {
         v.push("guardrails.breaker_failures", "must be at least 1");
     }
     v.at_least("guardrails.repeat_interval", g.repeat_interval, Duration::from_secs(60));
+    v.at_least("guardrails.group_interval", g.group_interval, Duration::from_secs(1));
+}
+
+/// Quiet windows must parse; the issue names the list's key and the window.
+fn quiet(v: &mut Issues, key: &str, windows: &[String]) {
+    for (i, window) in windows.iter().enumerate() {
+        if let Err(e) = super::QuietWindows::parse(std::slice::from_ref(window)) {
+            v.push(&format!("{key}[{i}]"), e.to_string());
+            return;
+        }
+    }
+    if let Err(e) = super::QuietWindows::parse(windows) {
+        v.push(key, e.to_string());
+    }
 }
 
 fn queries(v: &mut Issues, settings: &Settings) {
@@ -322,6 +339,9 @@ fn rule(v: &mut Issues, settings: &Settings, key: &str, rule: &RuleSettings) {
                 format!("unknown source \"{source}\""),
             );
         }
+    }
+    if let Some(interval) = rule.group_interval {
+        v.at_least(&format!("{key}.group_interval"), interval, Duration::from_secs(1));
     }
     let ids: BTreeSet<&str> = rule.actions.iter().map(|a| a.id.as_str()).collect();
     if ids.len() != rule.actions.len() {
@@ -659,5 +679,32 @@ mod tests {
         assert!(!is_identifier("7d"));
         assert!(!is_identifier("Sales"));
         assert!(!is_identifier(""));
+    }
+
+    #[test]
+    fn bad_quiet_windows_name_their_key() {
+        let found = issues(&format!(
+            "{BASE}[channels.slack]\nkind = \"slack\"\nwebhook_url = \"https://x.invalid/h\"\n\
+             quiet = [\"22:00-07:00\", \"23:00-25:00\"]\n\
+             [roles]\nops = {{ targets = [\"slack:#ops\"], quiet = [\"Mon-Sun\"] }}\n"
+        ));
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("channels.slack.quiet[1]: ") && f.contains("25:00")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("roles.ops.quiet[0]: ") && f.contains("whole week")),
+            "{found:#?}"
+        );
+        let ok = issues(&format!(
+            "{BASE}[channels.slack]\nkind = \"slack\"\nwebhook_url = \"https://x.invalid/h\"\n\
+             quiet = [\"22:00-07:00\", \"Sat-Sun\"]\nquiet_min_severity = \"high\"\n\
+             [roles]\nops = {{ targets = [\"slack:#ops\"], quiet = [\"Mon-Fri 12:00-13:00\"] }}\nplain = [\"slack:#x\"]\n"
+        ));
+        assert!(ok.is_empty(), "{ok:#?}");
     }
 }

@@ -3,15 +3,20 @@
 //!
 //! For every action: its dependencies must have succeeded (else it is skipped
 //! with the reason); kinds that need a person wait as `pending_approval`;
-//! notifications resolve roles to configured targets, are redacted, rendered
-//! per target, counted against the hourly limits (what is held back goes to
-//! the hourly digest), claimed in the write-ahead effect log, and only then
+//! notifications of instances that fire together join their rule's group
+//! ([`groups`]) and go out as one message; notifications resolve roles to
+//! configured targets, are redacted, rendered per target, held for quiet
+//! hours or counted against the hourly limits (what is held back goes to a
+//! digest, [`digest`]), claimed in the write-ahead effect log, and only then
 //! sent — or, in dry-run, recorded as `simulated` with the exact payload.
 //!
 //! The executor must never send anything the plan does not contain, to any
 //! target the config does not name, or the same effect twice.
 
-use std::collections::{BTreeMap, HashMap};
+mod digest;
+mod groups;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -21,7 +26,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{ActionKind, Settings};
-use crate::memory::{Claim, Memory, MemoryError, NewEffect};
+use crate::memory::{Claim, HoldReason, Memory, MemoryError, NewEffect};
 use crate::planning::action::labels_text;
 use crate::planning::template::{Templates, group_thousands};
 use crate::planning::{Action, Origin, Plan};
@@ -31,6 +36,8 @@ use super::delivery::Delivery;
 use super::guard;
 use super::message::{Message, Target};
 use super::outcome::{Delivery as DeliveryRecord, Findings, Outcome, Status};
+use super::quiet::QuietHours;
+use groups::Grouped;
 
 /// Runs named drill-down queries for `investigate` actions.
 pub trait Investigations: Send + Sync {
@@ -67,6 +74,7 @@ pub struct Executor {
     delivery: Delivery,
     investigations: Option<Arc<dyn Investigations>>,
     summarizer: Option<Arc<dyn Summarizer>>,
+    quiet: QuietHours,
 }
 
 /// What one plan's execution did, in plan order.
@@ -94,6 +102,7 @@ impl Executor {
             }
         }
         Self {
+            quiet: QuietHours::new(&settings),
             settings,
             channels,
             delivery,
@@ -165,8 +174,55 @@ impl Executor {
         let mut findings: HashMap<String, Findings> = HashMap::new();
         let mut waiting: HashMap<String, DateTime<Utc>> = HashMap::new();
         let mut executed = Vec::with_capacity(plan.items.len());
+        // Grouped notifications: by action id, the group each joins.
+        let group_of: HashMap<&str, String> = plan
+            .items
+            .iter()
+            .filter_map(|a| {
+                let approval = guard::needs_approval(&self.settings, a);
+                super::grouping::group_key(&self.settings, a, approval).map(|k| (a.id.as_str(), k))
+            })
+            .collect();
+        let mut grouped: HashMap<String, Grouped> = HashMap::new();
+        let mut handled: HashSet<String> = HashSet::new();
         for action in &plan.items {
             let span = info_span!("action", action = %action.id, kind = action.kind.as_str(), origin = %action.origin);
+            if let Some(key) = group_of.get(action.id.as_str())
+                && !waiting.contains_key(&action.id)
+            {
+                if handled.insert(key.clone()) {
+                    // The group's first item in the plan: take all of them in at once.
+                    let items: Vec<&Action> = plan
+                        .items
+                        .iter()
+                        .filter(|a| group_of.get(a.id.as_str()) == Some(key) && !waiting.contains_key(&a.id))
+                        .collect();
+                    let (results, earlier) = self
+                        .run_group(key, &items, memory, cycle_id, now, dry_run, &mut budget)
+                        .instrument(span.clone())
+                        .await?;
+                    grouped.extend(results);
+                    executed.extend(earlier);
+                }
+                let outcome = match grouped.remove(&action.id) {
+                    Some(Grouped::Done(outcome)) => {
+                        memory.record_outcome(cycle_id, action, &outcome).await?;
+                        outcome
+                    }
+                    Some(Grouped::Waiting { until, outcome }) => {
+                        // Recorded when its group message goes out; what
+                        // depends on it waits for that message.
+                        self.queue_dependents(action, plan, until, memory, now, &mut waiting)
+                            .await?;
+                        outcome
+                    }
+                    None => continue,
+                };
+                log_outcome(action, &outcome);
+                results.insert(action.id.clone(), outcome.status.clone());
+                executed.push((action.clone(), outcome));
+                continue;
+            }
             let outcome = self
                 .run_one(
                     action,
@@ -195,9 +251,11 @@ impl Executor {
             action.after.retain(|d| !results.get(d).is_some_and(Status::succeeded));
             memory.enqueue_action(&action, now, &left.reason, now).await?;
         }
-        if let Some(digest) = self.digest(memory, now, dry_run).await? {
-            executed.push(digest);
-        }
+        let earlier = self
+            .flush_open_groups(memory, cycle_id, now, dry_run, &mut budget, &handled)
+            .await?;
+        executed.extend(earlier);
+        executed.extend(self.digests(memory, now, dry_run).await?);
         Ok(executed)
     }
 
@@ -299,20 +357,35 @@ impl Executor {
                 ActionKind::Wait => {
                     let secs = action.wait_seconds.unwrap_or(0);
                     let until = now + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 2));
-                    for dependent in plan.items.iter().filter(|a| a.after.contains(&action.id)) {
-                        let mut queued = dependent.clone();
-                        queued.after.retain(|d| d != &action.id);
-                        memory
-                            .enqueue_action(&queued, until, &format!("after {}", action.id), now)
-                            .await?;
-                        waiting.insert(dependent.id.clone(), until);
-                    }
+                    self.queue_dependents(action, plan, until, memory, now, waiting).await?;
                     outcome.status = if dry_run { Status::Simulated } else { Status::Sent };
                 }
             }
         }
         outcome.duration_ms = started.elapsed().as_millis() as u64;
         Ok(outcome)
+    }
+
+    /// Queues the plan's dependents of `action` for `until` (a `wait`, or a
+    /// notification waiting for its group message), without that dependency.
+    async fn queue_dependents(
+        &self,
+        action: &Action,
+        plan: &Plan,
+        until: DateTime<Utc>,
+        memory: &Memory,
+        now: DateTime<Utc>,
+        waiting: &mut HashMap<String, DateTime<Utc>>,
+    ) -> Result<(), MemoryError> {
+        for dependent in plan.items.iter().filter(|a| a.after.contains(&action.id)) {
+            let mut queued = dependent.clone();
+            queued.after.retain(|d| d != &action.id);
+            memory
+                .enqueue_action(&queued, until, &format!("after {}", action.id), now)
+                .await?;
+            waiting.insert(dependent.id.clone(), until);
+        }
+        Ok(())
     }
 
     /// The channel-neutral message of an action.
@@ -485,6 +558,8 @@ impl Executor {
             notification,
             subject: &message.subject,
             payload: &rendered.body,
+            hold: None,
+            release_at: None,
         };
         let record = |status: Status, attempts: u32, reference: Option<String>, rendered: super::message::Rendered| {
             DeliveryRecord {
@@ -495,8 +570,42 @@ impl Executor {
                 reference,
             }
         };
+        // Quiet hours: held (not counted against the limits) for the digest
+        // sent when the window ends.
+        if notification && let Some(quiet) = self.quiet.hold(action.severity, &action.to, target, now) {
+            let effect = NewEffect {
+                hold: Some(HoldReason::QuietHours),
+                release_at: Some(quiet.until),
+                ..effect
+            };
+            return Ok(match memory.claim_effect(&effect, "held", now).await? {
+                Claim::Claimed => record(
+                    Status::Skipped {
+                        reason: format!(
+                            "quiet hours ({}) until {}; held for the quiet-hours digest",
+                            quiet.by, quiet.until_local
+                        ),
+                    },
+                    0,
+                    None,
+                    rendered,
+                ),
+                Claim::Exists { status, updated_at } => record(
+                    Status::Skipped {
+                        reason: already(&status, &updated_at),
+                    },
+                    0,
+                    None,
+                    rendered,
+                ),
+            });
+        }
         // Rate limits: a held-back notification is recorded for the digest.
         if notification && let Some(reason) = self.over_limit(&key, budget) {
+            let effect = NewEffect {
+                hold: Some(HoldReason::RateLimit),
+                ..effect
+            };
             return Ok(match memory.claim_effect(&effect, "held", now).await? {
                 Claim::Claimed => record(
                     Status::Skipped {
@@ -587,103 +696,6 @@ impl Executor {
             _ => None,
         })
     }
-
-    /// Once an hour, one digest per target of the notifications held back.
-    async fn digest(
-        &self,
-        memory: &Memory,
-        now: DateTime<Utc>,
-        dry_run: bool,
-    ) -> Result<Option<(Action, Outcome)>, MemoryError> {
-        let held = memory.held_effects(dry_run).await?;
-        if held.is_empty() {
-            return Ok(None);
-        }
-        // At most one digest an hour: it goes out once an hour has passed since
-        // the last digest (or, before the first, since the oldest held item).
-        let state_key = if dry_run { "digest_at:dry_run" } else { "digest_at" };
-        let last = memory
-            .state_get(state_key)
-            .await?
-            .as_deref()
-            .and_then(crate::timefmt::from_db);
-        let oldest = held.iter().map(|h| h.at).min().unwrap_or(now);
-        if now - last.unwrap_or(oldest) < chrono::Duration::hours(1) {
-            return Ok(None);
-        }
-        let mut by_target: BTreeMap<String, Vec<&crate::memory::HeldEffect>> = BTreeMap::new();
-        for h in &held {
-            by_target.entry(h.target.clone()).or_default().push(h);
-        }
-        let id = format!("digest/{}", now.format("%Y-%m-%dT%H:%M"));
-        let mut action = Action::new(id.clone(), ActionKind::Notify, Origin::Meta("digest".into()));
-        action.priority = 5;
-        action.severity = crate::config::Severity::Info;
-        action.reason = format!("{} notifications were held back by the rate limit", held.len());
-        action.rank = u32::MAX;
-        let started = Instant::now();
-        let mut outcome = Outcome {
-            action_id: id,
-            kind: ActionKind::Notify,
-            status: Status::Sent,
-            dry_run,
-            started_at: now,
-            duration_ms: 0,
-            deliveries: Vec::new(),
-            findings: None,
-        };
-        // The digest itself is not held back: it is what makes holding back safe.
-        let mut unlimited = Budget {
-            total: 0,
-            per_channel: HashMap::new(),
-        };
-        for (target_text, items) in &by_target {
-            let Some(target) = Target::parse(target_text) else {
-                continue;
-            };
-            let mut text = format!(
-                "{} notification{} held back by the rate limit since the last digest:",
-                items.len(),
-                if items.len() == 1 { " was" } else { "s were" }
-            );
-            for h in items {
-                text.push_str(&format!("\n• {} — {}", h.at.format("%H:%M UTC"), h.subject));
-            }
-            let mut message = self.message(&action, text, Vec::new());
-            message.subject = format!(
-                "Digest: {} held-back notification{}",
-                items.len(),
-                if items.len() == 1 { "" } else { "s" }
-            );
-            let record = self
-                .deliver_unlimited(&action, &message, &target, memory, now, dry_run, &mut unlimited)
-                .await?;
-            outcome.deliveries.push(record);
-        }
-        let keys: Vec<String> = held.iter().map(|h| h.key.clone()).collect();
-        memory.mark_digested(&keys, dry_run, now).await?;
-        memory.state_set(state_key, &crate::timefmt::to_db(now), now).await?;
-        outcome.status = combine(&outcome.deliveries);
-        outcome.duration_ms = started.elapsed().as_millis() as u64;
-        log_outcome(&action, &outcome);
-        memory.record_outcome(None, &action, &outcome).await?;
-        Ok(Some((action, outcome)))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn deliver_unlimited<'a>(
-        &'a self,
-        action: &'a Action,
-        message: &'a Message,
-        target: &'a Target,
-        memory: &'a Memory,
-        now: DateTime<Utc>,
-        dry_run: bool,
-        budget: &'a mut Budget,
-    ) -> BoxFuture<'a, Result<DeliveryRecord, MemoryError>> {
-        // `notification = false`: not subject to (nor counted against) the limit.
-        Box::pin(self.deliver(action, message, target, memory, now, dry_run, false, budget))
-    }
 }
 
 /// The action's status from its deliveries: succeeded if any delivery did.
@@ -724,7 +736,7 @@ fn already(status: &str, at: &str) -> String {
         "unknown" => format!(
             "an earlier attempt ({at}) may or may not have been delivered (the process stopped mid-send); not re-sent"
         ),
-        "held" | "digested" => format!("already held back by the rate limit at {at}"),
+        "held" | "digested" => format!("already held back for a digest at {at}"),
         other => format!("already {other} at {at} (exactly once)"),
     }
 }

@@ -2,6 +2,8 @@
 //! dry-run.
 //!
 //! [`executor`] runs a plan; [`guard`] holds the checks every action passes;
+//! [`grouping`] decides which notifications share a message and what it
+//! says; [`quiet`] decides what quiet hours hold back;
 //! [`investigate`] runs read-only drill-down queries into findings;
 //! [`channels`] render and send; [`delivery`] wraps every send with pacing,
 //! retries and circuit breakers; [`message`] and [`outcome`] are the data.
@@ -12,10 +14,12 @@
 pub mod channels;
 pub mod delivery;
 pub mod executor;
+pub mod grouping;
 pub mod guard;
 pub mod investigate;
 pub mod message;
 pub mod outcome;
+pub mod quiet;
 
 pub use executor::{Executed, ExecutionError, Executor, Investigations, Summarizer};
 pub use outcome::{Outcome, Status};

@@ -42,6 +42,40 @@ pub struct NewEffect<'a> {
     pub subject: &'a str,
     /// The exact rendered payload.
     pub payload: &'a str,
+    /// For a `held` claim: why it is held.
+    pub hold: Option<HoldReason>,
+    /// For a claim held for quiet hours: when the quiet window ends.
+    pub release_at: Option<DateTime<Utc>>,
+}
+
+/// Why a notification was held back instead of sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldReason {
+    /// Over `max_notifications_per_hour` (or a channel's `max_per_hour`):
+    /// summarised in the hourly digest.
+    RateLimit,
+    /// In a quiet window below its severity: summarised in one digest when
+    /// the window ends.
+    QuietHours,
+}
+
+impl HoldReason {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RateLimit => "rate_limit",
+            Self::QuietHours => "quiet_hours",
+        }
+    }
+
+    /// Reads a stored name; rows from before quiet hours have none (rate limit).
+    fn from_db(text: Option<&str>) -> Self {
+        match text {
+            Some("quiet_hours") => Self::QuietHours,
+            _ => Self::RateLimit,
+        }
+    }
 }
 
 /// How a claim went.
@@ -58,9 +92,13 @@ pub enum Claim {
     },
 }
 
-/// A notification held back by a rate limit, waiting for the digest.
+/// A notification held back (rate limit or quiet hours), waiting for a digest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeldEffect {
+    /// Why it is held.
+    pub hold: HoldReason,
+    /// For quiet hours: when it is due to go out in the digest.
+    pub release_at: Option<DateTime<Utc>>,
     /// The effect key.
     pub key: String,
     /// The channel key.
@@ -84,9 +122,11 @@ impl Memory {
         let now_text = timefmt::to_db(now);
         let done = sqlx::query(
             "INSERT INTO effects (key, dry_run, action_id, episode, repeat, channel, target, notification, status, \
-             subject, payload, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             subject, payload, created_at, updated_at, hold, release_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (key, dry_run) DO UPDATE SET status = excluded.status, payload = excluded.payload, \
-             attempts = 0, error = NULL, created_at = excluded.created_at, updated_at = excluded.updated_at \
+             attempts = 0, error = NULL, created_at = excluded.created_at, updated_at = excluded.updated_at, \
+             hold = excluded.hold, release_at = excluded.release_at \
              WHERE effects.status = 'failed'",
         )
         .bind(e.key)
@@ -102,6 +142,8 @@ impl Memory {
         .bind(e.payload)
         .bind(&now_text)
         .bind(&now_text)
+        .bind(e.hold.map(HoldReason::as_str))
+        .bind(e.release_at.map(timefmt::to_db))
         .execute(&self.pool)
         .await
         .map_err(query_err("claim effect"))?;
@@ -204,8 +246,8 @@ impl Memory {
     /// Notifications held back and not yet summarised in a digest.
     pub async fn held_effects(&self, dry_run: bool) -> Result<Vec<HeldEffect>, MemoryError> {
         let rows = sqlx::query(
-            "SELECT key, channel, target, COALESCE(subject, '') AS subject, created_at FROM effects \
-             WHERE dry_run = ? AND status = 'held' ORDER BY created_at, key",
+            "SELECT key, channel, target, COALESCE(subject, '') AS subject, created_at, hold, release_at \
+             FROM effects WHERE dry_run = ? AND status = 'held' ORDER BY created_at, key",
         )
         .bind(dry_run)
         .fetch_all(&self.pool)
@@ -214,7 +256,11 @@ impl Memory {
         rows.iter()
             .map(|r| {
                 let at: String = r.try_get("created_at").map_err(query_err("held effects"))?;
+                let hold: Option<String> = r.try_get("hold").map_err(query_err("held effects"))?;
+                let release: Option<String> = r.try_get("release_at").map_err(query_err("held effects"))?;
                 Ok(HeldEffect {
+                    hold: HoldReason::from_db(hold.as_deref()),
+                    release_at: release.as_deref().and_then(timefmt::from_db),
                     key: r.try_get("key").map_err(query_err("held effects"))?,
                     channel: r.try_get("channel").map_err(query_err("held effects"))?,
                     target: r.try_get("target").map_err(query_err("held effects"))?,
@@ -241,12 +287,15 @@ impl Memory {
     }
 
     /// For each action, its most recent notification that went out (or may
-    /// have): the episode, repeat and time, for repeat intervals.
+    /// have): the episode, repeat and time, for repeat intervals. A
+    /// notification taken into a group counts from the moment it joined: the
+    /// group delivers it (or retries its message), never the planner again.
     pub async fn last_notified(&self, dry_run: bool) -> Result<HashMap<String, LastNotified>, MemoryError> {
         let rows = sqlx::query(
             "SELECT action_id, episode, repeat, created_at FROM effects \
-             WHERE dry_run = ? AND status IN ('sent', 'dispatching', 'unknown', 'simulated', 'held', 'digested') \
-             ORDER BY created_at",
+             WHERE dry_run = ?1 AND status IN ('sent', 'dispatching', 'unknown', 'simulated', 'held', 'digested') \
+             UNION ALL SELECT action_id, episode, repeat, added_at AS created_at FROM notification_group_members \
+             WHERE dry_run = ?1 ORDER BY created_at",
         )
         .bind(dry_run)
         .fetch_all(&self.pool)

@@ -25,6 +25,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (4, "llm usage", include_str!("../../migrations/0004_llm_usage.sql")),
     (5, "learning", include_str!("../../migrations/0005_learning.sql")),
+    (
+        7,
+        "groups quiet hours",
+        include_str!("../../migrations/0007_groups_quiet_hours.sql"),
+    ),
 ];
 
 /// The migrator over [`MIGRATIONS`].

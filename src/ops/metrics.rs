@@ -83,10 +83,15 @@ pub fn record_cycle(report: &CycleReport, dry_run: bool) {
             "dry_run" => dry_run
         )
         .increment(1);
-        // The executor words a rate-limited notification this way (see
-        // `execution::executor`); it is the only skip that is held, not dropped.
-        if matches!(&outcome.status, Status::Skipped { reason } if reason.contains("held for the hourly digest")) {
-            counter!("bi_agent_notifications_held_total").increment(1);
+        // The executor words held notifications this way (see
+        // `execution::executor`); they are the only skips that are held, not dropped.
+        for delivery in &outcome.deliveries {
+            let held = match &delivery.status {
+                Status::Skipped { reason } if reason.contains("held for the hourly digest") => "rate_limit",
+                Status::Skipped { reason } if reason.contains("held for the quiet-hours digest") => "quiet_hours",
+                _ => continue,
+            };
+            counter!("bi_agent_notifications_held_total", "reason" => held).increment(1);
         }
     }
 }

@@ -400,6 +400,8 @@ mod tests {
             password: None,
             timeout: Duration::from_secs(5),
             max_per_hour: None,
+            quiet: Vec::new(),
+            quiet_min_severity: crate::config::Severity::Critical,
         }
     }
 

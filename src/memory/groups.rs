@@ -1,0 +1,246 @@
+//! Notification groups: which notifications of a rule wait for the next
+//! group message, which went out in which message, and when the group's last
+//! message went out, so grouping survives restarts.
+//!
+//! Storage only: when a group is due and what its message says is decided in
+//! `execution::grouping`. Nothing here sends anything, and a member is never
+//! removed before it was in a message (or superseded by a newer notification
+//! of the same action).
+
+use chrono::{DateTime, Utc};
+use sqlx::Row as _;
+
+use super::{Memory, MemoryError, query_err};
+use crate::planning::Action;
+use crate::timefmt;
+
+/// A group's timing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupState {
+    /// The group key (`rule/action`).
+    pub key: String,
+    /// When its first member arrived; `None`: the group is closed.
+    pub opened_at: Option<DateTime<Utc>>,
+    /// When its last message went out; `None`: none yet since it opened.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Messages the group has sent over its whole life (never goes back).
+    pub round: u32,
+}
+
+/// One notification in a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMember {
+    /// The group key.
+    pub group_key: String,
+    /// The member action as planned (its instance ref included).
+    pub action: Action,
+    /// `pending`, `notified` or `resolved`.
+    pub status: String,
+    /// The message (round) it went out in.
+    pub round: Option<u32>,
+    /// When it joined.
+    pub added_at: DateTime<Utc>,
+}
+
+fn corrupt(what: &'static str) -> impl Fn(String) -> MemoryError {
+    move |message| MemoryError::Corrupt { what, message }
+}
+
+impl Memory {
+    /// Adds `action` to group `key` as pending, opening the group if it is
+    /// closed. The same notification (action, episode, repeat) joins once:
+    /// returns whether it was added. Older notifications of the same action
+    /// that already went out are superseded by it.
+    pub async fn add_group_member(
+        &self,
+        key: &str,
+        dry_run: bool,
+        action: &Action,
+        now: DateTime<Utc>,
+    ) -> Result<bool, MemoryError> {
+        let json = serde_json::to_string(action).map_err(|e| corrupt("group member")(e.to_string()))?;
+        let episode = i64::from(action.instance.as_ref().map_or(0, |i| i.episode));
+        let now_text = timefmt::to_db(now);
+        let mut tx = self.pool.begin().await.map_err(query_err("begin add group member"))?;
+        sqlx::query(
+            "INSERT INTO notification_groups (key, dry_run, opened_at, sent_at, round, updated_at) \
+             VALUES (?1, ?2, ?3, NULL, 0, ?3) \
+             ON CONFLICT (key, dry_run) DO UPDATE SET opened_at = COALESCE(opened_at, excluded.opened_at), \
+             updated_at = excluded.updated_at",
+        )
+        .bind(key)
+        .bind(dry_run)
+        .bind(&now_text)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("open group"))?;
+        let added = sqlx::query(
+            "INSERT OR IGNORE INTO notification_group_members \
+             (group_key, dry_run, action_id, episode, repeat, action, status, round, added_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', NULL, ?7, ?7)",
+        )
+        .bind(key)
+        .bind(dry_run)
+        .bind(&action.id)
+        .bind(episode)
+        .bind(i64::from(action.repeat))
+        .bind(&json)
+        .bind(&now_text)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("add group member"))?
+        .rows_affected()
+            == 1;
+        if added {
+            sqlx::query(
+                "DELETE FROM notification_group_members WHERE group_key = ?1 AND dry_run = ?2 AND action_id = ?3 \
+                 AND status <> 'pending' AND (episode < ?4 OR (episode = ?4 AND repeat < ?5))",
+            )
+            .bind(key)
+            .bind(dry_run)
+            .bind(&action.id)
+            .bind(episode)
+            .bind(i64::from(action.repeat))
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("supersede group member"))?;
+        }
+        tx.commit().await.map_err(query_err("commit add group member"))?;
+        Ok(added)
+    }
+
+    /// A group's timing, if it was ever opened.
+    pub async fn group(&self, key: &str, dry_run: bool) -> Result<Option<GroupState>, MemoryError> {
+        let row =
+            sqlx::query("SELECT key, opened_at, sent_at, round FROM notification_groups WHERE key = ? AND dry_run = ?")
+                .bind(key)
+                .bind(dry_run)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query_err("read group"))?;
+        row.map(|r| {
+            let q = query_err("read group");
+            let opened: Option<String> = r.try_get("opened_at").map_err(q)?;
+            let sent: Option<String> = r.try_get("sent_at").map_err(query_err("read group"))?;
+            Ok(GroupState {
+                key: r.try_get("key").map_err(query_err("read group"))?,
+                opened_at: opened.as_deref().and_then(timefmt::from_db),
+                sent_at: sent.as_deref().and_then(timefmt::from_db),
+                round: r.try_get::<i64, _>("round").map_err(query_err("read group"))?.max(0) as u32,
+            })
+        })
+        .transpose()
+    }
+
+    /// Members of group `key`, oldest first; every group's when `key` is `None`.
+    pub async fn group_members(&self, key: Option<&str>, dry_run: bool) -> Result<Vec<GroupMember>, MemoryError> {
+        let rows = sqlx::query(
+            "SELECT group_key, action, status, round, added_at FROM notification_group_members \
+             WHERE (?1 IS NULL OR group_key = ?1) AND dry_run = ?2 ORDER BY added_at, action_id, episode, repeat",
+        )
+        .bind(key)
+        .bind(dry_run)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("group members"))?;
+        rows.iter()
+            .map(|r| {
+                let action: String = r.try_get("action").map_err(query_err("group members"))?;
+                let added: String = r.try_get("added_at").map_err(query_err("group members"))?;
+                Ok(GroupMember {
+                    group_key: r.try_get("group_key").map_err(query_err("group members"))?,
+                    action: serde_json::from_str(&action).map_err(|e| corrupt("group member")(e.to_string()))?,
+                    status: r.try_get("status").map_err(query_err("group members"))?,
+                    round: r
+                        .try_get::<Option<i64>, _>("round")
+                        .map_err(query_err("group members"))?
+                        .map(|n| n.max(0) as u32),
+                    added_at: timefmt::from_db(&added).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Keys of the open groups, in key order.
+    pub async fn open_groups(&self, dry_run: bool) -> Result<Vec<String>, MemoryError> {
+        sqlx::query_scalar(
+            "SELECT key FROM notification_groups WHERE dry_run = ? AND opened_at IS NOT NULL ORDER BY key",
+        )
+        .bind(dry_run)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("open groups"))
+    }
+
+    /// Records group message `round`: the `sent` members (action id,
+    /// episode, repeat) are now in it, the `resolved` ones were reported as
+    /// resolved, and the group's last message is now.
+    pub async fn record_group_message(
+        &self,
+        key: &str,
+        dry_run: bool,
+        round: u32,
+        sent: &[(String, u32, u32)],
+        resolved: &[(String, u32, u32)],
+        now: DateTime<Utc>,
+    ) -> Result<(), MemoryError> {
+        let now_text = timefmt::to_db(now);
+        let mut tx = self.pool.begin().await.map_err(query_err("begin group message"))?;
+        for (list, status) in [(sent, "notified"), (resolved, "resolved")] {
+            for (action_id, episode, repeat) in list {
+                sqlx::query(
+                    "UPDATE notification_group_members SET status = ?1, round = COALESCE(?2, round), updated_at = ?3 \
+                     WHERE group_key = ?4 AND dry_run = ?5 AND action_id = ?6 AND episode = ?7 AND repeat = ?8",
+                )
+                .bind(status)
+                .bind((status == "notified").then_some(i64::from(round)))
+                .bind(&now_text)
+                .bind(key)
+                .bind(dry_run)
+                .bind(action_id)
+                .bind(i64::from(*episode))
+                .bind(i64::from(*repeat))
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("mark group members"))?;
+            }
+        }
+        sqlx::query(
+            "UPDATE notification_groups SET sent_at = ?1, round = ?2, updated_at = ?1 WHERE key = ?3 AND dry_run = ?4",
+        )
+        .bind(&now_text)
+        .bind(i64::from(round))
+        .bind(key)
+        .bind(dry_run)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("record group message"))?;
+        tx.commit().await.map_err(query_err("commit group message"))
+    }
+
+    /// Closes group `key` once none of its instances fires and nothing waits:
+    /// its members are forgotten (their instances resolved), its round kept.
+    pub async fn close_group(&self, key: &str, dry_run: bool, now: DateTime<Utc>) -> Result<(), MemoryError> {
+        let mut tx = self.pool.begin().await.map_err(query_err("begin close group"))?;
+        sqlx::query(
+            "DELETE FROM notification_group_members WHERE group_key = ? AND dry_run = ? AND status <> 'pending'",
+        )
+        .bind(key)
+        .bind(dry_run)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("close group"))?;
+        sqlx::query(
+            "UPDATE notification_groups SET opened_at = NULL, sent_at = NULL, updated_at = ? \
+             WHERE key = ? AND dry_run = ? AND NOT EXISTS (SELECT 1 FROM notification_group_members m \
+             WHERE m.group_key = notification_groups.key AND m.dry_run = notification_groups.dry_run)",
+        )
+        .bind(timefmt::to_db(now))
+        .bind(key)
+        .bind(dry_run)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("close group"))?;
+        tx.commit().await.map_err(query_err("commit close group"))
+    }
+}
