@@ -11,6 +11,7 @@
 pub mod channels;
 pub mod llm;
 pub mod load;
+pub mod reports;
 pub mod rules;
 pub mod schema;
 pub mod secret;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 pub use channels::*;
 pub use llm::LlmSettings;
+pub use reports::ReportSettings;
 pub use rules::*;
 pub use schema::*;
 pub use secret::{ExposeSecret, SecretText, SecretUrl};

@@ -24,6 +24,8 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0003_actions_effects_approvals.sql"),
     ),
     (4, "llm usage", include_str!("../../migrations/0004_llm_usage.sql")),
+    // 0005 is taken by a parallel change; versions need not be contiguous.
+    (6, "schedules", include_str!("../../migrations/0006_schedules.sql")),
 ];
 
 /// The migrator over [`MIGRATIONS`].

@@ -18,6 +18,7 @@ mod llm;
 mod migrations;
 mod observations;
 mod retention;
+mod schedules;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub use effects::{Claim, HeldEffect, NewEffect};
 pub use llm::{LlmCall, LlmUsage};
 pub use observations::StoredPoints;
 pub use retention::PruneStats;
+pub use schedules::ScheduleRecord;
 
 /// Why a memory operation failed.
 #[derive(Debug, thiserror::Error)]
