@@ -80,6 +80,7 @@ fn main() {
                 history: &Default::default(),
                 notified: &Default::default(),
                 carried: &[],
+                idle_rules: &Default::default(),
             });
             let request = proposals::situation(&book_settings(), &planned, &[], 800, 0.2);
             let chars = request.system.len() + request.user.len();

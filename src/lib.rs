@@ -15,7 +15,8 @@
 //! [`cli`] owns the command line; [`server`] and [`ops`] expose health, readiness
 //! and metrics; [`config`] turns one TOML file (plus
 //! environment overrides and `${VAR}` secrets) into validated [`config::Settings`];
-//! [`schedule`] says when a scheduled source, rule or report is due.
+//! [`schedule`] says when a scheduled source, rule or report is due and
+//! [`timetable`] remembers it.
 //!
 //! Phases share plain data types and never call into each other: the agent
 //! hands each phase what it needs and passes the results on. Memory is the only
@@ -40,3 +41,4 @@ pub mod schedule;
 pub mod server;
 pub mod telemetry;
 pub mod timefmt;
+pub mod timetable;

@@ -30,7 +30,9 @@ pub enum ScheduleError {
     #[error("`every` must be longer than zero")]
     ZeroEvery,
     /// The cron pattern does not parse.
-    #[error("invalid cron pattern \"{pattern}\": {message} (expected 5 fields: minute hour day-of-month month day-of-week)")]
+    #[error(
+        "invalid cron pattern \"{pattern}\": {message} (expected 5 fields: minute hour day-of-month month day-of-week)"
+    )]
     Cron {
         /// The pattern as written.
         pattern: String,
@@ -146,7 +148,10 @@ impl Schedule {
                         pattern: pattern.to_owned(),
                         message: e.to_string(),
                     })?;
-                (Kind::Cron(Box::new(cron)), format!("cron {} in {}", pattern.trim(), tz.name()))
+                (
+                    Kind::Cron(Box::new(cron)),
+                    format!("cron {} in {}", pattern.trim(), tz.name()),
+                )
             }
         };
         Ok(Some(Self {
@@ -357,7 +362,9 @@ mod tests {
                 spec: s.spec().to_owned(),
                 next_due: d.next_due,
             };
-            let d2 = s.decide(Some(&again), now + chrono::Duration::minutes(5), GRACE).unwrap();
+            let d2 = s
+                .decide(Some(&again), now + chrono::Duration::minutes(5), GRACE)
+                .unwrap();
             assert_eq!(d2.run, None);
         }
     }

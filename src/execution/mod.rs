@@ -4,7 +4,8 @@
 //! [`executor`] runs a plan; [`guard`] holds the checks every action passes;
 //! [`investigate`] runs read-only drill-down queries into findings;
 //! [`channels`] render and send; [`delivery`] wraps every send with pacing,
-//! retries and circuit breakers; [`message`] and [`outcome`] are the data.
+//! retries and circuit breakers; [`report`] renders scheduled reports;
+//! [`message`] and [`outcome`] are the data.
 //!
 //! Execution must never act on anything the plan did not contain, and never
 //! address a target the config does not name.
@@ -16,6 +17,7 @@ pub mod guard;
 pub mod investigate;
 pub mod message;
 pub mod outcome;
+pub mod report;
 
 pub use executor::{Executed, ExecutionError, Executor, Investigations, Summarizer};
 pub use outcome::{Outcome, Status};
