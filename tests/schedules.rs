@@ -157,11 +157,16 @@ async fn monday_nine_berlin_fires_once_per_monday_across_dst() {
     // Berlin moves to summer time on Sunday 28 March 2027.
     let w = World::new(utc(2027, 3, 18, 12, 0)).await;
     let agent = w.agent(MONDAY_NINE, false).await;
-    let mut ran = w.cycles(&agent, utc(2027, 3, 18, 12, 0), utc(2027, 3, 18, 12, 10)).await;
+    let mut ran = w
+        .cycles(&agent, utc(2027, 3, 18, 12, 0), utc(2027, 3, 18, 12, 10))
+        .await;
     // Each Monday morning, 5-minute cycles from 05:00 to 11:00 UTC (every
     // cycle in between is unremarkable: no due time, nothing to miss).
     for day in [22, 29] {
-        ran.extend(w.cycles(&agent, utc(2027, 3, day, 5, 0), utc(2027, 3, day, 11, 0)).await);
+        ran.extend(
+            w.cycles(&agent, utc(2027, 3, day, 5, 0), utc(2027, 3, day, 11, 0))
+                .await,
+        );
     }
     ran.extend(w.cycles(&agent, utc(2027, 4, 5, 5, 0), utc(2027, 4, 5, 11, 0)).await);
     assert_eq!(
@@ -176,7 +181,10 @@ async fn monday_nine_berlin_fires_once_per_monday_across_dst() {
     assert_eq!(w.slack_posts().await, 3, "one message per Monday");
     let body = String::from_utf8(w.slack.received_requests().await.unwrap()[0].body.clone()).unwrap();
     assert!(body.contains("Weekly summary"), "{body}");
-    assert!(body.contains("2027-03-22 09:00 CET"), "due time in the agent's zone: {body}");
+    assert!(
+        body.contains("2027-03-22 09:00 CET"),
+        "due time in the agent's zone: {body}"
+    );
     assert!(body.contains("Northeast"), "{body}");
     assert!(body.contains("-20.0%"), "{body}");
     assert!(body.contains("Top mover: Northeast -20.0%"), "{body}");
@@ -188,7 +196,11 @@ async fn downtime_over_a_due_time_is_caught_up_once_or_skipped() {
         let w = World::new(utc(2027, 3, 18, 12, 0)).await;
         let keys = format!("{MONDAY_NINE}\ncatch_up = \"{catch_up}\"");
         let before = w.agent(&keys, false).await;
-        assert!(w.cycles(&before, utc(2027, 3, 18, 12, 0), utc(2027, 3, 18, 12, 10)).await.is_empty());
+        assert!(
+            w.cycles(&before, utc(2027, 3, 18, 12, 0), utc(2027, 3, 18, 12, 10))
+                .await
+                .is_empty()
+        );
         before.memory().close().await;
         drop(before);
 
@@ -294,7 +306,12 @@ async fn report_command_dry_run_renders_records_and_sends_nothing() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("Weekly summary"), "{stdout}");
     assert!(stdout.contains("Northeast"), "{stdout}");
     assert!(stdout.contains("outcome: simulated"), "{stdout}");
@@ -346,27 +363,45 @@ async fn an_hourly_source_is_queried_once_an_hour_and_its_rules_keep_state() {
         w.set(start + Duration::minutes(5 * i));
         let report = agent.cycle().await.unwrap();
         let web_seen = report.observations.iter().any(|o| o.source == "web");
-        assert_eq!(web_seen, i == 0, "cycle {i}: only the first cycle of the hour queries the source");
-        assert!(report.observations.iter().any(|o| o.source == "sales"), "unscheduled sources every cycle");
+        assert_eq!(
+            web_seen,
+            i == 0,
+            "cycle {i}: only the first cycle of the hour queries the source"
+        );
+        assert!(
+            report.observations.iter().any(|o| o.source == "sales"),
+            "unscheduled sources every cycle"
+        );
         let instances = agent.memory().load_instances().await.unwrap();
         let high = instances.iter().find(|x| x.rule == "high").expect("instance kept");
         assert_eq!(high.state, AlertState::Firing, "cycle {i}");
         firing_since = firing_since.or(high.firing_since);
-        assert_eq!(high.firing_since, firing_since, "cycle {i}: state kept, not re-evaluated");
+        assert_eq!(
+            high.firing_since, firing_since,
+            "cycle {i}: state kept, not re-evaluated"
+        );
         if i == 0 {
             // The value drops right after the first query: stale data must not resolve it.
             web.reset().await;
             serve(0.0).mount(&web).await;
         }
     }
-    assert_eq!(web.received_requests().await.unwrap().len(), 0, "not queried in the rest of the hour");
+    assert_eq!(
+        web.received_requests().await.unwrap().len(),
+        0,
+        "not queried in the rest of the hour"
+    );
 
     // The next hour: queried once, and the fresh value resolves the alert.
     for i in 12..24 {
         w.set(start + Duration::minutes(5 * i));
         agent.cycle().await.unwrap();
     }
-    assert_eq!(web.received_requests().await.unwrap().len(), 1, "once in the second hour");
+    assert_eq!(
+        web.received_requests().await.unwrap().len(),
+        1,
+        "once in the second hour"
+    );
     let instances = agent.memory().load_instances().await.unwrap();
     let high = instances.iter().find(|x| x.rule == "high").unwrap();
     assert_ne!(high.state, AlertState::Firing);

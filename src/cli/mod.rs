@@ -382,12 +382,7 @@ async fn report(settings: Settings, name: &str, dry_run: bool) -> anyhow::Result
         action.id,
         if agent.dry_run() { " — dry run" } else { "" }
     );
-    match outcome.deliveries.first() {
-        Some(d) => {
-            println!("{}", d.rendered.body);
-        }
-        None => println!("(nothing rendered)"),
-    }
+    println!("{}", outcome.text.as_deref().unwrap_or("(nothing rendered)"));
     for d in &outcome.deliveries {
         println!("→ {}: {}", d.target, d.status.name());
     }

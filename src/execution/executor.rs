@@ -238,6 +238,7 @@ impl Executor {
             duration_ms: 0,
             deliveries: Vec::new(),
             findings: None,
+            text: None,
         };
         let skipped = |reason: String| Status::Skipped { reason };
         if let Some(until) = waiting.get(&action.id) {
@@ -405,6 +406,7 @@ impl Executor {
                 if report.subject.is_some() {
                     action.subject = report.subject;
                 }
+                outcome.text = Some(report.text.clone());
                 let message = self.message(&action, report.text, Vec::new());
                 self.deliver_to_roles(&action, message, memory, now, dry_run, budget, outcome)
                     .await?;
@@ -689,6 +691,7 @@ impl Executor {
             duration_ms: 0,
             deliveries: Vec::new(),
             findings: None,
+            text: None,
         };
         // The digest itself is not held back: it is what makes holding back safe.
         let mut unlimited = Budget {

@@ -1,8 +1,8 @@
 //! Rendering a scheduled report (`[[reports]]`): run its named queries,
 //! optionally ask for a grounded narrative, render its template.
 //!
-//! The template sees `report` (`name`, `due` in UTC, `due_local` in
-//! `agent.timezone`), `sources.NAME` and `queries.NAME` (lists of row
+//! The template sees `report` (`name`, `due` in UTC, `due_local` in the
+//! report's `timezone` or else `agent.timezone`), `sources.NAME` and `queries.NAME` (lists of row
 //! objects with raw values), `problems` (sentences about sources or queries
 //! that gave nothing), `narrative` (text or none) and `agent`.
 //!
@@ -110,7 +110,7 @@ pub async fn render(
         _ => None,
     };
 
-    let zone = settings.agent.timezone;
+    let zone = input.timezone.unwrap_or(settings.agent.timezone);
     let mut context = Map::new();
     context.insert(
         "report".into(),

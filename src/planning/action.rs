@@ -159,6 +159,9 @@ pub struct ReportInput {
     /// Ask the LLM (when configured) for a grounded narrative.
     #[serde(default)]
     pub narrative: bool,
+    /// The report's own zone for showing its due time; absent: `agent.timezone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 impl Action {

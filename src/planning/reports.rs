@@ -41,6 +41,7 @@ pub fn report_action(report: &ReportSettings, due: DateTime<Utc>, observations: 
         problems: Vec::new(),
         subject_template: report.subject.clone(),
         narrative: report.narrative,
+        timezone: report.timezone,
     };
     let mut confidence: f64 = 1.0;
     for name in &report.sources {
