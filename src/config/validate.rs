@@ -610,6 +610,50 @@ mod tests {
     const BASE: &str = "[agent]\nname = \"t\"\n[memory]\npath = \"m.db\"\n";
 
     #[test]
+    fn schedule_problems_name_their_key() {
+        let sql = "[sources.s]\nkind = \"sql\"\nurl = \"sqlite://w.db\"\nsql = \"SELECT 1 AS one\"\n";
+        let found = issues(&format!("{BASE}{sql}cron = \"0 9 * * FUNDAY\"\n"));
+        assert!(
+            found
+                .iter()
+                .any(|i| i.starts_with("sources.s.cron: invalid cron pattern")),
+            "{found:?}"
+        );
+        let found = issues(&format!("{BASE}{sql}cron = \"0 9 * * MON\"\nevery = \"1h\"\n"));
+        assert!(
+            found
+                .iter()
+                .any(|i| i.starts_with("sources.s: give either `every` or `cron`")),
+            "{found:?}"
+        );
+        let found = issues(&format!(
+            "{BASE}{sql}cron = \"0 9 * * MON\"\ntimezone = \"Mars/Olympus\"\n"
+        ));
+        assert!(found.iter().any(|i| i.starts_with("sources.s.timezone:")), "{found:?}");
+        let rule = "[[rules]]\nname = \"r\"\nsource = \"s\"\nwhen = \"one > 0.0\"\nevery = \"0s\"\n";
+        let found = issues(&format!("{BASE}{sql}{rule}"));
+        assert!(found.iter().any(|i| i.starts_with("rules.r.every:")), "{found:?}");
+    }
+
+    #[test]
+    fn report_problems_name_their_key() {
+        let sql = "[sources.s]\nkind = \"sql\"\nurl = \"sqlite://w.db\"\nsql = \"SELECT 1 AS one\"\n\
+                   [queries.q]\nsource = \"s\"\nsql = \"SELECT 1 WHERE ? = 1\"\nparams = [\"region\"]\n";
+        let report = "[[reports]]\nname = \"weekly\"\ncron = \"0 25 * * *\"\nsources = [\"nope\"]\n\
+                      queries = [\"q\"]\nto = [\"ghosts\"]\ntemplate = \"{{ broken \"\n";
+        let found = issues(&format!("{BASE}{sql}{report}"));
+        for key in [
+            "reports.weekly.cron:",
+            "reports.weekly.sources: unknown source \"nope\"",
+            "reports.weekly.queries: query \"q\" takes `params`",
+            "reports.weekly.to: unknown role \"ghosts\"",
+            "reports.weekly.template:",
+        ] {
+            assert!(found.iter().any(|i| i.starts_with(key)), "{key} not in {found:?}");
+        }
+    }
+
+    #[test]
     fn bad_scheme_is_named_with_expectation() {
         let found = issues(&format!(
             "{BASE}[sources.sales]\nkind = \"sql\"\nurl = \"mssql://u:pw@h/db\"\nsql = \"select 1\"\n"
