@@ -406,3 +406,100 @@ async fn an_hourly_source_is_queried_once_an_hour_and_its_rules_keep_state() {
     let high = instances.iter().find(|x| x.rule == "high").unwrap();
     assert_ne!(high.state, AlertState::Firing);
 }
+
+/// Answers every summary request with `narrative`, and proposals with none.
+struct Narrator(&'static str);
+
+impl bi_agent::llm::Llm for Narrator {
+    fn complete<'a>(
+        &'a self,
+        request: &'a bi_agent::llm::LlmRequest,
+    ) -> futures_util::future::BoxFuture<'a, Result<bi_agent::llm::LlmResponse, bi_agent::llm::LlmError>> {
+        use bi_agent::llm::{FinishReason, LlmResponse, ResponseMode, Usage};
+        let text = if request.schema.is_some() {
+            serde_json::json!({ "proposals": [] }).to_string()
+        } else {
+            self.0.to_owned()
+        };
+        Box::pin(async move {
+            Ok(LlmResponse {
+                text,
+                finish_reason: FinishReason::Stop,
+                usage: Usage {
+                    prompt_tokens: 10,
+                    completion_tokens: 10,
+                },
+                latency: std::time::Duration::from_millis(1),
+                mode: ResponseMode::JsonSchema,
+                model: "scripted".into(),
+                attempts: 1,
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_narrative_is_grounded_in_the_report_data() {
+    let w = World::new(utc(2027, 3, 22, 8, 0)).await;
+    let llm = "[llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"scripted\"\nsummarize_investigations = true\n";
+    let settings = w.settings("narrative = true", llm);
+    let agent = Agent::build(settings, true)
+        .await
+        .unwrap()
+        .with_clock(common::scripted_clock(&w.clock))
+        .with_llm(Arc::new(Narrator(
+            "Northeast revenue fell to 120,000 from 150,000. West rose to 99,000. \
+             The South doubled to 777,777 overnight.",
+        )))
+        .unwrap();
+    let (_, outcome) = agent.report_now("weekly").await.unwrap();
+    let text = outcome.text.expect("rendered");
+    assert!(
+        text.contains("Northeast revenue fell to 120,000 from 150,000."),
+        "{text}"
+    );
+    assert!(text.contains("West rose to 99,000."), "{text}");
+    assert!(!text.contains("777,777"), "a number not in the data is removed: {text}");
+    assert_eq!(outcome.status, Status::Simulated);
+
+    // Without an LLM the same report is purely deterministic.
+    let plain = Agent::build(w.settings("narrative = true", ""), true)
+        .await
+        .unwrap()
+        .with_clock(common::scripted_clock(&w.clock));
+    let (_, outcome) = plain.report_now("weekly").await.unwrap();
+    let text = outcome.text.expect("rendered");
+    assert!(!text.contains("Northeast revenue fell"), "{text}");
+}
+
+#[tokio::test]
+async fn a_scheduled_rule_is_evaluated_once_per_period() {
+    let w = World::new(utc(2027, 1, 4, 0, 0)).await;
+    let rule = "[[rules]]\nname = \"big\"\nsource = \"sales\"\nwhen = \"revenue_7d > 100000.0\"\nevery = \"30m\"\n";
+    let agent = Agent::build(w.settings("", rule), true)
+        .await
+        .unwrap()
+        .with_clock(common::scripted_clock(&w.clock));
+    let mut evaluated = Vec::new();
+    for i in 0..12 {
+        w.set(utc(2027, 1, 4, 0, 0) + Duration::minutes(5 * i));
+        let report = agent.cycle().await.unwrap();
+        assert!(
+            report.observations.iter().any(|o| o.source == "sales"),
+            "its source is read every cycle"
+        );
+        if report.planned.instances.iter().any(|u| u.instance.rule == "big") {
+            evaluated.push(i);
+        }
+        let stored = agent.memory().load_instances().await.unwrap();
+        let northeast = stored
+            .iter()
+            .find(|x| x.rule == "big" && x.labels["region"] == "Northeast");
+        assert_eq!(
+            northeast.map(|x| x.state),
+            Some(AlertState::Firing),
+            "cycle {i}: state kept"
+        );
+    }
+    assert_eq!(evaluated, vec![0, 6], "every 30 minutes under 5-minute cycles");
+}
