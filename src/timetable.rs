@@ -11,7 +11,7 @@
 //! [`crate::schedule`]) nor touch the database except through [`Memory`].
 //! Jobs without a schedule are not in it and run every cycle.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -55,6 +55,9 @@ pub struct Timetable {
 #[derive(Debug, Clone, Default)]
 pub struct Round {
     decisions: BTreeMap<String, (String, Decision)>,
+    /// Jobs whose schedule has no further due time: they never run, and
+    /// nothing is saved for them (there is no due time to remember).
+    stalled: BTreeSet<String>,
 }
 
 impl Timetable {
@@ -129,17 +132,7 @@ impl Timetable {
                 Ok(d) => d,
                 Err(e) => {
                     warn!(job = %job, error = %e, "Scheduled job has no due time; it will not run");
-                    round.decisions.insert(
-                        job.clone(),
-                        (
-                            schedule.spec().to_owned(),
-                            Decision {
-                                run: None,
-                                next_due: DateTime::<Utc>::MAX_UTC,
-                                missed: None,
-                            },
-                        ),
-                    );
+                    round.stalled.insert(job.clone());
                     continue;
                 }
             };
@@ -169,6 +162,9 @@ impl Timetable {
 impl Round {
     /// Whether `job` runs this cycle: unscheduled jobs always do.
     pub fn runs(&self, job: &str) -> bool {
+        if self.stalled.contains(job) {
+            return false;
+        }
         self.decisions.get(job).is_none_or(|(_, d)| d.run.is_some())
     }
 
@@ -183,5 +179,50 @@ impl Round {
             memory.save_schedule(job, dry_run, spec, d.next_due, d.run, now).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    fn settings(dir: &std::path::Path, extra: &str) -> Settings {
+        let text = format!(
+            "[agent]\nname = \"t\"\n[memory]\npath = \"{}\"\n{extra}",
+            dir.join("m.db").display()
+        );
+        Settings::from_toml_str(&text, Vec::new(), &|_| None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn unscheduled_jobs_always_run_and_a_pattern_that_never_matches_never_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(
+            dir.path(),
+            "[[reports]]\nname = \"never\"\ncron = \"0 9 * * MON\"\ntemplate = \"x\"\nto = [\"r\"]\n\
+             [[reports]]\nname = \"hourly\"\nevery = \"1h\"\ntemplate = \"x\"\nto = [\"r\"]\n\
+             [roles]\nr = [\"slack:#x\"]\n[channels.slack]\nkind = \"slack\"\nwebhook_url = \"http://127.0.0.1:9/h\"\n",
+        );
+        // Validation refuses it; the timetable must still cope if one slips through.
+        s.reports[0].cron = Some("0 0 30 2 *".into());
+        let table = Timetable::compile(&s).unwrap();
+        assert!(table.is_scheduled("report:never") && table.is_scheduled("report:hourly"));
+        let memory = Memory::open(&s.memory.path, Duration::from_secs(1)).await.unwrap();
+        let now = Utc.with_ymd_and_hms(2027, 1, 4, 0, 0, 0).unwrap();
+        let round = table.round(&memory, now, false).await.unwrap();
+        assert!(round.runs("source:unscheduled"));
+        assert!(!round.runs("report:never"));
+        assert_eq!(round.due("report:hourly"), Some(now));
+        round.save(&memory, false, now).await.unwrap();
+        // Saved state reads back (nothing unreadable was stored for the stalled job).
+        let stored = memory.load_schedules(false).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        let again = table
+            .round(&memory, now + chrono::Duration::minutes(5), false)
+            .await
+            .unwrap();
+        assert_eq!(again.due("report:hourly"), None);
     }
 }

@@ -272,7 +272,15 @@ fn queries(v: &mut Issues, settings: &Settings) {
 fn schedule(v: &mut Issues, key: &str, keys: super::ScheduleKeys<'_>, zone: chrono_tz::Tz) {
     use crate::schedule::ScheduleError;
     match keys.compile(zone) {
-        Ok(_) => {}
+        Ok(Some(schedule)) => {
+            // Patterns carry no year, so one that matches at all matches within
+            // a few years of any date (29 February included).
+            let since = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+            if let Err(e) = schedule.next_after(since) {
+                v.push(&format!("{key}.cron"), format!("{e}: the pattern never matches"));
+            }
+        }
+        Ok(None) => {}
         Err(e @ ScheduleError::Both) => v.push(key, e.to_string()),
         Err(e @ ScheduleError::ZeroEvery) => v.push(&format!("{key}.every"), e.to_string()),
         Err(e) => v.push(&format!("{key}.cron"), e.to_string()),
@@ -630,6 +638,8 @@ mod tests {
             "{BASE}{sql}cron = \"0 9 * * MON\"\ntimezone = \"Mars/Olympus\"\n"
         ));
         assert!(found.iter().any(|i| i.starts_with("sources.s.timezone:")), "{found:?}");
+        let found = issues(&format!("{BASE}{sql}cron = \"0 0 30 2 *\"\n"));
+        assert!(found.iter().any(|i| i.contains("never matches")), "{found:?}");
         let rule = "[[rules]]\nname = \"r\"\nsource = \"s\"\nwhen = \"one > 0.0\"\nevery = \"0s\"\n";
         let found = issues(&format!("{BASE}{sql}{rule}"));
         assert!(found.iter().any(|i| i.starts_with("rules.r.every:")), "{found:?}");
