@@ -81,6 +81,7 @@ fn main() {
                 notified: &Default::default(),
                 carried: &[],
                 learned: &Default::default(),
+                idle_rules: &Default::default(),
             });
             let request = proposals::situation(&book_settings(), &planned, &[], 800, 0.2);
             let chars = request.system.len() + request.user.len();

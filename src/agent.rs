@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::config::{ConfigIssue, Settings};
 use crate::execution::{self, Executed, Executor};
@@ -25,6 +25,7 @@ use crate::planning::Action;
 use crate::planning::evaluate::LastNotified;
 use crate::planning::evaluate::{CycleInput, Planned};
 use crate::planning::rules::Rulebook;
+use crate::timetable::{self, Round, Timetable, TimetableError};
 
 /// Why the agent could not be built or a cycle could not be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,20 @@ pub enum AgentError {
         old: std::path::PathBuf,
         /// The path the new config asks for.
         new: std::path::PathBuf,
+    },
+    /// A schedule does not compile (the CLI reports these before building).
+    #[error("invalid schedules:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Schedules(Vec<ConfigIssue>),
+    /// Due times could not be read.
+    #[error(transparent)]
+    Timetable(#[from] TimetableError),
+    /// `bi-agent report NAME` names no `[[reports]]` entry.
+    #[error("no report named \"{name}\" (configured: {known})")]
+    UnknownReport {
+        /// The name asked for.
+        name: String,
+        /// The configured report names.
+        known: String,
     },
     /// A source could not be built from its settings.
     #[error("source `{name}`: {source}")]
@@ -92,6 +107,7 @@ pub struct Agent {
     advisor: Option<Arc<crate::advisor::Advisor>>,
     settings: Arc<Settings>,
     rulebook: Arc<Rulebook>,
+    timetable: Arc<Timetable>,
     executor: Executor,
     memory: Memory,
     sources: Vec<Arc<dyn Source>>,
@@ -131,6 +147,7 @@ impl Agent {
         dry_run: bool,
     ) -> Result<Self, AgentError> {
         let rulebook = Rulebook::compile(&settings).map_err(AgentError::Rules)?;
+        let timetable = Timetable::compile(&settings).map_err(AgentError::Schedules)?;
         let settings = Arc::new(settings);
         let advisor = crate::advisor::Advisor::build(Arc::clone(&settings), memory.clone())
             .map_err(|e| AgentError::Execution(e.to_string()))?
@@ -141,6 +158,7 @@ impl Agent {
             advisor,
             settings,
             rulebook: Arc::new(rulebook),
+            timetable: Arc::new(timetable),
             executor,
             memory,
             sources,
@@ -204,8 +222,13 @@ impl Agent {
             let started = Instant::now();
             let mut errors = Vec::new();
 
-            // Perceive.
-            let observations = perception::gather(&self.sources, self.settings.agent.max_concurrent_sources).await;
+            // What is due: scheduled sources, rules and reports run once per due time.
+            let round = self.timetable.round(&self.memory, started_at, self.dry_run).await?;
+            let reports = self.due_reports(&round);
+
+            // Perceive (only the sources that are due, or that a due report reads).
+            let sources = self.due_sources(&round, &reports);
+            let observations = perception::gather(&sources, self.settings.agent.max_concurrent_sources).await;
             for o in observations.iter().filter(|o| o.status.is_failure()) {
                 errors.push(format!(
                     "source {}: {}",
@@ -217,7 +240,20 @@ impl Agent {
             // Plan.
             let now = self.now();
             let carried = self.executor.carried(&self.memory, now, self.dry_run).await?;
-            let mut planned = plan(&self.rulebook, &self.memory, &observations, now, self.dry_run, &carried).await?;
+            let idle_rules: BTreeSet<String> = (self.settings.rules.iter())
+                .filter(|r| !round.runs(&timetable::rule_job(&r.name)))
+                .map(|r| r.name.clone())
+                .collect();
+            let mut planned = plan(
+                &self.rulebook,
+                &self.memory,
+                &observations,
+                now,
+                self.dry_run,
+                &carried,
+                &idle_rules,
+            )
+            .await?;
             self.recall_past_firings(&mut planned).await;
             if let Some(advisor) = &self.advisor {
                 let past = planned.past_outcomes();
@@ -229,6 +265,10 @@ impl Agent {
                     planned.append_proposals(proposals, self.settings.agent.max_actions_per_cycle);
                 }
             }
+            let reports = (reports.into_iter())
+                .map(|(report, due)| crate::planning::reports::report_action(report, due, &observations))
+                .collect();
+            planned.append_reports(reports, self.settings.agent.max_actions_per_cycle);
 
             // Act.
             let outcomes = self
@@ -260,6 +300,10 @@ impl Agent {
             if self.settings.learning.learn_every > 0 && id % i64::from(self.settings.learning.learn_every) == 0 {
                 self.learn().await;
             }
+            if let Err(e) = round.save(&self.memory, self.dry_run, now).await {
+                error!(error = %e, "Could not record due times");
+                errors.push(format!("memory: {e}"));
+            }
             self.prune().await;
 
             let duration = started.elapsed();
@@ -281,6 +325,68 @@ impl Agent {
         }
         .instrument(span)
         .await
+    }
+
+    /// The reports due this cycle, with the due time each runs for.
+    fn due_reports(&self, round: &Round) -> Vec<(&crate::config::ReportSettings, DateTime<Utc>)> {
+        (self.settings.reports.iter())
+            .filter_map(|r| round.due(&timetable::report_job(&r.name)).map(|due| (r, due)))
+            .collect()
+    }
+
+    /// The sources to query this cycle: those without a schedule, those due,
+    /// and those a due report reads. The others are not queried at all.
+    fn due_sources(
+        &self,
+        round: &Round,
+        reports: &[(&crate::config::ReportSettings, DateTime<Utc>)],
+    ) -> Vec<Arc<dyn Source>> {
+        (self.sources.iter())
+            .filter(|s| {
+                let due = round.runs(&timetable::source_job(s.name()))
+                    || reports.iter().any(|(r, _)| r.sources.iter().any(|n| n == s.name()));
+                if !due {
+                    tracing::debug!(source = s.name(), "Source not due this cycle; not queried");
+                }
+                due
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Renders and delivers the report `name` now (`bi-agent report NAME`),
+    /// through the same guardrails, effect log and dry-run as every action.
+    /// Its schedule is left alone.
+    pub async fn report_now(&self, name: &str) -> Result<(Action, execution::Outcome), AgentError> {
+        let Some(report) = self.settings.reports.iter().find(|r| r.name == name) else {
+            return Err(AgentError::UnknownReport {
+                name: name.to_owned(),
+                known: (self.settings.reports.iter())
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        let sources: Vec<_> = (self.sources.iter())
+            .filter(|s| report.sources.iter().any(|n| n == s.name()))
+            .cloned()
+            .collect();
+        let observations = perception::gather(&sources, self.settings.agent.max_concurrent_sources).await;
+        let now = self.now();
+        let action = crate::planning::reports::report_action(report, now, &observations);
+        let plan = crate::planning::Plan {
+            items: vec![action.clone()],
+            ..Default::default()
+        };
+        let executed = self
+            .executor
+            .execute(&plan, &self.memory, None, now, self.dry_run)
+            .await?;
+        let outcome = (executed.into_iter())
+            .find(|(a, _)| a.id == action.id)
+            .map(|(_, o)| o)
+            .ok_or_else(|| AgentError::Execution(format!("report {name} produced no outcome")))?;
+        Ok((action, outcome))
     }
 
     /// Persists the new alert states and source health.
@@ -458,6 +564,7 @@ async fn plan(
     now: DateTime<Utc>,
     dry_run: bool,
     carried: &[Action],
+    idle_rules: &BTreeSet<String>,
 ) -> Result<Planned, AgentError> {
     let instances = memory.load_instances().await?;
     let health = memory.load_source_health().await?;
@@ -479,6 +586,7 @@ async fn plan(
         notified: &notified,
         carried,
         learned: &learned,
+        idle_rules,
     });
     for item in &planned.plan.items {
         info!(action = %item.id, kind = item.kind.as_str(), origin = %item.origin, reason = %item.reason, "Planned action");
@@ -510,7 +618,16 @@ pub async fn preview(settings: &Settings) -> Result<(Vec<Observation>, Planned),
                     .collect(),
                 Err(e) => return Err(e.into()),
             };
-            let planned = plan(&rulebook, &memory, &observations, now, dry_run, &carried).await;
+            let planned = plan(
+                &rulebook,
+                &memory,
+                &observations,
+                now,
+                dry_run,
+                &carried,
+                &BTreeSet::new(),
+            )
+            .await;
             memory.close().await;
             planned?
         }
@@ -523,6 +640,7 @@ pub async fn preview(settings: &Settings) -> Result<(Vec<Observation>, Planned),
             notified: &HashMap::new(),
             carried: &[],
             learned: &Default::default(),
+            idle_rules: &BTreeSet::new(),
         }),
         Err(e) => return Err(e.into()),
     };

@@ -14,7 +14,9 @@
 //! [`daemon`] owns time and signals (the interval schedule, graceful shutdown);
 //! [`cli`] owns the command line; [`server`] and [`ops`] expose health, readiness
 //! and metrics; [`config`] turns one TOML file (plus
-//! environment overrides and `${VAR}` secrets) into validated [`config::Settings`].
+//! environment overrides and `${VAR}` secrets) into validated [`config::Settings`];
+//! [`schedule`] says when a scheduled source, rule or report is due and
+//! [`timetable`] remembers it.
 //!
 //! Phases share plain data types and never call into each other: the agent
 //! hands each phase what it needs and passes the results on. Memory is the only
@@ -35,6 +37,8 @@ pub mod ops;
 pub mod panics;
 pub mod perception;
 pub mod planning;
+pub mod schedule;
 pub mod server;
 pub mod telemetry;
 pub mod timefmt;
+pub mod timetable;

@@ -77,6 +77,10 @@ fn probes() -> Vec<(&'static str, String)> {
             "llm",
             format!("{BASE}[llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\nzz_unknown = 1\n"),
         ),
+        (
+            "reports",
+            format!("{BASE}[[reports]]\nname = \"r\"\ntemplate = \"x\"\nto = []\nzz_unknown = 1\n"),
+        ),
         ("meta", format!("{BASE}[meta]\nzz_unknown = 1\n")),
         (
             "meta.source_failing",

@@ -177,6 +177,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Render one `[[reports]]` entry now and deliver it (with --dry-run: record, send nothing).
+    Report {
+        /// The report's name.
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Rehearse: render, guard and record it, send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Create the demo warehouse (if absent) and rehearse a few cycles on it.
     Demo(demo::DemoArgs),
 }
@@ -301,6 +311,13 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
             };
             learning::patterns(&settings, json).await
         }
+        Command::Report { name, config, dry_run } => {
+            let Some(settings) = load_config(&config.path) else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            init_logging(&settings, log_format.or(Some(LogFormat::Pretty)), Some("warn"))?;
+            report(settings, &name, dry_run).await
+        }
         Command::Demo(args) => {
             let level = "warn";
             telemetry::init(log_format.unwrap_or(LogFormat::Pretty), level)?;
@@ -392,6 +409,46 @@ async fn run(path: &Path, settings: Settings, dry_run: bool, once: bool) -> anyh
         ExitCode::from(EXIT_RUNTIME)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// `bi-agent report NAME`: renders and delivers one report now, prints it and its outcome.
+async fn report(settings: Settings, name: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
+    if !settings.reports.iter().any(|r| r.name == name) {
+        let known: Vec<&str> = settings.reports.iter().map(|r| r.name.as_str()).collect();
+        eprintln!(
+            "error: no report named \"{name}\" (configured: {})",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        );
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    let agent = Agent::build(settings, dry_run)
+        .await
+        .context("cannot start the agent")?;
+    let result = agent.report_now(name).await;
+    agent.memory().close().await;
+    let (action, outcome) = result?;
+    println!(
+        "report {} ({}){}",
+        name,
+        action.id,
+        if agent.dry_run() { " — dry run" } else { "" }
+    );
+    println!("{}", outcome.text.as_deref().unwrap_or("(nothing rendered)"));
+    for d in &outcome.deliveries {
+        println!("→ {}: {}", d.target, d.status.name());
+    }
+    println!("outcome: {}", outcome.status.name());
+    Ok(match outcome.status {
+        crate::execution::Status::Failed { error } => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+        _ => ExitCode::SUCCESS,
     })
 }
 

@@ -62,10 +62,29 @@ pub struct RuleSettings {
     /// Overrides `guardrails.group_interval` for this rule.
     #[serde(default, with = "humantime_serde")]
     pub group_interval: Option<Duration>,
+    /// Evaluate the rule only on this schedule (its instances keep their state between runs), e.g. `"1h"`.
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
+    /// Its own schedule as a 5-field cron pattern, e.g. `"0 9 * * MON"` (not with `every`).
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// The IANA zone `cron` is read in, e.g. `"Europe/Berlin"`; absent: `agent.timezone`.
+    #[serde(default)]
+    pub timezone: Option<chrono_tz::Tz>,
+    /// After downtime over a due time: `"once"` runs it once on start, `"skip"` waits for the next.
+    #[serde(default)]
+    pub catch_up: crate::schedule::CatchUp,
 }
 
 fn default_group() -> bool {
     true
+}
+
+impl RuleSettings {
+    /// The rule's own schedule keys.
+    pub fn schedule_keys(&self) -> super::ScheduleKeys<'_> {
+        super::ScheduleKeys::new(self.every, self.cron.as_deref(), self.timezone, self.catch_up)
+    }
 }
 
 /// How serious an alert is, from least to most.

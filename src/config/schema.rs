@@ -37,6 +37,10 @@ pub struct Settings {
     pub rules: Vec<RuleSettings>,
     /// Who a role is: `role = ["email:a@example.com", "slack:#channel", "webhook:crm"]`,
     /// or `role = { targets = [...], quiet = ["22:00-07:00"] }` with quiet hours.
+    /// Scheduled reports: rendered from sources and named queries, delivered to roles.
+    #[serde(default)]
+    pub reports: Vec<super::reports::ReportSettings>,
+    /// Who a role is: `role = ["email:a@example.com", "slack:#channel", "webhook:crm"]`.
     #[serde(default)]
     pub roles: BTreeMap<String, RoleSettings>,
     /// Named read-only drill-down queries for investigations.
@@ -180,6 +184,59 @@ impl SourceSettings {
             SourceSettings::Http(h) => h.timeout,
         }
     }
+
+    /// The source's own schedule keys.
+    pub fn schedule_keys(&self) -> ScheduleKeys<'_> {
+        match self {
+            SourceSettings::Sql(s) => ScheduleKeys::new(s.every, s.cron.as_deref(), s.timezone, s.catch_up),
+            SourceSettings::Http(h) => ScheduleKeys::new(h.every, h.cron.as_deref(), h.timezone, h.catch_up),
+        }
+    }
+}
+
+/// The schedule keys a source, rule or report may carry (`every`, `cron`,
+/// `timezone`, `catch_up`), gathered so they compile in one place.
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduleKeys<'a> {
+    /// `every`.
+    pub every: Option<Duration>,
+    /// `cron`.
+    pub cron: Option<&'a str>,
+    /// `timezone`.
+    pub timezone: Option<chrono_tz::Tz>,
+    /// `catch_up`.
+    pub catch_up: crate::schedule::CatchUp,
+}
+
+impl<'a> ScheduleKeys<'a> {
+    /// Gathers the keys.
+    pub fn new(
+        every: Option<Duration>,
+        cron: Option<&'a str>,
+        timezone: Option<chrono_tz::Tz>,
+        catch_up: crate::schedule::CatchUp,
+    ) -> Self {
+        Self {
+            every,
+            cron,
+            timezone,
+            catch_up,
+        }
+    }
+
+    /// The compiled schedule, read in `timezone` or else `default_zone`
+    /// (`agent.timezone`); `None` when neither `every` nor `cron` is given.
+    pub fn compile(
+        &self,
+        default_zone: chrono_tz::Tz,
+    ) -> Result<Option<crate::schedule::Schedule>, crate::schedule::ScheduleError> {
+        crate::schedule::Schedule::new(
+            self.every,
+            self.cron,
+            self.timezone.unwrap_or(default_zone),
+            self.catch_up,
+        )
+    }
 }
 
 /// `kind = "sql"`.
@@ -206,6 +263,18 @@ pub struct SqlSourceSettings {
     /// Connections kept open to this database.
     #[serde(default = "defaults::max_connections")]
     pub max_connections: u32,
+    /// Its own schedule on top of the agent's interval: at most once per period, e.g. `"1h"`.
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
+    /// Its own schedule as a 5-field cron pattern, e.g. `"0 9 * * MON"` (not with `every`).
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// The IANA zone `cron` is read in, e.g. `"Europe/Berlin"`; absent: `agent.timezone`.
+    #[serde(default)]
+    pub timezone: Option<chrono_tz::Tz>,
+    /// After downtime over a due time: `"once"` runs it once on start, `"skip"` waits for the next.
+    #[serde(default)]
+    pub catch_up: crate::schedule::CatchUp,
 }
 
 /// `kind = "http"`.
@@ -242,6 +311,18 @@ pub struct HttpSourceSettings {
     /// Rows beyond this cap are not read; the observation says it was truncated.
     #[serde(default = "defaults::max_rows")]
     pub max_rows: usize,
+    /// Its own schedule on top of the agent's interval: at most once per period, e.g. `"1h"`.
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
+    /// Its own schedule as a 5-field cron pattern, e.g. `"0 9 * * MON"` (not with `every`).
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// The IANA zone `cron` is read in, e.g. `"Europe/Berlin"`; absent: `agent.timezone`.
+    #[serde(default)]
+    pub timezone: Option<chrono_tz::Tz>,
+    /// After downtime over a due time: `"once"` runs it once on start, `"skip"` waits for the next.
+    #[serde(default)]
+    pub catch_up: crate::schedule::CatchUp,
 }
 
 /// Shape of an HTTP source's response.

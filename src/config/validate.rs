@@ -70,6 +70,7 @@ pub fn validate(settings: &Settings) -> Vec<ConfigIssue> {
             SourceSettings::Sql(s) => sql_source(&mut v, &key, s),
             SourceSettings::Http(h) => http_source(&mut v, &key, h),
         }
+        schedule(&mut v, &key, source.schedule_keys(), agent.timezone);
     }
     roles(&mut v, settings);
     queries(&mut v, settings);
@@ -101,7 +102,9 @@ pub fn validate(settings: &Settings) -> Vec<ConfigIssue> {
             v.push(&key, format!("duplicate rule name \"{}\"", rule.name));
         }
         self::rule(&mut v, settings, &key, rule);
+        schedule(&mut v, &key, rule.schedule_keys(), agent.timezone);
     }
+    reports(&mut v, settings);
     if let Some(llm) = &settings.llm {
         if !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://")) {
             v.push(
@@ -303,6 +306,80 @@ fn queries(v: &mut Issues, settings: &Settings) {
             v.push(&format!("{key}.max_rows"), "must be at least 1");
         }
         v.at_least(&format!("{key}.timeout"), q.timeout, Duration::from_millis(1));
+    }
+}
+
+/// The schedule keys of the source, rule or report at `key`.
+fn schedule(v: &mut Issues, key: &str, keys: super::ScheduleKeys<'_>, zone: chrono_tz::Tz) {
+    use crate::schedule::ScheduleError;
+    match keys.compile(zone) {
+        Ok(Some(schedule)) => {
+            // Patterns carry no year, so one that matches at all matches within
+            // a few years of any date (29 February included).
+            let since = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+            if let Err(e) = schedule.next_after(since) {
+                v.push(&format!("{key}.cron"), format!("{e}: the pattern never matches"));
+            }
+        }
+        Ok(None) => {}
+        Err(e @ ScheduleError::Both) => v.push(key, e.to_string()),
+        Err(e @ ScheduleError::ZeroEvery) => v.push(&format!("{key}.every"), e.to_string()),
+        Err(e) => v.push(&format!("{key}.cron"), e.to_string()),
+    }
+}
+
+fn reports(v: &mut Issues, settings: &Settings) {
+    let mut names = BTreeSet::new();
+    for (i, report) in settings.reports.iter().enumerate() {
+        let key = format!(
+            "reports.{}",
+            if report.name.is_empty() {
+                i.to_string()
+            } else {
+                report.name.clone()
+            }
+        );
+        if !is_identifier(&report.name) {
+            v.push(
+                &format!("{key}.name"),
+                "report names hold only a-z, 0-9 and _ and start with a letter or _",
+            );
+        }
+        if !names.insert(report.name.as_str()) {
+            v.push(&key, format!("duplicate report name \"{}\"", report.name));
+        }
+        schedule(v, &key, report.schedule_keys(), settings.agent.timezone);
+        for source in &report.sources {
+            if !settings.sources.contains_key(source) {
+                v.push(&format!("{key}.sources"), format!("unknown source \"{source}\""));
+            }
+        }
+        for query in &report.queries {
+            match settings.queries.get(query) {
+                None => v.push(
+                    &format!("{key}.queries"),
+                    format!("unknown query \"{query}\" (define [queries.{query}])"),
+                ),
+                Some(q) if !q.params.is_empty() => v.push(
+                    &format!("{key}.queries"),
+                    format!("query \"{query}\" takes `params` from alert labels, which a report does not have"),
+                ),
+                Some(_) => {}
+            }
+        }
+        if report.to.is_empty() {
+            v.push(&format!("{key}.to"), "a report needs at least one role");
+        }
+        role_refs(v, settings, &format!("{key}.to"), &report.to);
+        let mut templates = crate::planning::template::Templates::new();
+        if let Err(e) = templates.add("template", &report.template) {
+            v.push(&format!("{key}.template"), e);
+        }
+        if let Some(subject) = &report.subject
+            && let Err(e) = templates.add("subject", subject)
+        {
+            v.push(&format!("{key}.subject"), e);
+        }
     }
 }
 
@@ -594,6 +671,52 @@ mod tests {
     }
 
     const BASE: &str = "[agent]\nname = \"t\"\n[memory]\npath = \"m.db\"\n";
+
+    #[test]
+    fn schedule_problems_name_their_key() {
+        let sql = "[sources.s]\nkind = \"sql\"\nurl = \"sqlite://w.db\"\nsql = \"SELECT 1 AS one\"\n";
+        let found = issues(&format!("{BASE}{sql}cron = \"0 9 * * FUNDAY\"\n"));
+        assert!(
+            found
+                .iter()
+                .any(|i| i.starts_with("sources.s.cron: invalid cron pattern")),
+            "{found:?}"
+        );
+        let found = issues(&format!("{BASE}{sql}cron = \"0 9 * * MON\"\nevery = \"1h\"\n"));
+        assert!(
+            found
+                .iter()
+                .any(|i| i.starts_with("sources.s: give either `every` or `cron`")),
+            "{found:?}"
+        );
+        let found = issues(&format!(
+            "{BASE}{sql}cron = \"0 9 * * MON\"\ntimezone = \"Mars/Olympus\"\n"
+        ));
+        assert!(found.iter().any(|i| i.starts_with("sources.s.timezone:")), "{found:?}");
+        let found = issues(&format!("{BASE}{sql}cron = \"0 0 30 2 *\"\n"));
+        assert!(found.iter().any(|i| i.contains("never matches")), "{found:?}");
+        let rule = "[[rules]]\nname = \"r\"\nsource = \"s\"\nwhen = \"one > 0.0\"\nevery = \"0s\"\n";
+        let found = issues(&format!("{BASE}{sql}{rule}"));
+        assert!(found.iter().any(|i| i.starts_with("rules.r.every:")), "{found:?}");
+    }
+
+    #[test]
+    fn report_problems_name_their_key() {
+        let sql = "[sources.s]\nkind = \"sql\"\nurl = \"sqlite://w.db\"\nsql = \"SELECT 1 AS one\"\n\
+                   [queries.q]\nsource = \"s\"\nsql = \"SELECT 1 WHERE ? = 1\"\nparams = [\"region\"]\n";
+        let report = "[[reports]]\nname = \"weekly\"\ncron = \"0 25 * * *\"\nsources = [\"nope\"]\n\
+                      queries = [\"q\"]\nto = [\"ghosts\"]\ntemplate = \"{{ broken \"\n";
+        let found = issues(&format!("{BASE}{sql}{report}"));
+        for key in [
+            "reports.weekly.cron:",
+            "reports.weekly.sources: unknown source \"nope\"",
+            "reports.weekly.queries: query \"q\" takes `params`",
+            "reports.weekly.to: unknown role \"ghosts\"",
+            "reports.weekly.template:",
+        ] {
+            assert!(found.iter().any(|i| i.starts_with(key)), "{key} not in {found:?}");
+        }
+    }
 
     #[test]
     fn bad_scheme_is_named_with_expectation() {

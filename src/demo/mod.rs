@@ -32,6 +32,9 @@ pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 /// The variable [`DEMO_CONFIG`] uses for the demo directory.
 pub const DIR_VAR: &str = "BI_AGENT_DEMO_DIR";
 
+/// The scheduled report the demo renders once, to show what it looks like.
+pub const DEMO_REPORT: &str = "weekly_summary";
+
 /// The warehouse's file name inside the demo directory; `config/demo.toml`
 /// names the same file in its source URLs.
 pub const WAREHOUSE_FILE: &str = "warehouse.db";
@@ -132,6 +135,25 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
             .collect();
         print!("{}", print::cycle(&report, n, args.cycles));
     }
+    // The weekly report is due on Mondays only: render it now so the demo
+    // shows one (dry-run, like everything here).
+    let schedule = agent
+        .settings()
+        .reports
+        .iter()
+        .find(|r| r.name == DEMO_REPORT)
+        .and_then(|r| {
+            r.schedule_keys()
+                .compile(agent.settings().agent.timezone)
+                .ok()
+                .flatten()
+        });
+    let next_due = schedule.as_ref().and_then(|s| s.next_after(Utc::now()).ok());
+    let (_, outcome) = agent.report_now(DEMO_REPORT).await?;
+    print!(
+        "{}",
+        print::scheduled_report(DEMO_REPORT, schedule.as_ref().map(|s| s.spec()), next_due, &outcome)
+    );
     agent.memory().close().await;
     print!("{}", print::outro(&dir, &failed, sources));
 

@@ -421,6 +421,32 @@ fn time(t: DateTime<Utc>) -> String {
     }
 }
 
+/// One scheduled report, rendered on demand: its schedule, its text and
+/// what happened to each delivery (simulated, in the demo).
+pub fn scheduled_report(
+    name: &str,
+    schedule: Option<&str>,
+    next_due: Option<DateTime<Utc>>,
+    outcome: &crate::execution::Outcome,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\nScheduled report {name}");
+    if let Some(spec) = schedule {
+        let next = next_due.map_or_else(|| "none".to_owned(), time);
+        let _ = writeln!(out, "  Runs on {spec}; next due {next}. Rendered now:\n");
+    }
+    match &outcome.text {
+        Some(text) => out.push_str(&indent(&indent(text))),
+        None => {
+            let _ = writeln!(out, "    (not rendered: {})", outcome.status.name());
+        }
+    }
+    for d in &outcome.deliveries {
+        let _ = writeln!(out, "  → {}: {}", d.target, d.status.name());
+    }
+    out
+}
+
 /// The closing: a line about failed sources, then how to go on from here.
 pub fn outro(dir: &Path, failed: &BTreeSet<String>, sources: usize) -> String {
     let mut out = String::new();

@@ -43,6 +43,20 @@ use groups::Grouped;
 pub trait Investigations: Send + Sync {
     /// Investigates for `action`; the error text names what failed.
     fn run<'a>(&'a self, action: &'a Action) -> BoxFuture<'a, Result<Findings, String>>;
+
+    /// Runs the named query with no labels bound, for a scheduled report.
+    fn query<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<QueryRows, String>> {
+        Box::pin(async move { Err(format!("query {name}: reports are not supported by this investigator")) })
+    }
+}
+
+/// The rows of a named query run for a report, as raw values by column.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryRows {
+    /// One object per row.
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// More rows were available than the query's `max_rows`.
+    pub truncated: bool,
 }
 
 /// Explains findings in prose (the LLM, grounded); `None` when it cannot.
@@ -282,6 +296,7 @@ impl Executor {
             duration_ms: 0,
             deliveries: Vec::new(),
             findings: None,
+            text: None,
         };
         let skipped = |reason: String| Status::Skipped { reason };
         if let Some(until) = waiting.get(&action.id) {
@@ -322,6 +337,10 @@ impl Executor {
                 ActionKind::Notify | ActionKind::Escalate => {
                     let message = self.message(action, action.message.clone().unwrap_or_default(), Vec::new());
                     self.deliver_to_roles(action, message, memory, now, dry_run, budget, &mut outcome)
+                        .await?;
+                }
+                ActionKind::Report if action.report.is_some() => {
+                    self.scheduled_report(action, memory, now, dry_run, budget, &mut outcome)
                         .await?;
                 }
                 ActionKind::Report => {
@@ -429,6 +448,47 @@ impl Executor {
         };
         guard::redact_message(&mut message, &self.settings.guardrails.redact);
         message
+    }
+
+    /// A scheduled report: rendered from its data, then delivered to its
+    /// roles like any notification (limits, effect log, dry-run).
+    #[allow(clippy::too_many_arguments)]
+    async fn scheduled_report(
+        &self,
+        action: &Action,
+        memory: &Memory,
+        now: DateTime<Utc>,
+        dry_run: bool,
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<(), MemoryError> {
+        let Some(input) = &action.report else {
+            return Ok(());
+        };
+        let rendered = super::report::render(
+            action,
+            input,
+            &self.settings,
+            self.investigations.as_deref(),
+            self.summarizer.as_deref(),
+        )
+        .await;
+        match rendered {
+            Ok(report) => {
+                let mut action = action.clone();
+                if report.subject.is_some() {
+                    action.subject = report.subject;
+                }
+                outcome.text = Some(report.text.clone());
+                let message = self.message(&action, report.text, Vec::new());
+                self.deliver_to_roles(&action, message, memory, now, dry_run, budget, outcome)
+                    .await?;
+            }
+            Err(e) => {
+                outcome.status = Status::Failed { error: e.to_string() };
+            }
+        }
+        Ok(())
     }
 
     /// A report's text (its template over the action's evidence and the

@@ -19,7 +19,7 @@
 //! text, and never show a configured database URL (errors name the redacted
 //! URL only).
 
-mod format;
+pub(crate) mod format;
 mod highlights;
 mod readonly;
 
@@ -308,8 +308,55 @@ fn label_names(labels: &Labels) -> String {
     }
 }
 
+impl Investigator {
+    /// Runs the query `name` with no labels bound (a scheduled report's
+    /// query) and returns its rows as objects of raw values: numbers stay
+    /// numbers, text stays text, times are UTC text, NULL is null.
+    pub async fn query_rows(&self, name: &str) -> Result<super::executor::QueryRows, QueryError> {
+        let table = self
+            .run_query(name, &Labels::new())
+            .instrument(info_span!("query", query = %name))
+            .await?;
+        let rows = table
+            .rows
+            .iter()
+            .map(|row| {
+                table
+                    .columns
+                    .iter()
+                    .zip(row)
+                    .map(|(column, cell)| (column.clone(), cell_json(cell)))
+                    .collect()
+            })
+            .collect();
+        Ok(super::executor::QueryRows {
+            rows,
+            truncated: table.truncated,
+        })
+    }
+}
+
+/// A cell as a JSON value for templates.
+fn cell_json(cell: &crate::perception::sql::cell::Cell) -> serde_json::Value {
+    use crate::perception::sql::cell::Cell;
+    match cell {
+        Cell::Null => serde_json::Value::Null,
+        Cell::Number(x) => serde_json::json!(x),
+        Cell::Text(t) => serde_json::json!(t),
+        Cell::Date(d) => serde_json::json!(d.format("%Y-%m-%d").to_string()),
+        Cell::Time(t) => serde_json::json!(crate::timefmt::to_db(*t)),
+    }
+}
+
 impl super::executor::Investigations for Investigator {
     fn run<'a>(&'a self, action: &'a Action) -> futures_util::future::BoxFuture<'a, Result<Findings, String>> {
         Box::pin(async move { Investigator::run(self, action).await.map_err(|e| e.to_string()) })
+    }
+
+    fn query<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<super::executor::QueryRows, String>> {
+        Box::pin(async move { self.query_rows(name).await.map_err(|e| e.to_string()) })
     }
 }

@@ -6,7 +6,8 @@
 //! says; [`quiet`] decides what quiet hours hold back;
 //! [`investigate`] runs read-only drill-down queries into findings;
 //! [`channels`] render and send; [`delivery`] wraps every send with pacing,
-//! retries and circuit breakers; [`message`] and [`outcome`] are the data.
+//! retries and circuit breakers; [`report`] renders scheduled reports;
+//! [`message`] and [`outcome`] are the data.
 //!
 //! Execution must never act on anything the plan did not contain, and never
 //! address a target the config does not name.
@@ -20,6 +21,7 @@ pub mod investigate;
 pub mod message;
 pub mod outcome;
 pub mod quiet;
+pub mod report;
 
 pub use executor::{Executed, ExecutionError, Executor, Investigations, Summarizer};
 pub use outcome::{Outcome, Status};

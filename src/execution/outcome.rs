@@ -157,6 +157,9 @@ pub struct Outcome {
     /// For investigations: what was found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub findings: Option<Findings>,
+    /// The text a scheduled report rendered, before any channel formatted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 #[cfg(test)]

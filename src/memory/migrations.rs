@@ -25,6 +25,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (4, "llm usage", include_str!("../../migrations/0004_llm_usage.sql")),
     (5, "learning", include_str!("../../migrations/0005_learning.sql")),
+    (6, "schedules", include_str!("../../migrations/0006_schedules.sql")),
     (
         7,
         "groups quiet hours",

@@ -20,6 +20,7 @@ mod llm;
 mod migrations;
 mod observations;
 mod retention;
+mod schedules;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub use learning::{FeedbackApplied, FeedbackError, KindEffectiveness, LearnStats
 pub use llm::{LlmCall, LlmUsage};
 pub use observations::StoredPoints;
 pub use retention::PruneStats;
+pub use schedules::ScheduleRecord;
 
 /// Why a memory operation failed.
 #[derive(Debug, thiserror::Error)]

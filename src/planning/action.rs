@@ -27,6 +27,8 @@ pub enum Origin {
     Llm,
     /// Approved by a person in an earlier cycle.
     Approval,
+    /// A configured `[[reports]]` entry, on its schedule or on demand.
+    Report(String),
 }
 
 impl fmt::Display for Origin {
@@ -36,6 +38,7 @@ impl fmt::Display for Origin {
             Self::Meta(r) => write!(f, "meta:{r}"),
             Self::Llm => f.write_str("llm"),
             Self::Approval => f.write_str("approval"),
+            Self::Report(r) => write!(f, "report:{r}"),
         }
     }
 }
@@ -134,6 +137,34 @@ pub struct Action {
     /// Which learned pattern its outcome counts towards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learning: Option<super::patterns::LearnKey>,
+    /// For a scheduled report: what it reads and for which due time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportInput>,
+}
+
+/// What a `[[reports]]` action reads: the data perceived for it, the named
+/// queries it runs when executed (in [`Action::queries`]) and its due time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportInput {
+    /// The report's name.
+    pub name: String,
+    /// The due time it is rendered for, UTC (the time it was asked for, on demand).
+    pub due: chrono::DateTime<chrono::Utc>,
+    /// The current rows of each source it reads: labels and values in one object per row.
+    #[serde(default)]
+    pub sources: BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>>,
+    /// Sources that failed or returned nothing, with why (shown in the report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    /// The subject template, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_template: Option<String>,
+    /// Ask the LLM (when configured) for a grounded narrative.
+    #[serde(default)]
+    pub narrative: bool,
+    /// The report's own zone for showing its due time; absent: `agent.timezone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 impl Action {
@@ -164,6 +195,7 @@ impl Action {
             rank: 0,
             repeat: 0,
             learning: None,
+            report: None,
         }
     }
 }

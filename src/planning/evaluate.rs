@@ -69,6 +69,9 @@ pub struct CycleInput<'a> {
     pub carried: &'a [Action],
     /// What the last learning pass learned.
     pub learned: &'a Learned,
+    /// Rules whose own schedule is not due this cycle: left alone like a rule
+    /// over a source that was not perceived (their instances keep their state).
+    pub idle_rules: &'a BTreeSet<String>,
 }
 
 /// An instance after this cycle's evaluation.
@@ -153,6 +156,21 @@ impl Planned {
             .collect()
     }
 
+    /// Adds due scheduled reports after everything else, within the
+    /// per-cycle cap; the rest are deferred (queued for the next cycle), never dropped.
+    pub fn append_reports(&mut self, reports: Vec<Action>, max_actions: usize) {
+        for report in reports {
+            if self.plan.items.len() < max_actions {
+                self.plan.items.push(report);
+            } else {
+                self.plan.deferred.push(plan::LeftOut {
+                    action: report,
+                    reason: format!("over the per-cycle cap of {max_actions} actions"),
+                });
+            }
+        }
+    }
+
     /// Instances currently firing.
     pub fn firing(&self) -> impl Iterator<Item = &InstanceUpdate> {
         self.instances.iter().filter(|u| u.instance.state == AlertState::Firing)
@@ -222,6 +240,9 @@ impl Rulebook {
         let backfill = backfill_index(input.observations);
 
         for rule in &self.rules {
+            if input.idle_rules.contains(&rule.settings.name) {
+                continue;
+            }
             let timing = Timing {
                 for_: rule.settings.for_,
                 keep_firing_for: rule.settings.keep_firing_for,
@@ -525,6 +546,7 @@ impl Rulebook {
                     rank: (rule.index as u32).saturating_mul(1000).saturating_add(i as u32),
                     repeat: 0,
                     learning: None,
+                    report: None,
                 };
                 if trigger == Trigger::Firing && a.kind != ActionKind::Wait {
                     self.learning.apply(rule, a, &mut action, learned);

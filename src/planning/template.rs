@@ -7,7 +7,12 @@
 //! typo shows up instead of a silently broken message.
 //!
 //! Filters: `percent` (0.305 → `30.5%`), `signed_percent` (→ `+30.5%`),
-//! `number` (1234567.8 → `1,234,568`), `currency` (1234.5 → `$1,234.50`).
+//! `number` (1234567.8 → `1,234,568`), `currency` (1234.5 → `$1,234.50`);
+//! for reports over a list of rows, `wow_table(label, current, previous)`
+//! (an aligned text table: label, this week, last week, change) and
+//! `top_movers(label, current, previous, n)` (the `n` rows with the largest
+//! absolute change, each with `label`, `current`, `previous`, `delta` and
+//! `change`, the relative change or none when the previous value is 0).
 //!
 //! Templates render data only: no filesystem access, no network, no
 //! includes. Label values come from data and are untrusted text: they are
@@ -36,6 +41,8 @@ impl Templates {
         env.add_filter("signed_percent", signed_percent);
         env.add_filter("number", number);
         env.add_filter("currency", currency);
+        env.add_filter("wow_table", wow_table);
+        env.add_filter("top_movers", top_movers);
         Self { env }
     }
 
@@ -107,6 +114,106 @@ fn currency(v: &Value, symbol: Option<String>, decimals: Option<usize>) -> Resul
     Ok(format!("{sign}{}{body}", symbol.as_deref().unwrap_or("$")))
 }
 
+/// One row's label and its current and previous values (missing: `None`).
+fn mover(row: &Value, label: &str, current: &str, previous: &str) -> Result<(String, Option<f64>, Option<f64>), Error> {
+    let name = row.get_attr(label)?;
+    let name = if name.is_undefined() || name.is_none() {
+        "—".to_owned()
+    } else {
+        name.to_string()
+    };
+    let number = |key: &str| -> Result<Option<f64>, Error> {
+        let v = row.get_attr(key)?;
+        Ok(if v.is_undefined() || v.is_none() {
+            None
+        } else {
+            Some(as_f64(&v)?)
+        })
+    };
+    Ok((name, number(current)?, number(previous)?))
+}
+
+/// The relative change from `previous` to `current`, none when `previous` is 0.
+fn relative(current: f64, previous: f64) -> Option<f64> {
+    (previous != 0.0).then(|| (current - previous) / previous.abs())
+}
+
+/// Rows → an aligned week-over-week table (`format` is `"number"`, the
+/// default, or `"currency"`). Rows missing a value show `—`.
+fn wow_table(
+    rows: &Value,
+    label: String,
+    current: String,
+    previous: String,
+    format: Option<String>,
+) -> Result<String, Error> {
+    let fmt = |x: Option<f64>| match (x, format.as_deref()) {
+        (None, _) => Ok("—".to_owned()),
+        (Some(x), Some("currency")) => currency(&Value::from(x), None, Some(0)),
+        (Some(x), None | Some("number")) => Ok(group_thousands(x, 0)),
+        (Some(_), Some(other)) => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("wow_table: unknown format \"{other}\" (expected \"number\" or \"currency\")"),
+        )),
+    };
+    let mut lines = vec![[label.clone(), "this week".into(), "last week".into(), "change".into()]];
+    for row in rows.try_iter()? {
+        let (name, cur, prev) = mover(&row, &label, &current, &previous)?;
+        let change = match (cur, prev) {
+            (Some(c), Some(p)) => relative(c, p).map_or_else(|| "n/a".to_owned(), |r| format!("{:+.1}%", r * 100.0)),
+            _ => "—".to_owned(),
+        };
+        lines.push([name, fmt(cur)?, fmt(prev)?, change]);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let text: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            // The label column is left-aligned, numbers right-aligned.
+            let mut line = format!("{:<w$}", l[0], w = widths[0]);
+            for i in 1..4 {
+                line.push_str(&format!("  {:>w$}", l[i], w = widths[i]));
+            }
+            line.trim_end().to_owned()
+        })
+        .collect();
+    Ok(text.join("\n"))
+}
+
+/// Rows → the `n` (default 3) rows with the largest absolute change from `previous` to `current`.
+fn top_movers(
+    rows: &Value,
+    label: String,
+    current: String,
+    previous: String,
+    n: Option<usize>,
+) -> Result<Value, Error> {
+    let mut movers = Vec::new();
+    for row in rows.try_iter()? {
+        if let (name, Some(cur), Some(prev)) = mover(&row, &label, &current, &previous)? {
+            movers.push((name, cur, prev));
+        }
+    }
+    // Largest absolute change first; ties keep the rows' order (stable sort).
+    movers.sort_by(|a, b| (b.1 - b.2).abs().total_cmp(&(a.1 - a.2).abs()));
+    let list: Vec<serde_json::Value> = movers
+        .into_iter()
+        .take(n.unwrap_or(3))
+        .map(|(name, cur, prev)| {
+            serde_json::json!({
+                "label": name,
+                "current": cur,
+                "previous": prev,
+                "delta": cur - prev,
+                "change": relative(cur, prev),
+            })
+        })
+        .collect();
+    Ok(Value::from(minijinja::value::Serde(&list)))
+}
+
 /// Formats with `,` between thousands and `decimals` places.
 pub fn group_thousands(x: f64, decimals: usize) -> String {
     if !x.is_finite() {
@@ -158,6 +265,38 @@ mod tests {
         assert_eq!(render("{{ r | number(2) }}", ctx.clone()).unwrap(), "1,234,567.89");
         assert_eq!(render("{{ m | currency }}", ctx.clone()).unwrap(), "-$1,234.50");
         assert_eq!(render("{{ r | currency('€', 0) }}", ctx).unwrap(), "€1,234,568");
+    }
+
+    #[test]
+    fn week_over_week_table_and_top_movers() {
+        let ctx = json!({"rows": [
+            {"region": "Northeast", "rev": 120000.0, "prev": 150000.0},
+            {"region": "West", "rev": 99000.0, "prev": 90000.0},
+            {"region": "South", "rev": 50000.0, "prev": 0.0},
+            {"region": "North", "rev": 10.0},
+        ]});
+        let table = render("{{ rows | wow_table('region', 'rev', 'prev') }}", ctx.clone()).unwrap();
+        assert_eq!(
+            table,
+            "region     this week  last week  change\n\
+             Northeast    120,000    150,000  -20.0%\n\
+             West          99,000     90,000  +10.0%\n\
+             South         50,000          0     n/a\n\
+             North             10          —       —"
+        );
+        let money = render(
+            "{{ rows[:1] | wow_table('region', 'rev', 'prev', 'currency') }}",
+            ctx.clone(),
+        )
+        .unwrap();
+        assert!(money.contains("$120,000"), "{money}");
+        let movers = render(
+            "{% for m in rows | top_movers('region', 'rev', 'prev', 2) %}{{ m.label }} {{ m.delta | number }} \
+             {% if m.change is not none %}{{ m.change | signed_percent }}{% endif %};{% endfor %}",
+            ctx,
+        )
+        .unwrap();
+        assert_eq!(movers, "South 50,000 ;Northeast -30,000 -20.0%;");
     }
 
     #[test]

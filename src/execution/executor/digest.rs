@@ -214,6 +214,7 @@ fn start_outcome(id: &str, now: DateTime<Utc>, dry_run: bool) -> Outcome {
         duration_ms: 0,
         deliveries: Vec::new(),
         findings: None,
+        text: None,
     }
 }
 

@@ -100,6 +100,7 @@ impl Executor {
                 duration_ms: 0,
                 deliveries: Vec::new(),
                 findings: None,
+                text: None,
             };
             let result = match flush.next_due {
                 Some(until) if added.contains(&ident(item)) => Grouped::Waiting {
@@ -220,6 +221,7 @@ impl Executor {
             duration_ms: 0,
             deliveries: Vec::new(),
             findings: None,
+            text: None,
         };
         self.deliver_to_roles(&action, message, memory, now, dry_run, budget, &mut outcome)
             .await?;

@@ -45,7 +45,7 @@ pub(super) fn cell(cell: &Cell) -> String {
 /// numbers of at least 1 with two (`1,234.57`, `-2.50`), smaller ones with
 /// three significant digits and no trailing zeros (`0.183`, `0.000123`).
 /// NaN and infinities are shown as such rather than hidden.
-pub(super) fn number(x: f64) -> String {
+pub(crate) fn number(x: f64) -> String {
     if !x.is_finite() {
         return x.to_string();
     }
