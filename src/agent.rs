@@ -414,15 +414,26 @@ impl Agent {
             .filter(|u| u.transition == Some(crate::planning::alerts::Transition::Resolved))
         {
             let i = &u.instance;
-            if let Err(e) = self.memory.mark_resolved(&i.rule, &i.labels, i.episode, now).await {
+            // The condition turned false `keep_firing_for` ago: that is when
+            // the instance recovered, not when the delay ran out.
+            let keep = (self.settings.rules.iter())
+                .find(|r| r.name == i.rule)
+                .and_then(|r| chrono::Duration::from_std(r.keep_firing_for).ok())
+                .unwrap_or_default();
+            let at = now
+                .checked_sub_signed(keep)
+                .unwrap_or(now)
+                .max(i.firing_since.unwrap_or(now).min(now));
+            if let Err(e) = self.memory.mark_resolved(&i.rule, &i.labels, i.episode, at).await {
                 error!(error = %e, "Could not record a resolution for learning");
                 errors.push(format!("memory: {e}"));
             }
         }
     }
 
-    /// Gives each instance that acts this cycle what happened the last times
-    /// it fired (bounded), in the plan and in its first action's reason.
+    /// Gives each firing instance (those acting this cycle first; at most 20)
+    /// what happened the last times it fired, in the plan and in its first
+    /// action's reason.
     async fn recall_past_firings(&self, planned: &mut Planned) {
         /// At most this many instances get context per cycle.
         const MAX_INSTANCES: usize = 20;
@@ -430,20 +441,38 @@ impl Agent {
         if firings == 0 {
             return;
         }
-        let mut seen = std::collections::BTreeSet::new();
-        for item in &mut planned.plan.items {
-            let Some(i) = item.instance.clone() else { continue };
-            let key = format!("{}{{{}}}", i.rule, crate::planning::action::labels_text(&i.labels));
-            if seen.len() >= MAX_INSTANCES || !seen.insert(key.clone()) {
-                continue;
+        // Instances acting this cycle first, then the rest of the firing ones.
+        let mut wanted: Vec<crate::planning::InstanceRef> = Vec::new();
+        let acting = planned.plan.items.iter().filter_map(|a| a.instance.clone());
+        let firing = planned.firing().map(|u| crate::planning::InstanceRef {
+            rule: u.instance.rule.clone(),
+            labels: u.instance.labels.clone(),
+            episode: u.instance.episode,
+        });
+        for i in acting.chain(firing) {
+            if wanted.len() == MAX_INSTANCES {
+                break;
             }
+            if !wanted.iter().any(|w| w.rule == i.rule && w.labels == i.labels) {
+                wanted.push(i);
+            }
+        }
+        for i in wanted {
+            let key = format!("{}{{{}}}", i.rule, crate::planning::action::labels_text(&i.labels));
             match self
                 .memory
                 .past_firings(&i.rule, &i.labels, i.episode, firings, self.dry_run)
                 .await
             {
                 Ok(past) if !past.is_empty() => {
-                    item.reason.push_str(&format!("; last fired {}", past[0].summary()));
+                    let same = |a: &Action| {
+                        a.instance
+                            .as_ref()
+                            .is_some_and(|x| x.rule == i.rule && x.labels == i.labels)
+                    };
+                    if let Some(item) = planned.plan.items.iter_mut().find(|a| same(a)) {
+                        item.reason.push_str(&format!("; last fired {}", past[0].summary()));
+                    }
                     planned.past.insert(key, past);
                 }
                 Ok(_) => {}
@@ -658,7 +687,12 @@ fn proposal_key(action: &Action, settings: &Settings) -> crate::planning::patter
         template: format!("llm:{}", action.kind.as_str()),
         signature: crate::planning::patterns::signature(action, &[]),
         segment: String::new(),
-        window_secs: settings.learning.outcome_window.as_secs(),
+        // A proposal about a rule's instance is judged over that rule's window.
+        window_secs: (action.instance.as_ref())
+            .and_then(|i| settings.rules.iter().find(|r| r.name == i.rule))
+            .and_then(|r| r.outcome_window)
+            .unwrap_or(settings.learning.outcome_window)
+            .as_secs(),
     }
 }
 

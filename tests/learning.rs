@@ -268,8 +268,12 @@ async fn converges_on_the_better_variant_and_keeps_exploring() {
     assert!(out.contains("to=team_a") && out.contains("segment=smb"), "{out}");
     let (code, out) = cli(&config, &["status"]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("Effectiveness") && out.contains("notify"), "{out}");
-    assert!(!out.contains("NaN"), "{out}");
+    assert!(out.contains("Effectiveness") && !out.contains("NaN"), "{out}");
+    // The CLI reads the real clock, this world's is a day ahead: ask at its time.
+    let now = *w.clock.lock().unwrap();
+    let effectiveness = agent.memory().effectiveness(now).await.unwrap();
+    let notify = effectiveness.iter().find(|e| e.kind == "notify").unwrap();
+    assert!(notify.samples > 500 && notify.mean > 0.4 && notify.trend_per_week.is_finite(), "{notify:?}");
 
     // The plan item says why: the learned effectiveness of its variant.
     w.set_risk(1, 0.0).await;
@@ -324,8 +328,9 @@ async fn seed_history(memory: &str, signature: &str, n: usize, score: f64, at: D
     let mut sql = String::new();
     for i in 0..n {
         sql.push_str(&format!(
-            "INSERT INTO learning_samples (action_id, kind, rule, template, signature, segment, dry_run, delivered, executed_at, auto_score) \
-             VALUES ('churn/contact/customer=h{i}', 'notify', 'churn', 'contact', '{signature}', 'segment=smb', 0, 1, '{}', {score});",
+            "INSERT INTO learning_samples (action_id, kind, rule, template, signature, segment, labels, episode, dry_run, delivered, executed_at, auto_score) \
+             VALUES ('churn/contact/customer=h{i},segment=smb', 'notify', 'churn', 'contact', '{signature}', 'segment=smb', \
+             '{{\"customer\":\"h{i}\",\"segment\":\"smb\"}}', 1, 0, 1, '{}', {score});",
             bi_agent::timefmt::to_db(at - Duration::minutes(i as i64))
         ));
     }

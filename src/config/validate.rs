@@ -45,12 +45,36 @@ pub fn validate(settings: &Settings) -> Vec<ConfigIssue> {
             v.push(key, format!("{value} is outside 0.0–1.0"));
         }
     }
+    if learning.window < learning.outcome_window {
+        v.push(
+            "learning.window",
+            "must be at least learning.outcome_window: an outcome is learned only once its window has closed",
+        );
+    }
     for rule in &settings.rules {
+        let key = format!("rules.{}.outcome_window", rule.name);
+        let window = rule.outcome_window.unwrap_or(learning.outcome_window);
         if let Some(w) = rule.outcome_window {
-            v.at_least(
-                &format!("rules.{}.outcome_window", rule.name),
-                w,
-                Duration::from_secs(1),
+            v.at_least(&key, w, Duration::from_secs(1));
+            if w > learning.window {
+                v.push(
+                    &key,
+                    "must not exceed learning.window: its outcomes would never be learned",
+                );
+            }
+        }
+        // A rule evaluated every N can only see a resolution N later.
+        if let Some(every) = rule.every
+            && window <= every + rule.keep_firing_for
+        {
+            v.push(
+                &key,
+                format!(
+                    "{} is too short for a rule evaluated every {} (keep_firing_for {}): a recovery could never count",
+                    humantime::format_duration(window),
+                    humantime::format_duration(every),
+                    humantime::format_duration(rule.keep_firing_for)
+                ),
             );
         }
     }

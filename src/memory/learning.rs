@@ -9,7 +9,12 @@
 //!   the end), 0 when the window passes first;
 //! - feedback (`bi-agent feedback`) overrides either; a rejected approval is
 //!   negative feedback (0) for the proposal's pattern;
-//! - an action without an instance has no automatic score, only feedback.
+//! - an action without an instance has no recovery signal: it is learned
+//!   from feedback only (its failures are kept, not learned, so they cannot
+//!   pin its pattern to 0);
+//! - a failed notification retried every cycle is one 0 per episode; repeats
+//!   of a still-firing instance's notification and built-in actions
+//!   (digests, `source_failing`) are no samples at all.
 //!
 //! Dry-run samples are kept (`dry_run = 1`) and never learned from. Learning
 //! reads only the learning window through an index, so its cost follows the
@@ -24,8 +29,8 @@ use super::{Memory, MemoryError, query_err};
 use crate::config::ActionKind;
 use crate::execution::outcome::{Outcome, Status};
 use crate::perception::Labels;
-use crate::planning::Action;
 use crate::planning::patterns::{LearnKey, Learned, PastFiring, PatternKey, PatternStats, signature};
+use crate::planning::{Action, Origin};
 use crate::timefmt;
 
 /// What feedback applied to.
@@ -79,6 +84,18 @@ pub struct LearnStats {
     pub trusted: usize,
 }
 
+/// One row of `learning_samples`, before it is written.
+struct Sample {
+    dry_run: bool,
+    delivered: bool,
+    executed_at: DateTime<Utc>,
+    window_s: Option<i64>,
+    due_at: Option<DateTime<Utc>>,
+    auto_score: Option<f64>,
+    /// (score, note, when).
+    feedback: Option<(f64, String, DateTime<Utc>)>,
+}
+
 fn bad(what: &'static str) -> impl Fn(String) -> MemoryError {
     move |message| MemoryError::Corrupt { what, message }
 }
@@ -109,37 +126,45 @@ impl Memory {
             Status::Failed { .. } => false,
             _ => return Ok(()),
         };
-        if action.kind == ActionKind::Wait {
+        // A wait does nothing; built-in actions (digests, `source_failing`)
+        // relay what happened rather than decide anything; a repeat of a
+        // still-firing instance's notification is not a new decision, and
+        // crediting it with the same resolution again would favour whatever
+        // keeps instances firing longest.
+        if action.kind == ActionKind::Wait || matches!(action.origin, Origin::Meta(_)) || action.repeat > 0 {
             return Ok(());
         }
         let key = key_of(action);
         let executed_at = outcome.started_at;
         let recovery = delivered && key.window_secs > 0 && action.instance.is_some();
+        // Validation bounds the window by `learning.window`; an absurd one
+        // simply gives no recovery signal rather than overflowing.
         let due_at = recovery
-            .then(|| executed_at + chrono::Duration::seconds(i64::try_from(key.window_secs).unwrap_or(i64::MAX / 2)));
-        sqlx::query(
-            "INSERT INTO learning_samples (action_id, kind, rule, template, signature, segment, labels, episode, \
-             dry_run, delivered, executed_at, window_s, due_at, auto_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            .then(|| {
+                chrono::Duration::try_seconds(i64::try_from(key.window_secs).ok()?)
+                    .and_then(|w| executed_at.checked_add_signed(w))
+            })
+            .flatten();
+        let recovery = due_at.is_some();
+        if !delivered && self.failure_recorded(action, outcome.dry_run).await? {
+            // A failed notification is tried again next cycle: one zero per
+            // episode, not one per attempt.
+            return Ok(());
+        }
+        self.insert_sample(
+            action,
+            Sample {
+                dry_run: outcome.dry_run,
+                delivered,
+                executed_at,
+                window_s: recovery.then(|| i64::try_from(key.window_secs).unwrap_or(i64::MAX)),
+                due_at,
+                // A failed delivery helped nobody: 0 at once, never left out.
+                auto_score: (!delivered).then_some(0.0),
+                feedback: None,
+            },
         )
-        .bind(&action.id)
-        .bind(action.kind.as_str())
-        .bind(&key.rule)
-        .bind(&key.template)
-        .bind(&key.signature)
-        .bind(&key.segment)
-        .bind(action.instance.as_ref().map(|i| labels_json(&i.labels)))
-        .bind(action.instance.as_ref().map(|i| i64::from(i.episode)))
-        .bind(outcome.dry_run)
-        .bind(delivered)
-        .bind(timefmt::to_db(executed_at))
-        .bind(recovery.then(|| i64::try_from(key.window_secs).unwrap_or(i64::MAX)))
-        .bind(due_at.map(timefmt::to_db))
-        // A failed delivery helped nobody: 0 at once, never left out.
-        .bind((!delivered).then_some(0.0))
-        .execute(&self.pool)
         .await
-        .map_err(query_err("record learning sample"))?;
-        Ok(())
     }
 
     /// Credits the open samples of a resolved instance's episode with
@@ -198,7 +223,8 @@ impl Memory {
             "SELECT kind, rule, template, signature, segment, COUNT(*) AS n, SUM(s) AS total, SUM(s * s) AS total_sq \
              FROM (SELECT kind, rule, template, signature, segment, COALESCE(feedback_score, auto_score) AS s FROM learning_samples \
                    WHERE dry_run = 0 AND executed_at >= ?1 \
-                   AND (due_at IS NULL OR due_at < ?2 OR feedback_score IS NOT NULL)) \
+                   AND (due_at IS NULL OR due_at < ?2 OR feedback_score IS NOT NULL) \
+                   AND (labels IS NOT NULL OR feedback_score IS NOT NULL)) \
              WHERE s IS NOT NULL GROUP BY kind, rule, template, signature, segment",
         )
         .bind(timefmt::to_db(window_start))
@@ -329,11 +355,46 @@ impl Memory {
         dry_run: bool,
         now: DateTime<Utc>,
     ) -> Result<(), MemoryError> {
+        let note = format!(
+            "approval rejected{}",
+            reason.map(|r| format!(": {r}")).unwrap_or_default()
+        );
+        let sample = Sample {
+            dry_run,
+            delivered: false,
+            executed_at: now,
+            window_s: None,
+            due_at: None,
+            auto_score: None,
+            feedback: Some((0.0, note, now)),
+        };
+        self.insert_sample(action, sample).await
+    }
+
+    async fn failure_recorded(&self, action: &Action, dry_run: bool) -> Result<bool, MemoryError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM learning_samples WHERE action_id = ? AND episode IS ? AND dry_run = ? AND delivered = 0 \
+             AND feedback_note IS NULL LIMIT 1",
+        )
+        .bind(&action.id)
+        .bind(action.instance.as_ref().map(|i| i64::from(i.episode)))
+        .bind(dry_run)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("record learning sample"))?;
+        Ok(row.is_some())
+    }
+
+    async fn insert_sample(&self, action: &Action, s: Sample) -> Result<(), MemoryError> {
         let key = key_of(action);
+        let (feedback_score, feedback_note, feedback_at) = match s.feedback {
+            Some((score, note, at)) => (Some(score), Some(note), Some(timefmt::to_db(at))),
+            None => (None, None, None),
+        };
         sqlx::query(
             "INSERT INTO learning_samples (action_id, kind, rule, template, signature, segment, labels, episode, \
-             dry_run, delivered, executed_at, feedback_score, feedback_note, feedback_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0.0, ?, ?)",
+             dry_run, delivered, executed_at, window_s, due_at, auto_score, feedback_score, feedback_note, feedback_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&action.id)
         .bind(action.kind.as_str())
@@ -343,16 +404,18 @@ impl Memory {
         .bind(&key.segment)
         .bind(action.instance.as_ref().map(|i| labels_json(&i.labels)))
         .bind(action.instance.as_ref().map(|i| i64::from(i.episode)))
-        .bind(dry_run)
-        .bind(timefmt::to_db(now))
-        .bind(format!(
-            "approval rejected{}",
-            reason.map(|r| format!(": {r}")).unwrap_or_default()
-        ))
-        .bind(timefmt::to_db(now))
+        .bind(s.dry_run)
+        .bind(s.delivered)
+        .bind(timefmt::to_db(s.executed_at))
+        .bind(s.window_s)
+        .bind(s.due_at.map(timefmt::to_db))
+        .bind(s.auto_score)
+        .bind(feedback_score)
+        .bind(feedback_note)
+        .bind(feedback_at)
         .execute(&self.pool)
         .await
-        .map_err(query_err("record rejection"))?;
+        .map_err(query_err("record learning sample"))?;
         Ok(())
     }
 
@@ -368,7 +431,8 @@ impl Memory {
     ) -> Result<Vec<PastFiring>, MemoryError> {
         let rows = sqlx::query(
             "SELECT episode, kind, signature, executed_at, resolved_at, COALESCE(feedback_score, auto_score) AS s FROM learning_samples \
-             WHERE rule = ? AND labels = ? AND episode < ? AND dry_run = ? ORDER BY episode DESC, executed_at LIMIT ?",
+             WHERE rule = ? AND labels = ? AND episode < ? AND dry_run = ? AND delivered = 1 \
+             ORDER BY episode DESC, executed_at LIMIT ?",
         )
         .bind(rule)
         .bind(labels_json(labels))
@@ -424,10 +488,14 @@ impl Memory {
         let from = now - chrono::Duration::days(30);
         let rows = sqlx::query(
             "SELECT kind, substr(executed_at, 1, 10) AS day, COUNT(*) AS n, SUM(s) AS total \
-             FROM (SELECT kind, executed_at, COALESCE(feedback_score, auto_score) AS s FROM learning_samples WHERE dry_run = 0 AND executed_at >= ?) \
+             FROM (SELECT kind, executed_at, COALESCE(feedback_score, auto_score) AS s FROM learning_samples \
+                   WHERE dry_run = 0 AND executed_at >= ?1 \
+                   AND (due_at IS NULL OR due_at < ?2 OR feedback_score IS NOT NULL) \
+                   AND (labels IS NOT NULL OR feedback_score IS NOT NULL)) \
              WHERE s IS NOT NULL GROUP BY kind, day ORDER BY kind, day",
         )
         .bind(timefmt::to_db(from))
+        .bind(timefmt::to_db(now))
         .fetch_all(&self.pool)
         .await
         .map_err(query_err("effectiveness"))?;

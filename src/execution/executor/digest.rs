@@ -72,15 +72,7 @@ impl Executor {
             let Some(target) = Target::parse(&target_text) else {
                 continue;
             };
-            let mut text = format!(
-                "{} notification{} held during quiet hours:",
-                items.len(),
-                if items.len() == 1 { " was" } else { "s were" }
-            );
-            for h in &items {
-                text.push_str(&format!("\n• {} — {}", h.at.format("%H:%M UTC"), h.subject));
-            }
-            let mut message = self.message(&action, text, Vec::new());
+            let mut message = self.message(&action, listing(&items, "held during quiet hours"), Vec::new());
             message.subject = format!(
                 "Quiet hours are over: {} held notification{}",
                 items.len(),
@@ -137,14 +129,7 @@ impl Executor {
             let Some(target) = Target::parse(&target_text) else {
                 continue;
             };
-            let mut text = format!(
-                "{} notification{} held back by the rate limit since the last digest:",
-                items.len(),
-                if items.len() == 1 { " was" } else { "s were" }
-            );
-            for h in &items {
-                text.push_str(&format!("\n• {} — {}", h.at.format("%H:%M UTC"), h.subject));
-            }
+            let text = listing(&items, "held back by the rate limit since the last digest");
             let mut message = self.message(&action, text, Vec::new());
             message.subject = format!(
                 "Digest: {} held-back notification{}",
@@ -216,6 +201,19 @@ fn start_outcome(id: &str, now: DateTime<Utc>, dry_run: bool) -> Outcome {
         findings: None,
         text: None,
     }
+}
+
+/// `2 notifications were WHY:` and one line per held item.
+fn listing(items: &[HeldEffect], why: &str) -> String {
+    let mut text = format!(
+        "{} notification{} {why}:",
+        items.len(),
+        if items.len() == 1 { " was" } else { "s were" }
+    );
+    for h in items {
+        text.push_str(&format!("\n• {} — {}", h.at.format("%H:%M UTC"), h.subject));
+    }
+    text
 }
 
 /// Held items by target, in target order, each oldest first.
