@@ -273,7 +273,10 @@ async fn converges_on_the_better_variant_and_keeps_exploring() {
     let now = *w.clock.lock().unwrap();
     let effectiveness = agent.memory().effectiveness(now).await.unwrap();
     let notify = effectiveness.iter().find(|e| e.kind == "notify").unwrap();
-    assert!(notify.samples > 500 && notify.mean > 0.4 && notify.trend_per_week.is_finite(), "{notify:?}");
+    assert!(
+        notify.samples > 500 && notify.mean > 0.4 && notify.trend_per_week.is_finite(),
+        "{notify:?}"
+    );
 
     // The plan item says why: the learned effectiveness of its variant.
     w.set_risk(1, 0.0).await;
