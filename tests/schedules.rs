@@ -246,6 +246,22 @@ async fn a_restart_keeps_due_times() {
     let weekly = &stored["report:weekly"];
     assert_eq!(weekly.last_due, Some(utc(2027, 3, 22, 8, 0)));
     assert_eq!(weekly.next_due, utc(2027, 3, 29, 7, 0));
+    memory.close().await;
+
+    // `bi-agent status` shows the job and when it is next due.
+    let config = w.dir.path().join("agent.toml");
+    std::fs::write(&config, w.config_text(MONDAY_NINE, "")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bi-agent"))
+        .args(["status", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("report:weekly") && stdout.contains("next 2027-03-29 07:00 UTC"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]

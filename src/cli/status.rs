@@ -44,6 +44,12 @@ pub async fn status(settings: &Settings, json_out: bool) -> anyhow::Result<ExitC
         .collect();
     let queued = memory.queued_actions().await?;
     let effectiveness = memory.effectiveness(now).await?;
+    let mut schedules: Vec<_> = memory
+        .load_schedules(settings.agent.dry_run)
+        .await?
+        .into_iter()
+        .collect();
+    schedules.sort_by(|a, b| a.0.cmp(&b.0));
     memory.close().await;
     let quiet_all: Vec<(&HeldEffect, bool)> = quiet
         .iter()
@@ -76,6 +82,9 @@ pub async fn status(settings: &Settings, json_out: bool) -> anyhow::Result<ExitC
             })).collect::<Vec<_>>(),
             "queued_actions": queued.len(),
             "effectiveness_30d": effectiveness,
+            "schedules": schedules.iter().map(|(job, r)| json!({
+                "job": job, "schedule": r.spec, "next_due": r.next_due, "last_due": r.last_due, "last_run_at": r.last_run_at,
+            })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -181,6 +190,20 @@ pub async fn status(settings: &Settings, json_out: bool) -> anyhow::Result<ExitC
         },
         queued.len()
     );
+    if !schedules.is_empty() {
+        let _ = writeln!(out, "\nScheduled jobs:");
+        for (job, r) in &schedules {
+            let _ = writeln!(
+                out,
+                "  {:<28} {:<24} next {}  last {}",
+                job,
+                r.spec,
+                r.next_due.format("%Y-%m-%d %H:%M UTC"),
+                r.last_run_at
+                    .map_or_else(|| "never".to_owned(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            );
+        }
+    }
     let _ = writeln!(out, "\nEffectiveness (live outcomes, last 30 days):");
     if effectiveness.is_empty() {
         let _ = writeln!(out, "  no scored outcomes yet");
