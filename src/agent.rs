@@ -484,11 +484,7 @@ impl Agent {
     /// Runs a learning pass now (every `learn_every` cycles and at shutdown);
     /// a failure is logged, never fatal.
     pub async fn learn(&self) -> Option<crate::memory::LearnStats> {
-        let l = &self.settings.learning;
-        let now = self.now();
-        let window = chrono::Duration::from_std(l.window).unwrap_or(chrono::Duration::MAX);
-        let start = now.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC);
-        match self.memory.learn(now, start, l.min_samples, l.min_confidence).await {
+        match self.memory.learn_by(&self.settings.learning, self.now()).await {
             Ok(stats) => {
                 info!(
                     patterns = stats.patterns,

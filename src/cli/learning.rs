@@ -58,12 +58,7 @@ pub async fn feedback(
             }));
         }
     };
-    let l = &settings.learning;
-    let window = chrono::Duration::from_std(l.window).unwrap_or(chrono::Duration::MAX);
-    let start = now
-        .checked_sub_signed(window)
-        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-    let learned = memory.learn(now, start, l.min_samples, l.min_confidence).await;
+    let learned = memory.learn_by(&settings.learning, now).await;
     memory.close().await;
     let learned = learned?;
     println!(

@@ -287,17 +287,7 @@ impl Executor {
         budget: &mut Budget,
     ) -> Result<Outcome, MemoryError> {
         let started = Instant::now();
-        let mut outcome = Outcome {
-            action_id: action.id.clone(),
-            kind: action.kind,
-            status: Status::Sent,
-            dry_run,
-            started_at: now,
-            duration_ms: 0,
-            deliveries: Vec::new(),
-            findings: None,
-            text: None,
-        };
+        let mut outcome = Outcome::begin(&action.id, action.kind, now, dry_run);
         let skipped = |reason: String| Status::Skipped { reason };
         if let Some(until) = waiting.get(&action.id) {
             outcome.status = skipped(format!(

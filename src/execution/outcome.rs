@@ -162,6 +162,24 @@ pub struct Outcome {
     pub text: Option<String>,
 }
 
+impl Outcome {
+    /// The outcome of an action starting now: `sent` until something says
+    /// otherwise, no deliveries yet.
+    pub fn begin(action_id: &str, kind: ActionKind, now: DateTime<Utc>, dry_run: bool) -> Self {
+        Self {
+            action_id: action_id.to_owned(),
+            kind,
+            status: Status::Sent,
+            dry_run,
+            started_at: now,
+            duration_ms: 0,
+            deliveries: Vec::new(),
+            findings: None,
+            text: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ use sqlx::Row as _;
 
 use super::observations::labels_json;
 use super::{Memory, MemoryError, query_err};
-use crate::config::ActionKind;
+use crate::config::{ActionKind, LearningSettings};
 use crate::execution::outcome::{Outcome, Status};
 use crate::perception::Labels;
 use crate::planning::patterns::{LearnKey, Learned, PastFiring, PatternKey, PatternStats, signature};
@@ -191,6 +191,14 @@ impl Memory {
         .await
         .map_err(query_err("mark resolved"))?;
         Ok(done.rows_affected())
+    }
+
+    /// Runs one learning pass as `[learning]` says: over the window before `now`.
+    pub async fn learn_by(&self, settings: &LearningSettings, now: DateTime<Utc>) -> Result<LearnStats, MemoryError> {
+        let window = chrono::Duration::from_std(settings.window).unwrap_or(chrono::Duration::MAX);
+        let start = now.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        self.learn(now, start, settings.min_samples, settings.min_confidence)
+            .await
     }
 
     /// Runs one learning pass: scores samples whose window passed without a

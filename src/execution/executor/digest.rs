@@ -190,17 +190,7 @@ fn digest_action(id: &str, reason: String) -> Action {
 }
 
 fn start_outcome(id: &str, now: DateTime<Utc>, dry_run: bool) -> Outcome {
-    Outcome {
-        action_id: id.to_owned(),
-        kind: ActionKind::Notify,
-        status: Status::Sent,
-        dry_run,
-        started_at: now,
-        duration_ms: 0,
-        deliveries: Vec::new(),
-        findings: None,
-        text: None,
-    }
+    Outcome::begin(id, ActionKind::Notify, now, dry_run)
 }
 
 /// `2 notifications were WHY:` and one line per held item.

@@ -91,17 +91,7 @@ impl Executor {
             if results.contains_key(&item.id) {
                 continue;
             }
-            let base = Outcome {
-                action_id: item.id.clone(),
-                kind: item.kind,
-                status: Status::Sent,
-                dry_run,
-                started_at: now,
-                duration_ms: 0,
-                deliveries: Vec::new(),
-                findings: None,
-                text: None,
-            };
+            let base = Outcome::begin(&item.id, item.kind, now, dry_run);
             let result = match flush.next_due {
                 Some(until) if added.contains(&ident(item)) => Grouped::Waiting {
                     until,
@@ -212,17 +202,7 @@ impl Executor {
                 (action, message)
             }
         };
-        let mut outcome = Outcome {
-            action_id: action.id.clone(),
-            kind: action.kind,
-            status: Status::Sent,
-            dry_run,
-            started_at: now,
-            duration_ms: 0,
-            deliveries: Vec::new(),
-            findings: None,
-            text: None,
-        };
+        let mut outcome = Outcome::begin(&action.id, action.kind, now, dry_run);
         self.deliver_to_roles(&action, message, memory, now, dry_run, budget, &mut outcome)
             .await?;
         outcome.duration_ms = started.elapsed().as_millis() as u64;
