@@ -1,0 +1,1193 @@
+#!/usr/bin/python3
+"""The production smoke run: the release binary, end to end, on loopback.
+
+Run it (after `cargo build --release --locked`) with the system Python, which
+has Debian's python3-aiosmtpd (`.ci/start-smtp.sh` installs it):
+
+    /usr/bin/python3 tests/smoke/smoke.py --bin target/release/bi-agent
+
+PostgreSQL comes from BI_AGENT_TEST_POSTGRES_URL (`eval "$(bash
+.ci/start-databases.sh)"` exports it); everything else is started here, on
+127.0.0.1 with ports the OS picks: one HTTP server that fakes the Slack
+incoming webhook, the Slack Web API (chat.postMessage), a CRM endpoint, an
+OpenAI-compatible LLM, an HTTP JSON analytics API and the Prometheus query
+API; and an SMTP receiver (aiosmtpd). The data world (a SQLite warehouse and
+one PostgreSQL table) holds fixed numbers: nothing depends on the date or the
+time of day.
+
+The run, one function per phase (PHASES at the bottom), each waiting for
+conditions with deadlines rather than sleeping:
+
+ 1. start      `bi-agent run`, with the config from agent.toml.in
+ 2. report     the scheduled report (first cycle) with its LLM narrative, by e-mail
+ 3. fire       every rule fires in one cycle: revenue_drop's two regions as one
+               group message (Slack webhook + e-mail), the other rules' own
+               messages, two investigations with LLM summaries, one accepted
+               (and one refused) LLM proposal, two CRM tasks waiting for approval
+ 4. approval   `bi-agent approvals`, `approve` one, `reject` the other: one CRM POST
+ 5. reload     Slack switched from the incoming webhook to chat.postMessage
+               in the file, SIGHUP, `Config reloaded`
+ 6. resolve    the warehouse recovers: two resolution messages via chat.postMessage
+ 7. cli_report `bi-agent report weekly_review`, live, with narrative
+ 8. settle     a few more cycles: nothing more may arrive anywhere
+ 9. status     `bi-agent status --json` and the memory database: no cycle but ok
+10. metrics    /metrics from [server] listen
+11. stop       SIGTERM: exit 0, `Daemon stopped`
+
+then the exact count at every receiver (EXPECTED), no panic in the log, and no
+secret in the log or the memory. On failure it prints what was expected and
+what was seen, the tail of the daemon's log, and exits 1.
+
+To add a feature to the run: give it its config in agent.toml.in, a phase
+function (appended to PHASES) that waits for what it should cause, and its
+counts in EXPECTED.
+"""
+
+import argparse
+import email
+import email.policy
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+try:
+    from aiosmtpd.controller import Controller
+except ImportError:  # pragma: no cover - a setup problem, said plainly
+    sys.exit(
+        "smoke: aiosmtpd is missing: run with /usr/bin/python3 and install "
+        "python3-aiosmtpd (.ci/start-smtp.sh does)"
+    )
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The whole run after the build must stay within 3 minutes; waits stop early
+# (and fail) once this budget is spent, so a broken binary fails fast.
+RUN_BUDGET_S = 170.0
+# The longest any one condition is waited for.
+WAIT_S = 30.0
+
+# -- What must arrive, exactly ------------------------------------------------
+
+# Every receiver's exact count over the whole run (daemon + CLI commands).
+EXPECTED = {
+    # revenue_drop's group message (Northeast + West), error_rate_high{job=api},
+    # and the LLM's accepted proposal: all before the reload.
+    "slack_webhook_posts": 3,
+    # revenue_drop/recovered for Northeast and West (after the reload), and
+    # `bi-agent report weekly_review` to #analytics.
+    "slack_api_posts": 3,
+    # hourly_summary (scheduled), revenue_drop's group message, bounce_high,
+    # signups_short{plan=pro}, weekly_review (CLI).
+    "emails": 5,
+    # revenue_drop/crm_task for Northeast, approved; West's was rejected.
+    "crm_posts": 1,
+    # One planning request when everything fires, one when revenue_drop resolves.
+    "llm_plan": 2,
+    # One summary per investigation (Northeast, West).
+    "llm_summary": 2,
+    # hourly_summary in the daemon, weekly_review from the CLI.
+    "llm_narrative": 2,
+    # Requests the fake LLM could not classify, or found malformed.
+    "llm_bad_requests": 0,
+    # Requests to a path no fake serves.
+    "unexpected_requests": 0,
+}
+EXPECTED_EMAILS_PER_RECIPIENT = {
+    "reports@example.com": 1,
+    "director@example.com": 1,
+    "growth@example.com": 2,
+    "analysts@example.com": 1,
+}
+EXPECTED_SLACK_API_PER_CHANNEL = {"#ops": 2, "#analytics": 1}
+
+# Tokens the fake LLM reports per request kind: (prompt, completion).
+LLM_USAGE = {"plan": (200, 40), "summary": (120, 30), "narrative": (90, 25)}
+
+# The fake LLM's narratives and summaries: the first sentence quotes a number
+# from the data it was shown (kept by grounding), the second invents one
+# (removed by grounding).
+GROUNDED = "The largest figure in the data is {number}."
+INVENTED = "Revenue will grow by 47.3% next quarter."
+
+# Secrets the agent gets through ${VAR}: none may reach its log or memory.
+SECRETS = {
+    "SMOKE_SLACK_WEBHOOK_URL": None,  # filled in with the port
+    "SMOKE_SLACK_BOT_TOKEN": "xoxb-smoke-bot-token-5ecret",
+    "SMOKE_LLM_API_KEY": "sk-smoke-llm-key-5ecret",
+    "SMOKE_CRM_TOKEN": "crm-smoke-token-5ecret",
+    "SMOKE_ANALYTICS_TOKEN": "analytics-smoke-token-5ecret",
+}
+WEBHOOK_SECRET_PATH = "/slack/webhook/T0SMOKE/B0SMOKE/w3bh00k5ecret"
+
+
+# -- Small tools ---------------------------------------------------------------
+
+
+class SmokeFailure(Exception):
+    """A phase cannot go on (the checks so far are still reported)."""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Clock:
+    """The run's time budget."""
+
+    def __init__(self):
+        self.start = time.monotonic()
+
+    def elapsed(self):
+        return time.monotonic() - self.start
+
+    def left(self):
+        return RUN_BUDGET_S - self.elapsed()
+
+
+CLOCK = Clock()
+
+
+def log(text):
+    print(f"[smoke {CLOCK.elapsed():6.1f}s] {text}", flush=True)
+
+
+def wait_until(what, condition, timeout=None, interval=0.1):
+    """Polls `condition` until it returns something truthy; raises on timeout."""
+    timeout = WAIT_S if timeout is None else timeout
+    deadline = time.monotonic() + max(0.0, min(timeout, CLOCK.left()))
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise SmokeFailure(f"timed out after {timeout:.0f}s waiting for: {what}")
+        time.sleep(interval)
+
+
+class Checks:
+    """Every assertion, kept: the run reports all of them at the end."""
+
+    def __init__(self):
+        self.passed = []
+        self.failed = []
+
+    def equal(self, what, expected, seen):
+        if expected == seen:
+            self.passed.append(what)
+        else:
+            self.failed.append(f"{what}: expected {expected!r}, seen {seen!r}")
+        return expected == seen
+
+    def true(self, what, condition, detail=""):
+        if condition:
+            self.passed.append(what)
+        else:
+            self.failed.append(f"{what}{': ' + detail if detail else ''}")
+        return bool(condition)
+
+
+CHECKS = Checks()
+
+
+# -- The fakes -----------------------------------------------------------------
+
+
+class Receivers:
+    """What each fake received, in order (thread-safe)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.got = {}
+
+    def add(self, kind, item):
+        with self.lock:
+            self.got.setdefault(kind, []).append(item)
+
+    def list(self, kind):
+        with self.lock:
+            return list(self.got.get(kind, []))
+
+    def count(self, kind):
+        return len(self.list(kind))
+
+
+RECEIVED = Receivers()
+# The fake JSON analytics API answer (a single row).
+WEB_ENGAGEMENT = {"bounce_rate": 0.72, "funnel": {"overall_rate": 0.031}, "site": "shop"}
+# The fake Prometheus vector: `api` is over the 5 % threshold, `worker` is not.
+PROM_SERIES = [("api", "0.09"), ("worker", "0.01")]
+PROM_QUERY = "sum by (job) (rate(http_errors_total[5m]))"
+
+
+def first_grouped_number(text):
+    """The first number written with thousands separators (e.g. 70,000)."""
+    match = re.search(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?![\w,])", text)
+    return match.group(0) if match else None
+
+
+def fake_llm(request, headers):
+    """Answers one chat-completions request; returns (kind, answer body)."""
+    problems = []
+    if headers.get("Authorization") != f"Bearer {SECRETS['SMOKE_LLM_API_KEY']}":
+        problems.append("missing or wrong Authorization")
+    if request.get("model") != "smoke-model":
+        problems.append(f"model {request.get('model')!r}")
+    messages = request.get("messages") or []
+    roles = [m.get("role") for m in messages]
+    if roles != ["system", "user"]:
+        problems.append(f"message roles {roles}")
+    for key in ("max_tokens", "max_completion_tokens", "temperature"):
+        if key not in request:
+            problems.append(f"no {key}")
+
+    def content(i):
+        c = messages[i].get("content") if len(messages) > i else ""
+        if isinstance(c, list):
+            c = "".join(part.get("text", "") for part in c)
+        return c or ""
+
+    system, user = content(0), content(1)
+    response_format = request.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        schema = response_format.get("json_schema") or {}
+        if schema.get("name") != "proposals" or schema.get("strict") is not True:
+            problems.append(f"json_schema {schema.get('name')!r} strict={schema.get('strict')!r}")
+        kind = "plan"
+    elif "proposals" in system:
+        # A fallback mode: the fake answers json_schema fine, so none is expected.
+        problems.append(f"planning request in fallback mode {response_format or 'text'}")
+        kind = "plan"
+    elif system.startswith("You explain the findings"):
+        kind = "narrative" if "<context>\nthe scheduled report" in user else "summary"
+    else:
+        kind = "unknown"
+        problems.append("request of unknown kind")
+
+    if kind == "plan":
+        text = json.dumps({"proposals": plan_proposals(user)})
+    elif kind in ("summary", "narrative"):
+        data = user.split("<data>", 1)[-1]
+        number = first_grouped_number(data)
+        text = (GROUNDED.format(number=number) if number else "The data shows a change.") + " " + INVENTED
+    else:
+        text = "?"
+    prompt, completion = LLM_USAGE.get(kind, (1, 1))
+    RECEIVED.add(
+        "llm",
+        {"kind": kind, "problems": problems, "user": user, "answer": text},
+    )
+    if problems:
+        RECEIVED.add("llm_bad", {"kind": kind, "problems": problems})
+    answer = {
+        "id": f"chatcmpl-smoke-{RECEIVED.count('llm')}",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "smoke-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+    return answer
+
+
+def plan_proposals(user):
+    """Proposals for a planning request: when something fired, one valid
+    notify about the error-rate instance (accepted and run) and one aimed at
+    a raw address (refused); when nothing fired, none."""
+    changes = re.findall(r"^- (\S+) (\".*?\"): (\w+)$", user, re.M)
+    if not any(t == "Fired" for _, _, t in changes):
+        return []
+    instance = ""
+    m = re.search(r"^- instance error_rate_high\{(\".*?\")\}", user, re.M)
+    if m:
+        instance = "error_rate_high{" + json.loads(m.group(1)) + "}"
+    else:
+        RECEIVED.add("llm_bad", {"kind": "plan", "problems": ["no error_rate_high instance in the situation"]})
+    base = {
+        "after": [],
+        "priority": 2,
+        "queries": [],
+        "endpoint": "",
+        "confidence": 0.9,
+    }
+    return [
+        dict(
+            base,
+            id="ops_followup",
+            kind="notify",
+            instance=instance,
+            to=["ops"],
+            subject="LLM: check the API error rate",
+            message="The API error rate is high: check the latest deploy.",
+            reasoning="error rate above threshold",
+        ),
+        dict(
+            base,
+            id="leak",
+            kind="notify",
+            instance="",
+            to=["ceo@example.com"],
+            subject="LLM: should never be sent",
+            message="This proposal names an address and must be dropped.",
+            reasoning="testing the allowlist",
+        ),
+    ]
+
+
+class FakeHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    def reply(self, status, body, content_type="application/json"):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == "/web/engagement":
+            ok = self.headers.get("Authorization") == f"Bearer {SECRETS['SMOKE_ANALYTICS_TOKEN']}"
+            RECEIVED.add("web", {"authorized": ok})
+            if not ok:
+                return self.reply(401, {"error": "unauthorized"})
+            return self.reply(200, WEB_ENGAGEMENT)
+        if url.path == "/prom/api/v1/query":
+            query = urllib.parse.parse_qs(url.query).get("query", [""])[0]
+            RECEIVED.add("prom", {"query": query})
+            if query != PROM_QUERY:
+                return self.reply(400, {"status": "error", "errorType": "bad_data", "error": "unexpected query"})
+            now = 1_700_000_000.0
+            result = [{"metric": {"__name__": "x", "job": job}, "value": [now, v]} for job, v in PROM_SERIES]
+            return self.reply(200, {"status": "success", "data": {"resultType": "vector", "result": result}})
+        RECEIVED.add("unexpected", f"GET {self.path}")
+        return self.reply(404, {"error": "not found"})
+
+    def do_POST(self):
+        url = urllib.parse.urlsplit(self.path)
+        raw = self.body()
+        headers = self.headers  # case-insensitive
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            body = None
+        if url.path == WEBHOOK_SECRET_PATH:
+            RECEIVED.add("slack_webhook", body)
+            return self.reply(200, b"ok", "text/plain")
+        if url.path == "/slack/api/chat.postMessage":
+            ok = headers.get("Authorization") == f"Bearer {SECRETS['SMOKE_SLACK_BOT_TOKEN']}"
+            RECEIVED.add("slack_api", {"body": body, "authorized": ok})
+            if not ok:
+                return self.reply(200, {"ok": False, "error": "invalid_auth"})
+            ts = f"1700000000.{RECEIVED.count('slack_api'):06d}"
+            return self.reply(200, {"ok": True, "channel": "C0SMOKE", "ts": ts})
+        if url.path == "/crm/tasks":
+            ok = headers.get("Authorization") == f"Bearer {SECRETS['SMOKE_CRM_TOKEN']}"
+            RECEIVED.add("crm", {"body": body, "authorized": ok})
+            return self.reply(201 if ok else 401, {"id": "task-1"} if ok else {"error": "unauthorized"})
+        if url.path == "/llm/v1/chat/completions":
+            if not isinstance(body, dict):
+                RECEIVED.add("llm_bad", {"kind": "?", "problems": ["body is not a JSON object"]})
+                return self.reply(400, {"error": {"message": "bad request"}})
+            return self.reply(200, fake_llm(body, headers))
+        RECEIVED.add("unexpected", f"POST {self.path}")
+        return self.reply(404, {"error": "not found"})
+
+
+class SmtpHandler:
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
+        plain = message.get_body(preferencelist=("plain",))
+        RECEIVED.add(
+            "email",
+            {
+                "from": envelope.mail_from,
+                "to": list(envelope.rcpt_tos),
+                "subject": str(message.get("Subject", "")),
+                "text": plain.get_content() if plain is not None else "",
+            },
+        )
+        return "250 2.0.0 OK"
+
+
+# -- The data world --------------------------------------------------------------
+
+REGIONS = [  # region, revenue_7d, revenue_prev_7d: Northeast -30 %, West -20 %, South +5 %
+    ("Northeast", 70_000, 100_000),
+    ("West", 80_000, 100_000),
+    ("South", 105_000, 100_000),
+]
+CATEGORIES = [  # region, category, revenue_7d, revenue_prev_7d (sums match REGIONS)
+    ("Northeast", "electronics", 25_000, 52_000),
+    ("Northeast", "home", 30_000, 31_000),
+    ("Northeast", "toys", 15_000, 17_000),
+    ("West", "electronics", 30_000, 33_000),
+    ("West", "home", 28_000, 45_000),
+    ("West", "toys", 22_000, 22_000),
+    ("South", "electronics", 40_000, 38_000),
+    ("South", "home", 35_000, 34_000),
+    ("South", "toys", 30_000, 28_000),
+]
+SIGNUPS = [("basic", 120, 100), ("pro", 40, 60)]  # plan, signups, target: pro is short
+
+
+def make_warehouse(path):
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE region_week (region TEXT PRIMARY KEY, revenue_7d INTEGER, revenue_prev_7d INTEGER)")
+        db.executemany("INSERT INTO region_week VALUES (?, ?, ?)", REGIONS)
+        db.execute(
+            "CREATE TABLE category_week (region TEXT, category TEXT, revenue_7d INTEGER, revenue_prev_7d INTEGER)"
+        )
+        db.executemany("INSERT INTO category_week VALUES (?, ?, ?, ?)", CATEGORIES)
+    db.close()
+
+
+def recover_warehouse(path):
+    """Northeast and West back to last week's level: revenue_drop resolves."""
+    with sqlite3.connect(path, timeout=10) as db:
+        db.execute("UPDATE region_week SET revenue_7d = revenue_prev_7d WHERE region IN ('Northeast', 'West')")
+    db.close()
+
+
+def make_postgres(url):
+    if not shutil.which("psql"):
+        raise SmokeFailure("psql is not installed (apt-get install postgresql-client)")
+    rows = ", ".join(f"('{p}', {s}, {t})" for p, s, t in SIGNUPS)
+    sql = (
+        "DROP TABLE IF EXISTS bi_agent_smoke_signups; "
+        "CREATE TABLE bi_agent_smoke_signups (plan text PRIMARY KEY, signups integer NOT NULL, target integer NOT NULL); "
+        f"INSERT INTO bi_agent_smoke_signups VALUES {rows};"
+    )
+    done = subprocess.run(
+        ["psql", url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise SmokeFailure(f"psql could not create the PostgreSQL table: {done.stderr.strip()}")
+
+
+def drop_postgres(url):
+    subprocess.run(
+        ["psql", url, "-qAt", "-c", "DROP TABLE IF EXISTS bi_agent_smoke_signups"],
+        capture_output=True,
+        timeout=60,
+    )
+
+
+# -- The daemon and the CLI ------------------------------------------------------
+
+
+class Daemon:
+    """`bi-agent run` with its JSON log in a file, read as it grows."""
+
+    def __init__(self, binary, config, env, workdir):
+        self.binary, self.config, self.env = binary, config, env
+        self.log_path = os.path.join(workdir, "daemon.log")
+        self.out_path = os.path.join(workdir, "daemon.stdout")
+        self.proc = None
+        self.events = []
+        self.raw_lines = []
+        self._offset = 0
+        self._partial = b""
+
+    def start(self):
+        self.log_file = open(self.log_path, "wb")
+        self.out_file = open(self.out_path, "wb")
+        self.proc = subprocess.Popen(
+            [self.binary, "run", "-c", self.config],
+            stdout=self.out_file,
+            stderr=self.log_file,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+        )
+
+    def read(self):
+        """Reads new log lines; returns every event so far."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+            self._offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            text = line.decode("utf-8", "replace")
+            self.raw_lines.append(text)
+            try:
+                event = json.loads(text)
+            except ValueError:
+                event = {"message": text, "level": "RAW"}
+            if not isinstance(event, dict):
+                event = {"message": text, "level": "RAW"}
+            if "message" not in event and isinstance(event.get("fields"), dict):
+                event["message"] = event["fields"].get("message", "")
+            self.events.append(event)
+        return self.events
+
+    def messages(self, text):
+        return [e for e in self.read() if e.get("message") == text]
+
+    def count(self, text):
+        return len(self.messages(text))
+
+    def wait_log(self, text, at_least=1, timeout=None):
+        return wait_until(f"log line {text!r} x{at_least}", lambda: self.count(text) >= at_least, timeout)
+
+    def cycles_completed(self):
+        return self.count("Cycle completed")
+
+    def wait_cycles(self, n, timeout=None):
+        """Waits until `n` more cycles completed than now."""
+        target = self.cycles_completed() + n
+        self.wait_log("Cycle completed", target, timeout)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, n=40):
+        self.read()
+        return "\n".join(self.raw_lines[-n:])
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if not self.alive():
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+
+class Run:
+    """Everything the phases share."""
+
+    def __init__(self, args, workdir):
+        self.args = args
+        self.workdir = workdir
+        self.binary = os.path.abspath(args.bin)
+        self.config = os.path.join(workdir, "agent.toml")
+        self.memory = os.path.join(workdir, "memory.db")
+        self.warehouse = os.path.join(workdir, "warehouse.db")
+        self.http_port = 0
+        self.smtp_port = free_port()
+        self.metrics_port = free_port()
+        self.pg_url = os.environ.get("BI_AGENT_TEST_POSTGRES_URL", "")
+        self.env = {}
+        self.daemon = None
+        self.http = None
+        self.smtp = None
+        self.utc_day = time.strftime("%Y-%m-%d", time.gmtime())
+        # Approval ids by action id, as `bi-agent approvals` listed them.
+        self.approvals = {}
+
+    def write_config(self, slack_mode):
+        with open(os.path.join(HERE, "agent.toml.in")) as f:
+            text = f.read()
+        if slack_mode == "webhook":
+            slack = 'webhook_url = "${SMOKE_SLACK_WEBHOOK_URL}"'
+        else:
+            slack = f'token = "${{SMOKE_SLACK_BOT_TOKEN}}"\napi_url = "http://127.0.0.1:{self.http_port}/slack/api"'
+        values = {
+            "MEMORY": self.memory,
+            "WAREHOUSE": self.warehouse,
+            "HTTP_PORT": str(self.http_port),
+            "SMTP_PORT": str(self.smtp_port),
+            "METRICS_PORT": str(self.metrics_port),
+            "SLACK_MODE": slack,
+        }
+        for key, value in values.items():
+            text = text.replace(f"@@{key}@@", value)
+        left = re.findall(r"@@\w+@@", text)
+        if left:
+            raise SmokeFailure(f"agent.toml.in: unknown placeholders {left}")
+        tmp = self.config + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.config)
+
+    def cli(self, *args, timeout=60):
+        done = subprocess.run(
+            [self.binary, *args, "-c", self.config],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+        )
+        return done
+
+    def cli_json(self, *args):
+        done = self.cli(*args, "--json")
+        if done.returncode != 0:
+            raise SmokeFailure(f"bi-agent {' '.join(args)} --json exited {done.returncode}: {done.stderr.strip()}")
+        return json.loads(done.stdout)
+
+    def memory_query(self, sql, params=()):
+        db = sqlite3.connect(f"file:{self.memory}?mode=ro", uri=True, timeout=10)
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+
+
+# -- Phases ----------------------------------------------------------------------
+
+
+def phase_setup(run):
+    """Fakes, data world, config; then the daemon."""
+    run.http = ThreadingHTTPServer(("127.0.0.1", 0), FakeHandler)
+    run.http.daemon_threads = True
+    run.http_port = run.http.server_address[1]
+    threading.Thread(target=run.http.serve_forever, daemon=True).start()
+    run.smtp = Controller(SmtpHandler(), hostname="127.0.0.1", port=run.smtp_port)
+    run.smtp.start()
+
+    if not run.pg_url:
+        raise SmokeFailure(
+            "BI_AGENT_TEST_POSTGRES_URL is not set: run `eval \"$(bash .ci/start-databases.sh)\"` first"
+        )
+    make_warehouse(run.warehouse)
+    make_postgres(run.pg_url)
+
+    SECRETS["SMOKE_SLACK_WEBHOOK_URL"] = f"http://127.0.0.1:{run.http_port}{WEBHOOK_SECRET_PATH}"
+    run.env = {k: v for k, v in os.environ.items() if not k.startswith("BI_AGENT__")}
+    run.env.pop("RUST_LOG", None)
+    run.env.pop("BI_AGENT_CONFIG", None)
+    run.env.update(SECRETS)
+    run.env["SMOKE_PG_URL"] = run.pg_url
+    run.write_config("webhook")
+
+    done = run.cli("check")
+    CHECKS.equal("bi-agent check exits 0", 0, done.returncode)
+    if done.returncode != 0:
+        raise SmokeFailure(f"bi-agent check: {done.stdout}{done.stderr}")
+
+    run.daemon = Daemon(run.binary, run.config, run.env, run.workdir)
+    run.daemon.start()
+    run.daemon.wait_log("Daemon started")
+    healthz = wait_until("/healthz answers", lambda: http_get(run, "/healthz"))
+    CHECKS.equal("/healthz", (200, "ok"), (healthz[0], healthz[1].strip()))
+    log(f"daemon up (pid {run.daemon.proc.pid}); fakes on :{run.http_port}, SMTP :{run.smtp_port}")
+
+
+def phase_scheduled_report(run):
+    """hourly_summary runs in the first cycle, with a grounded narrative."""
+    mail = wait_until("the hourly_summary e-mail", lambda: emails_to("reports@example.com"))[0]
+    CHECKS.true("hourly_summary subject", mail["subject"] == "Hourly summary (smoke)", mail["subject"])
+    CHECKS.true("hourly_summary body has the wow table", "Northeast" in mail["text"] and "South" in mail["text"])
+    narrative = [r for r in RECEIVED.list("llm") if r["kind"] == "narrative"]
+    CHECKS.equal("narrative requests by the first report", 1, len(narrative))
+    if narrative:
+        grounded = narrative[0]["answer"].split(" Revenue will")[0]
+        CHECKS.true("hourly_summary carries the grounded narrative", grounded in mail["text"], mail["text"][-300:])
+    CHECKS.true("hourly_summary drops the invented sentence", INVENTED not in mail["text"])
+
+
+def phase_fire(run):
+    """Everything fires in one cycle: group message, investigations, proposals, approvals."""
+    post = wait_until("revenue_drop's group message on the Slack webhook", lambda: slack_webhook_with("Northeast"))
+    text = json.dumps(post)
+    CHECKS.true("group message lists Northeast and West", "Northeast" in text and "West" in text, text[:400])
+    CHECKS.true("group message leaves South out", "South" not in text)
+    CHECKS.true("group message says 2 firing", "2 firing" in text, text[:400])
+    wait_until("the group e-mail to director@", lambda: emails_to("director@example.com"))
+    mail = emails_to("director@example.com")[0]
+    CHECKS.true(
+        "group e-mail lists both regions",
+        "Northeast" in mail["text"] and "West" in mail["text"] and "2 firing" in mail["subject"],
+        mail["subject"],
+    )
+    wait_until("error_rate_high{job=api} on Slack", lambda: slack_webhook_with("Error rate of api"))
+    wait_until("the LLM proposal on Slack", lambda: slack_webhook_with("LLM: check the API error rate"))
+    wait_until("two e-mails to growth@", lambda: len(emails_to("growth@example.com")) >= 2)
+    growth = " | ".join(m["text"] for m in emails_to("growth@example.com"))
+    CHECKS.true("signups_short names plan pro", "Signups for pro" in growth, growth[:300])
+    CHECKS.true("bounce_high mailed", "bounce rate is above" in growth, growth[:300])
+    approvals = wait_until(
+        "two CRM tasks waiting for approval",
+        lambda: (lambda a: a if len(a) >= 2 else None)(run.cli_json("approvals")),
+    )
+    run.approvals = {a["action"]["id"]: a["id"] for a in approvals}
+    CHECKS.equal(
+        "approvals waiting",
+        ["revenue_drop/crm_task/region=Northeast", "revenue_drop/crm_task/region=West"],
+        sorted(run.approvals),
+    )
+    wait_until("two LLM summaries", lambda: llm_count("summary") >= 2)
+    # The investigations ran in the firing cycle; let it finish and record.
+    run.daemon.wait_cycles(1)
+    dropped = [e for e in run.daemon.read() if e.get("message") == "LLM proposal dropped"]
+    CHECKS.true(
+        "the LLM proposal to a raw address is dropped",
+        any(e.get("proposal") == "leak" and "roles, not addresses" in str(e.get("reason")) for e in dropped),
+        str(dropped)[:300],
+    )
+    accepted = [e for e in run.daemon.read() if e.get("message") == "LLM proposal accepted"]
+    CHECKS.true(
+        "the valid LLM proposal is accepted",
+        any(e.get("action") == "llm/ops_followup/job=api" for e in accepted),
+        str(accepted)[:300],
+    )
+
+
+def phase_approval(run):
+    """approve one CRM task, reject the other: exactly one POST arrives."""
+    northeast = run.approvals.get("revenue_drop/crm_task/region=Northeast")
+    west = run.approvals.get("revenue_drop/crm_task/region=West")
+    if not northeast or not west:
+        raise SmokeFailure(f"approvals not as expected: {run.approvals}")
+    done = run.cli("approve", northeast, "--by", "smoke")
+    CHECKS.equal("bi-agent approve exits 0", 0, done.returncode)
+    done = run.cli("reject", west, "--reason", "smoke: not this one", "--by", "smoke")
+    CHECKS.equal("bi-agent reject exits 0", 0, done.returncode)
+    post = wait_until("the approved CRM POST", lambda: RECEIVED.list("crm"))[0]
+    CHECKS.true("CRM POST authorized", post["authorized"])
+    body = post["body"] or {}
+    CHECKS.equal("CRM POST action", "revenue_drop/crm_task/region=Northeast", body.get("action_id"))
+    CHECKS.equal("CRM POST params", {"queue": "sales-recovery"}, body.get("params"))
+    CHECKS.true("CRM POST text", "Call the top accounts in Northeast" in str(body.get("text")), str(body)[:300])
+    left = run.cli_json("approvals")
+    CHECKS.equal("approvals waiting after the decisions", [], left)
+
+
+def phase_reload(run):
+    """Slack moves from the incoming webhook to chat.postMessage, by SIGHUP."""
+    run.write_config("token")
+    before = run.daemon.count("Config reloaded; the next cycle uses it")
+    run.daemon.proc.send_signal(signal.SIGHUP)
+    run.daemon.wait_log("Config reloaded; the next cycle uses it", before + 1)
+    CHECKS.equal("reload rejected", 0, run.daemon.count("Config reload rejected; the running config stays"))
+    # The cycle running at the reload keeps the old config; the one after uses the new.
+    run.daemon.wait_cycles(2)
+
+
+def phase_resolve(run):
+    """The warehouse recovers: two resolution messages through chat.postMessage."""
+    recover_warehouse(run.warehouse)
+    wait_until("two resolution messages via chat.postMessage", lambda: len(slack_api_to("#ops")) >= 2)
+    texts = " | ".join(json.dumps(p["body"]) for p in slack_api_to("#ops"))
+    CHECKS.true(
+        "resolutions name Northeast and West",
+        "Revenue in Northeast is back to normal" in texts and "Revenue in West is back to normal" in texts,
+        texts[:400],
+    )
+    CHECKS.true("chat.postMessage authorized", all(p["authorized"] for p in RECEIVED.list("slack_api")))
+    wait_until("the resolution cycle's LLM planning request", lambda: llm_count("plan") >= 2)
+    run.daemon.wait_cycles(1)
+
+
+def phase_cli_report(run):
+    """`bi-agent report weekly_review`, live: e-mail + chat.postMessage, with narrative."""
+    done = run.cli("report", "weekly_review")
+    CHECKS.equal("bi-agent report exits 0", 0, done.returncode)
+    CHECKS.true("bi-agent report says sent", "outcome: sent" in done.stdout, done.stdout[-400:] + done.stderr[-400:])
+    narratives = [r for r in RECEIVED.list("llm") if r["kind"] == "narrative"]
+    CHECKS.equal("narrative requests after the CLI report", 2, len(narratives))
+    if len(narratives) >= 2:
+        grounded = narratives[-1]["answer"].split(" Revenue will")[0]
+        CHECKS.true("CLI report prints the grounded narrative", grounded in done.stdout, done.stdout[-400:])
+    CHECKS.true("CLI report drops the invented sentence", INVENTED not in done.stdout)
+    wait_until("weekly_review e-mail", lambda: emails_to("analysts@example.com"))
+    wait_until("weekly_review on #analytics", lambda: slack_api_to("#analytics"))
+    mail = emails_to("analysts@example.com")[0]
+    CHECKS.equal("weekly_review subject", "Weekly review (smoke)", mail["subject"])
+
+
+def phase_settle(run):
+    """A few more cycles: nothing else may arrive."""
+    run.daemon.wait_cycles(3)
+
+
+def phase_status(run):
+    """`bi-agent status --json` and the memory: every cycle ok, LLM accounted."""
+    status = run.cli_json("status")
+    cycles = status.get("cycles") or []
+    CHECKS.true("status lists cycles", len(cycles) > 0)
+    CHECKS.equal("status: recent cycles all ok", [], [c for c in cycles if c.get("status") != "ok"])
+    firing = sorted(f"{f['rule']}{json.dumps(f.get('labels'), sort_keys=True)}" for f in status.get("firing", []))
+    CHECKS.equal(
+        "status: firing after the resolution",
+        ['bounce_high{}', 'error_rate_high{"job": "api"}', 'signups_short{"plan": "pro"}'],
+        firing,
+    )
+    CHECKS.equal("status: pending approvals", [], status.get("pending_approvals"))
+    if time.strftime("%Y-%m-%d", time.gmtime()) == run.utc_day:  # "today" is a UTC day
+        llm = status.get("llm_today") or {}
+        CHECKS.equal("status: LLM calls today", 6, llm.get("calls"))
+        CHECKS.equal("status: LLM tokens today", expected_tokens(all_processes=True), llm.get("tokens"))
+        CHECKS.equal("status: LLM errors today", 0, llm.get("errors"))
+
+    by_status = dict(run.memory_query("SELECT status, COUNT(*) FROM cycles GROUP BY status"))
+    CHECKS.equal("memory: cycles not ok", {}, {k: v for k, v in by_status.items() if k != "ok"})
+    bad = run.memory_query("SELECT id, status, errors FROM cycles WHERE status != 'ok' ORDER BY id LIMIT 5")
+    if bad:
+        log(f"cycles not ok: {bad}")
+    calls = {
+        (p, o): (n, pt, ct)
+        for p, o, n, pt, ct in run.memory_query(
+            "SELECT purpose, outcome, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) "
+            "FROM llm_calls GROUP BY purpose, outcome"
+        )
+    }
+    plan_p, plan_c = LLM_USAGE["plan"]
+    sum_p, sum_c = LLM_USAGE["summary"]
+    nar_p, nar_c = LLM_USAGE["narrative"]
+    CHECKS.equal(
+        "memory: LLM calls by purpose and outcome (count, prompt, completion tokens)",
+        {
+            ("plan", "ok"): (2, 2 * plan_p, 2 * plan_c),
+            ("summary", "ok"): (4, 2 * sum_p + 2 * nar_p, 2 * sum_c + 2 * nar_c),
+        },
+        calls,
+    )
+    proposals = run.memory_query(
+        "SELECT proposals_valid, proposals_dropped FROM llm_calls WHERE purpose = 'plan' ORDER BY id"
+    )
+    CHECKS.equal("memory: proposals (valid, dropped) per planning call", [(1, 1), (0, 0)], proposals)
+    summaries = run.memory_query(
+        "SELECT action_id, json_extract(outcome, '$.findings.summary') FROM action_outcomes "
+        "WHERE kind = 'investigate' ORDER BY action_id"
+    )
+    CHECKS.equal(
+        "memory: investigations",
+        ["revenue_drop/investigate/region=Northeast", "revenue_drop/investigate/region=West"],
+        [a for a, _ in summaries],
+    )
+    for action, summary in summaries:
+        CHECKS.true(
+            f"memory: {action} has a grounded summary",
+            bool(summary) and summary.startswith("The largest figure in the data is") and INVENTED not in summary,
+            repr(summary),
+        )
+    approvals = sorted(run.memory_query("SELECT action_id, status FROM approvals"))
+    CHECKS.equal(
+        "memory: approvals",
+        [
+            ("revenue_drop/crm_task/region=Northeast", "executed"),
+            ("revenue_drop/crm_task/region=West", "rejected"),
+        ],
+        approvals,
+    )
+    effects = dict(
+        run.memory_query(
+            "SELECT channel, COUNT(*) FROM effects WHERE dry_run = 0 AND status = 'sent' GROUP BY channel"
+        )
+    )
+    CHECKS.equal(
+        "memory: sent effects per channel",
+        {
+            "slack": EXPECTED["slack_webhook_posts"] + EXPECTED["slack_api_posts"],
+            "email": EXPECTED["emails"],
+            "webhook:crm": EXPECTED["crm_posts"],
+        },
+        effects,
+    )
+    not_sent = run.memory_query("SELECT key, status, error FROM effects WHERE status NOT IN ('sent') LIMIT 5")
+    CHECKS.equal("memory: effects not sent", [], not_sent)
+
+
+def phase_metrics(run):
+    """/metrics: a few bi_agent_* families with exact values."""
+    got = http_get(run, "/metrics")
+    if not got or got[0] != 200:
+        CHECKS.true("/metrics answers 200", False, str(got)[:200])
+        return
+    metrics = parse_metrics(got[1])
+
+    def value(name, **labels):
+        return metrics.get((name, frozenset(labels.items())))
+
+    CHECKS.true("metrics: ok cycles counted", (value("bi_agent_cycles_total", status="ok") or 0) >= 5)
+    for status in ("failed", "degraded", "interrupted"):
+        CHECKS.equal(f"metrics: {status} cycles", None, value("bi_agent_cycles_total", status=status))
+    actions = {
+        ("notify", "sent"): 8,
+        ("investigate", "sent"): 2,
+        ("webhook", "pending_approval"): 2,
+        ("webhook", "sent"): 1,
+        ("report", "sent"): 1,
+    }
+    seen = {
+        (dict(labels)["kind"], dict(labels)["outcome"]): v
+        for (name, labels), v in metrics.items()
+        if name == "bi_agent_actions_total" and dict(labels).get("dry_run") == "false"
+    }
+    CHECKS.equal("metrics: bi_agent_actions_total (live) by kind and outcome", actions, seen)
+    CHECKS.equal("metrics: LLM calls ok", 5, value("bi_agent_llm_calls_total", outcome="ok"))
+    CHECKS.equal(
+        "metrics: LLM calls not ok",
+        {},
+        {
+            dict(labels)["outcome"]: v
+            for (name, labels), v in metrics.items()
+            if name == "bi_agent_llm_calls_total" and dict(labels).get("outcome") != "ok"
+        },
+    )
+    CHECKS.equal("metrics: LLM tokens", expected_tokens(all_processes=False), value("bi_agent_llm_tokens_total"))
+    CHECKS.equal("metrics: approvals pending", 0, value("bi_agent_approvals_pending"))
+    CHECKS.equal("metrics: firing instances", 3, value("bi_agent_alert_instances", state="firing"))
+    errors = {k: v for k, v in metrics.items() if k[0] == "bi_agent_source_errors_total" and v}
+    CHECKS.equal("metrics: source errors", {}, errors)
+    for source in ("sales", "signups", "web", "errors"):
+        CHECKS.true(
+            f"metrics: {source} observed ok",
+            (value("bi_agent_observations_total", source=source, status="ok") or 0) >= 5,
+        )
+    CHECKS.true("metrics: memory size", (value("bi_agent_memory_db_bytes") or 0) > 0)
+
+
+def phase_stop(run):
+    """SIGTERM: a clean exit 0 and `Daemon stopped`."""
+    code = run.daemon.stop(signal.SIGTERM, timeout=20)
+    CHECKS.equal("exit code after SIGTERM", 0, code)
+    CHECKS.equal("`Daemon stopped` logged", 1, run.daemon.count("Daemon stopped"))
+    stopped = run.daemon.messages("Daemon stopped")
+    if stopped:
+        CHECKS.equal("Daemon stopped: failed cycles", 0, stopped[0].get("failed"))
+
+
+# Phases that make no sense once another failed (they build on its state).
+NEEDS = {
+    phase_approval: {"fire"},
+    phase_resolve: {"fire", "reload"},
+}
+
+PHASES = [
+    phase_setup,
+    phase_scheduled_report,
+    phase_fire,
+    phase_approval,
+    phase_reload,
+    phase_resolve,
+    phase_cli_report,
+    phase_settle,
+    phase_status,
+    phase_metrics,
+    phase_stop,
+]
+
+
+# -- Final checks ------------------------------------------------------------------
+
+
+def final_checks(run):
+    seen = {
+        "slack_webhook_posts": RECEIVED.count("slack_webhook"),
+        "slack_api_posts": RECEIVED.count("slack_api"),
+        "emails": RECEIVED.count("email"),
+        "crm_posts": RECEIVED.count("crm"),
+        "llm_plan": llm_count("plan"),
+        "llm_summary": llm_count("summary"),
+        "llm_narrative": llm_count("narrative"),
+        "llm_bad_requests": RECEIVED.count("llm_bad"),
+        "unexpected_requests": RECEIVED.count("unexpected"),
+    }
+    for key, expected in EXPECTED.items():
+        CHECKS.equal(f"count {key}", expected, seen[key])
+    per_rcpt = {}
+    for m in RECEIVED.list("email"):
+        for r in m["to"]:
+            per_rcpt[r] = per_rcpt.get(r, 0) + 1
+    CHECKS.equal("e-mails per recipient", EXPECTED_EMAILS_PER_RECIPIENT, per_rcpt)
+    per_channel = {}
+    for p in RECEIVED.list("slack_api"):
+        ch = (p["body"] or {}).get("channel")
+        per_channel[ch] = per_channel.get(ch, 0) + 1
+    CHECKS.equal("chat.postMessage per channel", EXPECTED_SLACK_API_PER_CHANNEL, per_channel)
+    CHECKS.true("every web request authorized", all(w["authorized"] for w in RECEIVED.list("web")))
+    CHECKS.true("Prometheus queried", RECEIVED.count("prom") > 0)
+    if RECEIVED.list("llm_bad"):
+        log(f"LLM requests the fake found malformed: {RECEIVED.list('llm_bad')[:5]}")
+    if RECEIVED.list("unexpected"):
+        log(f"unexpected requests: {RECEIVED.list('unexpected')[:5]}")
+
+    if run.daemon:
+        run.daemon.read()
+        text = "\n".join(run.daemon.raw_lines)
+        panics = [line for line in run.daemon.raw_lines if re.search(r"panic", line, re.I)]
+        CHECKS.equal("panics in the daemon log", [], panics[:5])
+        errors = [e for e in run.daemon.events if e.get("level") == "ERROR"]
+        CHECKS.equal("ERROR lines in the daemon log", [], [e.get("message") for e in errors][:5])
+        raw = [line for line in run.daemon.raw_lines if line.strip() and not line.startswith("{")]
+        CHECKS.equal("non-JSON lines on the daemon's stderr", [], raw[:5])
+        leaked = [k for k, v in SECRETS.items() if v and v in text]
+        CHECKS.equal("secrets in the daemon log", [], leaked)
+    if os.path.exists(run.memory):
+        blob = b""
+        for suffix in ("", "-wal"):
+            if os.path.exists(run.memory + suffix):
+                with open(run.memory + suffix, "rb") as f:
+                    blob += f.read()
+        leaked = [k for k, v in SECRETS.items() if v and v.encode() in blob]
+        CHECKS.equal("secrets in the memory database", [], leaked)
+
+
+# -- Helpers the phases share --------------------------------------------------------
+
+
+def http_get(run, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{run.metrics_port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return None
+
+
+def emails_to(address):
+    return [m for m in RECEIVED.list("email") if address in m["to"]]
+
+
+def slack_webhook_with(text):
+    found = [p for p in RECEIVED.list("slack_webhook") if text in json.dumps(p)]
+    return found[0] if found else None
+
+
+def slack_api_to(channel):
+    return [p for p in RECEIVED.list("slack_api") if (p["body"] or {}).get("channel") == channel]
+
+
+def llm_count(kind):
+    return sum(1 for r in RECEIVED.list("llm") if r["kind"] == kind)
+
+
+def expected_tokens(all_processes):
+    """Tokens of the expected LLM calls: all of them, or the daemon's only
+    (the CLI report's narrative is another process)."""
+    total = 0
+    for kind in ("plan", "summary", "narrative"):
+        n = EXPECTED[f"llm_{kind}"] - (1 if kind == "narrative" and not all_processes else 0)
+        total += n * sum(LLM_USAGE[kind])
+    return total
+
+
+def parse_metrics(text):
+    """Prometheus text format → {(name, frozenset(labels)): value}."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)", line)
+        if not m:
+            continue
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        try:
+            out[(m.group(1), labels)] = float(m.group(3))
+        except ValueError:
+            pass
+    return out
+
+
+def main():
+    global WAIT_S
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bin", default="target/release/bi-agent", help="the bi-agent binary to drive")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (config, logs, memory)")
+    args = parser.parse_args()
+    if not os.access(args.bin, os.X_OK):
+        sys.exit(f"smoke: {args.bin} is not an executable: build it with `cargo build --release --locked`")
+
+    workdir = tempfile.mkdtemp(prefix="bi-agent-smoke-")
+    run = Run(args, workdir)
+    aborted = None
+    failed_phases = set()
+    try:
+        for phase in PHASES:
+            name = phase.__name__.removeprefix("phase_")
+            missing = NEEDS.get(phase, set()) & failed_phases
+            if missing:
+                log(f"phase {name} skipped: it needs {', '.join(sorted(missing))}")
+                CHECKS.failed.append(f"phase {name}: skipped, it needs phase {', '.join(sorted(missing))}")
+                failed_phases.add(name)
+                continue
+            log(f"phase {name}")
+            failures_before = len(CHECKS.failed)
+            try:
+                phase(run)
+            except Exception as e:  # a failed wait, or a bug the binary provoked in a phase
+                if not isinstance(e, SmokeFailure):
+                    traceback.print_exc()
+                CHECKS.failed.append(f"phase {name}: {e}")
+                if phase is phase_setup or (run.daemon and not run.daemon.alive() and phase is not phase_stop):
+                    aborted = f"phase {name}"
+                    break
+                if CLOCK.left() <= 0:
+                    aborted = f"time budget spent in phase {name}"
+                    break
+            if len(CHECKS.failed) > failures_before:
+                failed_phases.add(name)
+                # Something is broken: later waits need not be as patient.
+                WAIT_S = min(WAIT_S, 10.0)
+        if run.daemon and run.daemon.alive():
+            run.daemon.stop(signal.SIGTERM, timeout=15)
+        if run.daemon:
+            final_checks(run)
+    finally:
+        if run.daemon and run.daemon.alive():
+            run.daemon.proc.kill()
+        if run.smtp:
+            run.smtp.stop()
+        if run.http:
+            run.http.shutdown()
+        if run.pg_url:
+            drop_postgres(run.pg_url)
+
+    took = CLOCK.elapsed()
+    summary = {key: expected for key, expected in EXPECTED.items()}
+    if CHECKS.failed:
+        print("\nSMOKE FAILED" + (f" (aborted: {aborted})" if aborted else ""), flush=True)
+        for f in CHECKS.failed:
+            print(f"  FAIL {f}")
+        if run.daemon:
+            print(f"\n-- last lines of the daemon log ({run.daemon.log_path}) --")
+            print(run.daemon.tail(40))
+        print(f"\nwork directory kept: {workdir}")
+        print(f"{len(CHECKS.passed)} passed, {len(CHECKS.failed)} failed")
+        return 1
+    print(f"\nsmoke: every receiver got exactly what it should: {json.dumps(summary)}")
+    print(f"smoke: {len(CHECKS.passed)} checks in {took:.1f}s")
+    print(f"{len(CHECKS.passed)} passed, 0 failed")
+    if args.keep:
+        print(f"work directory kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
