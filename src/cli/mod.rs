@@ -326,15 +326,20 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
     }
 }
 
-/// Loads the config and compiles its rules; on failure, every issue.
+/// Loads the config and compiles its rules and the built-in patterns; on
+/// failure, every issue.
 pub fn try_load_config(path: &Path) -> Result<Settings, Vec<String>> {
+    // A pattern that cannot compile in this build fails the start, not a cycle.
+    let mut issues: Vec<String> = crate::patterns::verify().iter().map(ToString::to_string).collect();
     match Settings::load(path) {
         Ok(settings) => match Rulebook::compile(&settings) {
-            Ok(_) => Ok(settings),
-            Err(issues) => Err(issues.iter().map(ToString::to_string).collect()),
+            Ok(_) if issues.is_empty() => return Ok(settings),
+            Ok(_) => {}
+            Err(rules) => issues.extend(rules.iter().map(ToString::to_string)),
         },
-        Err(e) => Err(e.issues()),
+        Err(e) => issues.extend(e.issues()),
     }
+    Err(issues)
 }
 
 /// Loads the config and compiles its rules, printing every issue to
