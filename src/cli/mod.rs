@@ -380,9 +380,14 @@ async fn run(path: &Path, settings: Settings, dry_run: bool, once: bool) -> anyh
     reload::on_sighup(path.to_path_buf(), dry_run, agents, shutdown.clone())
         .context("cannot install the SIGHUP handler")?;
     ops.agents = Some(current);
+    // Readiness is kept even without a server: the systemd watchdog asks it.
+    let grace = server_settings
+        .as_ref()
+        .map_or_else(crate::config::defaults::ready_grace, |s| s.ready_grace);
+    let readiness = Arc::new(Readiness::new(interval, grace));
+    ops.readiness = Some(Arc::clone(&readiness));
     let mut server = None;
     if let Some(cfg) = server_settings {
-        let readiness = Arc::new(Readiness::new(interval, cfg.ready_grace));
         let state = server::ServerState {
             readiness: Arc::clone(&readiness),
             memory: agent.memory().clone(),
@@ -395,7 +400,6 @@ async fn run(path: &Path, settings: Settings, dry_run: bool, once: bool) -> anyh
         let bound = listener.local_addr().unwrap_or(cfg.listen);
         info!(listen = %bound, "Serving /healthz, /readyz and /metrics");
         server = Some(tokio::spawn(server::serve(listener, state, shutdown.clone())));
-        ops.readiness = Some(readiness);
         ops.memory_gauges = true;
     }
     let summary = daemon::run_with(agent, shutdown.clone(), once, ops).await;
