@@ -116,6 +116,15 @@ pub async fn run_with(
     // Config, memory (opened and migrated), the server (started by the
     // caller) and the schedule are up: tell systemd.
     notify::ready();
+    notify::status("started; first cycle running");
+    let heartbeat = match (notify::watchdog_period(), &ops.readiness) {
+        (Some(period), Some(readiness)) => Some(tokio::spawn(heartbeat(
+            period,
+            Arc::clone(readiness),
+            shutdown.clone(),
+        ))),
+        _ => None,
+    };
     let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let cycles = schedule(interval, shutdown.clone(), once, || {
         // A reload takes effect from the next cycle; a running one keeps its agent.
@@ -142,6 +151,9 @@ pub async fn run_with(
         None => Arc::clone(&agent),
     };
     current.learn().await;
+    if let Some(task) = heartbeat {
+        task.abort();
+    }
     notify::stopping();
     agent.memory().close().await;
     let failed = failed.load(std::sync::atomic::Ordering::Relaxed);
@@ -187,6 +199,7 @@ async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Dura
     match joined {
         Ok(Ok(report)) => {
             notify::watchdog();
+            notify::status(&status_line(&report));
             metrics::record_cycle(&report, agent.dry_run());
             if let Some(r) = &ops.readiness {
                 let failed = report.observations.iter().filter(|o| o.status.is_failure()).count();
@@ -204,6 +217,7 @@ async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Dura
         }
         Ok(Err(e)) => {
             error!(cycle_id = id, error = %e, "Cycle failed");
+            notify::status(&format!("cycle {id} failed: {e}"));
             agent
                 .fail_cycle(
                     id,
@@ -218,6 +232,7 @@ async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Dura
         Err(join_error) => {
             let message = crate::panics::message(join_error);
             error!(cycle_id = id, panic = %message, "Cycle panicked; recorded, the daemon goes on");
+            notify::status(&format!("cycle {id} panicked: {message}"));
             agent
                 .fail_cycle(
                     id,
@@ -230,6 +245,55 @@ async fn run_guarded(agent: Arc<Agent>, shutdown: CancellationToken, grace: Dura
             false
         }
     }
+}
+
+/// Pings the systemd watchdog at half its period for as long as cycles keep
+/// finishing (the same test as `/readyz`: within 2 × interval + grace). So
+/// `WatchdogSec=` need not know `agent.interval`: a daemon whose cycles stop
+/// stops pinging and is restarted, one that is merely between two long
+/// intervals is not.
+async fn heartbeat(period: Duration, readiness: Arc<Readiness>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval((period / 2).max(Duration::from_millis(100)));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut stalled = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match readiness.stalled() {
+            None => {
+                stalled = false;
+                notify::watchdog();
+            }
+            Some(reason) if !stalled => {
+                stalled = true;
+                error!(reason = %reason, "Cycles have stopped; no longer pinging the systemd watchdog");
+                notify::status(&format!("stalled: {reason}"));
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// The one-line summary of a cycle for `systemctl status`.
+fn status_line(report: &crate::agent::CycleReport) -> String {
+    let failed = report.observations.iter().filter(|o| o.status.is_failure()).count();
+    let count = |name: &str| (report.outcomes.iter()).filter(|(_, o)| o.status.name() == name).count();
+    format!(
+        "cycle {} {} in {} ms at {}: {}/{} sources ok, {} firing, {} actions ({} sent, {} failed, {} skipped)",
+        report.id,
+        report.status.as_str(),
+        report.duration.as_millis(),
+        report.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        report.observations.len() - failed,
+        report.observations.len(),
+        report.planned.firing().count(),
+        report.outcomes.len(),
+        count("sent") + count("simulated"),
+        count("failed"),
+        count("skipped"),
+    )
 }
 
 /// Cancels `token` on SIGTERM or SIGINT (Ctrl-C).

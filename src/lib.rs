@@ -35,6 +35,7 @@ pub mod llm;
 pub mod memory;
 pub mod ops;
 pub mod panics;
+pub mod patterns;
 pub mod perception;
 pub mod planning;
 pub mod schedule;

@@ -76,3 +76,41 @@ fn without_notify_socket_the_binary_runs_normally() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn the_watchdog_is_pinged_between_cycles_and_status_says_what_the_cycle_did() {
+    let dir = tempfile::tempdir().unwrap();
+    // One cycle an hour, a watchdog of 400 ms: pinging only after cycles
+    // would get this daemon killed; it must keep pinging while healthy.
+    let cfg = config(dir.path());
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bi-agent"))
+        .args(["run", "--log-format", "json", "-c"])
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut received = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pings = |r: &[String]| r.iter().filter(|m| m.lines().any(|l| l == "WATCHDOG=1")).count();
+    while pings(&received) < 5 && Instant::now() < deadline {
+        let mut buf = [0u8; 1024];
+        if let Ok(n) = socket.recv(&mut buf) {
+            received.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(pings(&received) >= 5, "{received:?}");
+    let status = received
+        .iter()
+        .flat_map(|m| m.lines())
+        .find(|l| l.starts_with("STATUS=cycle 1 "))
+        .unwrap_or_else(|| panic!("no cycle status: {received:?}"));
+    assert!(status.contains(" ok in ") && status.contains("0/0 sources ok, 0 firing, 0 actions"), "{status}");
+}

@@ -326,15 +326,20 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
     }
 }
 
-/// Loads the config and compiles its rules; on failure, every issue.
+/// Loads the config and compiles its rules and the built-in patterns; on
+/// failure, every issue.
 pub fn try_load_config(path: &Path) -> Result<Settings, Vec<String>> {
+    // A pattern that cannot compile in this build fails the start, not a cycle.
+    let mut issues: Vec<String> = crate::patterns::verify().iter().map(ToString::to_string).collect();
     match Settings::load(path) {
         Ok(settings) => match Rulebook::compile(&settings) {
-            Ok(_) => Ok(settings),
-            Err(issues) => Err(issues.iter().map(ToString::to_string).collect()),
+            Ok(_) if issues.is_empty() => return Ok(settings),
+            Ok(_) => {}
+            Err(rules) => issues.extend(rules.iter().map(ToString::to_string)),
         },
-        Err(e) => Err(e.issues()),
+        Err(e) => issues.extend(e.issues()),
     }
+    Err(issues)
 }
 
 /// Loads the config and compiles its rules, printing every issue to
@@ -375,9 +380,14 @@ async fn run(path: &Path, settings: Settings, dry_run: bool, once: bool) -> anyh
     reload::on_sighup(path.to_path_buf(), dry_run, agents, shutdown.clone())
         .context("cannot install the SIGHUP handler")?;
     ops.agents = Some(current);
+    // Readiness is kept even without a server: the systemd watchdog asks it.
+    let grace = server_settings
+        .as_ref()
+        .map_or_else(crate::config::defaults::ready_grace, |s| s.ready_grace);
+    let readiness = Arc::new(Readiness::new(interval, grace));
+    ops.readiness = Some(Arc::clone(&readiness));
     let mut server = None;
     if let Some(cfg) = server_settings {
-        let readiness = Arc::new(Readiness::new(interval, cfg.ready_grace));
         let state = server::ServerState {
             readiness: Arc::clone(&readiness),
             memory: agent.memory().clone(),
@@ -390,7 +400,6 @@ async fn run(path: &Path, settings: Settings, dry_run: bool, once: bool) -> anyh
         let bound = listener.local_addr().unwrap_or(cfg.listen);
         info!(listen = %bound, "Serving /healthz, /readyz and /metrics");
         server = Some(tokio::spawn(server::serve(listener, state, shutdown.clone())));
-        ops.readiness = Some(readiness);
         ops.memory_gauges = true;
     }
     let summary = daemon::run_with(agent, shutdown.clone(), once, ops).await;

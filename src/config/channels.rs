@@ -11,8 +11,10 @@ use super::secret::{SecretText, SecretUrl};
 
 /// `[channels.NAME]`: where notifications go, tagged by `kind`. At most one
 /// channel of each kind: role targets `slack:…` and `email:…` name it by kind.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+///
+/// Deserialised by hand (in `config/mod.rs`) so errors inside the table keep
+/// their full key path.
+#[derive(Debug, Clone)]
 pub enum ChannelSettings {
     /// Slack: an incoming webhook, or the Web API with a bot token.
     Slack(SlackSettings),

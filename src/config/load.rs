@@ -38,14 +38,32 @@ pub fn parse_text(text: &str) -> Result<Table, String> {
     text.parse::<Table>().map_err(|e| e.to_string().trim_end().to_owned())
 }
 
-/// Applies `BI_AGENT__A__B=value` overrides from `vars` onto `table` (as `a.b`).
-/// Keys are lower-cased; the value is read as a TOML value when it parses as
-/// one, else taken as a string.
+/// One `BI_AGENT__A__B=value` override: where it goes, the variable that
+/// set it, and its text exactly as given.
+#[derive(Debug, Clone)]
+pub struct Override {
+    /// The dotted key, e.g. `agent.dry_run`.
+    pub key: String,
+    /// The key's parts.
+    path: Vec<String>,
+    /// The environment variable's name (never its value).
+    pub var: String,
+    /// The value as given.
+    raw: String,
+}
+
+/// Applies `BI_AGENT__A__B=value` overrides from `vars` onto `table` (as
+/// `a.b`), each as the **string** it is: a string is what secrets and most
+/// keys want, and a secret must arrive exactly as written (`1_000` or `0x1F`
+/// read as TOML numbers would change it). Where the target wants a number, a
+/// boolean, a list or a table, [`retype`] reads the same text as TOML when
+/// deserialisation says so. Keys are lower-cased.
 pub fn apply_env_overrides(
     table: &mut Table,
     vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), Vec<ConfigIssue>> {
+) -> Result<Vec<Override>, Vec<ConfigIssue>> {
     let mut issues = Vec::new();
+    let mut applied = Vec::new();
     // Sorted, so overrides apply in a stable order whatever the environment's order.
     let overrides: BTreeMap<String, String> = vars.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
     for (var, raw) in overrides {
@@ -60,11 +78,25 @@ pub fn apply_env_overrides(
             ));
             continue;
         }
-        if let Err(message) = set_path(table, &path, env_value(&raw)) {
-            issues.push(ConfigIssue::new(path.join("."), format!("from {var}: {message}")));
+        let key = path.join(".");
+        if let Err(message) = set_path(table, &path, Value::String(raw.clone())) {
+            issues.push(ConfigIssue::new(key, format!("from {var}: {message}")));
+            continue;
         }
+        applied.push(Override { key, path, var, raw });
     }
-    if issues.is_empty() { Ok(()) } else { Err(issues) }
+    if issues.is_empty() { Ok(applied) } else { Err(issues) }
+}
+
+/// Sets `o`'s value again, read as a TOML value (`5`, `true`, `[1, 2]`,
+/// `{a = 1}`); whether that changed anything (text that is no TOML value
+/// stays the string it was).
+pub fn retype(table: &mut Table, o: &Override) -> bool {
+    let value = env_value(&o.raw);
+    if matches!(value, Value::String(_)) {
+        return false;
+    }
+    set_path(table, &o.path, value).is_ok()
 }
 
 /// Reads an override as TOML (`5`, `true`, `"x"`, `[1, 2]`, `{a = 1}`), else as a string.
@@ -193,9 +225,9 @@ mod tests {
     }
 
     #[test]
-    fn overrides_are_typed_and_nested() {
+    fn overrides_arrive_as_written_and_retype_on_demand() {
         let mut t = parse_text("[agent]\nname = \"a\"\ndry_run = false").unwrap();
-        apply_env_overrides(
+        let overrides = apply_env_overrides(
             &mut t,
             [
                 ("BI_AGENT__AGENT__DRY_RUN".to_owned(), "true".to_owned()),
@@ -206,10 +238,18 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(t["agent"]["dry_run"], Value::Boolean(true));
+        assert_eq!(t["agent"]["dry_run"], Value::String("true".into()));
         assert_eq!(t["agent"]["interval"], Value::String("30s".into()));
-        assert_eq!(t["sources"]["web"]["max_rows"], Value::Integer(5));
+        assert_eq!(t["sources"]["web"]["max_rows"], Value::String("5".into()));
         assert!(!t.contains_key("config"));
+        let by_key = |k: &str| overrides.iter().find(|o| o.key == k).unwrap();
+        assert_eq!(by_key("agent.dry_run").var, "BI_AGENT__AGENT__DRY_RUN");
+        assert!(retype(&mut t, by_key("agent.dry_run")));
+        assert_eq!(t["agent"]["dry_run"], Value::Boolean(true));
+        assert!(retype(&mut t, by_key("sources.web.max_rows")));
+        assert_eq!(t["sources"]["web"]["max_rows"], Value::Integer(5));
+        // Text that is no TOML value stays the string it was.
+        assert!(!retype(&mut t, by_key("agent.interval")));
     }
 
     #[test]

@@ -123,15 +123,21 @@ impl Settings {
         env: impl IntoIterator<Item = (String, String)>,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut issues = Vec::new();
-        if let Err(mut env_issues) = load::apply_env_overrides(&mut table, env) {
-            issues.append(&mut env_issues);
-        }
-        issues.extend(load::substitute_vars(&mut table, lookup));
+        // `${VAR}` belongs to the file; a value from the environment is taken
+        // as it is (a secret with `${` in it must not be expanded, or echoed
+        // in an error about a variable).
+        let mut issues = load::substitute_vars(&mut table, lookup);
+        let overrides = match load::apply_env_overrides(&mut table, env) {
+            Ok(overrides) => overrides,
+            Err(mut env_issues) => {
+                issues.append(&mut env_issues);
+                Vec::new()
+            }
+        };
         if !issues.is_empty() {
             return Err(ConfigError::Invalid(issues));
         }
-        let settings = deserialize(table)?;
+        let settings = deserialize_with_overrides(table, &overrides)?;
         let problems = validate::validate(&settings);
         if problems.is_empty() {
             Ok(settings)
@@ -141,12 +147,40 @@ impl Settings {
     }
 }
 
+/// Deserialises the layered table. Overrides arrive as strings; where one
+/// lands on a key that wants another type, it is read as TOML and tried
+/// again (at most once per override). An error about a value from the
+/// environment names the variable.
+fn deserialize_with_overrides(mut table: toml::Table, overrides: &[load::Override]) -> Result<Settings, ConfigError> {
+    let mut retyped = std::collections::BTreeSet::new();
+    loop {
+        let mut issue = match deserialize(table.clone()) {
+            Ok(settings) => return Ok(settings),
+            Err(issue) => issue,
+        };
+        let culprit = overrides.iter().find(|o| issue.key == o.key);
+        if let Some(o) = culprit
+            && retyped.insert(o.key.clone())
+            && load::retype(&mut table, o)
+        {
+            continue;
+        }
+        let from_env = culprit.or_else(|| {
+            (overrides.iter()).find(|o| issue.key.starts_with(&format!("{}.", o.key)) || o.key.starts_with(&format!("{}.", issue.key)))
+        });
+        if let Some(o) = from_env {
+            issue.message = format!("{} (from {})", issue.message, o.var);
+        }
+        return Err(ConfigError::Invalid(vec![issue]));
+    }
+}
+
 /// Deserialises with the full key path of the first error.
-fn deserialize(table: toml::Table) -> Result<Settings, ConfigError> {
+fn deserialize(table: toml::Table) -> Result<Settings, ConfigIssue> {
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let path = e.path().to_string();
         let message = clean_message(&e.into_inner().to_string());
-        ConfigError::Invalid(vec![nested::issue(&path, &message)])
+        nested::issue(&path, &message)
     })
 }
 
@@ -189,40 +223,62 @@ mod nested {
     }
 }
 
+/// Reads a `kind`-tagged table: the variant named by `kind` is deserialised
+/// on its own, so an error inside it keeps its full key path (serde's own
+/// tagged enums buffer the table and lose it). `variants` maps each kind to
+/// its constructor; `expected` lists them for messages.
+fn tagged<'de, D, T>(d: D, expected: &str, variants: &[(&str, fn(toml::Table) -> Result<T, String>)]) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize as _;
+    use serde::de::Error;
+    let mut table = toml::Table::deserialize(d)?;
+    let kind = match table.remove("kind") {
+        Some(toml::Value::String(kind)) => kind,
+        Some(_) => return Err(D::Error::custom(nested::encode("kind", &format!("must be a string: {expected}")))),
+        None => return Err(D::Error::custom(nested::encode("kind", &format!("missing (expected {expected})")))),
+    };
+    match variants.iter().find(|(name, _)| *name == kind) {
+        Some((_, build)) => build(table).map_err(D::Error::custom),
+        None => Err(D::Error::custom(nested::encode(
+            "kind",
+            &format!("unknown kind \"{kind}\" (expected {expected})"),
+        ))),
+    }
+}
+
+/// One variant of a tagged table, with the path of any error inside it.
+fn variant<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, String> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        nested::encode(&path, &clean_message(&e.into_inner().to_string()))
+    })
+}
+
 impl<'de> serde::Deserialize<'de> for SourceSettings {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let mut table = toml::Table::deserialize(d)?;
-        let kind = match table.remove("kind") {
-            Some(toml::Value::String(kind)) => kind,
-            Some(_) => {
-                return Err(D::Error::custom(nested::encode(
-                    "kind",
-                    "must be a string: \"sql\" or \"http\"",
-                )));
-            }
-            None => {
-                return Err(D::Error::custom(nested::encode(
-                    "kind",
-                    "missing (expected \"sql\" or \"http\")",
-                )));
-            }
-        };
-        fn variant<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, String> {
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let path = e.path().to_string();
-                nested::encode(&path, &clean_message(&e.into_inner().to_string()))
-            })
-        }
-        match kind.as_str() {
-            "sql" => variant(table).map(SourceSettings::Sql),
-            "http" => variant(table).map(SourceSettings::Http),
-            other => Err(nested::encode(
-                "kind",
-                &format!("unknown source kind \"{other}\" (expected \"sql\" or \"http\")"),
-            )),
-        }
-        .map_err(D::Error::custom)
+        tagged(
+            d,
+            "\"sql\" or \"http\"",
+            &[
+                ("sql", |t| variant(t).map(SourceSettings::Sql)),
+                ("http", |t| variant(t).map(SourceSettings::Http)),
+            ],
+        )
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ChannelSettings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        tagged(
+            d,
+            "\"slack\" or \"email\"",
+            &[
+                ("slack", |t| variant(t).map(ChannelSettings::Slack)),
+                ("email", |t| variant(t).map(ChannelSettings::Email)),
+            ],
+        )
     }
 }
 
@@ -295,7 +351,7 @@ mod tests {
         let issue = first_issue(load(&text, &[]).unwrap_err());
         assert_eq!(
             issue,
-            "sources.sales.kind: unknown source kind \"ftp\" (expected \"sql\" or \"http\")"
+            "sources.sales.kind: unknown kind \"ftp\" (expected \"sql\" or \"http\")"
         );
     }
 

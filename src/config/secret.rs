@@ -44,7 +44,44 @@ impl fmt::Debug for SecretText {
 
 impl<'de> Deserialize<'de> for SecretText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Self::new)
+        d.deserialize_any(SecretVisitor).map(Self::new)
+    }
+}
+
+/// Reads a secret's text from any scalar: a password of digits given through
+/// the environment or written unquoted is still a password. Anything else is
+/// refused with a message that shows the kind of value, never the value.
+struct SecretVisitor;
+
+impl serde::de::Visitor<'_> for SecretVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a secret's text (a string; a number or boolean is taken as its text)")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
+        Ok(v.to_string())
     }
 }
 
@@ -74,13 +111,31 @@ impl SecretUrl {
         &self.redacted
     }
 
-    /// The scheme (text before `:`), lower-cased; safe to show.
+    /// The scheme (text before `:`), lower-cased, when it looks like one
+    /// (a letter, then at most 11 letters, `+`, `-` or `.`); else empty. A
+    /// "URL" that is really a bare secret (`hunter2:…`) shows nothing of it.
     pub fn scheme(&self) -> String {
-        self.secret
-            .expose_secret()
-            .split_once(':')
-            .map(|(s, _)| s.to_ascii_lowercase())
-            .unwrap_or_default()
+        let Some((scheme, _)) = self.secret.expose_secret().split_once(':') else {
+            return String::new();
+        };
+        let mut chars = scheme.chars();
+        let looks_like_one = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && scheme.len() <= 12
+            && chars.all(|c| c.is_ascii_alphabetic() || matches!(c, '+' | '-' | '.'));
+        if looks_like_one {
+            scheme.to_ascii_lowercase()
+        } else {
+            String::new()
+        }
+    }
+
+    /// Why this URL's scheme is not one of `expected` (as `"http:// or https://"`),
+    /// naming the scheme only when it can be shown.
+    pub fn scheme_problem(&self, expected: &str) -> String {
+        match self.scheme().as_str() {
+            "" => format!("not a URL with a scheme (expected {expected})"),
+            scheme => format!("unsupported scheme \"{scheme}\" (expected {expected})"),
+        }
     }
 }
 
@@ -104,7 +159,7 @@ impl fmt::Display for SecretUrl {
 
 impl<'de> Deserialize<'de> for SecretUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Self::new)
+        d.deserialize_any(SecretVisitor).map(Self::new)
     }
 }
 

@@ -104,10 +104,7 @@ pub fn validate(settings: &Settings) -> Vec<ConfigIssue> {
         if !matches!(endpoint.url.scheme().as_str(), "http" | "https") {
             v.push(
                 &format!("{key}.url"),
-                format!(
-                    "unsupported scheme \"{}\" (expected http:// or https://)",
-                    endpoint.url.scheme()
-                ),
+                endpoint.url.scheme_problem("http:// or https://"),
             );
         }
         v.at_least(&format!("{key}.timeout"), endpoint.timeout, Duration::from_millis(1));
@@ -222,7 +219,7 @@ fn channels(v: &mut Issues, settings: &Settings) {
                     (Some(url), None) if !matches!(url.scheme().as_str(), "http" | "https") => {
                         v.push(
                             &format!("{key}.webhook_url"),
-                            format!("unsupported scheme \"{}\" (expected https://)", url.scheme()),
+                            url.scheme_problem("https://"),
                         );
                     }
                     _ => {}
@@ -238,10 +235,7 @@ fn channels(v: &mut Issues, settings: &Settings) {
                 if !matches!(e.smtp_url.scheme().as_str(), "smtp" | "smtps") {
                     v.push(
                         &format!("{key}.smtp_url"),
-                        format!(
-                            "unsupported scheme \"{}\" (expected smtp:// or smtps://)",
-                            e.smtp_url.scheme()
-                        ),
+                        e.smtp_url.scheme_problem("smtp:// or smtps://"),
                     );
                 }
                 if !e.from.contains('@') {
@@ -567,7 +561,7 @@ fn sql_source(v: &mut Issues, key: &str, s: &SqlSourceSettings) {
     ) {
         v.push(
             &format!("{key}.url"),
-            format!("unsupported scheme \"{scheme}\" (expected sqlite://, postgres:// or mysql://)"),
+            s.url.scheme_problem("sqlite://, postgres:// or mysql://"),
         );
     }
     if s.sql.trim().is_empty() {
@@ -588,7 +582,7 @@ fn http_source(v: &mut Issues, key: &str, h: &HttpSourceSettings) {
     if !matches!(scheme.as_str(), "http" | "https") {
         v.push(
             &format!("{key}.url"),
-            format!("unsupported scheme \"{scheme}\" (expected http:// or https://)"),
+            h.url.scheme_problem("http:// or https://"),
         );
     } else if url::Url::parse(crate::config::ExposeSecret::expose(&h.url)).is_err() {
         v.push(&format!("{key}.url"), format!("not a valid URL ({})", h.url.redacted()));

@@ -436,7 +436,7 @@ impl Executor {
             context,
             params: action.params.clone(),
         };
-        guard::redact_message(&mut message, &self.settings.guardrails.redact);
+        super::redact::redact_message(&mut message, &self.settings.guardrails.redact);
         message
     }
 

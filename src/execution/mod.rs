@@ -1,7 +1,8 @@
 //! Execution: run the plan's actions in order, guarded, or rehearse them in
 //! dry-run.
 //!
-//! [`executor`] runs a plan; [`guard`] holds the checks every action passes;
+//! [`executor`] runs a plan; [`guard`] holds the checks every action passes; [`redact`] masks
+//! personal data in what leaves;
 //! [`grouping`] decides which notifications share a message and what it
 //! says; [`quiet`] decides what quiet hours hold back;
 //! [`investigate`] runs read-only drill-down queries into findings;
@@ -21,6 +22,7 @@ pub mod investigate;
 pub mod message;
 pub mod outcome;
 pub mod quiet;
+pub mod redact;
 pub mod report;
 
 pub use executor::{Executed, ExecutionError, Executor, Investigations, Summarizer};

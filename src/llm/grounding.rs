@@ -73,13 +73,12 @@
 //! discarded. A summary with nothing removed is returned as written (trimmed);
 //! otherwise the kept sentences are joined with a space, line by line.
 
-use std::sync::LazyLock;
-
-use regex::{Captures, Regex};
+use regex::Captures;
 
 use super::LlmRequest;
 use crate::execution::message::Table;
 use crate::execution::outcome::Findings;
+use crate::patterns;
 use crate::planning::template::group_thousands;
 
 /// Most sentences the summary is asked for.
@@ -289,18 +288,11 @@ struct Sentence<'a> {
     checked: &'a str,
 }
 
-/// A list marker at the start of a line: `1. `, `2) `, `- `, `* `, `• `.
-static LIST_MARKER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+").expect("a literal, tested pattern compiles"));
-/// A sentence end: `.`, `!` or `?`, closing quotes or brackets, then space.
-static SENTENCE_END: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"[.!?]+["'”’)\]]*\s+"#).expect("a literal, tested pattern compiles"));
-
 /// The summary's sentences, in order (the rules are in the module docs).
 fn sentences(summary: &str) -> Vec<Sentence<'_>> {
     let mut out = Vec::new();
     for (index, line) in summary.lines().enumerate() {
-        let marker = LIST_MARKER.find(line).map_or(0, |m| m.end());
+        let marker = patterns::LIST_MARKER.get().find(line).map_or(0, |m| m.end());
         let mut start = 0;
         let mut push = |start: usize, end: usize| {
             let text = line[start..end].trim();
@@ -313,7 +305,7 @@ fn sentences(summary: &str) -> Vec<Sentence<'_>> {
                 });
             }
         };
-        for end in SENTENCE_END.find_iter(&line[marker..]).map(|m| marker + m.end()) {
+        for end in patterns::SENTENCE_END.get().find_iter(&line[marker..]).map(|m| marker + m.end()) {
             let next = line[end..].chars().next();
             if next.is_some_and(|c| c.is_lowercase() || c.is_ascii_digit()) {
                 continue;
@@ -361,48 +353,15 @@ struct Number<'a> {
     bare: bool,
 }
 
-/// Numbers in digits (see the module docs).
-static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?x)
-        (?P<sign>[-+\x{2212}])?
-        (?P<currency>[$€£])?
-        (?P<sign2>[-+\x{2212}])?
-        (?P<int>\d{1,3}(?:,\d{3})+|\d+)
-        (?:\.(?P<frac>\d+))?
-        (?P<suffix>
-            \s?%
-          | \s?(?i:per\s?cent|pct)\b
-          | \s?(?i:thousand|million|billion)\b
-          | (?:k|K|M|mn|m|bn|B)\b
-        )?",
-    )
-    .expect("a literal, tested pattern compiles")
-});
-
-/// Spelled-out numbers from eleven to ninety-nine, optionally a percentage.
-static SPELLED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?xi)
-        \b(?:
-            (?P<teen>eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen)
-          | (?P<tens>twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)
-            (?:[-\s](?P<unit>one|two|three|four|five|six|seven|eight|nine))?
-        )\b
-        (?P<suffix>\s?%|\s(?:per\s?cent|pct)\b)?",
-    )
-    .expect("a literal, tested pattern compiles")
-});
-
 /// Every number in `text`, in order.
 fn numbers(text: &str) -> impl Iterator<Item = Number<'_>> + '_ {
-    let mut found: Vec<Number> = NUMBER.captures_iter(text).filter_map(|c| digits(text, &c)).collect();
-    found.extend(SPELLED.captures_iter(text).filter_map(|c| spelled(&c)));
+    let mut found: Vec<Number> = patterns::NUMBER.get().captures_iter(text).filter_map(|c| digits(text, &c)).collect();
+    found.extend(patterns::SPELLED.get().captures_iter(text).filter_map(|c| spelled(&c)));
     found.sort_by_key(|n| n.start);
     found.into_iter()
 }
 
-/// The number in one [`NUMBER`] match, unless it is part of a word.
+/// The number in one [`patterns::NUMBER`] match, unless it is part of a word.
 fn digits<'a>(text: &'a str, captures: &Captures<'a>) -> Option<Number<'a>> {
     let whole = captures.get(0)?;
     let int = captures.name("int")?;
@@ -454,7 +413,7 @@ fn digits<'a>(text: &'a str, captures: &Captures<'a>) -> Option<Number<'a>> {
     })
 }
 
-/// The number in one [`SPELLED`] match.
+/// The number in one [`patterns::SPELLED`] match.
 fn spelled<'a>(captures: &Captures<'a>) -> Option<Number<'a>> {
     const TEENS: [&str; 9] = [
         "eleven",

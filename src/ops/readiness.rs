@@ -25,6 +25,7 @@ pub struct Readiness {
 #[derive(Debug)]
 struct State {
     interval: Duration,
+    created: Instant,
     last: Option<LastCycle>,
 }
 
@@ -41,7 +42,11 @@ impl Readiness {
     pub fn new(interval: Duration, grace: Duration) -> Self {
         Self {
             grace,
-            state: Mutex::new(State { interval, last: None }),
+            state: Mutex::new(State {
+                interval,
+                created: Instant::now(),
+                last: None,
+            }),
         }
     }
 
@@ -63,6 +68,23 @@ impl Readiness {
             sources,
             sources_failed,
         });
+    }
+
+    /// Why cycles have stopped, if they have: the last cycle finished (or,
+    /// before the first, the daemon started) longer than the stale limit
+    /// ago. Unlike [`Readiness::check`], failing sources do not count: this
+    /// is about the daemon being alive, for the systemd watchdog.
+    pub fn stalled(&self) -> Option<String> {
+        let state = self.state();
+        let limit = stale_limit(state.interval, self.grace);
+        match state.last {
+            Some(last) => stale_reason(last.finished.elapsed(), limit).err(),
+            None if state.created.elapsed() > limit => Some(format!(
+                "no cycle has finished in the {} since the start",
+                humantime::format_duration(Duration::from_secs(state.created.elapsed().as_secs()))
+            )),
+            None => None,
+        }
     }
 
     /// `Ok` when ready, else why not (for the JSON `reason`).
