@@ -18,21 +18,26 @@ time of day.
 The run, one function per phase (PHASES at the bottom), each waiting for
 conditions with deadlines rather than sleeping:
 
- 1. start      `bi-agent run`, with the config from agent.toml.in
+ 1. setup      `bi-agent check`, `bi-agent run` with the config from
+               agent.toml.in, /healthz, /readyz, `bi-agent health`
  2. report     the scheduled report (first cycle) with its LLM narrative, by e-mail
  3. fire       every rule fires in one cycle: revenue_drop's two regions as one
                group message (Slack webhook + e-mail), the other rules' own
                messages, two investigations with LLM summaries, one accepted
                (and one refused) LLM proposal, two CRM tasks waiting for approval
  4. approval   `bi-agent approvals`, `approve` one, `reject` the other: one CRM POST
- 5. reload     Slack switched from the incoming webhook to chat.postMessage
-               in the file, SIGHUP, `Config reloaded`
+ 5. reload     a broken file is refused (`Config reload rejected`), then Slack
+               switched from the incoming webhook to chat.postMessage in the
+               file, SIGHUP, `Config reloaded`
  6. resolve    the warehouse recovers: two resolution messages via chat.postMessage
  7. cli_report `bi-agent report weekly_review`, live, with narrative
  8. settle     a few more cycles: nothing more may arrive anywhere
- 9. status     `bi-agent status --json` and the memory database: no cycle but ok
+ 9. status     `bi-agent status` (--json and text), `actions`, `patterns`, `plan`,
+               and the memory database: no cycle but ok, LLM calls and tokens,
+               grounded summaries, approvals, the effect log
 10. metrics    /metrics from [server] listen
 11. stop       SIGTERM: exit 0, `Daemon stopped`
+12. restart    the daemon again on the same memory: nothing is sent twice
 
 then the exact count at every receiver (EXPECTED), no panic in the log, and no
 secret in the log or the memory. On failure it prints what was expected and
@@ -113,6 +118,8 @@ EXPECTED_EMAILS_PER_RECIPIENT = {
     "analysts@example.com": 1,
 }
 EXPECTED_SLACK_API_PER_CHANNEL = {"#ops": 2, "#analytics": 1}
+# The only ERROR lines in the first daemon's log: the deliberately broken reload.
+EXPECTED_ERRORS = {"Config reload rejected; the running config stays": 1}
 
 # Tokens the fake LLM reports per request kind: (prompt, completion).
 LLM_USAGE = {"plan": (200, 40), "summary": (120, 30), "narrative": (90, 25)}
@@ -515,10 +522,10 @@ def drop_postgres(url):
 class Daemon:
     """`bi-agent run` with its JSON log in a file, read as it grows."""
 
-    def __init__(self, binary, config, env, workdir):
+    def __init__(self, binary, config, env, workdir, name="daemon"):
         self.binary, self.config, self.env = binary, config, env
-        self.log_path = os.path.join(workdir, "daemon.log")
-        self.out_path = os.path.join(workdir, "daemon.stdout")
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.out_path = os.path.join(workdir, f"{name}.stdout")
         self.proc = None
         self.events = []
         self.raw_lines = []
@@ -611,13 +618,17 @@ class Run:
         self.pg_url = os.environ.get("BI_AGENT_TEST_POSTGRES_URL", "")
         self.env = {}
         self.daemon = None
+        # Every daemon process started (the final checks read all their logs).
+        self.daemons = []
+        # Everything the CLI commands printed (checked for secrets).
+        self.cli_output = []
         self.http = None
         self.smtp = None
         self.utc_day = time.strftime("%Y-%m-%d", time.gmtime())
         # Approval ids by action id, as `bi-agent approvals` listed them.
         self.approvals = {}
 
-    def write_config(self, slack_mode):
+    def write_config(self, slack_mode, broken=False):
         with open(os.path.join(HERE, "agent.toml.in")) as f:
             text = f.read()
         if slack_mode == "webhook":
@@ -634,6 +645,8 @@ class Run:
         }
         for key, value in values.items():
             text = text.replace(f"@@{key}@@", value)
+        if broken:  # an unknown key: `bi-agent check` and a reload must refuse it
+            text = text.replace("[agent]\n", "[agent]\nsmoke_bogus_key = 1\n", 1)
         left = re.findall(r"@@\w+@@", text)
         if left:
             raise SmokeFailure(f"agent.toml.in: unknown placeholders {left}")
@@ -650,7 +663,14 @@ class Run:
             env=self.env,
             timeout=timeout,
         )
+        self.cli_output.append(done.stdout + done.stderr)
         return done
+
+    def start_daemon(self, name):
+        self.daemon = Daemon(self.binary, self.config, self.env, self.workdir, name)
+        self.daemons.append(self.daemon)
+        self.daemon.start()
+        self.daemon.wait_log("Daemon started")
 
     def cli_json(self, *args):
         done = self.cli(*args, "--json")
@@ -698,11 +718,14 @@ def phase_setup(run):
     if done.returncode != 0:
         raise SmokeFailure(f"bi-agent check: {done.stdout}{done.stderr}")
 
-    run.daemon = Daemon(run.binary, run.config, run.env, run.workdir)
-    run.daemon.start()
-    run.daemon.wait_log("Daemon started")
+    run.start_daemon("daemon")
     healthz = wait_until("/healthz answers", lambda: http_get(run, "/healthz"))
     CHECKS.equal("/healthz", (200, "ok"), (healthz[0], healthz[1].strip()))
+    run.daemon.wait_cycles(1)
+    ready = http_get(run, "/readyz") or (None, "")
+    CHECKS.equal("/readyz after the first cycle", (200, True), (ready[0], json_or_none(ready[1], "ready")))
+    done = run.cli("health")
+    CHECKS.true("bi-agent health exits 0", done.returncode == 0, done.stdout + done.stderr)
     log(f"daemon up (pid {run.daemon.proc.pid}); fakes on :{run.http_port}, SMTP :{run.smtp_port}")
 
 
@@ -787,12 +810,22 @@ def phase_approval(run):
 
 
 def phase_reload(run):
-    """Slack moves from the incoming webhook to chat.postMessage, by SIGHUP."""
+    """A broken file is refused; then Slack moves from the incoming webhook
+    to chat.postMessage, by SIGHUP."""
+    run.write_config("webhook", broken=True)
+    rejected = run.daemon.count("Config reload rejected; the running config stays")
+    run.daemon.proc.send_signal(signal.SIGHUP)
+    run.daemon.wait_log("Config reload rejected; the running config stays", rejected + 1)
+    event = run.daemon.messages("Config reload rejected; the running config stays")[-1]
+    CHECKS.true("the rejected reload names the key", "smoke_bogus_key" in json.dumps(event), json.dumps(event)[:300])
+    run.daemon.wait_cycles(1)
+    CHECKS.true("the daemon goes on after a rejected reload", run.daemon.alive())
+
     run.write_config("token")
     before = run.daemon.count("Config reloaded; the next cycle uses it")
     run.daemon.proc.send_signal(signal.SIGHUP)
     run.daemon.wait_log("Config reloaded; the next cycle uses it", before + 1)
-    CHECKS.equal("reload rejected", 0, run.daemon.count("Config reload rejected; the running config stays"))
+    CHECKS.equal("reloads rejected", 1, run.daemon.count("Config reload rejected; the running config stays"))
     # The cycle running at the reload keeps the old config; the one after uses the new.
     run.daemon.wait_cycles(2)
 
@@ -852,6 +885,15 @@ def phase_status(run):
         CHECKS.equal("status: LLM calls today", 6, llm.get("calls"))
         CHECKS.equal("status: LLM tokens today", expected_tokens(all_processes=True), llm.get("tokens"))
         CHECKS.equal("status: LLM errors today", 0, llm.get("errors"))
+
+    done = run.cli("status")
+    CHECKS.true("bi-agent status (text) exits 0", done.returncode == 0, done.stderr[-300:])
+    CHECKS.true("bi-agent status (text) lists 3 firing", "Firing (3):" in done.stdout, done.stdout[-600:])
+    actions = run.cli_json("actions", "--limit", "100")
+    CHECKS.true("bi-agent actions --json lists actions", isinstance(actions, list) and len(actions) > 0)
+    run.cli_json("patterns")
+    plan = run.cli_json("plan")
+    CHECKS.true("bi-agent plan --json answers", isinstance(plan, dict), str(plan)[:200])
 
     by_status = dict(run.memory_query("SELECT status, COUNT(*) FROM cycles GROUP BY status"))
     CHECKS.equal("memory: cycles not ok", {}, {k: v for k, v in by_status.items() if k != "ok"})
@@ -982,11 +1024,18 @@ def phase_stop(run):
         CHECKS.equal("Daemon stopped: failed cycles", 0, stopped[0].get("failed"))
 
 
-# Phases that make no sense once another failed (they build on its state).
-NEEDS = {
-    phase_approval: {"fire"},
-    phase_resolve: {"fire", "reload"},
-}
+def phase_restart(run):
+    """The daemon again, on the same memory: a few cycles and nothing is sent
+    again (exactly once across restarts), then a clean stop."""
+    before = receiver_counts()
+    run.start_daemon("daemon-restarted")
+    run.daemon.wait_cycles(3)
+    code = run.daemon.stop(signal.SIGTERM, timeout=20)
+    CHECKS.equal("exit code of the restarted daemon after SIGTERM", 0, code)
+    CHECKS.equal("receivers after the restart: nothing new", before, receiver_counts())
+    by_status = dict(run.memory_query("SELECT status, COUNT(*) FROM cycles GROUP BY status"))
+    CHECKS.equal("memory: cycles not ok after the restart", {}, {k: v for k, v in by_status.items() if k != "ok"})
+
 
 PHASES = [
     phase_setup,
@@ -1000,14 +1049,22 @@ PHASES = [
     phase_status,
     phase_metrics,
     phase_stop,
+    phase_restart,
 ]
+
+# Phases that make no sense once another failed (they build on its state).
+NEEDS = {
+    phase_restart: {"stop"},
+    phase_approval: {"fire"},
+    phase_resolve: {"fire", "reload"},
+}
 
 
 # -- Final checks ------------------------------------------------------------------
 
 
-def final_checks(run):
-    seen = {
+def receiver_counts():
+    return {
         "slack_webhook_posts": RECEIVED.count("slack_webhook"),
         "slack_api_posts": RECEIVED.count("slack_api"),
         "emails": RECEIVED.count("email"),
@@ -1018,6 +1075,10 @@ def final_checks(run):
         "llm_bad_requests": RECEIVED.count("llm_bad"),
         "unexpected_requests": RECEIVED.count("unexpected"),
     }
+
+
+def final_checks(run):
+    seen = receiver_counts()
     for key, expected in EXPECTED.items():
         CHECKS.equal(f"count {key}", expected, seen[key])
     per_rcpt = {}
@@ -1037,17 +1098,24 @@ def final_checks(run):
     if RECEIVED.list("unexpected"):
         log(f"unexpected requests: {RECEIVED.list('unexpected')[:5]}")
 
-    if run.daemon:
-        run.daemon.read()
-        text = "\n".join(run.daemon.raw_lines)
-        panics = [line for line in run.daemon.raw_lines if re.search(r"panic", line, re.I)]
-        CHECKS.equal("panics in the daemon log", [], panics[:5])
-        errors = [e for e in run.daemon.events if e.get("level") == "ERROR"]
-        CHECKS.equal("ERROR lines in the daemon log", [], [e.get("message") for e in errors][:5])
-        raw = [line for line in run.daemon.raw_lines if line.strip() and not line.startswith("{")]
-        CHECKS.equal("non-JSON lines on the daemon's stderr", [], raw[:5])
+    for daemon in run.daemons:
+        name = os.path.basename(daemon.log_path)
+        daemon.read()
+        text = "\n".join(daemon.raw_lines)
+        panics = [line for line in daemon.raw_lines if re.search(r"panic", line, re.I)]
+        CHECKS.equal(f"panics in {name}", [], panics[:5])
+        errors = {}
+        for e in daemon.events:
+            if e.get("level") == "ERROR":
+                errors[e.get("message")] = errors.get(e.get("message"), 0) + 1
+        expected_errors = EXPECTED_ERRORS if daemon is run.daemons[0] else {}
+        CHECKS.equal(f"ERROR lines in {name}", expected_errors, errors)
+        raw = [line for line in daemon.raw_lines if line.strip() and not line.startswith("{")]
+        CHECKS.equal(f"non-JSON lines in {name}", [], raw[:5])
         leaked = [k for k, v in SECRETS.items() if v and v in text]
-        CHECKS.equal("secrets in the daemon log", [], leaked)
+        CHECKS.equal(f"secrets in {name}", [], leaked)
+    cli_text = "\n".join(run.cli_output)
+    CHECKS.equal("secrets in CLI output", [], [k for k, v in SECRETS.items() if v and v in cli_text])
     if os.path.exists(run.memory):
         blob = b""
         for suffix in ("", "-wal"):
@@ -1061,10 +1129,19 @@ def final_checks(run):
 # -- Helpers the phases share --------------------------------------------------------
 
 
+def json_or_none(text, key):
+    try:
+        return json.loads(text).get(key)
+    except (ValueError, AttributeError):
+        return None
+
+
 def http_get(run, path):
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{run.metrics_port}{path}", timeout=5) as r:
             return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
     except (urllib.error.URLError, ConnectionError, OSError):
         return None
 
@@ -1167,10 +1244,15 @@ def main():
         if run.pg_url:
             drop_postgres(run.pg_url)
 
+    with open(os.path.join(workdir, "received.json"), "w") as f:
+        json.dump(RECEIVED.got, f, indent=1, default=str)  # what every fake got, for a look afterwards
     took = CLOCK.elapsed()
-    summary = {key: expected for key, expected in EXPECTED.items()}
     if CHECKS.failed:
         print("\nSMOKE FAILED" + (f" (aborted: {aborted})" if aborted else ""), flush=True)
+        for daemon in run.daemons:
+            first = next((l for l in daemon.raw_lines if "panicked at" in l), None)
+            if first:
+                print(f"  the daemon PANICKED ({os.path.basename(daemon.log_path)}): {first}")
         for f in CHECKS.failed:
             print(f"  FAIL {f}")
         if run.daemon:
@@ -1179,7 +1261,7 @@ def main():
         print(f"\nwork directory kept: {workdir}")
         print(f"{len(CHECKS.passed)} passed, {len(CHECKS.failed)} failed")
         return 1
-    print(f"\nsmoke: every receiver got exactly what it should: {json.dumps(summary)}")
+    print(f"\nsmoke: every receiver got exactly what it should: {json.dumps(EXPECTED)}")
     print(f"smoke: {len(CHECKS.passed)} checks in {took:.1f}s")
     print(f"{len(CHECKS.passed)} passed, 0 failed")
     if args.keep:
