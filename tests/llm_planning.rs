@@ -626,3 +626,22 @@ async fn accepted_proposals_over_the_cap_are_deferred_and_run_next_cycle() {
         1
     );
 }
+
+#[tokio::test]
+async fn an_llm_message_is_text_never_a_template() {
+    let w = World::new().await;
+    let mut report = proposal("sum_up", "report", "", &["sales"], &[], &[], 0.95);
+    report["message"] = json!("Total: {{ 7 * 7 }} {% for x in [1,2] %}loop{% endfor %}");
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(answer(&proposals(json!([report])), "stop"))
+        .mount(&w.llm)
+        .await;
+    let agent = w.agent("").await;
+    let r = w.at(&agent, 0).await;
+    let (_, outcome) = r.outcomes.iter().find(|(a, _)| a.id == "llm/sum_up/-").expect("ran");
+    assert!(matches!(outcome.status, Status::Simulated), "{:?}", outcome.status);
+    let body = &outcome.deliveries[0].rendered.body;
+    assert!(body.contains("{{ 7 * 7 }}") && body.contains("{% for x"), "{body}");
+    assert!(!body.contains("49") && !body.contains("looploop"), "{body}");
+}

@@ -576,25 +576,32 @@ impl Executor {
         context.insert("summaries".into(), json!(summaries));
         context.insert("tables".into(), json!(tables));
         context.insert("params".into(), json!(action.params));
-        let source = action
-            .template
-            .clone()
-            .or_else(|| action.message.clone())
-            .unwrap_or_default();
-        let mut templates = Templates::new();
-        let rendered = templates
-            .add("report", &source)
-            .and_then(|()| templates.render("report", &serde_json::Value::Object(context)));
-        let text = match rendered {
-            Ok(text) => text,
-            Err(e) => {
-                warn!(error = %e, "Report template failed; sending the findings as they are");
-                let mut text = action.message.clone().unwrap_or_else(|| action.reason.clone());
-                for h in &highlights {
-                    text.push_str(&format!("\n• {h}"));
-                }
-                text
+        // Only a template from the config is a template (compiled and
+        // checked at load). A message without one — an LLM proposal's text,
+        // or text already rendered from data — is plain text: rendering it
+        // again would let whatever it contains act as template code.
+        let plain = || {
+            let mut text = action.message.clone().unwrap_or_else(|| action.reason.clone());
+            for h in &highlights {
+                text.push_str(&format!("\n• {h}"));
             }
+            text
+        };
+        let text = match &action.template {
+            Some(source) => {
+                let mut templates = Templates::new();
+                let rendered = templates
+                    .add("report", source)
+                    .and_then(|()| templates.render("report", &serde_json::Value::Object(context)));
+                match rendered {
+                    Ok(text) => text,
+                    Err(e) => {
+                        warn!(error = %e, "Report template failed; sending the findings as they are");
+                        plain()
+                    }
+                }
+            }
+            None => plain(),
         };
         (text, tables)
     }
