@@ -36,6 +36,9 @@ pub enum AgentError {
     /// The rules do not compile (the CLI reports these before building).
     #[error("invalid rules:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Rules(Vec<ConfigIssue>),
+    /// A built-in pattern does not compile in this build.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Patterns(Vec<crate::patterns::PatternError>),
     /// A channel or the investigator could not be built from its settings.
     #[error("cannot build the executor: {0}")]
     Execution(String),
@@ -146,6 +149,12 @@ impl Agent {
         sources: Vec<Arc<dyn Source>>,
         dry_run: bool,
     ) -> Result<Self, AgentError> {
+        // The CLI checked these at load (exit 2); every other way of building
+        // an agent (demo, tests, embedders) is held to the same.
+        let broken = crate::patterns::verify();
+        if !broken.is_empty() {
+            return Err(AgentError::Patterns(broken));
+        }
         let rulebook = Rulebook::compile(&settings).map_err(AgentError::Rules)?;
         let timetable = Timetable::compile(&settings).map_err(AgentError::Schedules)?;
         let settings = Arc::new(settings);
