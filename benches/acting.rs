@@ -98,7 +98,7 @@ fn main() {
             kind: ActionKind::Notify,
             severity: bi_agent::config::Severity::High,
             subject: format!("Revenue in r{i:04} down 29.5%"),
-            text: bi_agent::execution::guard::redact(
+            text: bi_agent::execution::redact::redact(
                 &format!("Revenue in *r{i:04}* fell 29.5%: $74,199.37 vs $105,214.48; contact ops@example.com"),
                 &settings.guardrails.redact,
             ),

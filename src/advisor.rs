@@ -27,10 +27,20 @@ use crate::llm::{FinishReason, Llm, LlmError, LlmRequest, LlmResponse, OpenAiCli
 use crate::memory::{LlmCall, Memory};
 use crate::planning::Action;
 use crate::planning::evaluate::Planned;
+use crate::planning::plan::LeftOut;
 use crate::planning::proposals::{self, PastOutcome};
 
 /// Re-asks after a malformed answer.
 const MAX_REASKS: usize = 2;
+
+/// What the advisor proposes for one cycle.
+#[derive(Debug, Clone, Default)]
+pub struct Proposals {
+    /// Validated actions for the plan.
+    pub actions: Vec<Action>,
+    /// Well-formed proposals refused for what they would reach, with why.
+    pub refused: Vec<LeftOut>,
+}
 
 /// The advisor over one LLM.
 pub struct Advisor {
@@ -70,12 +80,14 @@ impl Advisor {
         self.settings.llm.as_ref()
     }
 
-    /// Proposals for this cycle: validated actions, or nothing.
-    pub async fn propose(&self, planned: &Planned, past: &[PastOutcome], now: DateTime<Utc>) -> Vec<Action> {
-        let Some(cfg) = self.config() else { return Vec::new() };
+    /// Proposals for this cycle: validated actions (and refused ones), or nothing.
+    pub async fn propose(&self, planned: &Planned, past: &[PastOutcome], now: DateTime<Utc>) -> Proposals {
+        let Some(cfg) = self.config() else {
+            return Proposals::default();
+        };
         if !proposals::has_changes(planned) {
             debug!("Nothing changed this cycle; the LLM is not asked");
-            return Vec::new();
+            return Proposals::default();
         }
         let mut request = proposals::situation(&self.settings, planned, past, cfg.max_tokens, cfg.temperature);
         let hash = situation_hash(&request, &cfg.model);
@@ -90,20 +102,20 @@ impl Advisor {
         match self.memory.llm_cached(&hash, now - ttl).await {
             Ok(Some(answer)) => {
                 call.outcome = "cache_hit".into();
-                let actions = self.take(&answer, planned, &mut call);
+                let proposals = self.take(&answer, planned, &mut call);
                 info!(
-                    proposals = actions.len(),
+                    proposals = proposals.actions.len(),
                     "Unchanged situation: reusing the cached LLM answer"
                 );
                 self.record(&call, now).await;
-                return actions;
+                return proposals;
             }
             Ok(None) => {}
             Err(e) => warn!(error = %e, "Could not read the LLM cache; asking"),
         }
         for asked in 0..=MAX_REASKS {
             if !self.within_budget(&request, cfg, &mut call, now).await {
-                return Vec::new();
+                return Proposals::default();
             }
             let response = match self.llm.complete(&request).await {
                 Ok(r) => r,
@@ -112,7 +124,7 @@ impl Advisor {
                     call.outcome = "error".into();
                     call.error = Some(e.to_string());
                     self.record(&call, now).await;
-                    return Vec::new();
+                    return Proposals::default();
                 }
             };
             account(&mut call, &response);
@@ -123,17 +135,17 @@ impl Advisor {
                 );
                 call.outcome = "truncated".into();
                 self.record(&call, now).await;
-                return Vec::new();
+                return Proposals::default();
             }
             match proposals::validate(&response.text, &self.settings, planned) {
                 Ok(_) => {
-                    let actions = self.take(&response.text, planned, &mut call);
+                    let proposals = self.take(&response.text, planned, &mut call);
                     call.outcome = "ok".into();
                     self.record(&call, now).await;
                     if let Err(e) = self.memory.llm_cache_put(&hash, "plan", &response.text, now).await {
                         warn!(error = %e, "Could not cache the LLM answer");
                     }
-                    return actions;
+                    return proposals;
                 }
                 Err(e) => {
                     warn!(error = %e, attempt = asked + 1, "LLM answer is malformed");
@@ -154,26 +166,32 @@ impl Advisor {
             }
         }
         warn!("LLM answers stayed malformed after {MAX_REASKS} re-asks; the rules' plan runs unchanged");
-        Vec::new()
+        Proposals::default()
     }
 
-    /// Validates an answer and logs every dropped proposal.
-    fn take(&self, answer: &str, planned: &Planned, call: &mut LlmCall) -> Vec<Action> {
+    /// Validates an answer and logs every dropped or refused proposal.
+    fn take(&self, answer: &str, planned: &Planned, call: &mut LlmCall) -> Proposals {
         match proposals::validate(answer, &self.settings, planned) {
             Ok(v) => {
                 for (id, reason) in &v.dropped {
                     warn!(proposal = %id, reason = %reason, "LLM proposal dropped");
                 }
+                for left in &v.refused {
+                    warn!(action = %left.action.id, reason = %left.reason, "LLM proposal refused");
+                }
                 call.proposals_valid = v.actions.len() as u32;
-                call.proposals_dropped = v.dropped.len() as u32;
+                call.proposals_dropped = (v.dropped.len() + v.refused.len()) as u32;
                 for a in &v.actions {
                     info!(action = %a.id, kind = a.kind.as_str(), confidence = a.confidence, "LLM proposal accepted");
                 }
-                v.actions
+                Proposals {
+                    actions: v.actions,
+                    refused: v.refused,
+                }
             }
             Err(e) => {
                 warn!(error = %e, "Cached LLM answer no longer validates");
-                Vec::new()
+                Proposals::default()
             }
         }
     }

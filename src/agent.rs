@@ -36,6 +36,9 @@ pub enum AgentError {
     /// The rules do not compile (the CLI reports these before building).
     #[error("invalid rules:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Rules(Vec<ConfigIssue>),
+    /// A built-in pattern does not compile in this build.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Patterns(Vec<crate::patterns::PatternError>),
     /// A channel or the investigator could not be built from its settings.
     #[error("cannot build the executor: {0}")]
     Execution(String),
@@ -146,6 +149,12 @@ impl Agent {
         sources: Vec<Arc<dyn Source>>,
         dry_run: bool,
     ) -> Result<Self, AgentError> {
+        // The CLI checked these at load (exit 2); every other way of building
+        // an agent (demo, tests, embedders) is held to the same.
+        let broken = crate::patterns::verify();
+        if !broken.is_empty() {
+            return Err(AgentError::Patterns(broken));
+        }
         let rulebook = Rulebook::compile(&settings).map_err(AgentError::Rules)?;
         let timetable = Timetable::compile(&settings).map_err(AgentError::Schedules)?;
         let settings = Arc::new(settings);
@@ -239,7 +248,7 @@ impl Agent {
 
             // Plan.
             let now = self.now();
-            let carried = self.executor.carried(&self.memory, now, self.dry_run).await?;
+            let carried = self.executor.carried(&self.memory, id, now, self.dry_run).await?;
             let idle_rules: BTreeSet<String> = (self.settings.rules.iter())
                 .filter(|r| !round.runs(&timetable::rule_job(&r.name)))
                 .map(|r| r.name.clone())
@@ -257,18 +266,38 @@ impl Agent {
             self.recall_past_firings(&mut planned).await;
             if let Some(advisor) = &self.advisor {
                 let past = planned.past_outcomes();
-                let mut proposals = advisor.propose(&planned, &past, now).await;
-                for p in &mut proposals {
+                // The LLM only ever adds: even a panic on its path leaves the
+                // rules' plan as it is.
+                let asked = std::panic::AssertUnwindSafe(advisor.propose(&planned, &past, now));
+                let mut proposals = match futures_util::FutureExt::catch_unwind(asked).await {
+                    Ok(proposals) => proposals,
+                    Err(panic) => {
+                        let message = crate::panics::payload_message(panic.as_ref());
+                        error!(panic = %message, "The LLM advisor panicked; the rules' plan runs unchanged");
+                        errors.push(format!("llm: advisor panicked: {message}"));
+                        crate::advisor::Proposals::default()
+                    }
+                };
+                for p in &mut proposals.actions {
                     p.learning = Some(proposal_key(p, &self.settings));
                 }
-                if !proposals.is_empty() {
-                    planned.append_proposals(proposals, self.settings.agent.max_actions_per_cycle);
+                planned.plan.dropped.extend(proposals.refused);
+                if !proposals.actions.is_empty() {
+                    planned.append_proposals(proposals.actions, self.settings.agent.max_actions_per_cycle);
                 }
             }
             let reports = (reports.into_iter())
                 .map(|(report, due)| crate::planning::reports::report_action(report, due, &observations))
                 .collect();
             planned.append_reports(reports, self.settings.agent.max_actions_per_cycle);
+            log_plan(&planned);
+
+            // Write ahead: the plan and the alert states it came from are
+            // stored before anything is sent, so a cycle that dies while
+            // acting leaves its unfinished actions for the next one (which
+            // carries them, rather than planning the same episode anew).
+            self.memory.hold_plan(id, &planned.plan.items, now).await?;
+            self.remember_decisions(&planned, &mut errors).await;
 
             // Act.
             let outcomes = self
@@ -295,7 +324,6 @@ impl Agent {
                     0
                 }
             };
-            self.remember_decisions(&planned, &mut errors).await;
             self.remember_resolutions(&planned, now, &mut errors).await;
             if self.settings.learning.learn_every > 0 && id % i64::from(self.settings.learning.learn_every) == 0 {
                 self.learn().await;
@@ -613,13 +641,20 @@ async fn plan(
         learned: &learned,
         idle_rules,
     });
+    Ok(planned)
+}
+
+/// Logs the whole plan once it is assembled (rules, proposals, reports).
+fn log_plan(planned: &Planned) {
     for item in &planned.plan.items {
         info!(action = %item.id, kind = item.kind.as_str(), origin = %item.origin, reason = %item.reason, "Planned action");
     }
-    for left in planned.plan.dropped.iter().chain(&planned.plan.deferred) {
+    for left in &planned.plan.deferred {
+        info!(action = %left.action.id, reason = %left.reason, "Action deferred to a later cycle");
+    }
+    for left in &planned.plan.dropped {
         warn!(action = %left.action.id, reason = %left.reason, "Action left out of the plan");
     }
-    Ok(planned)
 }
 
 /// Perceives and plans once without writing anything: `bi-agent plan`.

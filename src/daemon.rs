@@ -118,11 +118,9 @@ pub async fn run_with(
     notify::ready();
     notify::status("started; first cycle running");
     let heartbeat = match (notify::watchdog_period(), &ops.readiness) {
-        (Some(period), Some(readiness)) => Some(tokio::spawn(heartbeat(
-            period,
-            Arc::clone(readiness),
-            shutdown.clone(),
-        ))),
+        (Some(period), Some(readiness)) => {
+            Some(tokio::spawn(heartbeat(period, Arc::clone(readiness), shutdown.clone())))
+        }
         _ => None,
     };
     let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -279,7 +277,11 @@ async fn heartbeat(period: Duration, readiness: Arc<Readiness>, shutdown: Cancel
 /// The one-line summary of a cycle for `systemctl status`.
 fn status_line(report: &crate::agent::CycleReport) -> String {
     let failed = report.observations.iter().filter(|o| o.status.is_failure()).count();
-    let count = |name: &str| (report.outcomes.iter()).filter(|(_, o)| o.status.name() == name).count();
+    let count = |name: &str| {
+        (report.outcomes.iter())
+            .filter(|(_, o)| o.status.name() == name)
+            .count()
+    };
     format!(
         "cycle {} {} in {} ms at {}: {}/{} sources ok, {} firing, {} actions ({} sent, {} failed, {} skipped)",
         report.id,

@@ -72,10 +72,10 @@ impl Pattern {
     }
 }
 
-/// Matches nothing: a character that is neither space nor non-space. The
-/// class needs no optional `regex` feature (`\s` without Unicode is ASCII).
+/// Matches nothing: a character followed by the start of the text. Needs no
+/// optional `regex` feature, so it compiles in every build.
 static NOTHING: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?-u:[^\s\S])").unwrap_or_else(|_| unreachable!("an ASCII class compiles in every build"))
+    Regex::new(r"x\A").unwrap_or_else(|_| unreachable!("a literal and an anchor compile in every build"))
 });
 
 /// A list-item marker at the start of a line: `1. `, `2) `, `- `, `* `, `• `.

@@ -81,7 +81,9 @@ const BOOLEAN: &str = "true";
 const STRING: &str = "s3cr3t-Ωmega";
 
 fn config_text() -> String {
-    CONFIG.replace("MEMORY", "/tmp/never-opened.db").replace("DBFILE", "/tmp/x.db")
+    CONFIG
+        .replace("MEMORY", "/tmp/never-opened.db")
+        .replace("DBFILE", "/tmp/x.db")
 }
 
 /// The env for `${VAR}` references: every variable set to a placeholder.
@@ -163,7 +165,10 @@ fn a_rejected_secret_is_never_shown() {
     })
     .unwrap_err()
     .to_string();
-    assert!(err.starts_with("channels.email.password: invalid type: sequence"), "{err}");
+    assert!(
+        err.starts_with("channels.email.password: invalid type: sequence"),
+        "{err}"
+    );
     assert!(!err.contains(NUMBER), "{err}");
 }
 
@@ -203,10 +208,7 @@ fn typed_keys_still_take_typed_values_from_the_environment() {
 
 fn binary(args: &[&str], config: &Path, env: &[(String, String)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bi-agent"));
-    cmd.args(args)
-        .arg("-c")
-        .arg(config)
-                .env("RUST_LOG", "debug");
+    cmd.args(args).arg("-c").arg(config).env("RUST_LOG", "debug");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -230,13 +232,21 @@ fn the_binary_never_prints_a_secret() {
         }
         // A valid config: `check` passes.
         let out = binary(&["check"], &path, &env);
-        let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(out.status.code(), Some(0), "{printed}");
         assert!(!printed.contains(value), "{printed}");
         // One cycle against endpoints that refuse: every failure is logged
         // at debug level, none with a secret.
         let out = binary(&["--log-format", "json", "run", "--once"], &path, &env);
-        let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(printed.contains("Cycle completed"), "{printed}");
         assert!(!printed.contains(value), "{printed}");
         // An invalid config: exit 2, the variable named, no secret.

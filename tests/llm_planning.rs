@@ -86,6 +86,9 @@ impl World {
             [roles]
             ops = ["slack:#ops"]
             sales = ["slack:#sales"]
+            crm_sales = ["slack:#sales", "webhook:crm"]
+            [endpoints.crm]
+            url = "{llm}/crm"
             [queries.by_region]
             source = "m"
             params = ["region"]
@@ -125,8 +128,14 @@ impl World {
     }
 
     async fn agent(&self, llm_extra: &str) -> Agent {
+        self.agent_with(llm_extra, |_| {}).await
+    }
+
+    async fn agent_with(&self, llm_extra: &str, change: impl FnOnce(&mut Settings)) -> Agent {
         let clock = &self.clock;
-        Agent::build(self.settings(llm_extra), false)
+        let mut settings = self.settings(llm_extra);
+        change(&mut settings);
+        Agent::build(settings, false)
             .await
             .unwrap()
             .with_clock(common::scripted_clock(clock))
@@ -211,7 +220,7 @@ async fn valid_proposals_follow_the_rules_in_dependency_order() {
     assert!(req["max_tokens"].is_number() && req["max_completion_tokens"].is_number());
     let user = req["messages"][1]["content"].as_str().unwrap();
     assert!(user.contains("<data>") && user.contains("</data>"), "{user}");
-    assert!(user.contains("- roles: ops, sales"), "{user}");
+    assert!(user.contains("- roles: crm_sales, ops, sales"), "{user}");
     let usage = agent
         .memory()
         .llm_usage_since(w.start - Duration::days(1))
@@ -508,4 +517,131 @@ async fn investigation_summaries_keep_only_grounded_sentences() {
         .expect("a grounded summary");
     assert!(summary.contains("at 20"), "{summary}");
     assert!(!summary.contains("45%"), "an invented figure survived: {summary}");
+}
+
+#[tokio::test]
+async fn a_proposal_whose_role_reaches_a_webhook_obeys_the_webhook_rules() {
+    let w = World::new().await;
+    let content = proposals(json!([
+        proposal("tell_crm", "notify", "", &["crm_sales"], &[], &[], 0.95),
+        proposal("report_crm", "report", "", &["crm_sales"], &[], &[], 0.95),
+        proposal("tell_sales", "notify", "", &["sales"], &[], &[], 0.95),
+    ]));
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(answer(&content, "stop"))
+        .mount(&w.llm)
+        .await;
+    // webhook is not among the kinds the LLM may use: refused, recorded with why.
+    let agent = w.agent("").await;
+    let r = w.at(&agent, 0).await;
+    assert_eq!(
+        ids(&r),
+        vec!["high/page/region=East".to_owned(), "llm/tell_sales/-".to_owned()]
+    );
+    for id in ["llm/tell_crm/-", "llm/report_crm/-"] {
+        let (_, outcome) = r.outcomes.iter().find(|(a, _)| a.id == id).expect("recorded");
+        let Status::Skipped { reason } = &outcome.status else {
+            panic!("{id}: {:?}", outcome.status)
+        };
+        assert_eq!(
+            reason,
+            "left out of the plan: LLM proposal refused: its roles reach webhook:crm, and webhook is not in llm.allowed_kinds"
+        );
+        assert!(outcome.deliveries.is_empty(), "nothing was delivered for {id}");
+    }
+    let stored = agent.memory().recent_outcomes(20).await.unwrap();
+    assert!(
+        stored.iter().any(|o| o.action.id == "llm/tell_crm/-"),
+        "not in `bi-agent actions`"
+    );
+    // webhook allowed for the LLM, but guardrails.require_approval has it: it waits.
+    let w = World::new().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(answer(&content, "stop"))
+        .mount(&w.llm)
+        .await;
+    let agent = w.agent("allowed_kinds = [\"notify\", \"report\", \"webhook\"]").await;
+    let r = w.at(&agent, 0).await;
+    for id in ["llm/tell_crm/-", "llm/report_crm/-"] {
+        let (_, outcome) = r.outcomes.iter().find(|(a, _)| a.id == id).expect("recorded");
+        assert!(
+            matches!(outcome.status, Status::PendingApproval { .. }),
+            "{id}: {:?}",
+            outcome.status
+        );
+    }
+    let (_, sales) = r.outcomes.iter().find(|(a, _)| a.id == "llm/tell_sales/-").unwrap();
+    assert!(matches!(sales.status, Status::Simulated), "{:?}", sales.status);
+    let crm_posts = w.requests().await.iter().filter(|r| r.url.path() == "/crm").count();
+    assert_eq!(crm_posts, 0);
+}
+
+#[tokio::test]
+async fn accepted_proposals_over_the_cap_are_deferred_and_run_next_cycle() {
+    let w = World::new().await;
+    let content = proposals(json!([
+        proposal("one", "notify", "", &["sales"], &[], &[], 0.95),
+        proposal("two", "notify", "", &["sales"], &[], &[], 0.95),
+        proposal("three", "notify", "", &["sales"], &[], &[], 0.95),
+    ]));
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(answer(&content, "stop"))
+        .mount(&w.llm)
+        .await;
+    let agent = w.agent_with("", |s| s.agent.max_actions_per_cycle = 2).await;
+    let r = w.at(&agent, 0).await;
+    assert_eq!(
+        ids(&r),
+        vec!["high/page/region=East".to_owned(), "llm/one/-".to_owned()]
+    );
+    let deferred: Vec<(&str, &str)> = (r.planned.plan.deferred.iter())
+        .map(|l| (l.action.id.as_str(), l.reason.as_str()))
+        .collect();
+    assert_eq!(deferred.len(), 2, "{deferred:?}");
+    assert!(
+        deferred
+            .iter()
+            .all(|(_, why)| why.starts_with("LLM proposal over the cap of 2")),
+        "{deferred:?}"
+    );
+    let queued = agent.memory().queued_actions().await.unwrap();
+    let queued: Vec<&str> = queued.iter().map(|(a, _, _)| a.id.as_str()).collect();
+    assert_eq!(queued, ["llm/three/-", "llm/two/-"]);
+    // Nothing changed: the LLM is not asked again, and the deferred two run.
+    let r = w.at(&agent, 1).await;
+    let mut ran = ids(&r);
+    ran.sort();
+    assert_eq!(ran, ["llm/three/-", "llm/two/-"]);
+    assert!(r.outcomes.iter().all(|(_, o)| matches!(o.status, Status::Simulated)));
+    assert!(agent.memory().queued_actions().await.unwrap().is_empty());
+    assert_eq!(
+        w.requests()
+            .await
+            .iter()
+            .filter(|r| r.url.path() == "/v1/chat/completions")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_llm_message_is_text_never_a_template() {
+    let w = World::new().await;
+    let mut report = proposal("sum_up", "report", "", &["sales"], &[], &[], 0.95);
+    report["message"] = json!("Total: {{ 7 * 7 }} {% for x in [1,2] %}loop{% endfor %}");
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(answer(&proposals(json!([report])), "stop"))
+        .mount(&w.llm)
+        .await;
+    let agent = w.agent("").await;
+    let r = w.at(&agent, 0).await;
+    let (_, outcome) = r.outcomes.iter().find(|(a, _)| a.id == "llm/sum_up/-").expect("ran");
+    assert!(matches!(outcome.status, Status::Simulated), "{:?}", outcome.status);
+    let body = &outcome.deliveries[0].rendered.body;
+    assert!(body.contains("{{ 7 * 7 }}") && body.contains("{% for x"), "{body}");
+    assert!(!body.contains("49") && !body.contains("looploop"), "{body}");
 }

@@ -104,7 +104,10 @@ fn the_watchdog_is_pinged_between_cycles_and_status_says_what_the_cycle_did() {
             received.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
     }
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert!(pings(&received) >= 5, "{received:?}");
     let status = received
@@ -112,5 +115,8 @@ fn the_watchdog_is_pinged_between_cycles_and_status_says_what_the_cycle_did() {
         .flat_map(|m| m.lines())
         .find(|l| l.starts_with("STATUS=cycle 1 "))
         .unwrap_or_else(|| panic!("no cycle status: {received:?}"));
-    assert!(status.contains(" ok in ") && status.contains("0/0 sources ok, 0 firing, 0 actions"), "{status}");
+    assert!(
+        status.contains(" ok in ") && status.contains("0/0 sources ok, 0 firing, 0 actions"),
+        "{status}"
+    );
 }

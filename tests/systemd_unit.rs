@@ -21,7 +21,9 @@ fn entries() -> BTreeMap<String, Vec<(String, String)>> {
             continue;
         }
         let (k, v) = line.split_once('=').expect("Key=value");
-        out.entry(section.clone()).or_default().push((k.to_owned(), v.to_owned()));
+        out.entry(section.clone())
+            .or_default()
+            .push((k.to_owned(), v.to_owned()));
     }
     out
 }
@@ -47,8 +49,14 @@ fn seconds(value: &str) -> u64 {
 fn a_bad_config_is_not_restarted_forever() {
     let e = entries();
     // The start itself validates (exit 2), and exit 2 is not restarted.
-    assert!(values(&e, "Service", "ExecStartPre").is_empty(), "an ExecStartPre= hides exit 2 from RestartPreventExitStatus");
-    assert_eq!(values(&e, "Service", "ExecStart"), ["/usr/local/bin/bi-agent run -c /etc/bi-agent/agent.toml"]);
+    assert!(
+        values(&e, "Service", "ExecStartPre").is_empty(),
+        "an ExecStartPre= hides exit 2 from RestartPreventExitStatus"
+    );
+    assert_eq!(
+        values(&e, "Service", "ExecStart"),
+        ["/usr/local/bin/bi-agent run -c /etc/bi-agent/agent.toml"]
+    );
     assert_eq!(values(&e, "Service", "RestartPreventExitStatus"), ["2"]);
     assert_eq!(values(&e, "Service", "Restart"), ["on-failure"]);
     // Other failures stop after the start limit, which must be reachable:
@@ -56,7 +64,10 @@ fn a_bad_config_is_not_restarted_forever() {
     let burst: u64 = values(&e, "Unit", "StartLimitBurst")[0].parse().unwrap();
     let interval = seconds(values(&e, "Unit", "StartLimitIntervalSec")[0]);
     let restart_sec = seconds(values(&e, "Service", "RestartSec")[0]);
-    assert!(burst * restart_sec < interval, "{burst} × {restart_sec}s ≥ {interval}s: never reached");
+    assert!(
+        burst * restart_sec < interval,
+        "{burst} × {restart_sec}s ≥ {interval}s: never reached"
+    );
 }
 
 #[test]
@@ -65,7 +76,10 @@ fn a_bad_reload_fails_before_the_signal() {
     let reload = values(&e, "Service", "ExecReload");
     assert_eq!(
         reload,
-        ["/usr/local/bin/bi-agent check -c /etc/bi-agent/agent.toml", "/bin/kill -HUP $MAINPID"]
+        [
+            "/usr/local/bin/bi-agent check -c /etc/bi-agent/agent.toml",
+            "/bin/kill -HUP $MAINPID"
+        ]
     );
 }
 
@@ -73,7 +87,11 @@ fn a_bad_reload_fails_before_the_signal() {
 fn run_exits_2_on_a_bad_config() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.toml");
-    std::fs::write(&path, "[agent]\nname = \"x\"\nintervall = \"5m\"\n[memory]\npath = \"m.db\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[agent]\nname = \"x\"\nintervall = \"5m\"\n[memory]\npath = \"m.db\"\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_bi-agent"))
         .args(["run", "-c"])
         .arg(&path)

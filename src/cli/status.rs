@@ -81,6 +81,10 @@ pub async fn status(settings: &Settings, json_out: bool) -> anyhow::Result<ExitC
                 "since": m.added_at,
             })).collect::<Vec<_>>(),
             "queued_actions": queued.len(),
+            "queued": queued.iter().map(|(a, not_before, reason)| json!({
+                "action": a.id, "kind": a.kind.as_str(), "origin": a.origin.to_string(),
+                "not_before": not_before, "reason": reason,
+            })).collect::<Vec<_>>(),
             "effectiveness_30d": effectiveness,
             "schedules": schedules.iter().map(|(job, r)| json!({
                 "job": job, "schedule": r.spec, "next_due": r.next_due, "last_due": r.last_due, "last_run_at": r.last_run_at,
@@ -190,6 +194,19 @@ pub async fn status(settings: &Settings, json_out: bool) -> anyhow::Result<ExitC
         },
         queued.len()
     );
+    /// At most this many queued actions are named; the rest are counted.
+    const MAX_QUEUED_SHOWN: usize = 10;
+    for (action, not_before, reason) in queued.iter().take(MAX_QUEUED_SHOWN) {
+        let _ = writeln!(
+            out,
+            "    {}  from {}  ({reason})",
+            action.id,
+            not_before.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    if queued.len() > MAX_QUEUED_SHOWN {
+        let _ = writeln!(out, "    … and {} more", queued.len() - MAX_QUEUED_SHOWN);
+    }
     if !schedules.is_empty() {
         let _ = writeln!(out, "\nScheduled jobs:");
         for (job, r) in &schedules {

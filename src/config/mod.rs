@@ -166,7 +166,9 @@ fn deserialize_with_overrides(mut table: toml::Table, overrides: &[load::Overrid
             continue;
         }
         let from_env = culprit.or_else(|| {
-            (overrides.iter()).find(|o| issue.key.starts_with(&format!("{}.", o.key)) || o.key.starts_with(&format!("{}.", issue.key)))
+            (overrides.iter()).find(|o| {
+                issue.key.starts_with(&format!("{}.", o.key)) || o.key.starts_with(&format!("{}.", issue.key))
+            })
         });
         if let Some(o) = from_env {
             issue.message = format!("{} (from {})", issue.message, o.var);
@@ -223,11 +225,14 @@ mod nested {
     }
 }
 
+/// Builds one variant of a tagged table from the table (without `kind`).
+type Variant<T> = fn(toml::Table) -> Result<T, String>;
+
 /// Reads a `kind`-tagged table: the variant named by `kind` is deserialised
 /// on its own, so an error inside it keeps its full key path (serde's own
 /// tagged enums buffer the table and lose it). `variants` maps each kind to
 /// its constructor; `expected` lists them for messages.
-fn tagged<'de, D, T>(d: D, expected: &str, variants: &[(&str, fn(toml::Table) -> Result<T, String>)]) -> Result<T, D::Error>
+fn tagged<'de, D, T>(d: D, expected: &str, variants: &[(&str, Variant<T>)]) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
@@ -236,8 +241,18 @@ where
     let mut table = toml::Table::deserialize(d)?;
     let kind = match table.remove("kind") {
         Some(toml::Value::String(kind)) => kind,
-        Some(_) => return Err(D::Error::custom(nested::encode("kind", &format!("must be a string: {expected}")))),
-        None => return Err(D::Error::custom(nested::encode("kind", &format!("missing (expected {expected})")))),
+        Some(_) => {
+            return Err(D::Error::custom(nested::encode(
+                "kind",
+                &format!("must be a string: {expected}"),
+            )));
+        }
+        None => {
+            return Err(D::Error::custom(nested::encode(
+                "kind",
+                &format!("missing (expected {expected})"),
+            )));
+        }
     };
     match variants.iter().find(|(name, _)| *name == kind) {
         Some((_, build)) => build(table).map_err(D::Error::custom),

@@ -217,10 +217,7 @@ fn channels(v: &mut Issues, settings: &Settings) {
                     (None, None) => v.push(&key, "needs `webhook_url` (incoming webhook) or `token` (bot token)"),
                     (Some(_), Some(_)) => v.push(&key, "give either `webhook_url` or `token`, not both"),
                     (Some(url), None) if !matches!(url.scheme().as_str(), "http" | "https") => {
-                        v.push(
-                            &format!("{key}.webhook_url"),
-                            url.scheme_problem("https://"),
-                        );
+                        v.push(&format!("{key}.webhook_url"), url.scheme_problem("https://"));
                     }
                     _ => {}
                 }
@@ -580,10 +577,7 @@ fn sql_source(v: &mut Issues, key: &str, s: &SqlSourceSettings) {
 fn http_source(v: &mut Issues, key: &str, h: &HttpSourceSettings) {
     let scheme = h.url.scheme();
     if !matches!(scheme.as_str(), "http" | "https") {
-        v.push(
-            &format!("{key}.url"),
-            h.url.scheme_problem("http:// or https://"),
-        );
+        v.push(&format!("{key}.url"), h.url.scheme_problem("http:// or https://"));
     } else if url::Url::parse(crate::config::ExposeSecret::expose(&h.url)).is_err() {
         v.push(&format!("{key}.url"), format!("not a valid URL ({})", h.url.redacted()));
     }

@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use tokio::time::Instant;
@@ -131,12 +132,14 @@ impl Executor {
         self
     }
 
-    /// Actions carried into this cycle: approved ones (checked again against
-    /// the current config) and queued ones that are due. Expires approvals
-    /// past their expiry on the way.
+    /// Actions carried into cycle `cycle_id`: approved ones (checked again
+    /// against the current config), queued ones that are due, and those an
+    /// earlier cycle planned but never finished (it failed or was killed),
+    /// checked again too. Expires approvals past their expiry on the way.
     pub async fn carried(
         &self,
         memory: &Memory,
+        cycle_id: i64,
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<Vec<Action>, MemoryError> {
@@ -155,8 +158,11 @@ impl Executor {
                     action.require_approval = false;
                     action.after.clear();
                     action.reason = format!("approved ({}): {}", approval.id, action.reason);
-                    carried.push(action);
+                    // Held in the queue before the approval is marked done,
+                    // so a cycle that dies now still runs it next time.
+                    memory.hold_plan(cycle_id, std::slice::from_ref(&action), now).await?;
                     memory.set_approval_status(&approval.id, "executed", None, now).await?;
+                    carried.push(action);
                 }
                 Err(why) => {
                     warn!(approval = %approval.id, reason = %why, "Approved action is no longer valid; not run");
@@ -166,12 +172,48 @@ impl Executor {
                 }
             }
         }
-        carried.extend(memory.take_due_actions(now).await?);
+        let taken = memory.take_due_actions(now, cycle_id).await?;
+        let taken_ids: HashSet<String> = taken.iter().map(|t| t.action.id.clone()).collect();
+        for t in taken {
+            let mut action = t.action;
+            if carried.iter().any(|a: &Action| a.id == action.id) {
+                continue;
+            }
+            let Some(left_by) = t.left_by else {
+                carried.push(action);
+                continue;
+            };
+            if let Err(why) = guard::revalidate(&self.settings, &action) {
+                warn!(action = %action.id, cycle = left_by, reason = %why, "Action left by a failed cycle is no longer valid; not run");
+                memory.release_taken(cycle_id, Some(&action.id)).await?;
+                continue;
+            }
+            // What it depends on either comes along, or ran in the failed
+            // cycle: a dependency that succeeded there is satisfied; one that
+            // did not stays, so the plan leaves this action out with the reason.
+            let mut after = Vec::with_capacity(action.after.len());
+            for dep in action.after.drain(..) {
+                let satisfied = !taken_ids.contains(&dep)
+                    && memory
+                        .outcome_in_cycle(&dep, left_by)
+                        .await?
+                        .is_some_and(|o| o.satisfies_dependents());
+                if !satisfied {
+                    after.push(dep);
+                }
+            }
+            action.after = after;
+            info!(action = %action.id, cycle = left_by, "Carrying an action a failed cycle planned but did not finish");
+            carried.push(action);
+        }
         Ok(carried)
     }
 
     /// Runs `plan` in order and records every outcome; queues what the plan
-    /// deferred; sends the hourly digest of held-back notifications.
+    /// deferred; sends the hourly digest of held-back notifications. The
+    /// caller has written the plan ahead (`Memory::hold_plan`) under
+    /// `cycle_id`; each recorded outcome releases its action, and the rest is
+    /// released at the end.
     pub async fn execute(
         &self,
         plan: &Plan,
@@ -233,11 +275,13 @@ impl Executor {
                     None => continue,
                 };
                 log_outcome(action, &outcome);
-                results.insert(action.id.clone(), outcome.status.clone());
+                results.insert(action.id.clone(), for_dependents(&outcome));
                 executed.push((action.clone(), outcome));
                 continue;
             }
-            let outcome = self
+            // A panic inside one action fails that action, not the cycle:
+            // the rest of the plan still runs and everything is recorded.
+            let run = self
                 .run_one(
                     action,
                     plan,
@@ -249,15 +293,36 @@ impl Executor {
                     &mut waiting,
                     &mut budget,
                 )
-                .instrument(span)
-                .await?;
+                .instrument(span);
+            let outcome = match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+                Ok(outcome) => outcome?,
+                Err(panic) => {
+                    let message = crate::panics::payload_message(panic.as_ref());
+                    tracing::error!(action = %action.id, panic = %message, "Action panicked; recorded as failed, the cycle goes on");
+                    let mut outcome = Outcome::begin(&action.id, action.kind, now, dry_run);
+                    outcome.status = Status::Failed {
+                        error: format!("panicked: {message}"),
+                    };
+                    outcome
+                }
+            };
             log_outcome(action, &outcome);
             memory.record_outcome(cycle_id, action, &outcome).await?;
-            results.insert(action.id.clone(), outcome.status.clone());
+            results.insert(action.id.clone(), for_dependents(&outcome));
             if let Some(f) = &outcome.findings {
                 findings.insert(action.id.clone(), f.clone());
             }
             executed.push((action.clone(), outcome));
+        }
+        // What planning left out is recorded with why: a refused or
+        // unplaceable action is visible in `bi-agent actions`, not only in the log.
+        for left in &plan.dropped {
+            let mut outcome = Outcome::begin(&left.action.id, left.action.kind, now, dry_run);
+            outcome.status = Status::Skipped {
+                reason: format!("left out of the plan: {}", left.reason),
+            };
+            memory.record_outcome(cycle_id, &left.action, &outcome).await?;
+            executed.push((left.action.clone(), outcome));
         }
         for left in &plan.deferred {
             let mut action = left.action.clone();
@@ -270,6 +335,11 @@ impl Executor {
             .await?;
         executed.extend(earlier);
         executed.extend(self.digests(memory, now, dry_run).await?);
+        if let Some(cycle) = cycle_id {
+            // Everything is recorded or handed on (groups, the queue): the
+            // write-ahead entries of this cycle are done.
+            memory.release_taken(cycle, None).await?;
+        }
         Ok(executed)
     }
 
@@ -506,25 +576,32 @@ impl Executor {
         context.insert("summaries".into(), json!(summaries));
         context.insert("tables".into(), json!(tables));
         context.insert("params".into(), json!(action.params));
-        let source = action
-            .template
-            .clone()
-            .or_else(|| action.message.clone())
-            .unwrap_or_default();
-        let mut templates = Templates::new();
-        let rendered = templates
-            .add("report", &source)
-            .and_then(|()| templates.render("report", &serde_json::Value::Object(context)));
-        let text = match rendered {
-            Ok(text) => text,
-            Err(e) => {
-                warn!(error = %e, "Report template failed; sending the findings as they are");
-                let mut text = action.message.clone().unwrap_or_else(|| action.reason.clone());
-                for h in &highlights {
-                    text.push_str(&format!("\n• {h}"));
-                }
-                text
+        // Only a template from the config is a template (compiled and
+        // checked at load). A message without one — an LLM proposal's text,
+        // or text already rendered from data — is plain text: rendering it
+        // again would let whatever it contains act as template code.
+        let plain = || {
+            let mut text = action.message.clone().unwrap_or_else(|| action.reason.clone());
+            for h in &highlights {
+                text.push_str(&format!("\n• {h}"));
             }
+            text
+        };
+        let text = match &action.template {
+            Some(source) => {
+                let mut templates = Templates::new();
+                let rendered = templates
+                    .add("report", source)
+                    .and_then(|()| templates.render("report", &serde_json::Value::Object(context)));
+                match rendered {
+                    Ok(text) => text,
+                    Err(e) => {
+                        warn!(error = %e, "Report template failed; sending the findings as they are");
+                        plain()
+                    }
+                }
+            }
+            None => plain(),
         };
         (text, tables)
     }
@@ -586,6 +663,7 @@ impl Executor {
             status: Status::Failed { error },
             attempts: 0,
             reference: None,
+            earlier: false,
         };
         let Some(channel) = self.channels.get(&key) else {
             return Ok(fail(placeholder, format!("no {key} channel is configured")));
@@ -618,6 +696,7 @@ impl Executor {
                 status,
                 attempts,
                 reference,
+                earlier: false,
             }
         };
         // Quiet hours: held (not counted against the limits) for the digest
@@ -678,14 +757,16 @@ impl Executor {
         let claim_status = if dry_run { "simulated" } else { "dispatching" };
         match memory.claim_effect(&effect, claim_status, now).await? {
             Claim::Exists { status, updated_at } => {
-                return Ok(record(
+                let mut skipped = record(
                     Status::Skipped {
                         reason: already(&status, &updated_at),
                     },
                     0,
                     None,
                     rendered,
-                ));
+                );
+                skipped.earlier = matches!(status.as_str(), "sent" | "simulated");
+                return Ok(skipped);
             }
             Claim::Claimed => {}
         }
@@ -778,6 +859,17 @@ fn combine(deliveries: &[DeliveryRecord]) -> Status {
         } else {
             reasons.join("; ")
         },
+    }
+}
+
+/// An action's status as its dependents see it: delivered in full, now or
+/// earlier in the same episode (a cycle that failed after sending it), is a
+/// success they may run after.
+fn for_dependents(outcome: &Outcome) -> Status {
+    if !outcome.status.succeeded() && outcome.satisfies_dependents() {
+        Status::Sent
+    } else {
+        outcome.status.clone()
     }
 }
 

@@ -66,6 +66,11 @@ pub struct Delivery {
     /// The channel's delivery reference (e.g. Slack `ts`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// This target already had this message earlier in the episode (sent,
+    /// or simulated in dry-run), e.g. by a cycle that failed after sending:
+    /// not sent again, and done as far as dependents are concerned.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub earlier: bool,
 }
 
 /// What an investigation found.
@@ -163,6 +168,13 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Whether actions that depend on this one may run: it succeeded, or
+    /// every target had its message already (earlier in the episode).
+    pub fn satisfies_dependents(&self) -> bool {
+        self.status.succeeded()
+            || (!self.deliveries.is_empty() && self.deliveries.iter().all(|d| d.status.succeeded() || d.earlier))
+    }
+
     /// The outcome of an action starting now: `sent` until something says
     /// otherwise, no deliveries yet.
     pub fn begin(action_id: &str, kind: ActionKind, now: DateTime<Utc>, dry_run: bool) -> Self {

@@ -305,7 +305,11 @@ fn sentences(summary: &str) -> Vec<Sentence<'_>> {
                 });
             }
         };
-        for end in patterns::SENTENCE_END.get().find_iter(&line[marker..]).map(|m| marker + m.end()) {
+        for end in patterns::SENTENCE_END
+            .get()
+            .find_iter(&line[marker..])
+            .map(|m| marker + m.end())
+        {
             let next = line[end..].chars().next();
             if next.is_some_and(|c| c.is_lowercase() || c.is_ascii_digit()) {
                 continue;
@@ -355,7 +359,11 @@ struct Number<'a> {
 
 /// Every number in `text`, in order.
 fn numbers(text: &str) -> impl Iterator<Item = Number<'_>> + '_ {
-    let mut found: Vec<Number> = patterns::NUMBER.get().captures_iter(text).filter_map(|c| digits(text, &c)).collect();
+    let mut found: Vec<Number> = patterns::NUMBER
+        .get()
+        .captures_iter(text)
+        .filter_map(|c| digits(text, &c))
+        .collect();
     found.extend(patterns::SPELLED.get().captures_iter(text).filter_map(|c| spelled(&c)));
     found.sort_by_key(|n| n.start);
     found.into_iter()

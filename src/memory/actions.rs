@@ -23,6 +23,16 @@ pub struct StoredOutcome {
     pub outcome: Outcome,
 }
 
+/// An action taken from the queue.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    /// The action.
+    pub action: Action,
+    /// The earlier cycle that had taken it and never finished it (failed or
+    /// killed); `None` for an action that was simply waiting.
+    pub left_by: Option<i64>,
+}
+
 /// An approval request.
 #[derive(Debug, Clone, Serialize)]
 pub struct Approval {
@@ -78,6 +88,9 @@ impl Memory {
     ) -> Result<(), MemoryError> {
         let action_json = serde_json::to_string(action).map_err(|e| corrupt("action")(e.to_string()))?;
         let outcome_json = serde_json::to_string(outcome).map_err(|e| corrupt("outcome")(e.to_string()))?;
+        // The outcome and the release from the write-ahead queue commit
+        // together: a kill in between must not run the action again.
+        let mut tx = self.pool.begin().await.map_err(query_err("record outcome"))?;
         sqlx::query(
             "INSERT INTO action_outcomes (cycle_id, action_id, kind, origin, status, dry_run, started_at, duration_ms, action, outcome) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -92,9 +105,18 @@ impl Memory {
         .bind(i64::try_from(outcome.duration_ms).unwrap_or(i64::MAX))
         .bind(action_json)
         .bind(outcome_json)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(query_err("record outcome"))?;
+        if let Some(cycle) = cycle_id {
+            sqlx::query("DELETE FROM queued_actions WHERE taken_by = ? AND action_id = ?")
+                .bind(cycle)
+                .bind(&action.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("record outcome"))?;
+        }
+        tx.commit().await.map_err(query_err("record outcome"))?;
         self.record_sample(action, outcome).await
     }
 
@@ -275,7 +297,8 @@ impl Memory {
             .collect()
     }
 
-    /// Queues an action for a later cycle (replacing an earlier queue entry).
+    /// Queues an action for a later cycle (replacing an earlier queue entry,
+    /// and releasing it if a cycle had taken it).
     pub async fn enqueue_action(
         &self,
         action: &Action,
@@ -285,8 +308,9 @@ impl Memory {
     ) -> Result<(), MemoryError> {
         let action_json = serde_json::to_string(action).map_err(|e| corrupt("action")(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO queued_actions (action_id, action, not_before, reason, created_at) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (action_id) DO UPDATE SET action = excluded.action, not_before = excluded.not_before, reason = excluded.reason",
+            "INSERT INTO queued_actions (action_id, action, not_before, reason, created_at, taken_by) VALUES (?, ?, ?, ?, ?, NULL) \
+             ON CONFLICT (action_id) DO UPDATE SET action = excluded.action, not_before = excluded.not_before, \
+             reason = excluded.reason, taken_by = NULL",
         )
         .bind(&action.id)
         .bind(action_json)
@@ -299,21 +323,95 @@ impl Memory {
         Ok(())
     }
 
-    /// Takes the queued actions due at `now` out of the queue.
-    pub async fn take_due_actions(&self, now: DateTime<Utc>) -> Result<Vec<Action>, MemoryError> {
-        let rows = sqlx::query("DELETE FROM queued_actions WHERE not_before <= ? RETURNING action")
+    /// Writes a cycle's plan ahead of acting: every item is held in the queue
+    /// as taken by `cycle_id` until its outcome is recorded, so a cycle that
+    /// fails or is killed leaves its unfinished work for the next one.
+    pub async fn hold_plan(&self, cycle_id: i64, items: &[Action], now: DateTime<Utc>) -> Result<(), MemoryError> {
+        let mut tx = self.pool.begin().await.map_err(query_err("hold plan"))?;
+        let reason = format!("planned in cycle {cycle_id}");
+        for action in items {
+            let action_json = serde_json::to_string(action).map_err(|e| corrupt("action")(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO queued_actions (action_id, action, not_before, reason, created_at, taken_by) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (action_id) DO UPDATE SET action = excluded.action, not_before = excluded.not_before, \
+                 reason = excluded.reason, taken_by = excluded.taken_by",
+            )
+            .bind(&action.id)
+            .bind(action_json)
             .bind(timefmt::to_db(now))
-            .fetch_all(&self.pool)
+            .bind(&reason)
+            .bind(timefmt::to_db(now))
+            .bind(cycle_id)
+            .execute(&mut *tx)
             .await
-            .map_err(query_err("take queued actions"))?;
+            .map_err(query_err("hold plan"))?;
+        }
+        tx.commit().await.map_err(query_err("hold plan"))
+    }
+
+    /// Releases what cycle `cycle_id` took: one action (it will not run), or
+    /// with `None` everything it still holds (it finished).
+    pub async fn release_taken(&self, cycle_id: i64, action_id: Option<&str>) -> Result<(), MemoryError> {
+        sqlx::query("DELETE FROM queued_actions WHERE taken_by = ? AND (? IS NULL OR action_id = ?)")
+            .bind(cycle_id)
+            .bind(action_id)
+            .bind(action_id)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err("release taken actions"))?;
+        Ok(())
+    }
+
+    /// Takes the queued actions due at `now` for cycle `cycle_id`: those
+    /// waiting, and those an earlier cycle took but never finished (it failed
+    /// or was killed). They stay in the queue, taken by this cycle, until
+    /// their outcomes are recorded.
+    pub async fn take_due_actions(&self, now: DateTime<Utc>, cycle_id: i64) -> Result<Vec<Taken>, MemoryError> {
+        const WHAT: &str = "take queued actions";
+        let mut tx = self.pool.begin().await.map_err(query_err(WHAT))?;
+        let rows = sqlx::query(
+            "SELECT action, taken_by FROM queued_actions \
+             WHERE not_before <= ?2 AND (taken_by IS NULL OR taken_by < ?1) ORDER BY not_before, action_id",
+        )
+        .bind(cycle_id)
+        .bind(timefmt::to_db(now))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(query_err(WHAT))?;
+        sqlx::query(
+            "UPDATE queued_actions SET taken_by = ?1 WHERE not_before <= ?2 AND (taken_by IS NULL OR taken_by < ?1)",
+        )
+        .bind(cycle_id)
+        .bind(timefmt::to_db(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err(WHAT))?;
+        tx.commit().await.map_err(query_err(WHAT))?;
         rows.iter()
             .map(|r| {
-                parse_action(
-                    &r.try_get::<String, _>("action")
-                        .map_err(query_err("take queued actions"))?,
-                )
+                Ok(Taken {
+                    action: parse_action(&r.try_get::<String, _>("action").map_err(query_err(WHAT))?)?,
+                    left_by: r.try_get("taken_by").map_err(query_err(WHAT))?,
+                })
             })
             .collect()
+    }
+
+    /// `action_id`'s latest outcome recorded in cycle `cycle_id`.
+    pub async fn outcome_in_cycle(&self, action_id: &str, cycle_id: i64) -> Result<Option<Outcome>, MemoryError> {
+        let row = sqlx::query(
+            "SELECT outcome FROM action_outcomes WHERE action_id = ? AND cycle_id = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(action_id)
+        .bind(cycle_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("outcome in cycle"))?;
+        row.map(|r| {
+            let text: String = r.try_get("outcome").map_err(query_err("outcome in cycle"))?;
+            serde_json::from_str(&text).map_err(|e| corrupt("stored outcome")(e.to_string()))
+        })
+        .transpose()
     }
 
     /// Queued actions (for `status` and read-only planning), without taking them.

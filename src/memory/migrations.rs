@@ -31,6 +31,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "groups quiet hours",
         include_str!("../../migrations/0007_groups_quiet_hours.sql"),
     ),
+    (
+        8,
+        "write ahead plan",
+        include_str!("../../migrations/0008_write_ahead_plan.sql"),
+    ),
 ];
 
 /// The migrator over [`MIGRATIONS`].

@@ -30,7 +30,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use tokio::sync::Mutex;
 
 pub use crate::perception::SeriesKey;
-pub use actions::{Approval, DecisionError, StoredOutcome};
+pub use actions::{Approval, DecisionError, StoredOutcome, Taken};
 pub use cycles::{CycleRecord, CycleStatus, CycleSummary};
 pub use effects::{Claim, HeldEffect, HoldReason, NewEffect};
 pub use groups::{GroupMember, GroupState};

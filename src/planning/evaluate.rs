@@ -128,17 +128,27 @@ impl Planned {
         }
         let room = max_actions.saturating_sub(self.plan.items.len());
         let mut extra = plan::build(ready, room);
-        for left in extra.deferred.drain(..) {
-            self.plan.dropped.push(plan::LeftOut {
-                reason: format!("LLM proposal {}", left.reason),
+        // The full `after` comes back everywhere, so the executor (now or in
+        // a later cycle) still requires the rule actions to have succeeded.
+        let restore = |a: &mut Action, original: &mut HashMap<String, Vec<String>>| {
+            if let Some(after) = original.remove(&a.id) {
+                a.after = after;
+            }
+        };
+        for mut left in extra.deferred.drain(..) {
+            restore(&mut left.action, &mut original_after);
+            // Accepted proposals that do not fit are queued like rule actions, never lost.
+            self.plan.deferred.push(plan::LeftOut {
+                reason: format!(
+                    "LLM proposal over the cap of {max_actions} actions per cycle (agent.max_actions_per_cycle); \
+                     queued for the next cycle"
+                ),
                 action: left.action,
             });
         }
         self.plan.dropped.append(&mut extra.dropped);
         for item in &mut extra.items {
-            if let Some(after) = original_after.remove(&item.id) {
-                item.after = after;
-            }
+            restore(item, &mut original_after);
         }
         self.plan.items.append(&mut extra.items);
     }

@@ -264,8 +264,55 @@ struct Proposal {
 pub struct Validated {
     /// Actions ready for the plan.
     pub actions: Vec<Action>,
-    /// `(proposal id, reason)` for every proposal dropped.
+    /// `(proposal id, reason)` for every proposal dropped as malformed.
     pub dropped: Vec<(String, String)>,
+    /// Well-formed proposals refused because of what they would reach; kept
+    /// as actions so the refusal is recorded with them.
+    pub refused: Vec<super::plan::LeftOut>,
+}
+
+/// What an otherwise valid proposal may do given the targets its roles
+/// reach: a role can hold `webhook:…` targets, so a `notify` or `report`
+/// can reach a webhook endpoint without being a `webhook` action.
+enum Reach {
+    /// Everything it reaches is allowed for the LLM.
+    Allowed,
+    /// It reaches a kind that waits for a person (`guardrails.require_approval`).
+    NeedsApproval(String),
+    /// It reaches a kind the LLM may not use (`llm.allowed_kinds`).
+    Refused(String),
+}
+
+/// Checks the targets `action` reaches through its roles against what the
+/// LLM may use.
+fn reach(action: &Action, settings: &Settings, llm: &crate::config::LlmSettings) -> Reach {
+    let mut webhooks: Vec<String> = (action.to.iter())
+        .filter_map(|role| settings.roles.get(role))
+        .flat_map(|r| r.targets.iter())
+        .filter(|t| t.starts_with("webhook:"))
+        .cloned()
+        .collect();
+    if let Some(e) = &action.endpoint {
+        webhooks.push(format!("webhook:{e}"));
+    }
+    webhooks.sort();
+    webhooks.dedup();
+    if webhooks.is_empty() {
+        return Reach::Allowed;
+    }
+    let list = webhooks.join(", ");
+    // A `webhook` action passed `llm.allowed_kinds` by its own kind already.
+    if action.kind != ActionKind::Webhook && !llm.allowed_kinds.contains(&ActionKind::Webhook) {
+        return Reach::Refused(format!(
+            "its roles reach {list}, and webhook is not in llm.allowed_kinds"
+        ));
+    }
+    if settings.guardrails.require_approval.contains(&ActionKind::Webhook) {
+        return Reach::NeedsApproval(format!(
+            "it reaches {list}, and webhook is in guardrails.require_approval"
+        ));
+    }
+    Reach::Allowed
 }
 
 /// Why an answer as a whole could not be read (worth a re-ask).
@@ -448,7 +495,18 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
             Ok(action)
         };
         match check() {
-            Ok(a) => out.actions.push(a),
+            Ok(mut a) => match reach(&a, settings, llm) {
+                Reach::Allowed => out.actions.push(a),
+                Reach::NeedsApproval(why) => {
+                    a.require_approval = true;
+                    a.reason = format!("{}; needs approval: {why}", a.reason);
+                    out.actions.push(a);
+                }
+                Reach::Refused(why) => out.refused.push(super::plan::LeftOut {
+                    action: a,
+                    reason: format!("LLM proposal refused: {why}"),
+                }),
+            },
             Err(reason) => out.dropped.push((p.id.clone(), reason)),
         }
     }
@@ -530,6 +588,45 @@ mod tests {
         )
         .unwrap();
         assert!(v.dropped[0].1.contains("does not follow the schema"));
+    }
+
+    #[test]
+    fn a_role_that_reaches_a_webhook_is_judged_as_a_webhook() {
+        let text = "[agent]\nname = \"t\"\n[memory]\npath = \"m.db\"\n\
+            [channels.slack]\nkind = \"slack\"\nwebhook_url = \"http://127.0.0.1:9/h\"\n\
+            [endpoints.crm]\nurl = \"http://127.0.0.1:9/crm\"\n\
+            [roles]\nops = [\"slack:#ops\"]\nsales = [\"slack:#sales\", \"webhook:crm\"]\n\
+            [guardrails]\nrequire_approval = [\"webhook\"]\n\
+            [llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n";
+        let answer = |kind: &str, role: &str| {
+            json!({"proposals": [
+            {"id": "x", "kind": kind, "instance": "", "to": [role], "after": [], "priority": 2, "subject": "",
+             "message": "m", "queries": [], "endpoint": "", "reasoning": "r", "confidence": 0.9}]})
+            .to_string()
+        };
+        // webhook not allowed for the LLM: a notify or report to `sales` is refused, with the reason.
+        let s = Settings::from_toml_str(text, Vec::new(), &|_| None).unwrap();
+        for kind in ["notify", "report"] {
+            let v = validate(&answer(kind, "sales"), &s, &Planned::default()).unwrap();
+            assert!(v.actions.is_empty(), "{kind}: {:?}", v.actions);
+            assert_eq!(v.refused.len(), 1);
+            assert_eq!(
+                v.refused[0].reason,
+                "LLM proposal refused: its roles reach webhook:crm, and webhook is not in llm.allowed_kinds"
+            );
+            let ok = validate(&answer(kind, "ops"), &s, &Planned::default()).unwrap();
+            assert_eq!(ok.actions.len(), 1);
+            assert!(!ok.actions[0].require_approval);
+        }
+        // webhook allowed but in require_approval: it waits for a person.
+        let allowed = text.replace(
+            "model = \"m\"\n",
+            "model = \"m\"\nallowed_kinds = [\"notify\", \"webhook\"]\n",
+        );
+        let s = Settings::from_toml_str(&allowed, Vec::new(), &|_| None).unwrap();
+        let v = validate(&answer("notify", "sales"), &s, &Planned::default()).unwrap();
+        assert!(v.actions[0].require_approval, "{:?}", v.actions[0]);
+        assert!(v.actions[0].reason.contains("needs approval: it reaches webhook:crm"));
     }
 
     #[test]
