@@ -401,7 +401,15 @@ impl Agent {
             .collect();
         let observations = perception::gather(&sources, self.settings.agent.max_concurrent_sources).await;
         let now = self.now();
-        let action = crate::planning::reports::report_action(report, now, &observations);
+        let mut action = crate::planning::reports::report_action(report, now, &observations);
+        // Asked for by a person, not by the schedule: each run is its own
+        // message (a second run a minute later must not read as "already sent").
+        let nonce = uuid::Uuid::now_v7().simple().to_string();
+        action.id = format!(
+            "report/{name}/manual-{}-{}",
+            now.format("%Y-%m-%dT%H:%M:%SZ"),
+            &nonce[nonce.len() - 8..]
+        );
         let plan = crate::planning::Plan {
             items: vec![action.clone()],
             ..Default::default()

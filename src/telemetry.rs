@@ -34,12 +34,20 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
         Ok(from_env) if !from_env.trim().is_empty() => from_env,
         _ => level.to_owned(),
     };
-    let env_filter = EnvFilter::builder()
+    let mut env_filter = EnvFilter::builder()
         .parse(&filter)
         .map_err(|e| TelemetryError::Filter {
             filter: filter.clone(),
             message: e.to_string(),
         })?;
+    // async-openai logs whole LLM answers (data from the warehouse) at ERROR
+    // when a local server leaves out fields it wants; our client reads such
+    // answers itself and logs what matters. Unless asked for by name, silence it.
+    if !filter.contains("async_openai")
+        && let Ok(quiet) = "async_openai=off".parse()
+    {
+        env_filter = env_filter.add_directive(quiet);
+    }
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
@@ -58,5 +66,22 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
     } else {
         builder.with_target(false).try_init()
     };
-    result.map_err(|_| TelemetryError::AlreadySet)
+    result.map_err(|_| TelemetryError::AlreadySet)?;
+    install_panic_hook();
+    Ok(())
+}
+
+/// Reports panics as one log event (JSON in production) instead of the
+/// default multi-line text on stderr, so a panic is one searchable record
+/// in the journal like everything else. Panics inside cycles and actions are
+/// caught and recorded; this hook only says where they happened.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = crate::panics::payload_message(info.payload());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(panic = %message, location = %location, "Panicked");
+    }));
 }

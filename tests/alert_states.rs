@@ -146,7 +146,7 @@ async fn scripted_cycles_drive_every_state_and_survive_a_restart() {
     let r = w.cycle_at(&agent, 11).await;
     assert_eq!(state(&r, "high"), Some(AlertState::Firing));
     assert_eq!(actions(&r), vec!["high/page/region=East"]);
-    assert_eq!(r.planned.plan.items[0].message.as_deref(), Some("East is high: 20.0"));
+    assert_eq!(r.planned.plan.items[0].message.as_deref(), Some("East is high: 20"));
     assert_eq!(r.planned.plan.items[0].instance.as_ref().unwrap().episode, 1);
 
     // Restart: a new process with the same memory file.

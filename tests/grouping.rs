@@ -233,7 +233,7 @@ async fn a_group_of_one_reads_like_the_instance_alone() {
     let agent = w.agent(false).await;
     w.at(&agent, 0).await;
     let texts = w.slack_texts().await;
-    assert_eq!(texts, ["A is high (20.0)\nA is high (20.0)"]);
+    assert_eq!(texts, ["A is high (20)\nA is high (20)"]);
 }
 
 #[tokio::test]

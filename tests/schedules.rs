@@ -483,9 +483,16 @@ async fn a_narrative_is_grounded_in_the_report_data() {
         .await
         .unwrap()
         .with_clock(common::scripted_clock(&w.clock));
-    let (_, outcome) = plain.report_now("weekly").await.unwrap();
+    let (first, outcome) = plain.report_now("weekly").await.unwrap();
     let text = outcome.text.expect("rendered");
     assert!(!text.contains("Northeast revenue fell"), "{text}");
+
+    // Asked for again in the same minute: a person's second request is a
+    // second message, not "already sent".
+    let (second, again) = plain.report_now("weekly").await.unwrap();
+    assert_ne!(first.id, second.id);
+    assert!(second.id.starts_with("report/weekly/manual-"), "{}", second.id);
+    assert_eq!(again.status, Status::Simulated, "{:?}", again.status);
 }
 
 #[tokio::test]

@@ -451,7 +451,10 @@ async fn report(settings: Settings, name: &str, dry_run: bool) -> anyhow::Result
     for d in &outcome.deliveries {
         println!("→ {}: {}", d.target, d.status.name());
     }
-    println!("outcome: {}", outcome.status.name());
+    match &outcome.status {
+        crate::execution::Status::Skipped { reason } => println!("outcome: skipped ({reason})"),
+        status => println!("outcome: {}", status.name()),
+    }
     Ok(match outcome.status {
         crate::execution::Status::Failed { error } => {
             eprintln!("error: {error}");

@@ -563,11 +563,11 @@ impl Executor {
         }
         for (k, v) in action.evidence.row.iter().chain(&action.evidence.values) {
             if !k.contains('(') && !k.contains('.') {
-                context.insert(k.clone(), json!(v));
+                context.insert(k.clone(), crate::planning::template::value(*v));
             }
         }
         context.insert("labels".into(), json!(action.evidence.labels));
-        context.insert("values".into(), json!(action.evidence.row));
+        context.insert("values".into(), crate::planning::template::values(&action.evidence.row));
         context.insert("findings".into(), json!(highlights));
         context.insert(
             "highlights".into(),

@@ -608,7 +608,7 @@ impl Rulebook {
         }
         for (k, v) in evidence.row.iter().chain(&evidence.values) {
             if !k.contains('(') && !k.contains('.') {
-                top.insert(k.clone(), json!(v));
+                top.insert(k.clone(), super::template::value(*v));
             }
         }
         let sources: serde_json::Map<String, Json> = evidence
@@ -622,7 +622,7 @@ impl Rulebook {
             .fold(serde_json::Map::new(), |mut m, (s, c, v)| {
                 let entry = m.entry(s).or_insert_with(|| json!({}));
                 if let Some(obj) = entry.as_object_mut() {
-                    obj.insert(c, json!(v));
+                    obj.insert(c, super::template::value(v));
                 }
                 m
             });
@@ -630,7 +630,7 @@ impl Rulebook {
             top.entry(s).or_insert(v);
         }
         top.insert("labels".into(), json!(evidence.labels));
-        top.insert("values".into(), json!(evidence.row));
+        top.insert("values".into(), super::template::values(&evidence.row));
         top.insert(
             "history".into(),
             json!(

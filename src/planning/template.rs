@@ -20,6 +20,24 @@
 
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
+/// A data value for a template: a whole number as an integer (`40`, not
+/// `40.0`: counts from integer columns arrive as floats), anything else as it is.
+pub fn value(v: f64) -> serde_json::Value {
+    /// Floats represent every integer up to 2^53 exactly.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if v.fract() == 0.0 && v.abs() < EXACT {
+        // In range and whole: the conversion is exact.
+        serde_json::Value::from(v as i64)
+    } else {
+        serde_json::Value::from(v)
+    }
+}
+
+/// [`value`] over a map of values.
+pub fn values<'a>(map: impl IntoIterator<Item = (&'a String, &'a f64)>) -> serde_json::Value {
+    serde_json::Value::Object(map.into_iter().map(|(k, v)| (k.clone(), value(*v))).collect())
+}
+
 /// Compiled templates, by key (e.g. `rules.revenue_drop.actions.alert.message`).
 #[derive(Debug)]
 pub struct Templates {
@@ -248,6 +266,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn whole_numbers_render_without_a_fraction() {
+        let mut t = Templates::new();
+        t.add("t", "{{ n }} of {{ total }} ({{ share }}); {{ values.n }}")
+            .unwrap();
+        let mut row = std::collections::BTreeMap::new();
+        row.insert("n".to_owned(), 40.0);
+        let context = serde_json::json!({
+            "n": value(40.0), "total": value(60.0), "share": value(0.6667), "values": values(&row),
+        });
+        assert_eq!(t.render("t", &context).unwrap(), "40 of 60 (0.6667); 40");
+        assert_eq!(value(-3.0), serde_json::json!(-3));
+        assert_eq!(value(1e300), serde_json::json!(1e300));
+    }
 
     fn render(src: &str, ctx: serde_json::Value) -> Result<String, String> {
         let mut t = Templates::new();

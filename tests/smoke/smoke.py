@@ -319,6 +319,11 @@ def fake_llm(request, headers):
             "total_tokens": prompt + completion,
         },
     }
+    if kind == "narrative":
+        # Like llama.cpp and other local servers at times: no id, object or
+        # created. The agent must take the answer without logging it.
+        for field in ("id", "object", "created"):
+            del answer[field]
     return answer
 
 
