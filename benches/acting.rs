@@ -43,6 +43,7 @@ fn action(i: usize, round: usize) -> Action {
         rule: "bench".into(),
         labels: labels.clone(),
         episode: round as u32 + 1,
+        resolved: false,
     });
     a.to = vec!["ops".into()];
     a.priority = 1;

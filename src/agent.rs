@@ -484,6 +484,7 @@ impl Agent {
             rule: u.instance.rule.clone(),
             labels: u.instance.labels.clone(),
             episode: u.instance.episode,
+            resolved: false,
         });
         for i in acting.chain(firing) {
             if wanted.len() == MAX_INSTANCES {

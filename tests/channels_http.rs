@@ -406,27 +406,32 @@ async fn too_many_requests_waits_for_retry_after_then_succeeds() {
 }
 
 #[tokio::test]
-async fn retry_after_is_capped_by_retry_max_delay() {
+async fn a_long_retry_after_is_left_to_a_later_cycle() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "3600"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
         .mount(&server)
         .await;
     let slack = slack_webhook(&server, Duration::from_secs(5));
     let delivery = Delivery::new(&guardrails(3, Duration::from_millis(50), 5));
     let rendered = slack.render(&message(), &slack_target()).unwrap();
 
-    // Uncapped, this would wait an hour; the guard fails the test instead.
+    // Waiting the hour would hold the cycle; the guard fails the test instead.
     let (result, attempts) = tokio::time::timeout(Duration::from_secs(60), delivery.send(&slack, &rendered))
         .await
-        .expect("Retry-After was not capped");
-    assert!(result.is_ok(), "{result:?}");
-    assert_eq!(attempts, 2);
+        .expect("Retry-After was slept through");
+    match result {
+        Err(ChannelError::Transient { retry_after, .. }) => {
+            assert_eq!(
+                retry_after,
+                Some(Duration::from_secs(3600)),
+                "handed back for a later cycle"
+            )
+        }
+        other => panic!("expected a transient error with its Retry-After, got {other:?}"),
+    }
+    assert_eq!(attempts, 1);
+    assert_eq!(requests(&server).await.len(), 1);
 }
 
 #[tokio::test]
@@ -454,7 +459,7 @@ async fn server_error_is_retried() {
 }
 
 #[tokio::test]
-async fn slow_answers_time_out_and_are_retried_until_attempts_run_out() {
+async fn a_slow_slack_answer_is_unknown_and_never_sent_twice() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
@@ -467,10 +472,48 @@ async fn slow_answers_time_out_and_are_retried_until_attempts_run_out() {
         .send(&slack, &slack.render(&message(), &slack_target()).unwrap())
         .await;
     let err = result.unwrap_err();
+    assert!(matches!(err, ChannelError::Unknown(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "slack: sent, but no answer within 100ms; it may have been delivered"
+    );
+    assert_eq!(attempts, 1);
+    assert_eq!(
+        requests(&server).await.len(),
+        1,
+        "a slow receiver gets the message once"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_webhook_is_retried_with_the_same_idempotency_key() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&server)
+        .await;
+    let hook = webhook(&server, Duration::from_millis(100));
+    let delivery = Delivery::new(&guardrails(3, Duration::from_millis(10), 5));
+    let mut rendered = hook.render(&message(), &Target::Webhook("crm".into())).unwrap();
+    rendered.idempotency_key = Some("r/a/x#1.0>webhook:crm".into());
+
+    let (result, attempts) = delivery.send(&hook, &rendered).await;
+    let err = result.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
-    assert_eq!(err.to_string(), "slack: no answer within 100ms");
     assert_eq!(attempts, 3);
-    assert_eq!(requests(&server).await.len(), 3);
+    let received = requests(&server).await;
+    assert_eq!(received.len(), 3);
+    let keys: Vec<&str> = (received.iter())
+        .map(|r| {
+            r.headers
+                .get("idempotency-key")
+                .expect("Idempotency-Key")
+                .to_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(keys[0].len(), 64, "a SHA-256 of the effect key: {}", keys[0]);
+    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
 }
 
 // --- circuit breaker ---------------------------------------------------------
@@ -786,6 +829,7 @@ impl Channel for Recorder {
             content_type: "text/plain".to_owned(),
             body: String::new(),
             truncated: false,
+            idempotency_key: None,
         })
     }
     fn send<'a>(&'a self, rendered: &'a Rendered) -> BoxFuture<'a, Result<Receipt, ChannelError>> {

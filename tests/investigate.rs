@@ -48,6 +48,7 @@ pub fn action(queries: &[&str], labels: &[(&str, &str)]) -> Action {
         rule: "r".into(),
         labels: labels.clone(),
         episode: 1,
+        resolved: false,
     });
     action.priority = 2;
     action.severity = Severity::High;

@@ -138,9 +138,15 @@ pub struct GuardrailSettings {
     /// Attempts per send for transient failures (timeouts, 5xx, 429), first included.
     #[serde(default = "default_attempts")]
     pub retry_attempts: u32,
-    /// Longest wait between attempts, also the cap on a server's `Retry-After`.
+    /// Longest wait between two attempts within one cycle; a server asking
+    /// for a longer `Retry-After` is tried again in a later cycle instead.
     #[serde(with = "humantime_serde", default = "default_retry_max")]
     pub retry_max_delay: Duration,
+    /// How long a failed delivery is tried again by later cycles (with
+    /// backoff, and only while its message is still true: the alert still
+    /// firing, the group still open).
+    #[serde(with = "humantime_serde", default = "default_retry_for")]
+    pub retry_for: Duration,
     /// Consecutive failed sends that open a channel's circuit breaker.
     #[serde(default = "default_breaker_failures")]
     pub breaker_failures: u32,
@@ -167,6 +173,7 @@ impl Default for GuardrailSettings {
             redact: default_redact(),
             retry_attempts: default_attempts(),
             retry_max_delay: default_retry_max(),
+            retry_for: default_retry_for(),
             breaker_failures: default_breaker_failures(),
             breaker_cooldown: default_breaker_cooldown(),
             group_wait: default_group_wait(),
@@ -194,7 +201,10 @@ fn default_attempts() -> u32 {
     3
 }
 fn default_retry_max() -> Duration {
-    Duration::from_secs(30)
+    Duration::from_secs(2)
+}
+fn default_retry_for() -> Duration {
+    Duration::from_secs(6 * 3600)
 }
 fn default_breaker_failures() -> u32 {
     5

@@ -6,9 +6,15 @@
 //! - **Pacing** (governor, GCRA): per channel key *and* target, e.g. at most
 //!   one message a second per Slack channel, as Slack asks. Unpaced unless a
 //!   rate is set with [`Delivery::set_rate`].
-//! - **Retries** (backon): only [`ChannelError::Transient`] failures, with
-//!   exponential backoff and jitter, up to `retry_attempts` attempts; a
-//!   server's `Retry-After` is honoured up to `retry_max_delay`.
+//! - **Concurrency** per channel key: at most [`MAX_IN_FLIGHT_PER_CHANNEL`]
+//!   sends at once, so a burst to one receiver does not open hundreds of
+//!   connections, while other channels go on unhindered.
+//! - **Retries within the cycle** (backon): only [`ChannelError::Transient`]
+//!   failures, with exponential backoff and jitter, up to `retry_attempts`
+//!   attempts, as long as each wait is at most `retry_max_delay`. A longer
+//!   wait (a server's `Retry-After`, a long outage) is not slept through:
+//!   the error is returned and a later cycle retries (see the executor's
+//!   `retry`), so one slow receiver never holds a cycle.
 //! - **Circuit breaker** per channel key: after `breaker_failures` failed sends
 //!   in a row (a send counts once, after its retries) the channel is *open*
 //!   and sends are refused at once with [`ChannelError::BreakerOpen`]; after
@@ -42,6 +48,9 @@ use crate::config::GuardrailSettings;
 /// retry doubles it), unless `retry_max_delay` is shorter. Short, because a
 /// blip is the common transient failure; longer outages are the breaker's job.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
+
+/// At most this many sends through one channel key at the same time.
+pub const MAX_IN_FLIGHT_PER_CHANNEL: usize = 4;
 
 /// A backstop on one attempt, for a channel whose own time limit failed to
 /// fire: every channel sets its own (seconds); this only stops a hang.
@@ -92,6 +101,8 @@ pub struct Delivery {
     breakers: Mutex<HashMap<String, Breaker>>,
     /// Per channel key, each keyed by target.
     pacers: Mutex<HashMap<String, Arc<Pacer>>>,
+    /// Per channel key: the sends in flight.
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 /// One channel key's pacing, keyed by target.
@@ -157,6 +168,7 @@ impl Delivery {
             breaker_cooldown: settings.breaker_cooldown,
             breakers: Mutex::new(HashMap::new()),
             pacers: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -201,6 +213,14 @@ impl Delivery {
     /// Returns the result and the number of attempts made (0 when refused).
     pub async fn send(&self, channel: &dyn Channel, rendered: &Rendered) -> (Result<Receipt, ChannelError>, u32) {
         let key = channel.key();
+        let slots = Arc::clone(
+            lock(&self.in_flight)
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT_PER_CHANNEL))),
+        );
+        // Never closed, so acquiring cannot fail; without a permit the send
+        // would simply not be bounded.
+        let _slot = slots.acquire_owned().await.ok();
         let admission = match self.admit(&key) {
             Ok(admission) => admission,
             Err(refused) => return (Err(refused), 0),
@@ -236,15 +256,17 @@ impl Delivery {
             .adjust(|err, next| {
                 // `None` means the attempts are used up: keep it that way.
                 let next = next?;
-                let wanted = match err {
+                match err {
+                    // A server asking for a longer wait is a later cycle's
+                    // business: stop here, the error (with its Retry-After)
+                    // goes back to the executor.
                     ChannelError::Transient {
                         retry_after: Some(after),
                         ..
-                    } => *after,
-                    _ => next,
-                };
-                // Jitter may add up to the delay again; the setting is the longest wait.
-                Some(wanted.min(max_delay))
+                    } => (*after <= max_delay).then_some(*after),
+                    // Jitter may add up to the delay again; the setting is the longest wait.
+                    _ => Some(next.min(max_delay)),
+                }
             })
             .notify(|err, delay| {
                 tracing::debug!(channel = %key, delay = ?delay, error = %err, "Retrying after a transient failure");

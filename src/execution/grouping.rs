@@ -270,6 +270,7 @@ mod tests {
             rule: "high".into(),
             labels: [("region".to_owned(), region.to_owned())].into(),
             episode: 1,
+            resolved: false,
         });
         a.severity = severity;
         a.message = Some(format!("{region} is high"));

@@ -105,6 +105,11 @@ pub struct Rendered {
     /// Whether the text was cut to the channel's size limit.
     #[serde(default)]
     pub truncated: bool,
+    /// The effect key, sent as `Idempotency-Key` where the receiver can
+    /// deduplicate (webhooks), so a retry after an unanswered request is safe.
+    /// Set when the send is claimed; not part of the payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// What a successful send returned.
@@ -129,6 +134,13 @@ pub enum ChannelError {
     /// Not worth retrying: a 4xx, `ok: false`, a rejected recipient, bad settings.
     #[error("{0}")]
     Permanent(String),
+    /// The request went out but no answer came back (a timeout after
+    /// sending): it may have been delivered. Never retried blindly, since a
+    /// retry could deliver it twice; a channel whose receiver deduplicates
+    /// (webhooks with an `Idempotency-Key`) reports such timeouts as
+    /// transient instead.
+    #[error("{0}")]
+    Unknown(String),
     /// The channel's circuit breaker is open: not attempted.
     #[error("circuit breaker open for {channel} (after {failures} failures); retrying after {retry_in:?}")]
     BreakerOpen {

@@ -25,6 +25,21 @@ pub enum Status {
         /// Why (never with secrets).
         error: String,
     },
+    /// Delivered to some of its targets, not (yet) to the others.
+    Partial {
+        /// Targets that have it.
+        delivered: u32,
+        /// Targets it was for.
+        of: u32,
+        /// What happened to the others, e.g. `slack:#ops failed: … (retrying at …)`.
+        detail: String,
+    },
+    /// Sent, but whether it arrived is unknown (no answer came back): not
+    /// re-sent unless a person says so (`bi-agent resolve-effect`).
+    Unknown {
+        /// What is known.
+        reason: String,
+    },
     /// Waiting for a person's approval.
     PendingApproval {
         /// The approval's id for `bi-agent approve ID`.
@@ -42,13 +57,103 @@ impl Status {
             Self::Simulated => "simulated",
             Self::Skipped { .. } => "skipped",
             Self::Failed { .. } => "failed",
+            Self::Partial { .. } => "partial",
+            Self::Unknown { .. } => "unknown",
             Self::PendingApproval { .. } => "pending_approval",
         }
     }
 
-    /// Whether dependents may run after this.
+    /// Every status name, for counts and metrics.
+    pub const NAMES: [&'static str; 7] = [
+        "sent",
+        "simulated",
+        "skipped",
+        "failed",
+        "partial",
+        "unknown",
+        "pending_approval",
+    ];
+
+    /// Whether dependents may run after this: it reached at least one of
+    /// its targets (an investigation after an alert that reached Slack but
+    /// not e-mail still runs).
     pub fn succeeded(&self) -> bool {
-        matches!(self, Self::Sent | Self::Simulated)
+        matches!(self, Self::Sent | Self::Simulated | Self::Partial { .. })
+    }
+
+    /// The action's status from its deliveries, one per target: sent if all
+    /// have it (now or earlier in the episode), partial if some do, failed
+    /// or unknown if none does, skipped if nothing was attempted.
+    pub fn of_deliveries(deliveries: &[Delivery]) -> Self {
+        let attempted: Vec<&Delivery> = (deliveries.iter())
+            .filter(|d| d.earlier || !matches!(d.status, Self::Skipped { .. }))
+            .collect();
+        if attempted.is_empty() {
+            let reasons: Vec<String> = (deliveries.iter())
+                .filter_map(|d| match &d.status {
+                    Self::Skipped { reason } => Some(format!("{}: {reason}", d.target)),
+                    _ => None,
+                })
+                .collect();
+            return Self::Skipped {
+                reason: if reasons.is_empty() {
+                    "nothing to deliver".into()
+                } else {
+                    reasons.join("; ")
+                },
+            };
+        }
+        let has = |d: &Delivery| d.earlier || matches!(d.status, Self::Sent | Self::Simulated);
+        let delivered = attempted.iter().filter(|d| has(d)).count();
+        let missing: Vec<String> = (attempted.iter())
+            .filter(|d| !has(d))
+            .map(|d| match (&d.status, d.retry_at) {
+                (Self::Failed { error }, Some(at)) => {
+                    format!(
+                        "{} failed: {error} (retrying at {})",
+                        d.target,
+                        at.format("%H:%M:%S UTC")
+                    )
+                }
+                (Self::Failed { error }, None) => format!("{} failed: {error}", d.target),
+                (Self::Unknown { reason }, _) => format!("{} unknown: {reason}", d.target),
+                (other, _) => format!("{}: {}", d.target, other.name()),
+            })
+            .collect();
+        if missing.is_empty() {
+            return if attempted.iter().any(|d| d.status == Self::Simulated) {
+                Self::Simulated
+            } else {
+                Self::Sent
+            };
+        }
+        let detail = missing.join("; ");
+        if delivered > 0 {
+            return Self::Partial {
+                delivered: u32::try_from(delivered).unwrap_or(u32::MAX),
+                of: u32::try_from(attempted.len()).unwrap_or(u32::MAX),
+                detail,
+            };
+        }
+        if attempted.iter().all(|d| matches!(d.status, Self::Unknown { .. })) {
+            Self::Unknown { reason: detail }
+        } else {
+            Self::Failed { error: detail }
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    /// One line for people: `sent`, `partial (1 of 2): slack:#ops failed: …`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sent | Self::Simulated => f.write_str(self.name()),
+            Self::Skipped { reason } => write!(f, "skipped: {reason}"),
+            Self::Failed { error } => write!(f, "failed: {error}"),
+            Self::Partial { delivered, of, detail } => write!(f, "sent {delivered} of {of}: {detail}"),
+            Self::Unknown { reason } => write!(f, "unknown: {reason}"),
+            Self::PendingApproval { approval_id, .. } => write!(f, "pending approval {approval_id}"),
+        }
     }
 }
 
@@ -71,6 +176,12 @@ pub struct Delivery {
     /// not sent again, and done as far as dependents are concerned.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub earlier: bool,
+    /// The effect key in the effect log (empty when nothing was claimed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// For a failed target that is retried: when the next attempt is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 /// What an investigation found.
@@ -173,6 +284,29 @@ impl Outcome {
     pub fn satisfies_dependents(&self) -> bool {
         self.status.succeeded()
             || (!self.deliveries.is_empty() && self.deliveries.iter().all(|d| d.status.succeeded() || d.earlier))
+    }
+
+    /// Takes in what the effect log now says about the delivery with effect
+    /// key `key` (a retry settled it, or a person did) and recomputes the
+    /// action's status. Whether anything changed.
+    pub fn settle_delivery(
+        &mut self,
+        key: &str,
+        status: Status,
+        attempts: u32,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> bool {
+        let mut changed = false;
+        for d in self.deliveries.iter_mut().filter(|d| d.key == key) {
+            d.status = status.clone();
+            d.attempts = attempts;
+            d.retry_at = retry_at;
+            changed = true;
+        }
+        if changed && !matches!(self.status, Status::PendingApproval { .. }) {
+            self.status = Status::of_deliveries(&self.deliveries);
+        }
+        changed
     }
 
     /// The outcome of an action starting now: `sent` until something says

@@ -79,19 +79,20 @@ fn parse_action(text: &str) -> Result<Action, MemoryError> {
 }
 
 impl Memory {
-    /// Records an action's outcome.
+    /// Records an action's outcome, linked to the effects of its deliveries
+    /// (so a later retry updates it in place); returns its row id.
     pub async fn record_outcome(
         &self,
         cycle_id: Option<i64>,
         action: &Action,
         outcome: &Outcome,
-    ) -> Result<(), MemoryError> {
+    ) -> Result<i64, MemoryError> {
         let action_json = serde_json::to_string(action).map_err(|e| corrupt("action")(e.to_string()))?;
         let outcome_json = serde_json::to_string(outcome).map_err(|e| corrupt("outcome")(e.to_string()))?;
         // The outcome and the release from the write-ahead queue commit
         // together: a kill in between must not run the action again.
         let mut tx = self.pool.begin().await.map_err(query_err("record outcome"))?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO action_outcomes (cycle_id, action_id, kind, origin, status, dry_run, started_at, duration_ms, action, outcome) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -108,6 +109,16 @@ impl Memory {
         .execute(&mut *tx)
         .await
         .map_err(query_err("record outcome"))?;
+        let id = inserted.last_insert_rowid();
+        for key in outcome.deliveries.iter().map(|d| &d.key).filter(|k| !k.is_empty()) {
+            sqlx::query("INSERT OR IGNORE INTO effect_outcomes (effect_key, dry_run, outcome_id) VALUES (?, ?, ?)")
+                .bind(key)
+                .bind(outcome.dry_run)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("record outcome"))?;
+        }
         if let Some(cycle) = cycle_id {
             sqlx::query("DELETE FROM queued_actions WHERE taken_by = ? AND action_id = ?")
                 .bind(cycle)
@@ -117,7 +128,43 @@ impl Memory {
                 .map_err(query_err("record outcome"))?;
         }
         tx.commit().await.map_err(query_err("record outcome"))?;
-        self.record_sample(action, outcome).await
+        self.record_sample(action, outcome).await?;
+        Ok(id)
+    }
+
+    /// The recorded outcomes an effect belongs to: `(row id, outcome)`.
+    pub async fn outcomes_of_effect(&self, key: &str, dry_run: bool) -> Result<Vec<(i64, Outcome)>, MemoryError> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.outcome FROM action_outcomes o JOIN effect_outcomes e ON e.outcome_id = o.id \
+             WHERE e.effect_key = ? AND e.dry_run = ? ORDER BY o.id",
+        )
+        .bind(key)
+        .bind(dry_run)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("outcomes of effect"))?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get("outcome").map_err(query_err("outcomes of effect"))?;
+                Ok((
+                    r.try_get("id").map_err(query_err("outcomes of effect"))?,
+                    serde_json::from_str(&text).map_err(|e| corrupt("stored outcome")(e.to_string()))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Replaces a recorded outcome (its deliveries settled later).
+    pub async fn update_outcome(&self, id: i64, outcome: &Outcome) -> Result<(), MemoryError> {
+        let json = serde_json::to_string(outcome).map_err(|e| corrupt("outcome")(e.to_string()))?;
+        sqlx::query("UPDATE action_outcomes SET status = ?, outcome = ? WHERE id = ?")
+            .bind(outcome.status.name())
+            .bind(json)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err("update outcome"))?;
+        Ok(())
     }
 
     /// The most recent outcomes, newest first.

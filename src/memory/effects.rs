@@ -3,12 +3,17 @@
 //!
 //! An effect is one message to one target for one action, firing episode and
 //! repeat. It is claimed (`dispatching`, or `simulated`/`held` in the cases
-//! that send nothing) before anything leaves the process, and settled
-//! (`sent`/`failed`) after. A claim succeeds only if no earlier claim exists,
-//! or the earlier one definitively failed; so a second cycle, a retry of the
-//! plan, or a restarted process never sends the same effect twice. A claim
-//! left `dispatching` by a crash becomes `unknown` at the next start and is
-//! reported, never blindly re-sent.
+//! that send nothing) before anything leaves the process, and settled after:
+//! `sent`; `retrying` (a failed attempt, tried again at `next_attempt_at` for
+//! as long as its message is still true, see `execution::executor::retry`);
+//! `failed` (final: a permanent error, or retries stopped); `unknown` (the
+//! request went out but no answer came back, or the process died between
+//! sending and confirming). A claim succeeds only if no earlier claim exists
+//! or the earlier one finally failed, so a second cycle, a re-run of the
+//! plan or a restarted process never sends the same effect twice; retries
+//! take the effect from `retrying` to `dispatching` atomically, and an
+//! `unknown` effect is never re-sent unless a person says so
+//! (`bi-agent resolve-effect`).
 
 use std::collections::HashMap;
 
@@ -46,6 +51,162 @@ pub struct NewEffect<'a> {
     pub hold: Option<HoldReason>,
     /// For a claim held for quiet hours: when the quiet window ends.
     pub release_at: Option<DateTime<Utc>>,
+    /// The payload's content type, so a retry sends exactly the same bytes.
+    pub content_type: &'a str,
+    /// Retries stop after this (`None`: a failure is final at once).
+    pub retry_until: Option<DateTime<Utc>>,
+    /// JSON: what must still hold for a retry.
+    pub condition: Option<&'a str>,
+}
+
+/// Where an effect stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectStatus {
+    /// Claimed; the send is on its way.
+    Dispatching,
+    /// Delivered.
+    Sent,
+    /// An attempt failed; tried again at `next_attempt_at`.
+    Retrying,
+    /// Finally failed.
+    Failed,
+    /// May or may not have been delivered: not re-sent unless a person says so.
+    Unknown,
+    /// Rehearsed in dry-run.
+    Simulated,
+    /// Held back for a digest (rate limit or quiet hours).
+    Held,
+    /// Listed in a digest that went out.
+    Digested,
+}
+
+impl EffectStatus {
+    /// Every status, for counts.
+    pub const ALL: [Self; 8] = [
+        Self::Dispatching,
+        Self::Sent,
+        Self::Retrying,
+        Self::Failed,
+        Self::Unknown,
+        Self::Simulated,
+        Self::Held,
+        Self::Digested,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dispatching => "dispatching",
+            Self::Sent => "sent",
+            Self::Retrying => "retrying",
+            Self::Failed => "failed",
+            Self::Unknown => "unknown",
+            Self::Simulated => "simulated",
+            Self::Held => "held",
+            Self::Digested => "digested",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The message reached its target (or, in dry-run, would have).
+    pub fn delivered(self) -> bool {
+        matches!(self, Self::Sent | Self::Simulated)
+    }
+}
+
+impl std::fmt::Display for EffectStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an attempt on a claimed effect ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settle<'a> {
+    /// `Sent`, `Retrying`, `Failed` or `Unknown`.
+    pub status: EffectStatus,
+    /// Attempts made by this send (added to the effect's count).
+    pub attempts: u32,
+    /// The channel's delivery reference.
+    pub reference: Option<&'a str>,
+    /// The last error, for anything but `Sent`.
+    pub error: Option<&'a str>,
+    /// For `Retrying`: when to try again.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// One stored effect, as retries, listings and people see it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredEffect {
+    /// The effect key.
+    pub key: String,
+    /// Whether it is a rehearsal's.
+    pub dry_run: bool,
+    /// The action's id.
+    pub action_id: String,
+    /// The firing episode.
+    pub episode: u32,
+    /// The channel key.
+    pub channel: String,
+    /// The target.
+    pub target: String,
+    /// Where it stands.
+    pub status: EffectStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The channel's delivery reference.
+    pub reference: Option<String>,
+    /// The last error.
+    pub error: Option<String>,
+    /// The message's subject.
+    pub subject: String,
+    /// The exact payload.
+    #[serde(skip)]
+    pub payload: String,
+    /// The payload's content type (empty for effects from before retries).
+    #[serde(skip)]
+    pub content_type: String,
+    /// When it was claimed.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// For `retrying`: the next attempt.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Retries stop after this.
+    pub retry_until: Option<DateTime<Utc>>,
+    /// JSON: what must still hold for a retry.
+    #[serde(skip)]
+    pub condition: Option<String>,
+}
+
+/// Why a person's resolution of an effect was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// No live effect has that key.
+    #[error("no effect with key {0}")]
+    NotFound(String),
+    /// Only unknown, failed or retrying effects need resolving.
+    #[error("effect {key} is {status}; only unknown, failed or retrying effects can be resolved")]
+    NotOpen {
+        /// The key.
+        key: String,
+        /// Its status.
+        status: EffectStatus,
+    },
+}
+
+/// What a person says about an effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// It did arrive: record it as sent.
+    Sent,
+    /// Send it again: the next cycle retries it, whatever its condition.
+    Resend,
 }
 
 /// Why a notification was held back instead of sent.
@@ -86,10 +247,50 @@ pub enum Claim {
     /// An earlier claim exists in this state (`sent`, `dispatching`, `unknown`, …).
     Exists {
         /// Its status.
-        status: String,
+        status: EffectStatus,
         /// When it was last updated.
         updated_at: String,
     },
+}
+
+/// The columns of [`StoredEffect`], in one place for every query.
+const EFFECT_COLUMNS: &str = "key, dry_run, action_id, episode, channel, target, status, attempts, reference, error, \
+     COALESCE(subject, '') AS subject, COALESCE(payload, '') AS payload, COALESCE(content_type, '') AS content_type, \
+     created_at, updated_at, next_attempt_at, retry_until, condition";
+
+fn effect_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredEffect, MemoryError> {
+    let q = |e: sqlx::Error| MemoryError::Corrupt {
+        what: "effects",
+        message: e.to_string(),
+    };
+    let time = |name: &str| -> Result<Option<DateTime<Utc>>, MemoryError> {
+        let text: Option<String> = r.try_get(name).map_err(q)?;
+        Ok(text.as_deref().and_then(timefmt::from_db))
+    };
+    let status: String = r.try_get("status").map_err(q)?;
+    Ok(StoredEffect {
+        key: r.try_get("key").map_err(q)?,
+        dry_run: r.try_get("dry_run").map_err(q)?,
+        action_id: r.try_get("action_id").map_err(q)?,
+        episode: u32::try_from(r.try_get::<i64, _>("episode").map_err(q)?).unwrap_or(0),
+        channel: r.try_get("channel").map_err(q)?,
+        target: r.try_get("target").map_err(q)?,
+        status: EffectStatus::parse(&status).ok_or_else(|| MemoryError::Corrupt {
+            what: "effects",
+            message: format!("unknown effect status {status:?}"),
+        })?,
+        attempts: u32::try_from(r.try_get::<i64, _>("attempts").map_err(q)?).unwrap_or(0),
+        reference: r.try_get("reference").map_err(q)?,
+        error: r.try_get("error").map_err(q)?,
+        subject: r.try_get("subject").map_err(q)?,
+        payload: r.try_get("payload").map_err(q)?,
+        content_type: r.try_get("content_type").map_err(q)?,
+        created_at: time("created_at")?.unwrap_or_default(),
+        updated_at: time("updated_at")?.unwrap_or_default(),
+        next_attempt_at: time("next_attempt_at")?,
+        retry_until: time("retry_until")?,
+        condition: r.try_get("condition").map_err(q)?,
+    })
 }
 
 /// A notification held back (rate limit or quiet hours), waiting for a digest.
@@ -116,17 +317,18 @@ impl Memory {
     pub async fn claim_effect(
         &self,
         e: &NewEffect<'_>,
-        status: &str,
+        status: EffectStatus,
         now: DateTime<Utc>,
     ) -> Result<Claim, MemoryError> {
         let now_text = timefmt::to_db(now);
         let done = sqlx::query(
             "INSERT INTO effects (key, dry_run, action_id, episode, repeat, channel, target, notification, status, \
-             subject, payload, created_at, updated_at, hold, release_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             subject, payload, created_at, updated_at, hold, release_at, content_type, retry_until, condition) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (key, dry_run) DO UPDATE SET status = excluded.status, payload = excluded.payload, \
              attempts = 0, error = NULL, created_at = excluded.created_at, updated_at = excluded.updated_at, \
-             hold = excluded.hold, release_at = excluded.release_at \
+             hold = excluded.hold, release_at = excluded.release_at, content_type = excluded.content_type, \
+             retry_until = excluded.retry_until, condition = excluded.condition, next_attempt_at = NULL \
              WHERE effects.status = 'failed'",
         )
         .bind(e.key)
@@ -137,13 +339,16 @@ impl Memory {
         .bind(e.channel)
         .bind(e.target)
         .bind(e.notification)
-        .bind(status)
+        .bind(status.as_str())
         .bind(e.subject)
         .bind(e.payload)
         .bind(&now_text)
         .bind(&now_text)
         .bind(e.hold.map(HoldReason::as_str))
         .bind(e.release_at.map(timefmt::to_db))
+        .bind(e.content_type)
+        .bind(e.retry_until.map(timefmt::to_db))
+        .bind(e.condition)
         .execute(&self.pool)
         .await
         .map_err(query_err("claim effect"))?;
@@ -156,32 +361,33 @@ impl Memory {
             .fetch_one(&self.pool)
             .await
             .map_err(query_err("read effect"))?;
+        let status: String = row.try_get("status").map_err(query_err("read effect"))?;
         Ok(Claim::Exists {
-            status: row.try_get("status").map_err(query_err("read effect"))?,
+            status: EffectStatus::parse(&status).ok_or_else(|| MemoryError::Corrupt {
+                what: "effects",
+                message: format!("unknown effect status {status:?}"),
+            })?,
             updated_at: row.try_get("updated_at").map_err(query_err("read effect"))?,
         })
     }
 
-    /// Settles a claimed effect as `sent` or `failed`.
-    #[allow(clippy::too_many_arguments)]
+    /// Settles an attempt on a claimed effect.
     pub async fn settle_effect(
         &self,
         key: &str,
         dry_run: bool,
-        status: &str,
-        attempts: u32,
-        reference: Option<&str>,
-        error: Option<&str>,
+        settle: &Settle<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), MemoryError> {
         sqlx::query(
-            "UPDATE effects SET status = ?, attempts = ?, reference = ?, error = ?, updated_at = ? \
-             WHERE key = ? AND dry_run = ?",
+            "UPDATE effects SET status = ?, attempts = attempts + ?, reference = COALESCE(?, reference), error = ?, \
+             next_attempt_at = ?, updated_at = ? WHERE key = ? AND dry_run = ?",
         )
-        .bind(status)
-        .bind(i64::from(attempts))
-        .bind(reference)
-        .bind(error)
+        .bind(settle.status.as_str())
+        .bind(i64::from(settle.attempts))
+        .bind(settle.reference)
+        .bind(settle.error)
+        .bind(settle.next_attempt_at.map(timefmt::to_db))
         .bind(timefmt::to_db(now))
         .bind(key)
         .bind(dry_run)
@@ -189,6 +395,155 @@ impl Memory {
         .await
         .map_err(query_err("settle effect"))?;
         Ok(())
+    }
+
+    /// Live effects waiting for a retry that is due at `now`, oldest first.
+    pub async fn due_retries(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<StoredEffect>, MemoryError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EFFECT_COLUMNS} FROM effects WHERE dry_run = 0 AND status = 'retrying' \
+             AND next_attempt_at <= ? ORDER BY next_attempt_at, key LIMIT ?"
+        )))
+        .bind(timefmt::to_db(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("due retries"))?;
+        rows.iter().map(effect_from_row).collect()
+    }
+
+    /// Takes a due retry: `retrying` → `dispatching`, only if it still is
+    /// `retrying` (so it is sent once even if asked twice). Whether it was taken.
+    pub async fn take_retry(&self, key: &str, now: DateTime<Utc>) -> Result<bool, MemoryError> {
+        let done = sqlx::query(
+            "UPDATE effects SET status = 'dispatching', updated_at = ? WHERE key = ? AND dry_run = 0 AND status = 'retrying'",
+        )
+        .bind(timefmt::to_db(now))
+        .bind(key)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("take retry"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// One effect by key (live, or dry-run).
+    pub async fn effect(&self, key: &str, dry_run: bool) -> Result<Option<StoredEffect>, MemoryError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EFFECT_COLUMNS} FROM effects WHERE key = ? AND dry_run = ?"
+        )))
+        .bind(key)
+        .bind(dry_run)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("read effect"))?;
+        row.as_ref().map(effect_from_row).transpose()
+    }
+
+    /// Live effects in `status`, newest first (at most `limit`).
+    pub async fn effects_in(&self, status: EffectStatus, limit: u32) -> Result<Vec<StoredEffect>, MemoryError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EFFECT_COLUMNS} FROM effects WHERE dry_run = 0 AND status = ? ORDER BY updated_at DESC, key LIMIT ?"
+        )))
+        .bind(status.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("effects by status"))?;
+        rows.iter().map(effect_from_row).collect()
+    }
+
+    /// Effects per channel and status claimed since `since` (live or dry-run).
+    pub async fn effect_counts_since(
+        &self,
+        since: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Vec<(String, EffectStatus, u64)>, MemoryError> {
+        let rows = sqlx::query(
+            "SELECT channel, status, COUNT(*) AS n FROM effects WHERE dry_run = ? AND created_at >= ? \
+             GROUP BY channel, status ORDER BY channel, status",
+        )
+        .bind(dry_run)
+        .bind(timefmt::to_db(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("effect counts"))?;
+        rows.iter()
+            .filter_map(|r| {
+                let status: String = r.try_get("status").ok()?;
+                Some(Ok((
+                    r.try_get("channel").ok()?,
+                    EffectStatus::parse(&status)?,
+                    u64::try_from(r.try_get::<i64, _>("n").ok()?).unwrap_or(0),
+                )))
+            })
+            .collect()
+    }
+
+    /// Live effects per status, over all time (for gauges: what is open now).
+    pub async fn effect_totals(&self) -> Result<Vec<(EffectStatus, u64)>, MemoryError> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM effects WHERE dry_run = 0 AND status IN ('retrying', 'unknown', 'dispatching', 'held') GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("effect totals"))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let status: String = r.try_get("status").ok()?;
+                Some((
+                    EffectStatus::parse(&status)?,
+                    u64::try_from(r.try_get::<i64, _>("n").ok()?).unwrap_or(0),
+                ))
+            })
+            .collect())
+    }
+
+    /// A person settles an open effect: it did arrive (`Sent`), or send it
+    /// again (`Resend`: retried from the next cycle on, whatever its
+    /// condition, for `retry_for` more). Returns the effect as it was.
+    pub async fn resolve_effect(
+        &self,
+        key: &str,
+        resolution: Resolution,
+        by: &str,
+        retry_for: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Result<StoredEffect, ResolveError>, MemoryError> {
+        let Some(effect) = self.effect(key, false).await? else {
+            return Ok(Err(ResolveError::NotFound(key.to_owned())));
+        };
+        if !matches!(
+            effect.status,
+            EffectStatus::Unknown | EffectStatus::Failed | EffectStatus::Retrying
+        ) {
+            return Ok(Err(ResolveError::NotOpen {
+                key: key.to_owned(),
+                status: effect.status,
+            }));
+        }
+        let now_text = timefmt::to_db(now);
+        let query = match resolution {
+            Resolution::Sent => sqlx::query(
+                "UPDATE effects SET status = 'sent', error = ?, next_attempt_at = NULL, updated_at = ? \
+                 WHERE key = ? AND dry_run = 0",
+            )
+            .bind(format!("marked sent by {by}"))
+            .bind(&now_text),
+            Resolution::Resend => sqlx::query(
+                "UPDATE effects SET status = 'retrying', error = ?, next_attempt_at = ?, retry_until = ?, \
+                 condition = NULL, updated_at = ? WHERE key = ? AND dry_run = 0",
+            )
+            .bind(format!("resend asked by {by}"))
+            .bind(&now_text)
+            .bind(timefmt::to_db(now + retry_for))
+            .bind(&now_text),
+        };
+        query
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err("resolve effect"))?;
+        Ok(Ok(effect))
     }
 
     /// At start: every effect a previous process left `dispatching` becomes
@@ -286,14 +641,16 @@ impl Memory {
         tx.commit().await.map_err(query_err("commit mark digested"))
     }
 
-    /// For each action, its most recent notification that went out (or may
-    /// have): the episode, repeat and time, for repeat intervals. A
+    /// For each action, its most recent notification that went out, may
+    /// have, or is being retried: the episode, repeat and time, for repeat
+    /// intervals. A failed one counts too: retrying it is the effect log's
+    /// job, not the planner's (which would record it again every cycle). A
     /// notification taken into a group counts from the moment it joined: the
-    /// group delivers it (or retries its message), never the planner again.
+    /// group delivers it, never the planner again.
     pub async fn last_notified(&self, dry_run: bool) -> Result<HashMap<String, LastNotified>, MemoryError> {
         let rows = sqlx::query(
             "SELECT action_id, episode, repeat, created_at FROM effects \
-             WHERE dry_run = ?1 AND status IN ('sent', 'dispatching', 'unknown', 'simulated', 'held', 'digested') \
+             WHERE dry_run = ?1 AND status IN ('sent', 'dispatching', 'unknown', 'simulated', 'held', 'digested', 'retrying', 'failed') \
              UNION ALL SELECT action_id, episode, repeat, added_at AS created_at FROM notification_group_members \
              WHERE dry_run = ?1 ORDER BY created_at",
         )
@@ -357,6 +714,16 @@ impl Memory {
             .fetch_optional(&self.pool)
             .await
             .map_err(query_err("read agent state"))
+    }
+
+    /// Forgets a small persistent fact.
+    pub async fn state_clear(&self, key: &str) -> Result<(), MemoryError> {
+        sqlx::query("DELETE FROM agent_state WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err("clear agent state"))?;
+        Ok(())
     }
 
     /// Writes a small persistent fact.

@@ -122,7 +122,8 @@ impl Memory {
     /// held, waiting for approval) is no sample.
     pub(crate) async fn record_sample(&self, action: &Action, outcome: &Outcome) -> Result<(), MemoryError> {
         let delivered = match outcome.status {
-            Status::Sent | Status::Simulated => true,
+            // Some targets got it: people were told.
+            Status::Sent | Status::Simulated | Status::Partial { .. } => true,
             Status::Failed { .. } => false,
             _ => return Ok(()),
         };

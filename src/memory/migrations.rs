@@ -36,6 +36,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "write ahead plan",
         include_str!("../../migrations/0008_write_ahead_plan.sql"),
     ),
+    (
+        9,
+        "delivery per target",
+        include_str!("../../migrations/0009_delivery_per_target.sql"),
+    ),
 ];
 
 /// The migrator over [`MIGRATIONS`].

@@ -32,7 +32,9 @@ use tokio::sync::Mutex;
 pub use crate::perception::SeriesKey;
 pub use actions::{Approval, DecisionError, StoredOutcome, Taken};
 pub use cycles::{CycleRecord, CycleStatus, CycleSummary};
-pub use effects::{Claim, HeldEffect, HoldReason, NewEffect};
+pub use effects::{
+    Claim, EffectStatus, HeldEffect, HoldReason, NewEffect, Resolution, ResolveError, Settle, StoredEffect,
+};
 pub use groups::{GroupMember, GroupState};
 pub use learning::{FeedbackApplied, FeedbackError, KindEffectiveness, LearnStats};
 pub use llm::{LlmCall, LlmUsage};

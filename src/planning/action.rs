@@ -52,6 +52,10 @@ pub struct InstanceRef {
     pub labels: Labels,
     /// The firing episode the action belongs to.
     pub episode: u32,
+    /// The action is about the instance resolving (a rule action with
+    /// `on = "resolved"`), not about it firing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolved: bool,
 }
 
 /// What fired an action: the row and values behind it.

@@ -537,6 +537,7 @@ impl Rulebook {
                         rule: name.clone(),
                         labels: instance.labels.clone(),
                         episode: instance.episode,
+                        resolved: trigger == Trigger::Resolved,
                     }),
                     to: a.to.clone(),
                     after: a.after.iter().map(|d| action_id(name, d, &instance.labels)).collect(),
@@ -722,6 +723,7 @@ impl Rulebook {
                     rule: SOURCE_FAILING.to_owned(),
                     labels: labels.clone(),
                     episode: next.episode,
+                    resolved: !fired,
                 });
                 action.to = cfg.to.clone();
                 action.priority = 1;

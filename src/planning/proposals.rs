@@ -469,6 +469,7 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
                     rule: i.rule.clone(),
                     labels: i.labels.clone(),
                     episode: i.episode,
+                    resolved: false,
                 });
                 action.evidence = (*evidence).clone();
             }

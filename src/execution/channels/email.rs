@@ -158,6 +158,7 @@ impl EmailChannel {
             content_type: CONTENT_TYPE.to_owned(),
             body,
             truncated,
+            idempotency_key: None,
         })
     }
 
@@ -197,14 +198,13 @@ impl EmailChannel {
                 })
             }
             Ok(Err(e)) => Err(classify(&e, address, &self.server)),
-            Err(_) => Err(ChannelError::Transient {
-                message: format!(
-                    "email to {address} via {}: no answer within {}",
-                    self.server,
-                    humantime::format_duration(self.timeout)
-                ),
-                retry_after: None,
-            }),
+            // The transaction may have got as far as the message: sending it
+            // again could deliver it twice.
+            Err(_) => Err(ChannelError::Unknown(format!(
+                "email to {address} via {}: no answer within {}; it may have been accepted",
+                self.server,
+                humantime::format_duration(self.timeout)
+            ))),
         }
     }
 }
@@ -235,6 +235,11 @@ fn classify(e: &lettre::transport::smtp::Error, address: &str, server: &str) -> 
     // lettre's messages hold the server's reply or an I/O or TLS error,
     // never the credentials.
     let message = format!("email to {address} via {server}: {e}");
+    if e.is_timeout() {
+        // Somewhere in the SMTP conversation the server stopped answering,
+        // possibly after it had the message.
+        return ChannelError::Unknown(format!("{message}; it may have been accepted"));
+    }
     if e.is_permanent() || e.is_tls() || e.is_client() {
         // 5xx; a certificate the platform does not trust; or something the
         // settings demand that the server lacks (STARTTLS, an AUTH mechanism):

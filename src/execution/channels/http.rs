@@ -33,13 +33,38 @@ pub(crate) fn client(label: &str, timeout: Duration) -> Result<reqwest::Client, 
         .map_err(|e| ChannelError::Permanent(format!("{label}: cannot build the HTTP client: {}", chain(&e))))
 }
 
-/// Maps a failed request (no response) to a channel error: timeouts and
-/// connection problems are transient, a request that cannot be built is not.
-pub(crate) fn request_error(label: &str, err: reqwest::Error, timeout: Duration) -> ChannelError {
+/// Whether a request that got no answer may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resend {
+    /// The receiver deduplicates (an `Idempotency-Key` header): a request
+    /// that timed out may be sent again.
+    Safe,
+    /// Sending again could deliver twice (Slack): a request that timed out
+    /// after it went out is `unknown`.
+    Unsafe,
+}
+
+/// Maps a failed request (no response) to a channel error: a connection
+/// that could not be made is transient (nothing was sent); a timeout once
+/// the request may have gone out is unknown unless a resend is safe; a
+/// request that cannot be built is permanent.
+pub(crate) fn request_error(label: &str, err: reqwest::Error, timeout: Duration, resend: Resend) -> ChannelError {
     let err = err.without_url();
+    let waited = humantime::format_duration(timeout);
+    if err.is_timeout() && !err.is_connect() {
+        if resend == Resend::Unsafe {
+            return ChannelError::Unknown(format!(
+                "{label}: sent, but no answer within {waited}; it may have been delivered"
+            ));
+        }
+        return ChannelError::Transient {
+            message: format!("{label}: no answer within {waited}"),
+            retry_after: None,
+        };
+    }
     if err.is_timeout() {
         return ChannelError::Transient {
-            message: format!("{label}: no answer within {}", humantime::format_duration(timeout)),
+            message: format!("{label}: could not connect within {waited}"),
             retry_after: None,
         };
     }
@@ -186,6 +211,7 @@ impl Scrubber {
                 retry_after,
             },
             ChannelError::Permanent(message) => ChannelError::Permanent(clean(message)),
+            ChannelError::Unknown(message) => ChannelError::Unknown(clean(message)),
             other @ ChannelError::BreakerOpen { .. } => other,
         }
     }

@@ -109,7 +109,7 @@ impl SlackChannel {
             .body(body.to_owned())
             .send()
             .await
-            .map_err(|e| http::request_error("slack", e, self.timeout))?;
+            .map_err(|e| http::request_error("slack", e, self.timeout, http::Resend::Unsafe))?;
         let status = response.status();
         if status.is_success() {
             return Ok(Receipt::default());
@@ -135,12 +135,18 @@ impl SlackChannel {
             .body(body.to_owned())
             .send()
             .await
-            .map_err(|e| http::request_error("slack", e, self.timeout))?;
+            .map_err(|e| http::request_error("slack", e, self.timeout, http::Resend::Unsafe))?;
         let status = response.status();
         let headers = response.headers().clone();
+        // The request was answered: a body cut short now says nothing about
+        // whether Slack posted it.
         let answer = http::read_capped(response, http::MAX_RESPONSE_BYTES)
             .await
-            .map_err(|e| http::request_error("slack", e, self.timeout))?;
+            .map_err(|_| {
+                ChannelError::Unknown(format!(
+                    "slack: HTTP {status}, but the answer was cut short; it may have been posted"
+                ))
+            })?;
         if !status.is_success() {
             return Err(http::status_error("slack", status, &headers, &answer));
         }
@@ -205,6 +211,7 @@ impl Channel for SlackChannel {
             content_type: "application/json".to_owned(),
             body,
             truncated,
+            idempotency_key: None,
         })
     }
 

@@ -81,16 +81,19 @@ impl WebhookChannel {
         })
     }
 
-    /// Posts the body; any 2xx means delivered.
-    async fn post(&self, body: &str) -> Result<Receipt, ChannelError> {
-        let response = self
-            .client
-            .post(self.url.expose())
-            .headers(self.headers.clone())
+    /// Posts the body; any 2xx means delivered. The effect key goes along as
+    /// `Idempotency-Key`, so a receiver sees a retry as the same request
+    /// (which makes a retry after an unanswered request safe).
+    async fn post(&self, body: &str, idempotency_key: Option<&str>) -> Result<Receipt, ChannelError> {
+        let mut request = self.client.post(self.url.expose()).headers(self.headers.clone());
+        if let Some(key) = idempotency_key.and_then(|k| HeaderValue::from_str(k).ok()) {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request
             .body(body.to_owned())
             .send()
             .await
-            .map_err(|e| http::request_error(&self.label, e, self.timeout))?;
+            .map_err(|e| http::request_error(&self.label, e, self.timeout, http::Resend::Safe))?;
         let status = response.status();
         if status.is_success() {
             return Ok(Receipt::default());
@@ -135,11 +138,17 @@ impl Channel for WebhookChannel {
             content_type: "application/json".to_owned(),
             body,
             truncated,
+            idempotency_key: None,
         })
     }
 
     fn send<'a>(&'a self, rendered: &'a Rendered) -> BoxFuture<'a, Result<Receipt, ChannelError>> {
-        Box::pin(async move { self.post(&rendered.body).await.map_err(|e| self.scrubber.scrub(e)) })
+        Box::pin(async move {
+            let key = rendered.idempotency_key.as_deref().map(idempotency_key);
+            self.post(&rendered.body, key.as_deref())
+                .await
+                .map_err(|e| self.scrubber.scrub(e))
+        })
     }
 }
 
@@ -178,6 +187,16 @@ fn body(message: &Message, max: usize) -> Result<(String, bool), String> {
             ));
         }
     }
+}
+
+/// The `Idempotency-Key` for an effect key: its SHA-256, hex (effect keys
+/// hold labels, which need not be valid header text).
+fn idempotency_key(effect_key: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    Sha256::digest(effect_key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Encodes the body with the given text and the first `tables` tables.

@@ -7,36 +7,32 @@
 //! is not itself held back or counted against the limits: it is what makes
 //! holding back safe. It must never summarise the same held item twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::{Budget, Executor, combine, log_outcome};
+use super::Executor;
+use super::cycle::Cycle;
+use super::deliver::Outgoing;
+use super::retry::Retry;
 use crate::config::{ActionKind, Severity};
-use crate::execution::message::{Message, Target};
+use crate::execution::message::Target;
 use crate::execution::outcome::{Delivery as DeliveryRecord, Outcome, Status};
-use crate::memory::{HeldEffect, HoldReason, Memory, MemoryError};
+use crate::memory::{HeldEffect, HoldReason, MemoryError};
 use crate::planning::{Action, Origin};
 
 impl Executor {
     /// Both digests, when due: the quiet-hours digest of every target whose
     /// quiet window has ended, and the hourly rate-limit digest.
-    pub(super) async fn digests(
-        &self,
-        memory: &Memory,
-        now: DateTime<Utc>,
-        dry_run: bool,
-    ) -> Result<Vec<(Action, Outcome)>, MemoryError> {
-        let held = memory.held_effects(dry_run).await?;
+    pub(super) async fn digests(&self, cycle: &Cycle<'_>) -> Result<Vec<(Action, Outcome)>, MemoryError> {
+        let held = cycle.memory.held_effects(cycle.dry_run).await?;
         let (quiet, limited): (Vec<HeldEffect>, Vec<HeldEffect>) =
             held.into_iter().partition(|h| h.hold == HoldReason::QuietHours);
         let mut out = Vec::new();
-        if let Some(d) = self.quiet_digest(quiet, memory, now, dry_run).await? {
+        if let Some(d) = self.quiet_digest(quiet, cycle).await? {
             out.push(d);
         }
-        if let Some(d) = self.digest(limited, memory, now, dry_run).await? {
+        if let Some(d) = self.digest(limited, cycle).await? {
             out.push(d);
         }
         Ok(out)
@@ -49,134 +45,150 @@ impl Executor {
     async fn quiet_digest(
         &self,
         held: Vec<HeldEffect>,
-        memory: &Memory,
-        now: DateTime<Utc>,
-        dry_run: bool,
+        cycle: &Cycle<'_>,
     ) -> Result<Option<(Action, Outcome)>, MemoryError> {
         let due: Vec<HeldEffect> = held
             .into_iter()
-            .filter(|h| h.release_at.is_none_or(|r| r <= now))
+            .filter(|h| h.release_at.is_none_or(|r| r <= cycle.now))
             .collect();
         let Some(latest) = due.iter().filter_map(|h| h.release_at).max() else {
             return Ok(None);
         };
         let id = format!("quiet-digest/{}", latest.format("%Y-%m-%dT%H:%M"));
         let action = digest_action(&id, format!("{} notifications were held during quiet hours", due.len()));
-        let (mut outcome, started) = (start_outcome(&id, now, dry_run), Instant::now());
-        let mut unlimited = Budget {
-            total: 0,
-            per_channel: HashMap::new(),
-        };
-        let mut done: Vec<String> = Vec::new();
-        for (target_text, items) in by_target(&due) {
-            let Some(target) = Target::parse(&target_text) else {
-                continue;
-            };
-            let mut message = self.message(&action, listing(&items, "held during quiet hours"), Vec::new());
-            message.subject = format!(
-                "Quiet hours are over: {} held notification{}",
-                items.len(),
-                if items.len() == 1 { "" } else { "s" }
-            );
-            let record = self
-                .deliver_unlimited(&action, &message, &target, memory, now, dry_run, &mut unlimited)
-                .await?;
-            // A failed digest keeps its items held: the next cycle tries again.
-            if !matches!(record.status, Status::Failed { .. }) {
-                done.extend(items.iter().map(|h| h.key.clone()));
-            }
-            outcome.deliveries.push(record);
-        }
-        memory.mark_digested(&done, dry_run, now).await?;
-        Ok(Some(self.finish(action, outcome, started, memory).await?))
+        let (records, _) = self
+            .deliver_digest(&action, &due, cycle, "held during quiet hours", |n| {
+                format!("Quiet hours are over: {n} held notification{}", plural(n))
+            })
+            .await?;
+        Ok(Some(self.finish_digest(action, records, cycle).await?))
     }
 
     /// Once an hour, one digest per target of the notifications held back
-    /// by the rate limit.
-    async fn digest(
-        &self,
-        held: Vec<HeldEffect>,
-        memory: &Memory,
-        now: DateTime<Utc>,
-        dry_run: bool,
-    ) -> Result<Option<(Action, Outcome)>, MemoryError> {
+    /// by the rate limit. A target whose digest failed keeps its items held
+    /// and gets the digest again next cycle.
+    async fn digest(&self, held: Vec<HeldEffect>, cycle: &Cycle<'_>) -> Result<Option<(Action, Outcome)>, MemoryError> {
         if held.is_empty() {
             return Ok(None);
         }
         // At most one digest an hour: it goes out once an hour has passed since
         // the last digest (or, before the first, since the oldest held item).
-        let state_key = if dry_run { "digest_at:dry_run" } else { "digest_at" };
-        let last = memory
-            .state_get(state_key)
-            .await?
+        let state_key = if cycle.dry_run {
+            "digest_at:dry_run"
+        } else {
+            "digest_at"
+        };
+        let last = (cycle.memory.state_get(state_key).await?)
             .as_deref()
             .and_then(crate::timefmt::from_db);
-        let oldest = held.iter().map(|h| h.at).min().unwrap_or(now);
-        if now - last.unwrap_or(oldest) < chrono::Duration::hours(1) {
+        let oldest = held.iter().map(|h| h.at).min().unwrap_or(cycle.now);
+        let failed_before = cycle.memory.state_get(DIGEST_FAILED).await?.is_some() && !cycle.dry_run;
+        if !failed_before && cycle.now - last.unwrap_or(oldest) < chrono::Duration::hours(1) {
             return Ok(None);
         }
-        let id = format!("digest/{}", now.format("%Y-%m-%dT%H:%M"));
+        let id = format!("digest/{}", cycle.now.format("%Y-%m-%dT%H:%M"));
         let action = digest_action(
             &id,
             format!("{} notifications were held back by the rate limit", held.len()),
         );
-        let (mut outcome, started) = (start_outcome(&id, now, dry_run), Instant::now());
-        let mut unlimited = Budget {
-            total: 0,
-            per_channel: HashMap::new(),
-        };
-        for (target_text, items) in by_target(&held) {
+        let (records, all_done) = self
+            .deliver_digest(
+                &action,
+                &held,
+                cycle,
+                "held back by the rate limit since the last digest",
+                |n| format!("Digest: {n} held-back notification{}", plural(n)),
+            )
+            .await?;
+        cycle
+            .memory
+            .state_set(state_key, &crate::timefmt::to_db(cycle.now), cycle.now)
+            .await?;
+        // A failed digest is tried again at the next cycle, not an hour later.
+        if all_done {
+            cycle.memory.state_clear(DIGEST_FAILED).await?;
+        } else if !cycle.dry_run {
+            cycle.memory.state_set(DIGEST_FAILED, "1", cycle.now).await?;
+        }
+        Ok(Some(self.finish_digest(action, records, cycle).await?))
+    }
+
+    /// Delivers one digest message per target listing its held items, and
+    /// marks as digested the items of the targets that got it (or may have).
+    /// Returns the records and whether every target got it.
+    async fn deliver_digest(
+        &self,
+        action: &Action,
+        held: &[HeldEffect],
+        cycle: &Cycle<'_>,
+        why: &str,
+        subject: impl Fn(usize) -> String,
+    ) -> Result<(Vec<DeliveryRecord>, bool), MemoryError> {
+        let mut outgoing = Vec::new();
+        let mut items_of = Vec::new();
+        for (target_text, items) in by_target(held) {
             let Some(target) = Target::parse(&target_text) else {
                 continue;
             };
-            let text = listing(&items, "held back by the rate limit since the last digest");
-            let mut message = self.message(&action, text, Vec::new());
-            message.subject = format!(
-                "Digest: {} held-back notification{}",
-                items.len(),
-                if items.len() == 1 { "" } else { "s" }
-            );
-            let record = self
-                .deliver_unlimited(&action, &message, &target, memory, now, dry_run, &mut unlimited)
-                .await?;
-            outcome.deliveries.push(record);
+            let mut message = self.message(action, listing(&items, why), Vec::new());
+            message.subject = subject(items.len());
+            // Not a notification: a digest is not itself held back or
+            // counted against the limits, since it is what makes holding back
+            // safe. Not retried as such: what it lists stays held until a
+            // digest of it got through, and the next digest lists it again.
+            outgoing.push(Outgoing {
+                action: action.clone(),
+                message,
+                targets: vec![target],
+                notification: false,
+                retry: Retry::Never,
+            });
+            items_of.push(items);
         }
-        let keys: Vec<String> = held.iter().map(|h| h.key.clone()).collect();
-        memory.mark_digested(&keys, dry_run, now).await?;
-        memory.state_set(state_key, &crate::timefmt::to_db(now), now).await?;
-        Ok(Some(self.finish(action, outcome, started, memory).await?))
+        let batch: Vec<&Outgoing> = outgoing.iter().collect();
+        let delivered = self.deliver_all(cycle, &batch).await?;
+        let mut records = Vec::new();
+        let mut done: Vec<String> = Vec::new();
+        let mut all_done = true;
+        for (items, mut per_target) in items_of.into_iter().zip(delivered) {
+            let Some(record) = per_target.pop() else { continue };
+            let got_it =
+                record.earlier || matches!(record.status, Status::Sent | Status::Simulated | Status::Unknown { .. });
+            if got_it {
+                done.extend(items.iter().map(|h| h.key.clone()));
+            } else {
+                all_done = false;
+            }
+            records.push(record);
+        }
+        cycle.memory.mark_digested(&done, cycle.dry_run, cycle.now).await?;
+        Ok((records, all_done))
     }
 
     /// Settles a digest's outcome, logs and records it.
-    async fn finish(
+    async fn finish_digest(
         &self,
         action: Action,
-        mut outcome: Outcome,
-        started: Instant,
-        memory: &Memory,
+        records: Vec<DeliveryRecord>,
+        cycle: &Cycle<'_>,
     ) -> Result<(Action, Outcome), MemoryError> {
-        outcome.status = combine(&outcome.deliveries);
+        let started = Instant::now();
+        let mut outcome = Outcome::begin(&action.id, ActionKind::Notify, cycle.now, cycle.dry_run);
+        outcome.status = Status::of_deliveries(&records);
+        outcome.deliveries = records;
         outcome.duration_ms = started.elapsed().as_millis() as u64;
-        log_outcome(&action, &outcome);
-        memory.record_outcome(None, &action, &outcome).await?;
+        super::log_outcome(&action, &outcome);
+        cycle.memory.record_outcome(None, &action, &outcome).await?;
         Ok((action, outcome))
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn deliver_unlimited<'a>(
-        &'a self,
-        action: &'a Action,
-        message: &'a Message,
-        target: &'a Target,
-        memory: &'a Memory,
-        now: DateTime<Utc>,
-        dry_run: bool,
-        budget: &'a mut Budget,
-    ) -> BoxFuture<'a, Result<DeliveryRecord, MemoryError>> {
-        // `notification = false`: not subject to (nor counted against) the
-        // limit, and not held for quiet hours.
-        Box::pin(self.deliver(action, message, target, memory, now, dry_run, false, budget))
-    }
+/// The agent-state key set while a rate-limit digest has a target it did
+/// not reach: the next cycle tries again instead of waiting an hour.
+const DIGEST_FAILED: &str = "digest_failed";
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// A digest's action: lowest priority, informational, never a rule's.
@@ -187,10 +199,6 @@ fn digest_action(id: &str, reason: String) -> Action {
     action.reason = reason;
     action.rank = u32::MAX;
     action
-}
-
-fn start_outcome(id: &str, now: DateTime<Utc>, dry_run: bool) -> Outcome {
-    Outcome::begin(id, ActionKind::Notify, now, dry_run)
 }
 
 /// `2 notifications were WHY:` and one line per held item.

@@ -1,7 +1,7 @@
 //! The executor's side of grouping: taking a plan's grouped notifications
-//! into their groups (in memory, so a restart loses nothing), and sending a
-//! group's message when it is due, through the same guarded delivery as any
-//! notification (roles, redaction, quiet hours, rate limits, effect log,
+//! into their groups (in memory, so a restart loses nothing), and preparing
+//! a group's message when it is due, which is then delivered like any other
+//! message (roles, redaction, quiet hours, rate limits, effect log, retries,
 //! dry-run).
 //!
 //! Every member notification gets its own recorded outcome with the status
@@ -15,10 +15,14 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tracing::info;
 
-use super::{Budget, Executor, log_outcome};
+use super::Executor;
+use super::cycle::Cycle;
+use super::deliver::Outgoing;
+use super::retry::{Condition, Retry};
 use crate::execution::grouping::{self, Change};
-use crate::execution::outcome::{Outcome, Status};
-use crate::memory::{Memory, MemoryError};
+use crate::execution::guard;
+use crate::execution::outcome::{Delivery as DeliveryRecord, Outcome, Status};
+use crate::memory::MemoryError;
 use crate::planning::Action;
 
 /// What became of one grouped plan item.
@@ -36,12 +40,41 @@ pub(super) enum Grouped {
     },
 }
 
-/// A group's message attempt in this cycle.
-struct Flush {
-    /// Each member notification that was in the message, with its outcome.
-    members: Vec<(Action, Outcome)>,
-    /// When the next message is due, if nothing went out now.
+/// A group's part of a wave: its new members are in, and its message is
+/// ready to deliver if it is due.
+pub(super) struct GroupWork {
+    key: String,
+    /// This plan's notifications of the group.
+    items: Vec<Action>,
+    /// Which of them joined now (not already members).
+    added: HashSet<(String, u32, u32)>,
+    /// When the group's next message is due, if none goes out now.
     next_due: Option<DateTime<Utc>>,
+    /// The message going out now.
+    message: Option<Box<GroupMessage>>,
+}
+
+/// A group message due now.
+struct GroupMessage {
+    round: u32,
+    outgoing: Outgoing,
+    /// The members it announces as new.
+    new: Vec<Action>,
+    /// The members it reports resolved.
+    resolved: Vec<(String, u32, u32)>,
+    started: Instant,
+}
+
+impl GroupWork {
+    /// The message to deliver, if one is due.
+    pub fn outgoing(&self) -> Option<&Outgoing> {
+        self.message.as_ref().map(|m| &m.outgoing)
+    }
+
+    /// This plan's notifications of the group.
+    pub fn items(&self) -> &[Action] {
+        &self.items
+    }
 }
 
 /// `(action id, episode, repeat)`: one notification of an action.
@@ -55,50 +88,164 @@ fn ident(action: &Action) -> (String, u32, u32) {
 
 impl Executor {
     /// Takes `items` (this plan's notifications of group `key`) into the
-    /// group and sends its message if it is due. Returns what became of each
-    /// item (by action id), and the earlier members that went out with them
-    /// (already recorded).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn run_group(
+    /// group and prepares its message if it is due.
+    pub(super) async fn group_work(
         &self,
         key: &str,
-        items: &[&Action],
-        memory: &Memory,
-        cycle_id: Option<i64>,
-        now: DateTime<Utc>,
-        dry_run: bool,
-        budget: &mut Budget,
-    ) -> Result<(HashMap<String, Grouped>, Vec<(Action, Outcome)>), MemoryError> {
+        items: Vec<Action>,
+        cycle: &Cycle<'_>,
+    ) -> Result<GroupWork, MemoryError> {
         let mut added = HashSet::new();
-        for item in items {
-            if memory.add_group_member(key, dry_run, item, now).await? {
+        for item in &items {
+            if cycle
+                .memory
+                .add_group_member(key, cycle.dry_run, item, cycle.now)
+                .await?
+            {
                 added.insert(ident(item));
             }
         }
-        let flush = self.flush_group(key, memory, now, dry_run, budget).await?;
-        let wanted: HashSet<(String, u32, u32)> = items.iter().map(|a| ident(a)).collect();
+        let mut work = GroupWork {
+            key: key.to_owned(),
+            items,
+            added,
+            next_due: None,
+            message: None,
+        };
+        let Some(state) = cycle.memory.group(key, cycle.dry_run).await? else {
+            return Ok(work);
+        };
+        let members = cycle.memory.group_members(Some(key), cycle.dry_run).await?;
+        let instances = cycle.memory.load_instances().await?;
+        let sections = grouping::changes(&members, &instances);
+        let new: Vec<Action> = (sections.iter())
+            .filter(|(c, _)| *c == Change::New)
+            .map(|(_, m)| m.action.clone())
+            .collect();
+        if new.is_empty() {
+            if !sections.iter().any(|(c, _)| *c == Change::StillFiring) {
+                cycle.memory.close_group(key, cycle.dry_run, cycle.now).await?;
+            }
+            return Ok(work);
+        }
+        let timing = grouping::timing(&self.settings, key);
+        let due = grouping::due_at(&state, timing, self.settings.agent.interval, cycle.now);
+        if cycle.now < due {
+            work.next_due = Some(due);
+            return Ok(work);
+        }
+        let round = state.round + 1;
+        let group_action = grouping::group_action(&self.settings, key, round, &sections);
+        // A group of one, in its first message, goes out as the member alone
+        // (its own message and effect key): grouping only shows when there
+        // is something to group.
+        let (action, retry) = match (state.sent_at, sections.as_slice()) {
+            (None, [(Change::New, only)]) => (only.action.clone(), Retry::of(&only.action)),
+            _ => (group_action, Retry::While(Condition::GroupOpen { key: key.to_owned() })),
+        };
+        let message = self.message(&action, action.message.clone().unwrap_or_default(), Vec::new());
+        let (targets, _) = guard::resolve(&self.settings, &action.to);
+        let resolved = (sections.iter())
+            .filter(|(c, _)| *c == Change::Resolved)
+            .map(|(_, m)| ident(&m.action))
+            .collect();
+        work.message = Some(Box::new(GroupMessage {
+            round,
+            outgoing: Outgoing {
+                action,
+                message,
+                targets,
+                notification: true,
+                retry,
+            },
+            new,
+            resolved,
+            started: Instant::now(),
+        }));
+        Ok(work)
+    }
+
+    /// Finishes a group's part of a wave once its message (if any) was
+    /// delivered: the group records the message, and each member gets its
+    /// outcome. Returns what became of each plan item (by action id), and
+    /// the earlier members that went out with them (already recorded).
+    pub(super) async fn finish_group(
+        &self,
+        work: GroupWork,
+        records: Option<Vec<DeliveryRecord>>,
+        cycle: &Cycle<'_>,
+    ) -> Result<(HashMap<String, Grouped>, Vec<(Action, Outcome)>), MemoryError> {
+        let mut members: Vec<(Action, Outcome)> = Vec::new();
+        if let (Some(message), Some(records)) = (work.message.map(|m| *m), records) {
+            let action = &message.outgoing.action;
+            let mut outcome = Outcome::begin(&action.id, action.kind, cycle.now, cycle.dry_run);
+            outcome.status = if records.is_empty() {
+                Status::Skipped {
+                    reason: format!("no configured targets for roles {:?}", action.to),
+                }
+            } else {
+                Status::of_deliveries(&records)
+            };
+            outcome.deliveries = records;
+            outcome.duration_ms = message.started.elapsed().as_millis() as u64;
+            // Failed targets are retried by later cycles while the group is
+            // open: the round is done either way.
+            let sent: Vec<(String, u32, u32)> = message.new.iter().map(ident).collect();
+            cycle
+                .memory
+                .record_group_message(
+                    &work.key,
+                    cycle.dry_run,
+                    message.round,
+                    &sent,
+                    &message.resolved,
+                    cycle.now,
+                )
+                .await?;
+            info!(group = %work.key, round = message.round, members = sent.len(), resolved = message.resolved.len(), status = %outcome.status, "Group message done");
+            // The payloads are the group's: kept in full once, with the
+            // first (most severe) member; the others carry the same
+            // deliveries without the body, so a retry updates them all.
+            for (i, member) in message.new.into_iter().enumerate() {
+                let mut deliveries = outcome.deliveries.clone();
+                if i > 0 {
+                    for d in &mut deliveries {
+                        d.rendered.body.clear();
+                    }
+                }
+                let member_outcome = Outcome {
+                    action_id: member.id.clone(),
+                    kind: member.kind,
+                    deliveries,
+                    ..outcome.clone()
+                };
+                members.push((member, member_outcome));
+            }
+        }
+        let wanted: HashSet<(String, u32, u32)> = work.items.iter().map(ident).collect();
         let mut results = HashMap::new();
         let mut earlier = Vec::new();
-        for (member, outcome) in flush.members {
+        for (member, outcome) in members {
             if wanted.contains(&ident(&member)) {
                 results.insert(member.id.clone(), Grouped::Done(outcome));
             } else {
-                memory.record_outcome(cycle_id, &member, &outcome).await?;
+                cycle.memory.record_outcome(cycle.cycle_id, &member, &outcome).await?;
                 earlier.push((member, outcome));
             }
         }
-        for item in items {
+        for item in &work.items {
             if results.contains_key(&item.id) {
                 continue;
             }
-            let base = Outcome::begin(&item.id, item.kind, now, dry_run);
-            let result = match flush.next_due {
-                Some(until) if added.contains(&ident(item)) => Grouped::Waiting {
+            let base = Outcome::begin(&item.id, item.kind, cycle.now, cycle.dry_run);
+            let result = match work.next_due {
+                Some(until) if work.added.contains(&ident(item)) => Grouped::Waiting {
                     until,
                     outcome: Outcome {
                         status: Status::Skipped {
                             reason: format!(
-                                "grouped: goes out with the next message of group {key} at {}",
+                                "grouped: goes out with the next message of group {} at {}",
+                                work.key,
                                 until.format("%Y-%m-%d %H:%M:%S UTC")
                             ),
                         },
@@ -107,7 +254,7 @@ impl Executor {
                 },
                 _ => Grouped::Done(Outcome {
                     status: Status::Skipped {
-                        reason: format!("already in group {key} (exactly once)"),
+                        reason: format!("already in group {} (exactly once)", work.key),
                     },
                     ..base
                 }),
@@ -122,123 +269,27 @@ impl Executor {
     /// all stopped firing close. Returns the members that went out, recorded.
     pub(super) async fn flush_open_groups(
         &self,
-        memory: &Memory,
-        cycle_id: Option<i64>,
-        now: DateTime<Utc>,
-        dry_run: bool,
-        budget: &mut Budget,
+        cycle: &Cycle<'_>,
         handled: &HashSet<String>,
     ) -> Result<Vec<(Action, Outcome)>, MemoryError> {
+        let mut works = Vec::new();
+        for key in cycle.memory.open_groups(cycle.dry_run).await? {
+            if !handled.contains(&key) {
+                works.push(self.group_work(&key, Vec::new(), cycle).await?);
+            }
+        }
+        let batch: Vec<&Outgoing> = works.iter().filter_map(GroupWork::outgoing).collect();
+        let mut delivered = self.deliver_all(cycle, &batch).await?.into_iter();
         let mut out = Vec::new();
-        for key in memory.open_groups(dry_run).await? {
-            if handled.contains(&key) {
-                continue;
-            }
-            let flush = self.flush_group(&key, memory, now, dry_run, budget).await?;
-            for (member, outcome) in flush.members {
-                memory.record_outcome(cycle_id, &member, &outcome).await?;
-                out.push((member, outcome));
-            }
+        for work in works {
+            let records = if work.outgoing().is_some() {
+                delivered.next()
+            } else {
+                None
+            };
+            let (_, earlier) = self.finish_group(work, records, cycle).await?;
+            out.extend(earlier);
         }
         Ok(out)
-    }
-
-    /// Sends group `key`'s next message if it has new members and is due;
-    /// closes the group if nothing in it fires any more.
-    async fn flush_group(
-        &self,
-        key: &str,
-        memory: &Memory,
-        now: DateTime<Utc>,
-        dry_run: bool,
-        budget: &mut Budget,
-    ) -> Result<Flush, MemoryError> {
-        let nothing = Flush {
-            members: Vec::new(),
-            next_due: None,
-        };
-        let Some(state) = memory.group(key, dry_run).await? else {
-            return Ok(nothing);
-        };
-        let members = memory.group_members(Some(key), dry_run).await?;
-        let instances = memory.load_instances().await?;
-        let sections = grouping::changes(&members, &instances);
-        let new: Vec<&Action> = sections
-            .iter()
-            .filter(|(c, _)| *c == Change::New)
-            .map(|(_, m)| &m.action)
-            .collect();
-        if new.is_empty() {
-            if !sections.iter().any(|(c, _)| *c == Change::StillFiring) {
-                memory.close_group(key, dry_run, now).await?;
-            }
-            return Ok(nothing);
-        }
-        let timing = grouping::timing(&self.settings, key);
-        let due = grouping::due_at(&state, timing, self.settings.agent.interval, now);
-        if now < due {
-            return Ok(Flush {
-                members: Vec::new(),
-                next_due: Some(due),
-            });
-        }
-        let started = Instant::now();
-        let round = state.round + 1;
-        let action = grouping::group_action(&self.settings, key, round, &sections);
-        // A group of one, in its first message, goes out as the member alone
-        // (its own message and effect key): grouping only shows when there
-        // is something to group.
-        let (action, message) = match (state.sent_at, sections.as_slice()) {
-            (None, [(Change::New, only)]) => {
-                let message = self.message(
-                    &only.action,
-                    only.action.message.clone().unwrap_or_default(),
-                    Vec::new(),
-                );
-                (only.action.clone(), message)
-            }
-            _ => {
-                let message = self.message(&action, action.message.clone().unwrap_or_default(), Vec::new());
-                (action, message)
-            }
-        };
-        let mut outcome = Outcome::begin(&action.id, action.kind, now, dry_run);
-        self.deliver_to_roles(&action, message, memory, now, dry_run, budget, &mut outcome)
-            .await?;
-        outcome.duration_ms = started.elapsed().as_millis() as u64;
-        log_outcome(&action, &outcome);
-        // A failed message keeps its members waiting: the next cycle retries
-        // the same round (the effect log allows a failed effect again).
-        if !matches!(outcome.status, Status::Failed { .. }) {
-            let sent: Vec<(String, u32, u32)> = new.iter().map(|a| ident(a)).collect();
-            let resolved: Vec<(String, u32, u32)> = sections
-                .iter()
-                .filter(|(c, _)| *c == Change::Resolved)
-                .map(|(_, m)| ident(&m.action))
-                .collect();
-            memory
-                .record_group_message(key, dry_run, round, &sent, &resolved, now)
-                .await?;
-            info!(group = %key, round, members = sent.len(), resolved = resolved.len(), "Group message done");
-        }
-        // The payloads are the group's: kept once, with the first (most
-        // severe) member, so counts and ledgers see one message, not N.
-        let members = new
-            .into_iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let member_outcome = Outcome {
-                    action_id: a.id.clone(),
-                    kind: a.kind,
-                    deliveries: if i == 0 { outcome.deliveries.clone() } else { Vec::new() },
-                    ..outcome.clone()
-                };
-                (a.clone(), member_outcome)
-            })
-            .collect();
-        Ok(Flush {
-            members,
-            next_due: None,
-        })
     }
 }

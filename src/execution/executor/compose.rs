@@ -1,0 +1,133 @@
+//! Composing what goes out: an action's channel-neutral message (subject,
+//! text, evidence, context line, redacted), and a report's text from its
+//! template and the findings of the investigations before it.
+//!
+//! Pure: no I/O. Only templates from the config are templates; any other
+//! text (an LLM's, or one already rendered from data) stays plain text.
+
+use serde_json::json;
+use tracing::warn;
+
+use super::Executor;
+use crate::execution::message::{Message, Table};
+use crate::execution::outcome::Findings;
+use crate::planning::Action;
+use crate::planning::action::labels_text;
+use crate::planning::template::{self, Templates, group_thousands};
+
+impl Executor {
+    /// The channel-neutral message of an action, redacted.
+    pub(super) fn message(&self, action: &Action, text: String, tables: Vec<Table>) -> Message {
+        let subject = action
+            .subject
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| first_line(&text, &action.id));
+        let evidence = (action.evidence.labels.iter())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(
+                action
+                    .evidence
+                    .values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), format_value(*v))),
+            )
+            .collect();
+        let mut context = match &action.instance {
+            Some(i) => format!("{} · {}", action.origin, labels_text(&i.labels)),
+            None => action.origin.to_string(),
+        };
+        if action.repeat > 0 {
+            context.push_str(&format!(" · repeat {}", action.repeat));
+        }
+        context.push_str(&format!(" · {}", self.settings.agent.name));
+        let mut message = Message {
+            action_id: action.id.clone(),
+            kind: action.kind,
+            severity: action.severity,
+            subject,
+            text,
+            evidence,
+            tables,
+            context,
+            params: action.params.clone(),
+        };
+        crate::execution::redact::redact_message(&mut message, &self.settings.guardrails.redact);
+        message
+    }
+
+    /// A report's text (its template over the action's evidence and the
+    /// findings of the investigations it depends on) and tables.
+    pub(super) fn report_text(&self, action: &Action, found: &[&Findings]) -> (String, Vec<Table>) {
+        let highlights: Vec<String> = found.iter().flat_map(|f| f.sentences()).collect();
+        let summaries: Vec<&String> = found.iter().filter_map(|f| f.summary.as_ref()).collect();
+        let tables: Vec<Table> = found.iter().flat_map(|f| f.tables.iter().cloned()).collect();
+        // Only a template from the config is a template (compiled and
+        // checked at load). A message without one — an LLM proposal's text,
+        // or text already rendered from data — is plain text: rendering it
+        // again would let whatever it contains act as template code.
+        let plain = || {
+            let mut text = action.message.clone().unwrap_or_else(|| action.reason.clone());
+            for h in &highlights {
+                text.push_str(&format!("\n• {h}"));
+            }
+            text
+        };
+        let Some(source) = &action.template else {
+            return (plain(), tables);
+        };
+        let mut context = serde_json::Map::new();
+        for (k, v) in &action.evidence.labels {
+            context.insert(k.clone(), json!(v));
+        }
+        for (k, v) in action.evidence.row.iter().chain(&action.evidence.values) {
+            if !k.contains('(') && !k.contains('.') {
+                context.insert(k.clone(), template::value(*v));
+            }
+        }
+        context.insert("labels".into(), json!(action.evidence.labels));
+        context.insert("values".into(), template::values(&action.evidence.row));
+        context.insert("findings".into(), json!(highlights));
+        context.insert(
+            "highlights".into(),
+            json!(found.iter().flat_map(|f| f.highlights.iter()).collect::<Vec<_>>()),
+        );
+        context.insert("summaries".into(), json!(summaries));
+        context.insert("tables".into(), json!(tables));
+        context.insert("params".into(), json!(action.params));
+        let mut templates = Templates::new();
+        let rendered = templates
+            .add("report", source)
+            .and_then(|()| templates.render("report", &serde_json::Value::Object(context)));
+        let text = match rendered {
+            Ok(text) => text,
+            Err(e) => {
+                warn!(error = %e, "Report template failed; sending the findings as they are");
+                plain()
+            }
+        };
+        (text, tables)
+    }
+}
+
+/// The first non-empty line of `text`, without markup, at most 150 characters.
+fn first_line(text: &str, fallback: &str) -> String {
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or(fallback).trim();
+    let plain = line.replace('*', "");
+    if plain.chars().count() > 150 {
+        format!("{}…", plain.chars().take(149).collect::<String>())
+    } else {
+        plain
+    }
+}
+
+/// A value as the evidence block shows it.
+fn format_value(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        group_thousands(v, 0)
+    } else if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.4}").trim_end_matches('0').to_owned()
+    }
+}

@@ -1,0 +1,88 @@
+//! What one execution shares: where outcomes are recorded, the time, whether
+//! it is a rehearsal, the notification budget of the hour, and what earlier
+//! waves of the plan left for later ones.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, Utc};
+
+use crate::execution::outcome::{Findings, Outcome, Status};
+use crate::memory::Memory;
+
+/// One execution of a plan (or of the after-plan work: groups, retries,
+/// digests): the context every step gets instead of a long argument list.
+pub(crate) struct Cycle<'a> {
+    /// The agent's memory.
+    pub memory: &'a Memory,
+    /// The cycle's number, when the execution belongs to one (not for
+    /// `bi-agent report NAME`).
+    pub cycle_id: Option<i64>,
+    /// The cycle's time.
+    pub now: DateTime<Utc>,
+    /// A rehearsal: everything but the final send.
+    pub dry_run: bool,
+    /// Notifications counted in the last hour, plus this execution's.
+    budget: Mutex<Budget>,
+}
+
+/// Counters of notifications for the hourly limits.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Budget {
+    /// Over all channels.
+    pub total: u32,
+    /// By channel key.
+    pub per_channel: HashMap<String, u32>,
+}
+
+impl<'a> Cycle<'a> {
+    /// A context with `budget` already counted in memory.
+    pub fn new(memory: &'a Memory, cycle_id: Option<i64>, now: DateTime<Utc>, dry_run: bool, budget: Budget) -> Self {
+        Self {
+            memory,
+            cycle_id,
+            now,
+            dry_run,
+            budget: Mutex::new(budget),
+        }
+    }
+
+    /// The budget. A std mutex: held for a few counter updates, never across an await.
+    pub fn budget(&self) -> MutexGuard<'_, Budget> {
+        // The guarded data are plain counters: a poisoned lock holds nothing half-written.
+        self.budget.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What the actions of earlier waves left for the later ones.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    /// Each finished action's status as its dependents see it.
+    pub results: HashMap<String, Status>,
+    /// Each investigation's findings, for the reports after it.
+    pub findings: HashMap<String, Findings>,
+    /// Dependents of a `wait` or of a notification waiting for its group
+    /// message: queued for later, not run in this cycle.
+    pub waiting: HashMap<String, DateTime<Utc>>,
+}
+
+impl Ledger {
+    /// Takes in a finished action's outcome.
+    pub fn finished(&mut self, id: &str, outcome: &Outcome) {
+        self.results.insert(id.to_owned(), for_dependents(outcome));
+        if let Some(f) = &outcome.findings {
+            self.findings.insert(id.to_owned(), f.clone());
+        }
+    }
+}
+
+/// An action's status as its dependents see it: delivered in full, now or
+/// earlier in the same episode (a cycle that failed after sending it), is a
+/// success they may run after.
+fn for_dependents(outcome: &Outcome) -> Status {
+    if !outcome.status.succeeded() && outcome.satisfies_dependents() {
+        Status::Sent
+    } else {
+        outcome.status.clone()
+    }
+}

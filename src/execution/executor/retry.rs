@@ -1,0 +1,258 @@
+//! Retrying failed deliveries in later cycles.
+//!
+//! A target whose send failed transiently (a 5xx, a 429, a refused
+//! connection, an open circuit breaker) is `retrying` in the effect log with
+//! the time of its next attempt. Every live cycle, after the plan, the due
+//! ones are tried again — the stored payload, byte for byte, to the stored
+//! target — with backoff, for at most `guardrails.retry_for`, and only while
+//! the message is still true: a firing notification while its instance still
+//! fires in the same episode, a resolution while it is still resolved, a
+//! group message while its group is open. The recorded outcomes of the
+//! actions the effect belongs to are updated in place, so each action keeps
+//! one outcome whose per-target status is current.
+//!
+//! Must never retry an `unknown` effect (it may have arrived) or a dry-run
+//! one, and never send a retry twice (taking it is atomic in memory).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::Executor;
+use super::cycle::Cycle;
+use super::deliver::Send;
+use crate::execution::message::{Rendered, Target};
+use crate::execution::outcome::Status;
+use crate::memory::{EffectStatus, MemoryError, Settle, StoredEffect};
+use crate::perception::Labels;
+use crate::planning::Action;
+use crate::planning::alerts::AlertState;
+
+/// At most this many retries are sent per cycle; the rest wait for the next.
+const MAX_RETRIES_PER_CYCLE: u32 = 200;
+
+/// Whether, and while, a failed target is tried again by later cycles.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Retry {
+    /// Never (digests: they are rebuilt from what is still held).
+    Never,
+    /// For `guardrails.retry_for`, whatever happens meanwhile.
+    Always,
+    /// For `guardrails.retry_for`, while `Condition` holds.
+    While(Condition),
+}
+
+/// What must still hold for a retry to be worth sending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "while", rename_all = "snake_case")]
+pub(crate) enum Condition {
+    /// The instance still fires in this episode.
+    Firing {
+        /// The rule.
+        rule: String,
+        /// The instance's labels.
+        labels: Labels,
+        /// The episode.
+        episode: u32,
+    },
+    /// The instance is still resolved after this episode.
+    Resolved {
+        /// The rule.
+        rule: String,
+        /// The instance's labels.
+        labels: Labels,
+        /// The episode.
+        episode: u32,
+    },
+    /// The group still has firing members.
+    GroupOpen {
+        /// The group key.
+        key: String,
+    },
+}
+
+impl Retry {
+    /// The retry policy of an action's own message: while its instance is in
+    /// the state the message is about, or for a while if it has none.
+    pub fn of(action: &Action) -> Self {
+        match &action.instance {
+            Some(i) if i.resolved => Self::While(Condition::Resolved {
+                rule: i.rule.clone(),
+                labels: i.labels.clone(),
+                episode: i.episode,
+            }),
+            Some(i) => Self::While(Condition::Firing {
+                rule: i.rule.clone(),
+                labels: i.labels.clone(),
+                episode: i.episode,
+            }),
+            None => Self::Always,
+        }
+    }
+
+    /// The condition as stored with the effect.
+    pub fn condition_json(&self) -> Option<String> {
+        match self {
+            Self::While(c) => serde_json::to_string(c).ok(),
+            Self::Never | Self::Always => None,
+        }
+    }
+
+    /// Until when later cycles may retry (`None`: never).
+    pub fn until(&self, now: DateTime<Utc>, retry_for: std::time::Duration) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Never => None,
+            Self::Always | Self::While(_) => chrono::Duration::from_std(retry_for)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d)),
+        }
+    }
+}
+
+impl Executor {
+    /// Tries the due `retrying` effects again (live cycles only).
+    pub(super) async fn retry_due(&self, cycle: &Cycle<'_>) -> Result<(), MemoryError> {
+        if cycle.dry_run {
+            return Ok(());
+        }
+        let due = cycle.memory.due_retries(cycle.now, MAX_RETRIES_PER_CYCLE).await?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let instances = cycle.memory.load_instances().await?;
+        let groups = cycle.memory.open_groups(false).await?;
+        let mut sends = Vec::new();
+        for effect in due {
+            if let Some(why) = stop_reason(&effect, cycle.now, &instances, &groups) {
+                self.give_up(cycle, &effect, &why).await?;
+                continue;
+            }
+            let Some(channel) = self.channels.get(&effect.channel) else {
+                let why = format!("the {} channel is no longer configured", effect.channel);
+                self.give_up(cycle, &effect, &why).await?;
+                continue;
+            };
+            let Some(target) = Target::parse(&effect.target) else {
+                self.give_up(cycle, &effect, "its target no longer parses").await?;
+                continue;
+            };
+            if !cycle.memory.take_retry(&effect.key, cycle.now).await? {
+                continue;
+            }
+            sends.push(Send {
+                channel: std::sync::Arc::clone(channel),
+                rendered: Rendered {
+                    target,
+                    content_type: effect.content_type.clone(),
+                    body: effect.payload.clone(),
+                    truncated: false,
+                    idempotency_key: Some(effect.key.clone()),
+                },
+                key: effect.key.clone(),
+                retry_until: effect.retry_until,
+                attempts_before: effect.attempts,
+            });
+        }
+        let refs: Vec<&Send> = sends.iter().collect();
+        let results = self.transmit(&refs).await;
+        for (send, (result, attempts)) in sends.into_iter().zip(results) {
+            let record = self.settle(cycle, send, result, attempts).await?;
+            self.update_outcomes(cycle, &record.key, record.status, record.attempts, record.retry_at)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Stops retrying an effect: `failed`, with why.
+    async fn give_up(&self, cycle: &Cycle<'_>, effect: &StoredEffect, why: &str) -> Result<(), MemoryError> {
+        let error = match &effect.error {
+            Some(last) => format!("gave up after {} attempts ({why}); last error: {last}", effect.attempts),
+            None => format!("gave up ({why})"),
+        };
+        warn!(effect = %effect.key, target = %effect.target, reason = %why, "Delivery not retried any more");
+        cycle
+            .memory
+            .settle_effect(
+                &effect.key,
+                false,
+                &Settle {
+                    status: EffectStatus::Failed,
+                    attempts: 0,
+                    reference: None,
+                    error: Some(&error),
+                    next_attempt_at: None,
+                },
+                cycle.now,
+            )
+            .await?;
+        metrics::counter!("bi_agent_deliveries_total", "channel" => effect.channel.clone(), "status" => "failed")
+            .increment(1);
+        self.update_outcomes(cycle, &effect.key, Status::Failed { error }, effect.attempts, None)
+            .await
+    }
+
+    /// Brings the recorded outcomes an effect belongs to up to date.
+    pub(super) async fn update_outcomes(
+        &self,
+        cycle: &Cycle<'_>,
+        key: &str,
+        status: Status,
+        attempts: u32,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), MemoryError> {
+        for (id, mut outcome) in cycle.memory.outcomes_of_effect(key, false).await? {
+            if outcome.settle_delivery(key, status.clone(), attempts, retry_at) {
+                if outcome.status == Status::Sent {
+                    info!(action = %outcome.action_id, "Action delivered to every target after retries");
+                }
+                cycle.memory.update_outcome(id, &outcome).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why an effect should not be retried any more, if so.
+fn stop_reason(
+    effect: &StoredEffect,
+    now: DateTime<Utc>,
+    instances: &[crate::planning::alerts::Instance],
+    open_groups: &[String],
+) -> Option<String> {
+    if effect.retry_until.is_none_or(|until| now > until) {
+        return Some("its retry time is over (guardrails.retry_for)".into());
+    }
+    if effect.content_type.is_empty() {
+        return Some("it was recorded before retries existed".into());
+    }
+    let condition: Condition = match effect.condition.as_deref().map(serde_json::from_str) {
+        None => return None,
+        Some(Ok(c)) => c,
+        Some(Err(_)) => return Some("its condition cannot be read".into()),
+    };
+    let find = |rule: &str, labels: &Labels| instances.iter().find(|i| i.rule == rule && &i.labels == labels);
+    match condition {
+        // An instance held by a source outage (`no_data`, `error`) is still
+        // in the state the outage interrupted.
+        Condition::Firing { rule, labels, episode } => match find(&rule, &labels) {
+            Some(i) if i.episode == episode && effective(i) == AlertState::Firing => None,
+            _ => Some("the alert is no longer firing in that episode".into()),
+        },
+        Condition::Resolved { rule, labels, episode } => match find(&rule, &labels) {
+            Some(i) if i.episode == episode && effective(i) != AlertState::Firing => None,
+            None => None,
+            _ => Some("the alert fired again".into()),
+        },
+        Condition::GroupOpen { key } => {
+            (!open_groups.contains(&key)).then(|| "its group closed (nothing in it fires any more)".into())
+        }
+    }
+}
+
+/// The state an instance stands for: the held one during a source outage.
+fn effective(instance: &crate::planning::alerts::Instance) -> AlertState {
+    match (instance.state, instance.held) {
+        (AlertState::NoData | AlertState::Error, Some(held)) => held,
+        (state, _) => state,
+    }
+}
