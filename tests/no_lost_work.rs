@@ -148,12 +148,13 @@ async fn a_cycle_cut_while_acting_leaves_its_unfinished_actions_to_the_next() {
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
     drop(agent);
-    // The plan was alert → dig → note: only the alert went out.
-    assert_eq!(slack.received_requests().await.unwrap().len(), 1);
+    // The alert and the note (the first wave) went out; the investigation
+    // after the alert was cut.
+    assert_eq!(slack.received_requests().await.unwrap().len(), 2);
 
     // Second run: one cycle. Nothing new fires (the states were kept), but
     // what the cut cycle planned and did not finish runs now: the
-    // investigation (after its alert, which is not sent again) and the note.
+    // investigation, after its alert, which is not sent again.
     let agent = Arc::new(
         Agent::build(settings(dir.path(), &slack.uri(), &llm.uri()), false)
             .await
@@ -177,18 +178,11 @@ async fn a_cycle_cut_while_acting_leaves_its_unfinished_actions_to_the_next() {
     assert_eq!(dig[0].outcome.status, Status::Sent, "{:?}", dig[0].outcome.status);
     let findings = dig[0].outcome.findings.as_ref().expect("findings");
     assert_eq!(findings.summary.as_deref(), Some("East has the value 20."));
-    let note: Vec<_> = outcomes
-        .iter()
-        .filter(|o| o.action.id == "other/note/region=West")
-        .collect();
-    assert_eq!(note.len(), 1);
-    assert_eq!((note[0].cycle_id, &note[0].outcome.status), (Some(2), &Status::Sent));
     // Nothing was sent twice, and the write-ahead queue is empty again.
     assert_eq!(slack.received_requests().await.unwrap().len(), 2);
     assert!(
-        !outcomes
-            .iter()
-            .any(|o| o.action.id == "high/alert/region=East" && o.cycle_id == Some(2))
+        !(outcomes.iter()).any(|o| o.action.kind != bi_agent::config::ActionKind::Investigate && o.cycle_id == Some(2)),
+        "{outcomes:#?}"
     );
     assert!(memory.queued_actions().await.unwrap().is_empty());
     let cycles = memory.recent_cycles(5).await.unwrap();
