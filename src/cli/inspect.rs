@@ -1,5 +1,6 @@
 //! Commands that look into memory (`actions`, `approvals`) and the ones that
-//! decide approvals. Presentation and argument handling only.
+//! decide approvals and settle unknown deliveries. Presentation and argument
+//! handling only.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use chrono::Utc;
 
 use crate::config::Settings;
 use crate::execution::Status;
-use crate::memory::Memory;
+use crate::memory::{EffectStatus, Memory, Resolution, ResolveError};
 
 use super::{EXIT_CONFIG, EXIT_RUNTIME};
 
@@ -37,6 +38,8 @@ pub async fn actions(settings: &Settings, limit: u32, payloads: bool, json: bool
         let detail = match &o.status {
             Status::Skipped { reason } => format!(": {reason}"),
             Status::Failed { error } => format!(": {error}"),
+            Status::Unknown { reason } => format!(": {reason}"),
+            Status::Partial { delivered, of, detail } => format!(" ({delivered} of {of}): {detail}"),
             Status::PendingApproval {
                 approval_id,
                 expires_at,
@@ -59,9 +62,16 @@ pub async fn actions(settings: &Settings, limit: u32, payloads: bool, json: bool
             if o.dry_run { " · dry-run" } else { "" },
         );
         for d in &o.deliveries {
-            let why = match &d.status {
-                Status::Skipped { reason } => format!(" ({reason})"),
-                Status::Failed { error } => format!(" ({error})"),
+            let why = match (&d.status, d.retry_at) {
+                (Status::Skipped { reason }, _) => format!(" ({reason})"),
+                (Status::Failed { error }, Some(at)) => format!(
+                    " ({error}; attempt {}, retrying at {})",
+                    d.attempts,
+                    at.format("%H:%M:%S UTC")
+                ),
+                (Status::Failed { error }, None) => format!(" ({error})"),
+                (Status::Unknown { reason }, _) => format!(" ({reason}; bi-agent actions --unknown)"),
+                (_, _) if d.attempts > 1 => format!(" (after {} attempts)", d.attempts),
                 _ => String::new(),
             };
             let reference = d.reference.as_deref().map(|r| format!(" ref {r}")).unwrap_or_default();
@@ -171,4 +181,84 @@ pub async fn decide(
             }))
         }
     }
+}
+
+/// `bi-agent actions --unknown`: deliveries that were sent but never
+/// answered, each with the command that settles it.
+pub async fn unknown_effects(settings: &Settings, limit: u32, json: bool) -> anyhow::Result<ExitCode> {
+    let memory = open_read_only(settings).await?;
+    let effects = memory.effects_in(EffectStatus::Unknown, limit).await;
+    memory.close().await;
+    let effects = effects?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&effects)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if effects.is_empty() {
+        println!("No deliveries with an unknown outcome.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = String::new();
+    for e in &effects {
+        let _ = writeln!(
+            out,
+            "{}  {}  {}\n      action {} (episode {}): {}\n      {}\n      settle: bi-agent resolve-effect '{}' --sent | --resend",
+            e.updated_at.format("%Y-%m-%d %H:%M:%S"),
+            e.target,
+            e.subject,
+            e.action_id,
+            e.episode,
+            e.status,
+            e.error.as_deref().unwrap_or(""),
+            e.key.replace('\'', "'\\''"),
+        );
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bi-agent resolve-effect KEY --sent|--resend`.
+pub async fn resolve_effect(
+    settings: &Settings,
+    key: &str,
+    resolution: Resolution,
+    by: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let memory = Memory::open(&settings.memory.path, settings.memory.busy_timeout)
+        .await
+        .context("cannot open memory")?;
+    let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into());
+    let retry_for = chrono::Duration::from_std(settings.guardrails.retry_for).unwrap_or(chrono::Duration::hours(6));
+    let now = Utc::now();
+    let result = memory.resolve_effect(key, resolution, &by, retry_for, now).await;
+    let code = match result {
+        Ok(Ok(effect)) => {
+            if resolution == Resolution::Sent {
+                memory
+                    .settle_outcomes_of_effect(key, &Status::Sent, effect.attempts, None)
+                    .await?;
+                println!("{} to {}: recorded as sent (by {by}).", effect.action_id, effect.target);
+            } else {
+                println!(
+                    "{} to {}: will be sent again by the next cycle of the daemon (asked by {by}).",
+                    effect.action_id, effect.target
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e @ ResolveError::NotFound(_))) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+        Err(e) => {
+            memory.close().await;
+            return Err(e).context("cannot settle the effect");
+        }
+    };
+    memory.close().await;
+    Ok(code)
 }

@@ -112,9 +112,30 @@ pub enum Command {
         /// Show each delivery's exact payload.
         #[arg(long)]
         payloads: bool,
+        /// List the deliveries whose outcome is unknown (sent, never
+        /// answered) instead: settle each with `resolve-effect`.
+        #[arg(long)]
+        unknown: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Settle a delivery whose outcome is unknown (or that failed): it did
+    /// arrive (--sent), or send it again (--resend, from the next cycle).
+    ResolveEffect {
+        /// The effect's key (from `bi-agent actions --unknown`).
+        key: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// It did arrive: record it as sent.
+        #[arg(long, group = "resolution")]
+        sent: bool,
+        /// Send it again: the next cycle retries it.
+        #[arg(long, group = "resolution")]
+        resend: bool,
+        /// Who decides (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
     },
     /// List actions waiting for approval (with --all: every approval).
     Approvals {
@@ -258,12 +279,37 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
             config,
             limit,
             payloads,
+            unknown,
             json,
         } => {
             let Some(settings) = load_config(&config.path) else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
-            inspect::actions(&settings, limit, payloads, json).await
+            if unknown {
+                inspect::unknown_effects(&settings, limit, json).await
+            } else {
+                inspect::actions(&settings, limit, payloads, json).await
+            }
+        }
+        Command::ResolveEffect {
+            key,
+            config,
+            sent,
+            resend,
+            by,
+        } => {
+            let resolution = match (sent, resend) {
+                (true, _) => crate::memory::Resolution::Sent,
+                (_, true) => crate::memory::Resolution::Resend,
+                _ => {
+                    eprintln!("error: say --sent or --resend");
+                    return Ok(ExitCode::from(EXIT_CONFIG));
+                }
+            };
+            let Some(settings) = load_config(&config.path) else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            inspect::resolve_effect(&settings, &key, resolution, by).await
         }
         Command::Approvals { config, all, json } => {
             let Some(settings) = load_config(&config.path) else {

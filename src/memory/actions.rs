@@ -154,6 +154,27 @@ impl Memory {
             .collect()
     }
 
+    /// Brings the recorded outcomes an effect belongs to up to date with
+    /// what happened to it later (a retry, a person): the delivery with
+    /// effect key `key` gets `status`, and each outcome's status is
+    /// recomputed. Returns the outcomes that changed.
+    pub async fn settle_outcomes_of_effect(
+        &self,
+        key: &str,
+        status: &crate::execution::Status,
+        attempts: u32,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Outcome>, MemoryError> {
+        let mut changed = Vec::new();
+        for (id, mut outcome) in self.outcomes_of_effect(key, false).await? {
+            if outcome.settle_delivery(key, status.clone(), attempts, retry_at) {
+                self.update_outcome(id, &outcome).await?;
+                changed.push(outcome);
+            }
+        }
+        Ok(changed)
+    }
+
     /// Replaces a recorded outcome (its deliveries settled later).
     pub async fn update_outcome(&self, id: i64, outcome: &Outcome) -> Result<(), MemoryError> {
         let json = serde_json::to_string(outcome).map_err(|e| corrupt("outcome")(e.to_string()))?;

@@ -109,6 +109,17 @@ pub async fn record_memory(memory: &Memory) {
         gauge!("bi_agent_approvals_pending").set(pending.len() as f64);
     }
     gauge!("bi_agent_memory_db_bytes").set(database_bytes(memory.path()).await as f64);
+    // Deliveries still open: being retried, of unknown outcome, held for a digest.
+    if let Ok(Ok(totals)) = tokio::time::timeout(MEMORY_READ_TIMEOUT, memory.effect_totals()).await {
+        for status in [
+            crate::memory::EffectStatus::Retrying,
+            crate::memory::EffectStatus::Unknown,
+            crate::memory::EffectStatus::Held,
+        ] {
+            let n = totals.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+            gauge!("bi_agent_deliveries_open", "status" => status.as_str()).set(n as f64);
+        }
+    }
 }
 
 /// The database's size on disk: the file plus its write-ahead log.

@@ -200,13 +200,12 @@ impl Executor {
         attempts: u32,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), MemoryError> {
-        for (id, mut outcome) in cycle.memory.outcomes_of_effect(key, false).await? {
-            if outcome.settle_delivery(key, status.clone(), attempts, retry_at) {
-                if outcome.status == Status::Sent {
-                    info!(action = %outcome.action_id, "Action delivered to every target after retries");
-                }
-                cycle.memory.update_outcome(id, &outcome).await?;
-            }
+        let changed = cycle
+            .memory
+            .settle_outcomes_of_effect(key, &status, attempts, retry_at)
+            .await?;
+        for outcome in changed.iter().filter(|o| o.status == Status::Sent) {
+            info!(action = %outcome.action_id, "Action delivered to every target after retries");
         }
         Ok(())
     }
