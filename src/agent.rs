@@ -296,8 +296,16 @@ impl Agent {
             // stored before anything is sent, so a cycle that dies while
             // acting leaves its unfinished actions for the next one (which
             // carries them, rather than planning the same episode anew).
-            self.memory.hold_plan(id, &planned.plan.items, now).await?;
-            self.remember_decisions(&planned, &mut errors).await;
+            let instances: Vec<_> = (planned.instances.iter())
+                .map(|u| (u.instance.clone(), u.evidence.clone()))
+                .collect();
+            self.memory
+                .write_ahead(id, &planned.plan.items, &instances, now)
+                .await?;
+            if let Err(e) = self.memory.save_source_health(&planned.health, self.now()).await {
+                error!(error = %e, "Could not record source health");
+                errors.push(format!("memory: {e}"));
+            }
 
             // Act.
             let outcomes = self
@@ -423,23 +431,6 @@ impl Agent {
             .map(|(_, o)| o)
             .ok_or_else(|| AgentError::Execution(format!("report {name} produced no outcome")))?;
         Ok((action, outcome))
-    }
-
-    /// Persists the new alert states and source health.
-    async fn remember_decisions(&self, planned: &Planned, errors: &mut Vec<String>) {
-        let instances: Vec<_> = planned
-            .instances
-            .iter()
-            .map(|u| (u.instance.clone(), u.evidence.clone()))
-            .collect();
-        if let Err(e) = self.memory.save_instances(&instances).await {
-            error!(error = %e, "Could not record alert states");
-            errors.push(format!("memory: {e}"));
-        }
-        if let Err(e) = self.memory.save_source_health(&planned.health, self.now()).await {
-            error!(error = %e, "Could not record source health");
-            errors.push(format!("memory: {e}"));
-        }
     }
 
     /// Credits the actions of instances that resolved this cycle.

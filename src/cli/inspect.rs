@@ -227,7 +227,9 @@ pub async fn resolve_effect(
     let memory = Memory::open(&settings.memory.path, settings.memory.busy_timeout)
         .await
         .context("cannot open memory")?;
-    let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into());
+    let by = by
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into());
     let retry_for = chrono::Duration::from_std(settings.guardrails.retry_for).unwrap_or(chrono::Duration::hours(6));
     let now = Utc::now();
     let result = memory.resolve_effect(key, resolution, &by, retry_for, now).await;

@@ -396,25 +396,27 @@ impl Memory {
     /// fails or is killed leaves its unfinished work for the next one.
     pub async fn hold_plan(&self, cycle_id: i64, items: &[Action], now: DateTime<Utc>) -> Result<(), MemoryError> {
         let mut tx = self.pool.begin().await.map_err(query_err("hold plan"))?;
-        let reason = format!("planned in cycle {cycle_id}");
-        for action in items {
-            let action_json = serde_json::to_string(action).map_err(|e| corrupt("action")(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO queued_actions (action_id, action, not_before, reason, created_at, taken_by) VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (action_id) DO UPDATE SET action = excluded.action, not_before = excluded.not_before, \
-                 reason = excluded.reason, taken_by = excluded.taken_by",
-            )
-            .bind(&action.id)
-            .bind(action_json)
-            .bind(timefmt::to_db(now))
-            .bind(&reason)
-            .bind(timefmt::to_db(now))
-            .bind(cycle_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err("hold plan"))?;
-        }
+        hold_plan_in(&mut tx, cycle_id, items, now).await?;
         tx.commit().await.map_err(query_err("hold plan"))
+    }
+
+    /// The write-ahead step of a cycle, in one transaction: the alert
+    /// states the plan came from (with each new firing episode's number) and
+    /// the plan itself. Nothing of the cycle is sent before this is stored,
+    /// so a kill at any point can neither make two episodes share an effect
+    /// key nor lose an action; and memory that cannot be written stops the
+    /// cycle here, before anything goes out.
+    pub async fn write_ahead(
+        &self,
+        cycle_id: i64,
+        items: &[Action],
+        instances: &[(crate::planning::alerts::Instance, crate::planning::Evidence)],
+        now: DateTime<Utc>,
+    ) -> Result<(), MemoryError> {
+        let mut tx = self.pool.begin().await.map_err(query_err("write ahead"))?;
+        super::alerts::save_instances_in(&mut tx, instances).await?;
+        hold_plan_in(&mut tx, cycle_id, items, now).await?;
+        tx.commit().await.map_err(query_err("write ahead"))
     }
 
     /// Releases what cycle `cycle_id` took: one action (it will not run), or
@@ -515,4 +517,32 @@ fn approval_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Approval, MemoryErro
         decided_by: r.try_get("decided_by").map_err(q)?,
         dry_run: r.try_get("dry_run").map_err(q)?,
     })
+}
+
+/// Holds plan items in the queue inside an open transaction (see [`Memory::hold_plan`]).
+async fn hold_plan_in(
+    conn: &mut sqlx::SqliteConnection,
+    cycle_id: i64,
+    items: &[Action],
+    now: DateTime<Utc>,
+) -> Result<(), MemoryError> {
+    let reason = format!("planned in cycle {cycle_id}");
+    for action in items {
+        let action_json = serde_json::to_string(action).map_err(|e| corrupt("action")(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO queued_actions (action_id, action, not_before, reason, created_at, taken_by) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (action_id) DO UPDATE SET action = excluded.action, not_before = excluded.not_before, \
+             reason = excluded.reason, taken_by = excluded.taken_by",
+        )
+        .bind(&action.id)
+        .bind(action_json)
+        .bind(timefmt::to_db(now))
+        .bind(&reason)
+        .bind(timefmt::to_db(now))
+        .bind(cycle_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(query_err("hold plan"))?;
+    }
+    Ok(())
 }

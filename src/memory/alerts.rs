@@ -63,31 +63,7 @@ impl Memory {
     /// Stores instances (insert or replace), with the evidence of their last evaluation.
     pub async fn save_instances(&self, instances: &[(Instance, Evidence)]) -> Result<(), MemoryError> {
         let mut tx = self.pool.begin().await.map_err(query_err("begin save instances"))?;
-        for (i, evidence) in instances {
-            let labels = super::observations::labels_json(&i.labels);
-            let evidence = serde_json::to_string(evidence).unwrap_or_else(|_| "{}".to_owned());
-            sqlx::query(
-                "INSERT INTO alert_instances (rule, labels, state, held, since, active_since, firing_since, false_since, episode, evaluated_at, evidence) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (rule, labels) DO UPDATE SET state = excluded.state, held = excluded.held, since = excluded.since, \
-                 active_since = excluded.active_since, firing_since = excluded.firing_since, false_since = excluded.false_since, \
-                 episode = excluded.episode, evaluated_at = excluded.evaluated_at, evidence = excluded.evidence",
-            )
-            .bind(&i.rule)
-            .bind(labels)
-            .bind(i.state.as_str())
-            .bind(i.held.map(AlertState::as_str))
-            .bind(timefmt::to_db(i.since))
-            .bind(i.active_since.map(timefmt::to_db))
-            .bind(i.firing_since.map(timefmt::to_db))
-            .bind(i.false_since.map(timefmt::to_db))
-            .bind(i64::from(i.episode))
-            .bind(timefmt::to_db(i.evaluated_at))
-            .bind(evidence)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err("save alert instance"))?;
-        }
+        save_instances_in(&mut tx, instances).await?;
         tx.commit().await.map_err(query_err("commit alert instances"))
     }
 
@@ -173,4 +149,37 @@ impl Memory {
             })
             .collect()
     }
+}
+
+/// Stores instances inside an open transaction (see [`Memory::save_instances`]).
+pub(super) async fn save_instances_in(
+    conn: &mut sqlx::SqliteConnection,
+    instances: &[(Instance, Evidence)],
+) -> Result<(), MemoryError> {
+    for (i, evidence) in instances {
+        let labels = super::observations::labels_json(&i.labels);
+        let evidence = serde_json::to_string(evidence).unwrap_or_else(|_| "{}".to_owned());
+        sqlx::query(
+                "INSERT INTO alert_instances (rule, labels, state, held, since, active_since, firing_since, false_since, episode, evaluated_at, evidence) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (rule, labels) DO UPDATE SET state = excluded.state, held = excluded.held, since = excluded.since, \
+                 active_since = excluded.active_since, firing_since = excluded.firing_since, false_since = excluded.false_since, \
+                 episode = excluded.episode, evaluated_at = excluded.evaluated_at, evidence = excluded.evidence",
+            )
+            .bind(&i.rule)
+            .bind(labels)
+            .bind(i.state.as_str())
+            .bind(i.held.map(AlertState::as_str))
+            .bind(timefmt::to_db(i.since))
+            .bind(i.active_since.map(timefmt::to_db))
+            .bind(i.firing_since.map(timefmt::to_db))
+            .bind(i.false_since.map(timefmt::to_db))
+            .bind(i64::from(i.episode))
+            .bind(timefmt::to_db(i.evaluated_at))
+            .bind(evidence)
+            .execute(&mut *conn)
+            .await
+            .map_err(query_err("save alert instance"))?;
+    }
+    Ok(())
 }

@@ -109,16 +109,32 @@ pub struct CycleRecord {
 impl Memory {
     /// Records the start of a new cycle and returns its number, one more than
     /// the highest ever recorded (so numbering continues across restarts).
+    ///
+    /// A cycle of this process still marked `running` is one whose end could
+    /// not be recorded (memory full or locked then): it is marked `failed`
+    /// now, so no cycle reads as running forever.
     pub async fn begin_cycle(&self, started_at: DateTime<Utc>, dry_run: bool) -> Result<i64, MemoryError> {
-        sqlx::query_scalar(
+        let mut tx = self.pool.begin().await.map_err(query_err("begin cycle"))?;
+        sqlx::query(
+            "UPDATE cycles SET status = 'failed', finished_at = ?, \
+             errors = json_insert(COALESCE(errors, '[]'), '$[#]', 'its end could not be recorded (was memory writable?)') \
+             WHERE status = 'running'",
+        )
+        .bind(timefmt::to_db(started_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("begin cycle"))?;
+        let id = sqlx::query_scalar(
             "INSERT INTO cycles (id, started_at, status, dry_run) \
              VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM cycles), ?, 'running', ?) RETURNING id",
         )
         .bind(timefmt::to_db(started_at))
         .bind(dry_run)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(query_err("begin cycle"))
+        .map_err(query_err("begin cycle"))?;
+        tx.commit().await.map_err(query_err("begin cycle"))?;
+        Ok(id)
     }
 
     /// Records how a cycle ended.

@@ -70,7 +70,11 @@ impl StatusData {
             .chain(memory.group_members(None, true).await?)
             .filter(|m| m.status == "pending")
             .collect();
-        let mut schedules: Vec<_> = memory.load_schedules(settings.agent.dry_run).await?.into_iter().collect();
+        let mut schedules: Vec<_> = memory
+            .load_schedules(settings.agent.dry_run)
+            .await?
+            .into_iter()
+            .collect();
         schedules.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Self {
             now,

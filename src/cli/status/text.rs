@@ -15,7 +15,12 @@ const MAX_QUEUED_SHOWN: usize = 10;
 /// The whole text.
 pub fn render(d: &StatusData, settings: &Settings) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{} — memory {}", settings.agent.name, settings.memory.path.display());
+    let _ = writeln!(
+        out,
+        "{} — memory {}",
+        settings.agent.name,
+        settings.memory.path.display()
+    );
     cycles(&mut out, d, settings);
     sources(&mut out, d);
     firing(&mut out, d);
@@ -175,7 +180,10 @@ fn deliveries(out: &mut String, d: &StatusData) {
     }
     more(out, retrying, d.retrying.len());
     let unknown = d.open(EffectStatus::Unknown);
-    let _ = writeln!(out, "\nMay or may not have arrived ({unknown}; bi-agent actions --unknown):");
+    let _ = writeln!(
+        out,
+        "\nMay or may not have arrived ({unknown}; bi-agent actions --unknown):"
+    );
     for e in &d.unknown {
         let _ = writeln!(out, "  {}  {}", effect_line(e), e.error.as_deref().unwrap_or(""));
     }
@@ -246,7 +254,12 @@ fn held(out: &mut String, d: &StatusData) {
     if !d.grouped.is_empty() {
         let _ = writeln!(out, "\nWaiting for their group's next message ({}):", d.grouped.len());
         for m in &d.grouped {
-            let _ = writeln!(out, "  {}  since {}", m.action.id, m.added_at.format("%Y-%m-%d %H:%M UTC"));
+            let _ = writeln!(
+                out,
+                "  {}  since {}",
+                m.action.id,
+                m.added_at.format("%Y-%m-%d %H:%M UTC")
+            );
         }
     }
 }

@@ -240,15 +240,11 @@ impl Executor {
         if let Claim::Exists { status, updated_at } =
             cycle.memory.claim_effect(&effect, claim_status, cycle.now).await?
         {
-            let mut done = record(
-                Status::Skipped {
-                    reason: already(status, &updated_at),
-                },
-                rendered,
-                &key,
-            );
-            done.earlier = status.delivered();
-            return Ok(Slot::Done(done));
+            return Ok(Slot::Done(existing(
+                record(Status::Sent, rendered, &key),
+                status,
+                &updated_at,
+            )));
         }
         if out.notification {
             let mut budget = cycle.budget();
@@ -282,15 +278,7 @@ impl Executor {
             match cycle.memory.claim_effect(effect, EffectStatus::Held, cycle.now).await? {
                 Claim::Claimed => record(Status::Skipped { reason }, rendered, effect.key),
                 Claim::Exists { status, updated_at } => {
-                    let mut done = record(
-                        Status::Skipped {
-                            reason: already(status, &updated_at),
-                        },
-                        rendered,
-                        effect.key,
-                    );
-                    done.earlier = status.delivered();
-                    done
+                    existing(record(Status::Sent, rendered, effect.key), status, &updated_at)
                 }
             },
         )
@@ -446,6 +434,19 @@ fn backoff(attempts: u32) -> Duration {
     RETRY_BACKOFF_FIRST
         .saturating_mul(1u32 << doublings)
         .min(RETRY_BACKOFF_MAX)
+}
+
+/// The record of a target whose effect exists already (an earlier cycle,
+/// or a cycle that died): not sent again, and shown as what it is.
+fn existing(mut record: DeliveryRecord, status: EffectStatus, at: &str) -> DeliveryRecord {
+    let reason = already(status, at);
+    record.earlier = status.delivered();
+    record.status = match status {
+        EffectStatus::Unknown => Status::Unknown { reason },
+        EffectStatus::Retrying => Status::Failed { error: reason },
+        _ => Status::Skipped { reason },
+    };
+    record
 }
 
 /// Why a target is not sent again: its effect exists already.
