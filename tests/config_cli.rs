@@ -234,3 +234,17 @@ fn shipped_example_configs_are_valid() {
     }
     assert!(checked >= 1, "no example configs found in {}", root.display());
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let env = [
+        ("WAREHOUSE_URL", "postgres://bi:secret@db.internal/shop"),
+        ("ANALYTICS_TOKEN", "token"),
+        ("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/X"),
+        ("CRM_TOKEN", "crm"),
+        ("SMTP_PASSWORD", "pw"),
+    ];
+    let out = check(&path, &env);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
