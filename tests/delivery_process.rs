@@ -53,15 +53,40 @@ fn config(dir: &Path, memory: &Path, slack: &str) -> PathBuf {
     path
 }
 
-fn spawn(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_bi-agent"))
-        .args(["run", "--log-format", "json", "-c"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+/// The daemon process, killed if a failing test leaves it running.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn spawn(config: &Path) -> Daemon {
+    Daemon(
+        Command::new(env!("CARGO_BIN_EXE_bi-agent"))
+            .args(["run", "--log-format", "json", "-c"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn terminate(child: &mut Child) {
