@@ -39,8 +39,10 @@ use crate::memory::{Claim, EffectStatus, HoldReason, MemoryError, NewEffect, Set
 use crate::planning::Action;
 
 /// The first wait before a later cycle tries a failed target again; each
-/// further failure doubles it, up to [`RETRY_BACKOFF_MAX`].
-const RETRY_BACKOFF_FIRST: Duration = Duration::from_secs(30);
+/// further failure doubles it, up to [`RETRY_BACKOFF_MAX`]. Short: most
+/// failures are blips, and an alert that is only briefly true must not end
+/// before its message had a second chance.
+const RETRY_BACKOFF_FIRST: Duration = Duration::from_secs(5);
 /// The longest wait between two attempts of later cycles.
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(30 * 60);
 
@@ -476,12 +478,12 @@ mod tests {
             retry_after: None,
         });
         let v = verdict(&err, at(0), Some(at(3600)), 1);
-        assert_eq!((v.effect, v.retry_at), (EffectStatus::Retrying, Some(at(30))));
+        assert_eq!((v.effect, v.retry_at), (EffectStatus::Retrying, Some(at(5))));
         let v = verdict(&err, at(0), Some(at(3600)), 3);
-        assert_eq!(v.retry_at, Some(at(120)), "doubles");
+        assert_eq!(v.retry_at, Some(at(20)), "doubles");
         let v = verdict(&err, at(0), Some(at(3600)), 30);
         assert_eq!(v.retry_at, Some(at(1800)), "capped at 30 minutes");
-        let v = verdict(&err, at(3590), Some(at(3600)), 1);
+        let v = verdict(&err, at(3598), Some(at(3600)), 1);
         assert_eq!((v.effect, v.retry_at), (EffectStatus::Failed, None), "past retry_until");
         let v = verdict(&err, at(0), None, 1);
         assert_eq!(v.effect, EffectStatus::Failed, "no retry allowed");
