@@ -56,8 +56,9 @@ is logged with the key and episode parsed from the body (and the CRM's
     "Being retried" / "May or may not have arrived" counts match the table;
     no effect is left `dispatching`; the agent's episode counters are the
     driver's, and no message or effect names an episode that never was;
- 4. no panic in any daemon log; every process logged "Daemon started"; each
-    SIGTERM ends with exit 0 and "Daemon stopped";
+ 4. no panic in any daemon log; every line a JSON object without a key twice;
+    every process logged "Daemon started"; each SIGTERM ends with exit 0 and
+    "Daemon stopped";
 
 then the figures (kills, episodes, deliveries per target, unknowns, retries,
 duplicates, losses). On failure the work directory (config, every daemon's
@@ -1010,6 +1011,7 @@ def check(soak):
     # 4. The logs.
     warnings = {}
     notable = {m: 0 for m in NOTABLE}
+    twice = {}  # log messages whose JSON object holds a key twice (a reader keeps only one of them)
     for d in soak.daemons:
         name = os.path.basename(d.log_path)
         lines = d.lines()
@@ -1019,6 +1021,16 @@ def check(soak):
         events = d.events()
         if not any(e.get("message") == "Daemon started" for e in events):
             failures.append(f"{name}: no `Daemon started`")
+        for line in lines:
+            try:
+                pairs = json.loads(line, object_pairs_hook=lambda p: p)
+            except ValueError:
+                continue
+            if isinstance(pairs, list):
+                keys = [k for k, _ in pairs]
+                for k in sorted({k for k in keys if keys.count(k) > 1}):
+                    m = f"{dict(pairs).get('message')!r} has {k!r} twice"
+                    twice[m] = twice.get(m, 0) + 1
         raw = [e["message"] for e in events if e.get("level") == "RAW" and e["message"].strip()]
         if raw:
             failures.append(f"{name}: non-JSON lines: {raw[:3]}")
@@ -1028,6 +1040,12 @@ def check(soak):
             if e.get("level") in ("WARN", "ERROR"):
                 m = f"{e.get('level')} {e.get('message')}"
                 warnings[m] = warnings.get(m, 0) + 1
+
+    if twice:
+        failures.append(
+            f"{sum(twice.values())} JSON log lines hold a key twice (readers keep one): "
+            + "; ".join(f"{m} x{n}" for m, n in sorted(twice.items(), key=lambda x: -x[1]))
+        )
 
     # 5. The figures.
     kills = sum(1 for d in soak.daemons if d.end == "SIGKILL")
