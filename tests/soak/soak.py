@@ -566,7 +566,7 @@ class World(threading.Thread):
         # Staggered first quiet phases, so the keys do not all fire at once.
         self.min_end = {k: now + self.rngs[k].uniform(1.0, PHASE_S[1]) for k in self.keys}
         self.phase_start = {k: CLOCK.elapsed() for k in self.keys}
-        self.truth = []  # {key, episode, start, end, noticed, unnoticed}
+        self.truth = []  # {key, episode, start, end}: every episode, in order
         self.current = {}  # key -> its open truth entry
         self.unnoticed = []  # (key, phase, episode) flipped without the agent noticing
         self.late = []  # how long each phase outlasted its drawn duration, waiting to be noticed
