@@ -3,12 +3,16 @@
 -- `unknown` (not blindly re-sent), and every action keeps one outcome that is
 -- updated as its targets settle.
 --
--- effects.status gains `retrying` (a failed attempt, tried again at
--- `next_attempt_at`); `failed` is now final (permanent error, or the message
--- stopped being true, or `retry_until` passed).
+-- effects.status gains `queued` (claimed, not yet handed to the channel: a
+-- process that dies now sent nothing, so the next one retries it) and
+-- `retrying` (a failed attempt, tried again at `next_attempt_at`); `failed`
+-- is now final (permanent error, or the message stopped being true, or
+-- `retry_until` passed).
 ALTER TABLE effects ADD COLUMN content_type TEXT;
 ALTER TABLE effects ADD COLUMN next_attempt_at TEXT;
 ALTER TABLE effects ADD COLUMN retry_until TEXT;
+-- Rounds of attempts so far (one per cycle that tried it): the backoff doubles per round.
+ALTER TABLE effects ADD COLUMN rounds INTEGER NOT NULL DEFAULT 0;
 -- JSON: what must still hold for a retry (the instance still firing in the
 -- same episode, or the group still open); NULL: only `retry_until`.
 ALTER TABLE effects ADD COLUMN condition TEXT;

@@ -96,14 +96,19 @@ pub async fn run_with(
             "Found cycles left running by a previous process; marked interrupted"
         );
     }
-    // A delivery claimed but never confirmed may or may not have reached its
-    // target: it is reported, never sent again blindly.
-    for (effect, target) in agent.memory().mark_unknown_effects(chrono::Utc::now()).await? {
-        warn!(
-            effect = %effect,
-            target = %target,
-            "Delivery outcome unknown: the previous process stopped between sending and confirming; not re-sent"
-        );
+    // Deliveries the previous process left unsettled: never sent (or safe to
+    // send again) are retried; the rest may or may not have reached their
+    // target and are reported, never sent again blindly.
+    for (effect, to, status) in agent.memory().recover_effects(chrono::Utc::now()).await? {
+        if status == crate::memory::EffectStatus::Unknown {
+            warn!(
+                effect = %effect,
+                to = %to,
+                "Delivery outcome unknown: the previous process stopped between sending and confirming; not re-sent"
+            );
+        } else {
+            info!(effect = %effect, to = %to, "Delivery left unsent by the previous process; retried");
+        }
     }
     info!(
         agent = %settings.agent.name,

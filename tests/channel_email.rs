@@ -526,3 +526,62 @@ async fn the_agent_emails_a_firing_alert_redacted() {
     assert_eq!(effects.len(), 1);
     assert_eq!(effects[0].1, "sent");
 }
+
+/// A fake SMTP server that takes the whole message, then closes the
+/// connection instead of answering `250` to the final dot.
+async fn takes_message_then_hangs_up() -> (u16, tokio::task::JoinHandle<usize>) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("local address").port();
+    let task = tokio::spawn(async move {
+        let mut taken = 0;
+        // One connection per attempt; the agent must not come back.
+        while let Ok(Ok((socket, _))) = tokio::time::timeout(Duration::from_secs(3), listener.accept()).await {
+            let (read, mut write) = socket.into_split();
+            let mut lines = BufReader::new(read).lines();
+            write.write_all(b"220 fake ESMTP\r\n").await.ok();
+            let mut in_data = false;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if in_data {
+                    if line == "." {
+                        taken += 1;
+                        break; // hang up without the final reply
+                    }
+                    continue;
+                }
+                let reply: &[u8] = match line.to_ascii_uppercase().split(' ').next().unwrap_or("") {
+                    "EHLO" | "HELO" => b"250 fake\r\n",
+                    "DATA" => {
+                        in_data = true;
+                        b"354 go ahead\r\n"
+                    }
+                    _ => b"250 ok\r\n",
+                };
+                write.write_all(reply).await.ok();
+            }
+        }
+        taken
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn a_message_taken_without_the_final_reply_is_unknown_not_sent_again() {
+    let (port, server) = takes_message_then_hangs_up().await;
+    let mut s = settings(&format!("smtp://127.0.0.1:{port}?tls=none"));
+    s.timeout = Duration::from_secs(2);
+    let channel = EmailChannel::new(&s).expect("channel");
+    let rendered = render(&channel, &message("r/notify/-"), "ops@example.test");
+    let delivery = bi_agent::execution::delivery::Delivery::new(&bi_agent::config::GuardrailSettings {
+        retry_attempts: 3,
+        retry_max_delay: Duration::from_millis(10),
+        ..Default::default()
+    });
+    let (result, attempts) = delivery.send(&channel, &rendered).await;
+    match result {
+        Err(ChannelError::Unknown(message)) => assert!(message.contains("may have been accepted"), "{message}"),
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+    assert_eq!(attempts, 1);
+    assert_eq!(server.await.expect("server"), 1, "the message went out once");
+}

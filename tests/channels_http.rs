@@ -475,7 +475,7 @@ async fn a_slow_slack_answer_is_unknown_and_never_sent_twice() {
     assert!(matches!(err, ChannelError::Unknown(_)), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "slack: sent, but no answer within 100ms; it may have been delivered"
+        "slack: no answer within 100ms; sent, so it may have been delivered"
     );
     assert_eq!(attempts, 1);
     assert_eq!(
@@ -938,4 +938,88 @@ async fn half_open_lets_exactly_one_probe_through() {
     assert_eq!(probe, (Ok(Receipt::default()), 1));
     assert!(matches!(other, (Err(ChannelError::BreakerOpen { .. }), 0)), "{other:?}");
     assert_eq!(delivery.breaker_state("webhook:gated"), BreakerState::Closed);
+}
+
+/// A receiver that reads each whole request, then closes the connection
+/// without answering (a proxy or receiver dying after taking the message).
+/// Returns its address and how many whole requests it took.
+async fn taking_then_dropping() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncReadExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&taken);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = std::sync::Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Headers, then as many body bytes as Content-Length says.
+                loop {
+                    let Ok(n) = socket.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| {
+                                l.strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(socket);
+            });
+        }
+    });
+    (addr, taken)
+}
+
+#[tokio::test]
+async fn a_slack_request_taken_and_left_unanswered_is_unknown_not_sent_again() {
+    let (addr, taken) = taking_then_dropping().await;
+    let slack = SlackChannel::new(&slack_settings(
+        Some(format!("http://{addr}/services/{WEBHOOK_SECRET}")),
+        None,
+        "http://unused.invalid".to_owned(),
+        Duration::from_secs(5),
+    ))
+    .unwrap();
+    let delivery = Delivery::new(&guardrails(3, Duration::from_millis(10), 5));
+    let (result, attempts) = delivery
+        .send(&slack, &slack.render(&message(), &slack_target()).unwrap())
+        .await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, ChannelError::Unknown(_)), "{err:?}");
+    assert!(err.to_string().contains("may have been delivered"), "{err}");
+    assert_no_secret(&err.to_string());
+    assert_eq!(attempts, 1);
+    assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 1, "sent once");
+}
+
+#[tokio::test]
+async fn a_webhook_request_left_unanswered_is_retried_with_its_key() {
+    let (addr, taken) = taking_then_dropping().await;
+    let settings = EndpointSettings {
+        url: SecretUrl::new(format!("http://{addr}/crm")),
+        headers: BTreeMap::new(),
+        timeout: Duration::from_secs(5),
+    };
+    let hook = WebhookChannel::new("crm", &settings).unwrap();
+    let delivery = Delivery::new(&guardrails(3, Duration::from_millis(10), 5));
+    let (result, attempts) = delivery
+        .send(&hook, &hook.render(&message(), &Target::Webhook("crm".into())).unwrap())
+        .await;
+    assert!(result.unwrap_err().is_transient());
+    assert_eq!(attempts, 3, "the receiver can recognise a retry by its Idempotency-Key");
+    assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 3);
 }

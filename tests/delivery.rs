@@ -249,7 +249,7 @@ async fn an_unanswered_slack_send_is_unknown_listed_once_and_settled_by_a_person
         panic!("{:?}", page(&r))
     };
     assert!(
-        detail.contains("slack:#ops unknown: slack: sent, but no answer within 300ms"),
+        detail.contains("slack:#ops unknown: slack: no answer within 300ms; sent, so it may have been delivered"),
         "{detail}"
     );
     for minute in 1..5 {
@@ -412,4 +412,51 @@ async fn a_failed_digest_keeps_what_it_held_and_goes_out_next_cycle() {
     let body = &digest.1.deliveries[0].rendered.body;
     assert!(body.contains("2 notifications were held back"), "{body}");
     assert!(agent.memory().held_effects(false).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn what_a_dead_process_left_unsettled_is_retried_if_it_never_went_out_or_is_safe_to_resend() {
+    use bi_agent::memory::{Memory, NewEffect};
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Memory::open(&dir.path().join("m.db"), StdDuration::from_secs(5))
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let until = now + Duration::hours(1);
+    for (key, channel, status) in [
+        ("a#1.0>slack:#ops", "slack", EffectStatus::Queued),
+        ("a#1.0>webhook:crm", "webhook:crm", EffectStatus::Dispatching),
+        ("a#1.0>email:x@example.test", "email", EffectStatus::Dispatching),
+    ] {
+        let effect = NewEffect {
+            key,
+            dry_run: false,
+            action_id: "a",
+            episode: 1,
+            repeat: 0,
+            channel,
+            target: key.split('>').nth(1).unwrap(),
+            notification: true,
+            subject: "s",
+            payload: "{}",
+            hold: None,
+            release_at: None,
+            content_type: "application/json",
+            retry_until: Some(until),
+            condition: None,
+        };
+        memory.claim_effect(&effect, status, now).await.unwrap();
+    }
+    let mut recovered = memory.recover_effects(now).await.unwrap();
+    recovered.sort();
+    let got: Vec<(&str, EffectStatus)> = recovered.iter().map(|(k, _, s)| (k.as_str(), *s)).collect();
+    assert_eq!(
+        got,
+        [
+            ("a#1.0>email:x@example.test", EffectStatus::Unknown),
+            ("a#1.0>slack:#ops", EffectStatus::Retrying),
+            ("a#1.0>webhook:crm", EffectStatus::Retrying),
+        ]
+    );
+    assert_eq!(memory.due_retries(now, 10).await.unwrap().len(), 2, "due at once");
 }

@@ -212,6 +212,27 @@ impl Delivery {
     /// breaker is open; otherwise paced, and retried on transient failures.
     /// Returns the result and the number of attempts made (0 when refused).
     pub async fn send(&self, channel: &dyn Channel, rendered: &Rendered) -> (Result<Receipt, ChannelError>, u32) {
+        let ready = || std::future::ready(Ok::<(), std::convert::Infallible>(()));
+        match self.send_after(channel, rendered, ready).await {
+            Ok(sent) => sent,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Delivery::send`], calling `before` once the send is admitted
+    /// (breaker, channel limit, pacing) and about to go out: the executor
+    /// marks the effect `dispatching` there, so a crash before it sent
+    /// nothing. An error from `before` stops the send.
+    pub async fn send_after<F, Fut, E>(
+        &self,
+        channel: &dyn Channel,
+        rendered: &Rendered,
+        before: F,
+    ) -> Result<(Result<Receipt, ChannelError>, u32), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>>,
+    {
         let key = channel.key();
         let slots = Arc::clone(
             lock(&self.in_flight)
@@ -223,7 +244,7 @@ impl Delivery {
         let _slot = slots.acquire_owned().await.ok();
         let admission = match self.admit(&key) {
             Ok(admission) => admission,
-            Err(refused) => return (Err(refused), 0),
+            Err(refused) => return Ok((Err(refused), 0)),
         };
         let retries = match admission {
             Admission::Normal => self.retry_attempts - 1,
@@ -237,14 +258,19 @@ impl Delivery {
             .with_jitter()
             .with_jitter_seed(jitter_seed());
 
-        let attempts = std::sync::atomic::AtomicU32::new(0);
-        let attempt = || async {
-            self.pace(&key, &rendered.target).await;
-            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.pace(&key, &rendered.target).await;
+        before().await?;
+        let counter = std::sync::atomic::AtomicU32::new(0);
+        let (attempts, key_ref) = (&counter, &key);
+        let attempt = || async move {
+            // The first attempt was paced above, before `before`; later ones here.
+            if attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
+                self.pace(key_ref, &rendered.target).await;
+            }
             match tokio::time::timeout(ATTEMPT_BACKSTOP, channel.send(rendered)).await {
                 Ok(result) => result,
                 Err(_) => Err(ChannelError::Transient {
-                    message: format!("{key}: no answer within {}s", ATTEMPT_BACKSTOP.as_secs()),
+                    message: format!("{key_ref}: no answer within {}s", ATTEMPT_BACKSTOP.as_secs()),
                     retry_after: None,
                 }),
             }
@@ -274,7 +300,7 @@ impl Delivery {
             .await;
 
         self.record(&key, result.is_ok());
-        (result, attempts.into_inner())
+        Ok((result, counter.into_inner()))
     }
 
     /// Asks the breaker whether a send may go out now.

@@ -63,7 +63,10 @@ pub struct NewEffect<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EffectStatus {
-    /// Claimed; the send is on its way.
+    /// Claimed, not yet handed to the channel: a process that dies now sent
+    /// nothing, so the next one retries it.
+    Queued,
+    /// Handed to the channel; the send is on its way.
     Dispatching,
     /// Delivered.
     Sent,
@@ -83,7 +86,8 @@ pub enum EffectStatus {
 
 impl EffectStatus {
     /// Every status, for counts.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
+        Self::Queued,
         Self::Dispatching,
         Self::Sent,
         Self::Retrying,
@@ -97,6 +101,7 @@ impl EffectStatus {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Queued => "queued",
             Self::Dispatching => "dispatching",
             Self::Sent => "sent",
             Self::Retrying => "retrying",
@@ -159,6 +164,8 @@ pub struct StoredEffect {
     pub status: EffectStatus,
     /// Attempts made so far.
     pub attempts: u32,
+    /// Rounds of attempts so far (one per cycle that tried it).
+    pub rounds: u32,
     /// The channel's delivery reference.
     pub reference: Option<String>,
     /// The last error.
@@ -254,7 +261,7 @@ pub enum Claim {
 }
 
 /// The columns of [`StoredEffect`], in one place for every query.
-const EFFECT_COLUMNS: &str = "key, dry_run, action_id, episode, channel, target, status, attempts, reference, error, \
+const EFFECT_COLUMNS: &str = "key, dry_run, action_id, episode, channel, target, status, attempts, rounds, reference, error, \
      COALESCE(subject, '') AS subject, COALESCE(payload, '') AS payload, COALESCE(content_type, '') AS content_type, \
      created_at, updated_at, next_attempt_at, retry_until, condition";
 
@@ -280,6 +287,7 @@ fn effect_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredEffect, MemoryEr
             message: format!("unknown effect status {status:?}"),
         })?,
         attempts: u32::try_from(r.try_get::<i64, _>("attempts").map_err(q)?).unwrap_or(0),
+        rounds: u32::try_from(r.try_get::<i64, _>("rounds").map_err(q)?).unwrap_or(0),
         reference: r.try_get("reference").map_err(q)?,
         error: r.try_get("error").map_err(q)?,
         subject: r.try_get("subject").map_err(q)?,
@@ -326,7 +334,7 @@ impl Memory {
              subject, payload, created_at, updated_at, hold, release_at, content_type, retry_until, condition) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (key, dry_run) DO UPDATE SET status = excluded.status, payload = excluded.payload, \
-             attempts = 0, error = NULL, created_at = excluded.created_at, updated_at = excluded.updated_at, \
+             attempts = 0, rounds = 0, error = NULL, created_at = excluded.created_at, updated_at = excluded.updated_at, \
              hold = excluded.hold, release_at = excluded.release_at, content_type = excluded.content_type, \
              retry_until = excluded.retry_until, condition = excluded.condition, next_attempt_at = NULL \
              WHERE effects.status = 'failed'",
@@ -380,10 +388,12 @@ impl Memory {
         now: DateTime<Utc>,
     ) -> Result<(), MemoryError> {
         sqlx::query(
-            "UPDATE effects SET status = ?, attempts = attempts + ?, reference = COALESCE(?, reference), error = ?, \
-             next_attempt_at = ?, updated_at = ? WHERE key = ? AND dry_run = ?",
+            "UPDATE effects SET status = ?, attempts = attempts + ?, rounds = rounds + (? > 0), \
+             reference = COALESCE(?, reference), error = ?, next_attempt_at = ?, updated_at = ? \
+             WHERE key = ? AND dry_run = ?",
         )
         .bind(settle.status.as_str())
+        .bind(i64::from(settle.attempts))
         .bind(i64::from(settle.attempts))
         .bind(settle.reference)
         .bind(settle.error)
@@ -394,6 +404,19 @@ impl Memory {
         .execute(&self.pool)
         .await
         .map_err(query_err("settle effect"))?;
+        Ok(())
+    }
+
+    /// A claimed (`queued`) effect is about to be handed to its channel.
+    pub async fn mark_dispatching(&self, key: &str, now: DateTime<Utc>) -> Result<(), MemoryError> {
+        sqlx::query(
+            "UPDATE effects SET status = 'dispatching', updated_at = ? WHERE key = ? AND dry_run = 0 AND status = 'queued'",
+        )
+        .bind(timefmt::to_db(now))
+        .bind(key)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("mark dispatching"))?;
         Ok(())
     }
 
@@ -546,27 +569,53 @@ impl Memory {
         Ok(Ok(effect))
     }
 
-    /// At start: every effect a previous process left `dispatching` becomes
-    /// `unknown` (it may or may not have been delivered). Returns them as
-    /// `(key, target)` for the log.
-    pub async fn mark_unknown_effects(&self, now: DateTime<Utc>) -> Result<Vec<(String, String)>, MemoryError> {
-        let rows = sqlx::query(
-            "UPDATE effects SET status = 'unknown', updated_at = ?, \
-             error = 'the process stopped between dispatch and confirmation; not re-sent' \
-             WHERE status = 'dispatching' RETURNING key, target",
-        )
-        .bind(timefmt::to_db(now))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("mark unknown effects"))?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("key").map_err(query_err("mark unknown effects"))?,
-                    r.try_get("target").map_err(query_err("mark unknown effects"))?,
-                ))
-            })
-            .collect()
+    /// At start, what a previous process left unsettled: `queued` (never
+    /// handed to the channel) is retried; `dispatching` to a webhook is
+    /// retried too (its `Idempotency-Key` makes a resend safe); any other
+    /// `dispatching` may or may not have been delivered and becomes
+    /// `unknown`, never re-sent blindly. Returns `(key, target, new status)`.
+    pub async fn recover_effects(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, EffectStatus)>, MemoryError> {
+        let now_text = timefmt::to_db(now);
+        let mut tx = self.pool.begin().await.map_err(query_err("recover effects"))?;
+        let mut out = Vec::new();
+        let steps = [
+            (
+                "UPDATE effects SET status = 'retrying', next_attempt_at = ?1, updated_at = ?1, \
+                 error = 'the process stopped before sending it' WHERE status = 'queued' RETURNING key, target",
+                EffectStatus::Retrying,
+            ),
+            (
+                "UPDATE effects SET status = 'retrying', next_attempt_at = ?1, updated_at = ?1, \
+                 error = 'the process stopped before the answer came; sent again with the same Idempotency-Key' \
+                 WHERE status = 'dispatching' AND channel LIKE 'webhook:%' RETURNING key, target",
+                EffectStatus::Retrying,
+            ),
+            (
+                "UPDATE effects SET status = 'unknown', updated_at = ?1, \
+                 error = 'the process stopped between sending and confirming; not re-sent' \
+                 WHERE status = 'dispatching' RETURNING key, target",
+                EffectStatus::Unknown,
+            ),
+        ];
+        for (sql, status) in steps {
+            let rows = sqlx::query(sql)
+                .bind(&now_text)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(query_err("recover effects"))?;
+            for r in &rows {
+                out.push((
+                    r.try_get("key").map_err(query_err("recover effects"))?,
+                    r.try_get("target").map_err(query_err("recover effects"))?,
+                    status,
+                ));
+            }
+        }
+        tx.commit().await.map_err(query_err("recover effects"))?;
+        Ok(out)
     }
 
     /// Notifications counted since `since`: the total and per channel key.
@@ -650,7 +699,7 @@ impl Memory {
     pub async fn last_notified(&self, dry_run: bool) -> Result<HashMap<String, LastNotified>, MemoryError> {
         let rows = sqlx::query(
             "SELECT action_id, episode, repeat, created_at FROM effects \
-             WHERE dry_run = ?1 AND status IN ('sent', 'dispatching', 'unknown', 'simulated', 'held', 'digested', 'retrying', 'failed') \
+             WHERE dry_run = ?1 AND status IN ('sent', 'queued', 'dispatching', 'unknown', 'simulated', 'held', 'digested', 'retrying', 'failed') \
              UNION ALL SELECT action_id, episode, repeat, added_at AS created_at FROM notification_group_members \
              WHERE dry_run = ?1 ORDER BY created_at",
         )

@@ -230,28 +230,40 @@ fn not_email(target: &Target) -> ChannelError {
     ChannelError::Permanent(format!("email: cannot deliver to {target}: not an e-mail target"))
 }
 
-/// Sorts an SMTP failure into transient (worth a retry) or permanent.
+/// Sorts an SMTP failure: a refused connection or a 4xx is transient (worth
+/// a retry), a 5xx or a setting the server cannot meet is permanent, and a
+/// conversation that broke off (a timeout, a connection closed or reset, a
+/// reply cut short) is unknown: it may have ended after the server had the
+/// message, and sending it again could deliver it twice.
 fn classify(e: &lettre::transport::smtp::Error, address: &str, server: &str) -> ChannelError {
     // lettre's messages hold the server's reply or an I/O or TLS error,
     // never the credentials.
     let message = format!("email to {address} via {server}: {e}");
-    if e.is_timeout() {
-        // Somewhere in the SMTP conversation the server stopped answering,
-        // possibly after it had the message.
-        return ChannelError::Unknown(format!("{message}; it may have been accepted"));
+    if e.is_transient() {
+        return ChannelError::Transient {
+            message,
+            retry_after: None,
+        };
     }
     if e.is_permanent() || e.is_tls() || e.is_client() {
         // 5xx; a certificate the platform does not trust; or something the
         // settings demand that the server lacks (STARTTLS, an AUTH mechanism):
         // none of that changes within a retry's wait.
-        ChannelError::Permanent(message)
-    } else {
-        // 4xx, refused or dropped connections, timeouts, garbled replies.
-        ChannelError::Transient {
+        return ChannelError::Permanent(message);
+    }
+    if is_connect_failure(e) {
+        return ChannelError::Transient {
             message,
             retry_after: None,
-        }
+        };
     }
+    ChannelError::Unknown(format!("{message}; it may have been accepted"))
+}
+
+/// Whether lettre failed to open the connection at all (nothing was sent):
+/// its "Connection error" kind, which has no public predicate.
+fn is_connect_failure(e: &lettre::transport::smtp::Error) -> bool {
+    e.to_string().starts_with("Connection error")
 }
 
 /// Builds the transport the URL and credentials describe (see [`EmailChannel::new`]).

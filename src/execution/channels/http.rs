@@ -19,16 +19,25 @@ use crate::execution::message::ChannelError;
 /// hundred bytes; anything longer is not worth holding in memory).
 pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-/// Builds the channel's client: one per channel, so connections are reused,
-/// with the channel's time limit on every request (connect, send, read).
+/// Builds the channel's client: one per channel, with the channel's time
+/// limit on every request (connect, send, read).
+///
+/// Where a resend is unsafe, every request gets a fresh connection: then a
+/// failure after connecting means the request went out (see
+/// [`request_error`]); on a reused keep-alive connection the server may have
+/// closed it just before, which looks the same but delivered nothing.
 ///
 /// Redirects are not followed: a channel posts only to the URL the config
 /// names, and a redirect would carry the payload (and headers) elsewhere.
-pub(crate) fn client(label: &str, timeout: Duration) -> Result<reqwest::Client, ChannelError> {
-    reqwest::Client::builder()
+pub(crate) fn client(label: &str, timeout: Duration, resend: Resend) -> Result<reqwest::Client, ChannelError> {
+    let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
+        .redirect(reqwest::redirect::Policy::none());
+    if resend == Resend::Unsafe {
+        builder = builder.pool_max_idle_per_host(0);
+    }
+    builder
         .build()
         .map_err(|e| ChannelError::Permanent(format!("{label}: cannot build the HTTP client: {}", chain(&e))))
 }
@@ -44,41 +53,34 @@ pub(crate) enum Resend {
     Unsafe,
 }
 
-/// Maps a failed request (no response) to a channel error: a connection
-/// that could not be made is transient (nothing was sent); a timeout once
-/// the request may have gone out is unknown unless a resend is safe; a
-/// request that cannot be built is permanent.
+/// Maps a failed request (no response) to a channel error. Failing to
+/// connect is transient (nothing was sent). Once connected, the request may
+/// have gone out — a timeout, a connection closed or reset before the
+/// answer — so where a resend is unsafe the outcome is unknown; where the
+/// receiver deduplicates it is transient. A request that cannot be built is
+/// permanent.
 pub(crate) fn request_error(label: &str, err: reqwest::Error, timeout: Duration, resend: Resend) -> ChannelError {
     let err = err.without_url();
     let waited = humantime::format_duration(timeout);
-    if err.is_timeout() && !err.is_connect() {
-        if resend == Resend::Unsafe {
-            return ChannelError::Unknown(format!(
-                "{label}: sent, but no answer within {waited}; it may have been delivered"
-            ));
-        }
-        return ChannelError::Transient {
-            message: format!("{label}: no answer within {waited}"),
-            retry_after: None,
-        };
-    }
-    if err.is_timeout() {
-        return ChannelError::Transient {
-            message: format!("{label}: could not connect within {waited}"),
-            retry_after: None,
-        };
-    }
-    let message = format!("{label}: request failed: {}", chain(&err));
     if err.is_builder() || err.is_redirect() {
-        ChannelError::Permanent(message)
+        return ChannelError::Permanent(format!("{label}: request failed: {}", chain(&err)));
+    }
+    let message = if err.is_timeout() && err.is_connect() {
+        format!("{label}: could not connect within {waited}")
+    } else if err.is_timeout() {
+        format!("{label}: no answer within {waited}")
     } else {
-        // Connection refused or reset, DNS, TLS handshake, a body cut short:
-        // the next attempt may well get through.
-        ChannelError::Transient {
+        format!("{label}: request failed: {}", chain(&err))
+    };
+    if err.is_connect() || resend == Resend::Safe {
+        // DNS, a refused connection, a TLS handshake: nothing was sent. Or a
+        // receiver that recognises the same request by its Idempotency-Key.
+        return ChannelError::Transient {
             message,
             retry_after: None,
-        }
+        };
     }
+    ChannelError::Unknown(format!("{message}; sent, so it may have been delivered"))
 }
 
 /// Maps a non-2xx response to a channel error: 429 (with `Retry-After`), 408

@@ -93,7 +93,7 @@ impl SlackChannel {
             }
         };
         Ok(Self {
-            client: http::client("slack", settings.timeout)?,
+            client: http::client("slack", settings.timeout, http::Resend::Unsafe)?,
             mode,
             timeout: settings.timeout,
             scrubber,

@@ -72,7 +72,7 @@ impl WebhookChannel {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(Self {
             name: name.to_owned(),
-            client: http::client(&label, settings.timeout)?,
+            client: http::client(&label, settings.timeout, http::Resend::Safe)?,
             label,
             url: settings.url.clone(),
             headers,

@@ -81,8 +81,10 @@ pub(super) struct Send {
     pub key: String,
     /// Later cycles may retry it until then.
     pub retry_until: Option<DateTime<Utc>>,
-    /// Attempts made before this one (for a retry's backoff).
+    /// Attempts made before this send's round.
     pub attempts_before: u32,
+    /// Rounds of attempts before this one (the backoff doubles per round).
+    pub rounds_before: u32,
 }
 
 impl Executor {
@@ -107,7 +109,7 @@ impl Executor {
                 Slot::Done(_) => None,
             })
             .collect();
-        let mut results = self.transmit(&sends).await.into_iter();
+        let mut results = self.transmit(cycle, &sends).await?.into_iter();
         let mut out = Vec::with_capacity(slots.len());
         for mine in slots {
             let mut records = Vec::with_capacity(mine.len());
@@ -131,14 +133,24 @@ impl Executor {
         Ok(out)
     }
 
-    /// Sends every claimed payload at once; results in the same order.
-    pub(super) async fn transmit(&self, sends: &[&Send]) -> Vec<(Result<Receipt, ChannelError>, u32)> {
-        join_all(
-            sends
-                .iter()
-                .map(|s| self.delivery.send(s.channel.as_ref(), &s.rendered)),
-        )
+    /// Sends every claimed payload at once; results in the same order. Each
+    /// effect is marked `dispatching` right before its send (after pacing
+    /// and channel limits): a process that dies before then sent nothing,
+    /// and the next one retries it.
+    pub(super) async fn transmit(
+        &self,
+        cycle: &Cycle<'_>,
+        sends: &[&Send],
+    ) -> Result<Vec<(Result<Receipt, ChannelError>, u32)>, MemoryError> {
+        let memory = cycle.memory;
+        let now = cycle.now;
+        join_all(sends.iter().map(|s| async move {
+            let before = || memory.mark_dispatching(&s.key, now);
+            self.delivery.send_after(s.channel.as_ref(), &s.rendered, before).await
+        }))
         .await
+        .into_iter()
+        .collect()
     }
 
     /// Admission of one target: render, hold, limit, claim.
@@ -237,7 +249,7 @@ impl Executor {
         let claim_status = if cycle.dry_run {
             EffectStatus::Simulated
         } else {
-            EffectStatus::Dispatching
+            EffectStatus::Queued
         };
         if let Claim::Exists { status, updated_at } =
             cycle.memory.claim_effect(&effect, claim_status, cycle.now).await?
@@ -264,6 +276,7 @@ impl Executor {
             key,
             retry_until,
             attempts_before: 0,
+            rounds_before: 0,
         }))
     }
 
@@ -295,7 +308,7 @@ impl Executor {
         result: Result<Receipt, ChannelError>,
         attempts: u32,
     ) -> Result<DeliveryRecord, MemoryError> {
-        let verdict = verdict(&result, cycle.now, send.retry_until, send.attempts_before + attempts);
+        let verdict = verdict(&result, cycle.now, send.retry_until, send.rounds_before + 1);
         cycle
             .memory
             .settle_effect(
@@ -312,27 +325,27 @@ impl Executor {
             )
             .await?;
         let channel = send.channel.key();
-        let target = send.rendered.target.to_string();
+        let to = send.rendered.target.to_string();
         metrics::counter!("bi_agent_deliveries_total", "channel" => channel.clone(), "status" => verdict.effect.as_str())
             .increment(1);
         match (&verdict.effect, &verdict.error) {
             (EffectStatus::Sent, _) => {}
             (EffectStatus::Retrying, Some(error)) => warn!(
-                channel = %channel, target = %target, effect = %send.key, attempts = send.attempts_before + attempts,
+                channel = %channel, to = %to, effect = %send.key, attempts = send.attempts_before + attempts,
                 retry_at = ?verdict.retry_at, error = %error,
                 "Delivery failed; a later cycle tries again"
             ),
             (EffectStatus::Unknown, Some(error)) => warn!(
-                channel = %channel, target = %target, effect = %send.key, error = %error,
+                channel = %channel, to = %to, effect = %send.key, error = %error,
                 "Delivery outcome unknown: sent, but no answer came back; not re-sent (bi-agent resolve-effect)"
             ),
             (_, error) => warn!(
-                channel = %channel, target = %target, effect = %send.key,
+                channel = %channel, to = %to, effect = %send.key,
                 error = error.as_deref().unwrap_or(""), "Delivery failed"
             ),
         }
         if verdict.effect == EffectStatus::Sent && send.attempts_before > 0 {
-            info!(channel = %channel, target = %target, effect = %send.key, attempts = send.attempts_before + attempts, "Delivered on a retry");
+            info!(channel = %channel, to = %to, effect = %send.key, attempts = send.attempts_before + attempts, "Delivered on a retry");
         }
         Ok(DeliveryRecord {
             target: send.rendered.target.clone(),
@@ -385,13 +398,14 @@ pub(super) struct Verdict {
     pub reference: Option<String>,
 }
 
-/// Sorts a send's result: delivered, retried later (transient, while
-/// allowed), final failure, or unknown.
+/// Sorts a send's result after `rounds` rounds of attempts: delivered,
+/// retried later (transient, until `retry_until`, the last try at that time
+/// at the latest), final failure, or unknown.
 pub(super) fn verdict(
     result: &Result<Receipt, ChannelError>,
     now: DateTime<Utc>,
     retry_until: Option<DateTime<Utc>>,
-    attempts: u32,
+    rounds: u32,
 ) -> Verdict {
     let failed = |effect: EffectStatus, error: String, retry_at: Option<DateTime<Utc>>| Verdict {
         effect,
@@ -420,19 +434,19 @@ pub(super) fn verdict(
         Err(ChannelError::BreakerOpen { retry_in, .. }) => *retry_in,
     };
     let error = result.as_ref().err().map(ToString::to_string).unwrap_or_default();
-    let wait = backoff(attempts).max(asked);
+    let wait = backoff(rounds).max(asked);
     let next = chrono::Duration::from_std(wait)
         .ok()
         .and_then(|w| now.checked_add_signed(w));
     match (next, retry_until) {
-        (Some(next), Some(until)) if next <= until => failed(EffectStatus::Retrying, error, Some(next)),
+        (Some(next), Some(until)) if now < until => failed(EffectStatus::Retrying, error, Some(next.min(until))),
         _ => failed(EffectStatus::Failed, error, None),
     }
 }
 
-/// The wait before a later cycle's attempt number `attempts + 1`.
-fn backoff(attempts: u32) -> Duration {
-    let doublings = attempts.saturating_sub(1).min(16);
+/// The wait before the round after round `rounds`.
+fn backoff(rounds: u32) -> Duration {
+    let doublings = rounds.saturating_sub(1).min(16);
     RETRY_BACKOFF_FIRST
         .saturating_mul(1u32 << doublings)
         .min(RETRY_BACKOFF_MAX)
@@ -484,7 +498,17 @@ mod tests {
         let v = verdict(&err, at(0), Some(at(3600)), 30);
         assert_eq!(v.retry_at, Some(at(1800)), "capped at 30 minutes");
         let v = verdict(&err, at(3598), Some(at(3600)), 1);
-        assert_eq!((v.effect, v.retry_at), (EffectStatus::Failed, None), "past retry_until");
+        assert_eq!(
+            (v.effect, v.retry_at),
+            (EffectStatus::Retrying, Some(at(3600))),
+            "a last try at retry_until"
+        );
+        let v = verdict(&err, at(3600), Some(at(3600)), 1);
+        assert_eq!(
+            (v.effect, v.retry_at),
+            (EffectStatus::Failed, None),
+            "at retry_until: over"
+        );
         let v = verdict(&err, at(0), None, 1);
         assert_eq!(v.effect, EffectStatus::Failed, "no retry allowed");
     }

@@ -151,10 +151,11 @@ impl Executor {
                 key: effect.key.clone(),
                 retry_until: effect.retry_until,
                 attempts_before: effect.attempts,
+                rounds_before: effect.rounds,
             });
         }
         let refs: Vec<&Send> = sends.iter().collect();
-        let results = self.transmit(&refs).await;
+        let results = self.transmit(cycle, &refs).await?;
         for (send, (result, attempts)) in sends.into_iter().zip(results) {
             let record = self.settle(cycle, send, result, attempts).await?;
             self.update_outcomes(cycle, &record.key, record.status, record.attempts, record.retry_at)
@@ -169,7 +170,7 @@ impl Executor {
             Some(last) => format!("gave up after {} attempts ({why}); last error: {last}", effect.attempts),
             None => format!("gave up ({why})"),
         };
-        warn!(effect = %effect.key, target = %effect.target, reason = %why, "Delivery not retried any more");
+        warn!(effect = %effect.key, to = %effect.target, reason = %why, "Delivery not retried any more");
         cycle
             .memory
             .settle_effect(
