@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bi_agent::config::{ActionKind, Settings};
-use bi_agent::execution::message::{Message, Target};
 use bi_agent::execution::{Executor, channels};
 use bi_agent::memory::Memory;
+use bi_agent::model::{Action, Evidence, InstanceRef, Origin};
+use bi_agent::model::{Message, Target};
 use bi_agent::planning::plan;
-use bi_agent::planning::{Action, Evidence, InstanceRef, Origin};
 use chrono::Utc;
 
 const ACTIONS: usize = 1000;
@@ -33,7 +33,7 @@ fn settings(dir: &std::path::Path) -> Settings {
 }
 
 fn action(i: usize, round: usize) -> Action {
-    let labels: bi_agent::perception::Labels = [("region".to_owned(), format!("r{i:04}"))].into();
+    let labels: bi_agent::model::Labels = [("region".to_owned(), format!("r{i:04}"))].into();
     let mut a = Action::new(
         format!("bench/page/region=r{i:04}"),
         ActionKind::Notify,

@@ -11,7 +11,8 @@
 use std::time::Duration;
 
 use bi_agent::config::Settings;
-use bi_agent::perception::{ObservationStatus, build_sources, gather};
+use bi_agent::model::ObservationStatus;
+use bi_agent::perception::{build_sources, gather};
 use serde_json::json;
 use tokio::time::Instant;
 use wiremock::matchers::{method, path};

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use bi_agent::agent::Agent;
 use bi_agent::config::Settings;
 use bi_agent::demo;
-use bi_agent::perception::{Observation, ObservationStatus, Row};
+use bi_agent::model::{Observation, ObservationStatus, Row};
 use bi_agent::planning::rules::Rulebook;
 use bi_agent::planning::{evaluate::CycleInput, proposals};
 use chrono::{Duration, Utc};

@@ -34,9 +34,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bi_agent::config::ActionKind;
+use bi_agent::model::{Action, Origin};
 use bi_agent::planning::condition::{Bindings, Condition, Evaluation};
 use bi_agent::planning::plan::build;
-use bi_agent::planning::{Action, Origin};
 
 /// Timed runs per case, after one warm-up run: set once in `main`.
 static RUNS: OnceLock<usize> = OnceLock::new();

@@ -22,12 +22,12 @@ use sha2::{Digest as _, Sha256};
 use tracing::{debug, info, warn};
 
 use crate::config::{LlmSettings, Settings};
-use crate::execution::outcome::Findings;
 use crate::llm::{FinishReason, Llm, LlmError, LlmRequest, LlmResponse, OpenAiClient, ResponseMode, grounding};
 use crate::memory::{LlmCall, Memory};
-use crate::planning::Action;
-use crate::planning::evaluate::Planned;
-use crate::planning::plan::LeftOut;
+use crate::model::Action;
+use crate::model::Findings;
+use crate::model::LeftOut;
+use crate::model::Planned;
 use crate::planning::proposals::{self, PastOutcome};
 
 /// Re-asks after a malformed answer.

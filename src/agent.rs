@@ -20,10 +20,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::config::{ConfigIssue, Settings};
 use crate::execution::{self, Executed, Executor};
 use crate::memory::{CycleStatus, CycleSummary, Memory, MemoryError};
-use crate::perception::{self, Observation, Source, SourceError};
-use crate::planning::Action;
-use crate::planning::evaluate::LastNotified;
-use crate::planning::evaluate::{CycleInput, Planned};
+use crate::model::Action;
+use crate::model::LastNotified;
+use crate::model::Observation;
+use crate::model::Planned;
+use crate::perception::{self, Source, SourceError};
+use crate::planning::evaluate::CycleInput;
 use crate::planning::rules::Rulebook;
 use crate::timetable::{self, Round, Timetable, TimetableError};
 
@@ -314,7 +316,7 @@ impl Agent {
                 .await?;
             for (_, o) in outcomes
                 .iter()
-                .filter(|(_, o)| matches!(o.status, execution::Status::Failed { .. }))
+                .filter(|(_, o)| matches!(o.status, crate::model::Status::Failed { .. }))
             {
                 errors.push(format!("action {}: {}", o.action_id, o.status.name()));
             }
@@ -393,7 +395,7 @@ impl Agent {
     /// Renders and delivers the report `name` now (`bi-agent report NAME`),
     /// through the same guardrails, effect log and dry-run as every action.
     /// Its schedule is left alone.
-    pub async fn report_now(&self, name: &str) -> Result<(Action, execution::Outcome), AgentError> {
+    pub async fn report_now(&self, name: &str) -> Result<(Action, crate::model::Outcome), AgentError> {
         let Some(report) = self.settings.reports.iter().find(|r| r.name == name) else {
             return Err(AgentError::UnknownReport {
                 name: name.to_owned(),
@@ -418,7 +420,7 @@ impl Agent {
             now.format("%Y-%m-%dT%H:%M:%SZ"),
             &nonce[nonce.len() - 8..]
         );
-        let plan = crate::planning::Plan {
+        let plan = crate::model::Plan {
             items: vec![action.clone()],
             ..Default::default()
         };
@@ -438,7 +440,7 @@ impl Agent {
         for u in planned
             .instances
             .iter()
-            .filter(|u| u.transition == Some(crate::planning::alerts::Transition::Resolved))
+            .filter(|u| u.transition == Some(crate::model::Transition::Resolved))
         {
             let i = &u.instance;
             // The condition turned false `keep_firing_for` ago: that is when
@@ -469,9 +471,9 @@ impl Agent {
             return;
         }
         // Instances acting this cycle first, then the rest of the firing ones.
-        let mut wanted: Vec<crate::planning::InstanceRef> = Vec::new();
+        let mut wanted: Vec<crate::model::InstanceRef> = Vec::new();
         let acting = planned.plan.items.iter().filter_map(|a| a.instance.clone());
-        let firing = planned.firing().map(|u| crate::planning::InstanceRef {
+        let firing = planned.firing().map(|u| crate::model::InstanceRef {
             rule: u.instance.rule.clone(),
             labels: u.instance.labels.clone(),
             episode: u.instance.episode,
@@ -486,7 +488,7 @@ impl Agent {
             }
         }
         for i in wanted {
-            let key = format!("{}{{{}}}", i.rule, crate::planning::action::labels_text(&i.labels));
+            let key = format!("{}{{{}}}", i.rule, crate::model::labels_text(&i.labels));
             match self
                 .memory
                 .past_firings(&i.rule, &i.labels, i.episode, firings, self.dry_run)
@@ -709,14 +711,14 @@ pub async fn preview(settings: &Settings) -> Result<(Vec<Observation>, Planned),
 
 /// The learning key of an LLM proposal: its own group per kind (and rule,
 /// when it acts on an instance), so proposals never borrow a rule's record.
-fn proposal_key(action: &Action, settings: &Settings) -> crate::planning::patterns::LearnKey {
-    crate::planning::patterns::LearnKey {
+fn proposal_key(action: &Action, settings: &Settings) -> crate::model::learning::LearnKey {
+    crate::model::learning::LearnKey {
         rule: action
             .instance
             .as_ref()
             .map_or_else(|| "llm".to_owned(), |i| i.rule.clone()),
         template: format!("llm:{}", action.kind.as_str()),
-        signature: crate::planning::patterns::signature(action, &[]),
+        signature: crate::model::learning::signature(action, &[]),
         segment: String::new(),
         // A proposal about a rule's instance is judged over that rule's window.
         window_secs: (action.instance.as_ref())

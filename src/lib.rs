@@ -33,6 +33,7 @@ pub mod demo;
 pub mod execution;
 pub mod llm;
 pub mod memory;
+pub mod model;
 pub mod ops;
 pub mod panics;
 pub mod patterns;

@@ -12,7 +12,7 @@ mod common;
 
 use bi_agent::agent::{Agent, CycleReport};
 use bi_agent::config::Settings;
-use bi_agent::execution::Status;
+use bi_agent::model::Status;
 use chrono::{DateTime, Duration, DurationRound as _, Utc};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

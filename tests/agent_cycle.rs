@@ -12,7 +12,8 @@ mod common;
 use bi_agent::agent::Agent;
 use bi_agent::config::Settings;
 use bi_agent::memory::{CycleStatus, Memory, SeriesKey};
-use bi_agent::perception::{Fetched, ObservationStatus, Row, Source, SourceError};
+use bi_agent::model::{ObservationStatus, Row};
+use bi_agent::perception::{Fetched, Source, SourceError};
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
@@ -220,7 +221,7 @@ async fn unreachable_database_is_a_failing_observation_not_a_crash() {
 
 #[tokio::test]
 async fn retention_prunes_old_observations_and_points() {
-    use bi_agent::perception::Observation;
+    use bi_agent::model::Observation;
     use chrono::{Duration as Days, Utc};
 
     let dir = tempfile::tempdir().unwrap();

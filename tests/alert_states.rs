@@ -12,7 +12,7 @@ mod common;
 use bi_agent::agent::{Agent, CycleReport};
 use bi_agent::config::Settings;
 use bi_agent::memory::Memory;
-use bi_agent::planning::alerts::AlertState;
+use bi_agent::model::AlertState;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 struct World {

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bi_agent::config::{ActionKind, EmailSettings, SecretUrl, Severity};
 use bi_agent::execution::channels::Channel;
 use bi_agent::execution::channels::email::{CONTENT_TYPE, EmailChannel};
-use bi_agent::execution::message::{ChannelError, Message, Rendered, Table, Target};
+use bi_agent::model::{ChannelError, Message, Rendered, Table, Target};
 use mail_parser::{MessageParser, MimeHeaders};
 
 const NEEDS_SMTP: &str = "needs an SMTP receiver: run .ci/run or eval \"$(.ci/start-smtp.sh)\"";

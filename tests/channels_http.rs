@@ -19,7 +19,7 @@ use bi_agent::execution::channels::Channel;
 use bi_agent::execution::channels::slack::SlackChannel;
 use bi_agent::execution::channels::webhook::WebhookChannel;
 use bi_agent::execution::delivery::{BreakerState, Delivery};
-use bi_agent::execution::message::{ChannelError, Message, Receipt, Rendered, Table, Target};
+use bi_agent::model::{ChannelError, Message, Receipt, Rendered, Table, Target};
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio::time::Instant;

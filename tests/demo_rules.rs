@@ -8,8 +8,8 @@ mod common;
 
 use bi_agent::agent::Agent;
 use bi_agent::demo::{self, warehouse};
-use bi_agent::planning::action::labels_text;
-use bi_agent::planning::alerts::AlertState;
+use bi_agent::model::AlertState;
+use bi_agent::model::labels_text;
 
 #[tokio::test]
 async fn the_incident_fires_the_northeast_and_nothing_else() {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bi_agent::config::Settings;
-use bi_agent::perception::{Observation, ObservationStatus, Source, build_source, build_sources, gather, observe};
+use bi_agent::model::{Observation, ObservationStatus};
+use bi_agent::perception::{Source, build_source, build_sources, gather, observe};
 use serde_json::json;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -18,8 +18,8 @@ mod sqlite;
 
 use bi_agent::config::{ActionKind, Settings, Severity};
 use bi_agent::execution::investigate::Investigator;
-use bi_agent::perception::Labels;
-use bi_agent::planning::{Action, Evidence, InstanceRef, Origin};
+use bi_agent::model::Labels;
+use bi_agent::model::{Action, Evidence, InstanceRef, Origin};
 
 /// Settings with one SQL source `db` at `url` and the given `[queries.*]` TOML.
 pub fn settings(url: &str, queries: &str) -> Settings {
@@ -40,7 +40,7 @@ pub fn investigator(settings: &Settings) -> Investigator {
 pub fn action(queries: &[&str], labels: &[(&str, &str)]) -> Action {
     let labels: Labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let mut action = Action::new(
-        format!("r/investigate/{}", bi_agent::planning::action::labels_text(&labels)),
+        format!("r/investigate/{}", bi_agent::model::labels_text(&labels)),
         ActionKind::Investigate,
         Origin::Rule("r".into()),
     );

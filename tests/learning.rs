@@ -161,7 +161,7 @@ impl World {
         &mut self,
         agent: &Agent,
         cycles: usize,
-        variant: impl Fn(&bi_agent::planning::Action) -> String,
+        variant: impl Fn(&bi_agent::model::Action) -> String,
         recovers: impl Fn(&str) -> f64,
         seed: u64,
     ) -> Vec<(usize, String)> {
@@ -204,7 +204,7 @@ impl World {
     }
 }
 
-fn team(action: &bi_agent::planning::Action) -> String {
+fn team(action: &bi_agent::model::Action) -> String {
     action.to.join("+")
 }
 
@@ -349,7 +349,7 @@ async fn equal_outcomes_do_not_drift_towards_the_parameter_used_more() {
     // High severity was used ten times as often, with the same outcomes.
     seed_history(&w.memory_path(), "severity=high", 200, 0.5, w.start).await;
     seed_history(&w.memory_path(), "severity=medium", 20, 0.5, w.start).await;
-    let sev = |a: &bi_agent::planning::Action| a.severity.as_str().to_owned();
+    let sev = |a: &bi_agent::model::Action| a.severity.as_str().to_owned();
     let decisions = w.run(&agent, 200, sev, |_| 0.5, 3).await;
     let (high, n) = share(&decisions, 50, "high");
     assert!(n > 200, "{n}");
@@ -389,7 +389,7 @@ async fn equal_outcomes_do_not_drift_towards_the_parameter_used_more() {
 async fn feedback_through_the_cli_changes_the_next_decision() {
     let mut w = World::new().await;
     let config = w.dir.path().join("agent.toml");
-    let sev = |a: &bi_agent::planning::Action| a.severity.as_str().to_owned();
+    let sev = |a: &bi_agent::model::Action| a.severity.as_str().to_owned();
     // History: medium-severity contacts never helped; then one high-severity
     // contact per customer, which mostly did.
     let agent = w

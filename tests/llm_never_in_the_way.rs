@@ -13,7 +13,7 @@ use std::time::Duration;
 use bi_agent::agent::Agent;
 use bi_agent::config::Settings;
 use bi_agent::llm::{FinishReason, Llm, LlmError, LlmRequest, LlmResponse, ResponseMode, Usage};
-use bi_agent::planning::Origin;
+use bi_agent::model::Origin;
 use futures_util::future::BoxFuture;
 use proptest::prelude::*;
 use serde_json::json;

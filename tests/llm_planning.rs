@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use bi_agent::agent::{Agent, CycleReport};
 use bi_agent::config::Settings;
-use bi_agent::execution::Status;
+use bi_agent::model::Status;
 use chrono::{DateTime, Duration, DurationRound as _, Utc};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, method, path};
@@ -442,7 +442,7 @@ async fn injected_text_in_labels_cannot_reach_anyone() {
             .plan
             .items
             .iter()
-            .all(|a| a.origin != bi_agent::planning::Origin::Llm)
+            .all(|a| a.origin != bi_agent::model::Origin::Llm)
     );
     for (_, o) in &r.outcomes {
         for d in &o.deliveries {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bi_agent::agent::Agent;
 use bi_agent::config::Settings;
-use bi_agent::execution::Status;
 use bi_agent::llm::{Llm, LlmError, LlmRequest, LlmResponse};
+use bi_agent::model::Status;
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;

@@ -12,8 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bi_agent::config::ActionKind;
+use bi_agent::model::{Action, Origin, Plan};
 use bi_agent::planning::plan::build;
-use bi_agent::planning::{Action, Origin, Plan};
 use proptest::prelude::*;
 
 /// Ids actions may have.

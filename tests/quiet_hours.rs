@@ -13,8 +13,8 @@ mod common;
 
 use bi_agent::agent::{Agent, CycleReport};
 use bi_agent::config::Settings;
-use bi_agent::execution::Status;
 use bi_agent::memory::HoldReason;
+use bi_agent::model::Status;
 use chrono::{DateTime, TimeZone as _, Utc};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

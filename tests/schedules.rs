@@ -17,9 +17,9 @@ mod common;
 
 use bi_agent::agent::{Agent, CycleReport};
 use bi_agent::config::{ActionKind, Settings};
-use bi_agent::execution::Status;
 use bi_agent::memory::Memory;
-use bi_agent::planning::alerts::AlertState;
+use bi_agent::model::AlertState;
+use bi_agent::model::Status;
 use chrono::{DateTime, Duration, TimeZone as _, Utc};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

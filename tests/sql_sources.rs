@@ -20,7 +20,8 @@ mod sqlite;
 use std::sync::Arc;
 
 use bi_agent::config::Settings;
-use bi_agent::perception::{Observation, ObservationStatus, Row, Source, build_source, observe};
+use bi_agent::model::{Observation, ObservationStatus, Row};
+use bi_agent::perception::{Source, build_source, observe};
 
 /// Builds source `s` from a config file holding `url`, `sql` and any `extra`
 /// TOML lines (`time = "day"`, `timeout = "200ms"`, …).

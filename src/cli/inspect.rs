@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use chrono::Utc;
 
 use crate::config::Settings;
-use crate::execution::Status;
 use crate::memory::{EffectStatus, Memory, Resolution, ResolveError};
+use crate::model::Status;
 
 use super::{EXIT_CONFIG, EXIT_RUNTIME};
 

@@ -498,11 +498,11 @@ async fn report(settings: Settings, name: &str, dry_run: bool) -> anyhow::Result
         println!("→ {}: {}", d.target, d.status.name());
     }
     match &outcome.status {
-        crate::execution::Status::Skipped { reason } => println!("outcome: skipped ({reason})"),
+        crate::model::Status::Skipped { reason } => println!("outcome: skipped ({reason})"),
         status => println!("outcome: {}", status.name()),
     }
     Ok(match outcome.status {
-        crate::execution::Status::Failed { error } => {
+        crate::model::Status::Failed { error } => {
             eprintln!("error: {error}");
             ExitCode::from(EXIT_RUNTIME)
         }

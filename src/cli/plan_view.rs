@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::perception::Observation;
-use crate::planning::action::labels_text;
-use crate::planning::alerts::AlertState;
-use crate::planning::evaluate::Planned;
+use crate::model::AlertState;
+use crate::model::Observation;
+use crate::model::Planned;
+use crate::model::labels_text;
 
 /// The plan as JSON: what was perceived (summarised), the instances and the plan.
 pub fn json(observations: &[Observation], planned: &Planned) -> Value {

@@ -15,7 +15,7 @@ use chrono::{DateTime, Timelike, Utc};
 
 use super::warehouse::{DemoMeta, WarehouseSummary};
 use crate::agent::CycleReport;
-use crate::perception::{Observation, Row};
+use crate::model::{Observation, Row};
 
 /// Rows shown per source; the rest are counted.
 const MAX_ROWS: usize = 12;
@@ -148,7 +148,7 @@ pub fn cycle(report: &CycleReport, n: u32, total: u32) -> String {
 /// What the executor did with the plan (dry-run: rendered, recorded, not sent);
 /// the first cycle also shows one Slack message and one e-mail in full.
 fn acting(report: &CycleReport, show_payloads: bool) -> String {
-    use crate::execution::Status;
+    use crate::model::Status;
     let mut out = String::new();
     if report.outcomes.is_empty() {
         return out;
@@ -427,7 +427,7 @@ pub fn scheduled_report(
     name: &str,
     schedule: Option<&str>,
     next_due: Option<DateTime<Utc>>,
-    outcome: &crate::execution::Outcome,
+    outcome: &crate::model::Outcome,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\nScheduled report {name}");

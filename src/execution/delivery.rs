@@ -41,8 +41,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::channels::Channel;
-use super::message::{ChannelError, Receipt, Rendered, Target};
 use crate::config::GuardrailSettings;
+use crate::model::{ChannelError, Receipt, Rendered, Target};
 
 /// The first retry's delay (jitter adds up to as much again; each later
 /// retry doubles it), unless `retry_max_delay` is shorter. Short, because a

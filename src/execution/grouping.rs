@@ -18,9 +18,9 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{ActionKind, Settings, Severity, Trigger};
 use crate::memory::{GroupMember, GroupState};
-use crate::planning::action::labels_text;
-use crate::planning::alerts::{AlertState, Instance};
-use crate::planning::{Action, Origin};
+use crate::model::labels_text;
+use crate::model::{Action, Origin};
+use crate::model::{AlertState, Instance};
 
 /// Entries listed per section of a group message; the rest are counted.
 const MAX_LISTED: usize = 25;
@@ -258,7 +258,7 @@ fn entry(change: Change, action: &Action) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planning::action::InstanceRef;
+    use crate::model::InstanceRef;
 
     fn member(region: &str, severity: Severity, status: &str) -> GroupMember {
         let mut a = Action::new(

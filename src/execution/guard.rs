@@ -9,9 +9,9 @@
 use std::collections::BTreeSet;
 
 use crate::config::{ActionKind, Settings};
-use crate::planning::{Action, Origin};
+use crate::model::{Action, Origin};
 
-use super::message::Target;
+use crate::model::Target;
 
 /// The targets of `roles`, as configured, de-duplicated and sorted. A role the
 /// config does not define resolves to nothing (and is reported).

@@ -32,10 +32,11 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 
 use self::readonly::{ReadOnlyDb, Request, ResultTable};
-use super::outcome::{Findings, QueryFailure};
 use crate::config::{Settings, SourceSettings};
-use crate::perception::{Labels, SourceError};
-use crate::planning::Action;
+use crate::model::Action;
+use crate::model::Labels;
+use crate::model::{Findings, QueryFailure};
+use crate::perception::SourceError;
 
 /// Why an investigation could not be set up, or found nothing at all.
 #[derive(Debug, thiserror::Error)]

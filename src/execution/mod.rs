@@ -8,7 +8,7 @@
 //! [`investigate`] runs read-only drill-down queries into findings;
 //! [`channels`] render and send; [`delivery`] wraps every send with pacing,
 //! retries and circuit breakers; [`report`] renders scheduled reports;
-//! [`message`] and [`outcome`] are the data.
+//! the data (messages, outcomes) is in `model`.
 //!
 //! Execution must never act on anything the plan did not contain, and never
 //! address a target the config does not name.
@@ -19,11 +19,8 @@ pub mod executor;
 pub mod grouping;
 pub mod guard;
 pub mod investigate;
-pub mod message;
-pub mod outcome;
 pub mod quiet;
 pub mod redact;
 pub mod report;
 
 pub use executor::{Executed, ExecutionError, Executor, Investigations, Summarizer};
-pub use outcome::{Outcome, Status};

@@ -18,7 +18,7 @@ use tracing::warn;
 
 use crate::config::{ChannelSettings, QuietWindows, Settings, Severity};
 
-use super::message::Target;
+use crate::model::Target;
 
 /// One role's or channel's quiet hours.
 #[derive(Debug, Clone)]

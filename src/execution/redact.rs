@@ -25,7 +25,7 @@ use regex::{Captures, Match};
 
 use crate::config::Redaction;
 
-use super::message::Message;
+use crate::model::Message;
 use crate::patterns;
 
 /// Masks what `kinds` name in `text`.

@@ -16,12 +16,12 @@
 use serde_json::{Map, Value, json};
 
 use crate::config::Settings;
+use crate::model::{Action, ReportInput};
 use crate::planning::template::Templates;
-use crate::planning::{Action, ReportInput};
 
 use super::executor::{Investigations, Summarizer};
-use super::message::Table;
-use super::outcome::Findings;
+use crate::model::Findings;
+use crate::model::Table;
 
 /// Why a report could not be rendered.
 #[derive(Debug, thiserror::Error)]

@@ -76,8 +76,8 @@
 use regex::Captures;
 
 use super::LlmRequest;
-use crate::execution::message::Table;
-use crate::execution::outcome::Findings;
+use crate::model::Findings;
+use crate::model::Table;
 use crate::patterns;
 use crate::planning::template::group_thousands;
 
@@ -499,7 +499,7 @@ impl Number<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::execution::outcome::QueryFailure;
+    use crate::model::QueryFailure;
 
     fn findings() -> Findings {
         Findings {

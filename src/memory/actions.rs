@@ -6,8 +6,8 @@ use serde::Serialize;
 use sqlx::Row as _;
 
 use super::{Memory, MemoryError, query_err};
-use crate::execution::outcome::Outcome;
-use crate::planning::Action;
+use crate::model::Action;
+use crate::model::Outcome;
 use crate::timefmt;
 
 /// A recorded outcome, as `bi-agent actions` lists it.
@@ -161,7 +161,7 @@ impl Memory {
     pub async fn settle_outcomes_of_effect(
         &self,
         key: &str,
-        status: &crate::execution::Status,
+        status: &crate::model::Status,
         attempts: u32,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<Outcome>, MemoryError> {
@@ -410,7 +410,7 @@ impl Memory {
         &self,
         cycle_id: i64,
         items: &[Action],
-        instances: &[(crate::planning::alerts::Instance, crate::planning::Evidence)],
+        instances: &[(crate::model::Instance, crate::model::Evidence)],
         now: DateTime<Utc>,
     ) -> Result<(), MemoryError> {
         let mut tx = self.pool.begin().await.map_err(query_err("write ahead"))?;

@@ -6,10 +6,10 @@ use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
 use super::{Memory, MemoryError, SeriesKey, StoredPoints, query_err};
-use crate::perception::Labels;
-use crate::planning::Evidence;
-use crate::planning::alerts::{AlertState, Instance};
-use crate::planning::meta::SourceHealth;
+use crate::model::Evidence;
+use crate::model::Labels;
+use crate::model::SourceHealth;
+use crate::model::{AlertState, Instance};
 use crate::timefmt;
 
 fn corrupt(what: &'static str) -> impl Fn(String) -> MemoryError {

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
 use super::{Memory, MemoryError, query_err};
-use crate::planning::evaluate::LastNotified;
+use crate::model::LastNotified;
 use crate::timefmt;
 
 /// A new effect about to be claimed.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
 use super::{Memory, MemoryError, query_err};
-use crate::planning::Action;
+use crate::model::Action;
 use crate::timefmt;
 
 /// A group's timing.

@@ -27,10 +27,10 @@ use sqlx::Row as _;
 use super::observations::labels_json;
 use super::{Memory, MemoryError, query_err};
 use crate::config::{ActionKind, LearningSettings};
-use crate::execution::outcome::{Outcome, Status};
-use crate::perception::Labels;
-use crate::planning::patterns::{LearnKey, Learned, PastFiring, PatternKey, PatternStats, signature};
-use crate::planning::{Action, Origin};
+use crate::model::Labels;
+use crate::model::learning::{LearnKey, Learned, PastFiring, PatternKey, PatternStats, signature};
+use crate::model::{Action, Origin};
+use crate::model::{Outcome, Status};
 use crate::timefmt;
 
 /// What feedback applied to.

@@ -29,7 +29,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::Mutex;
 
-pub use crate::perception::SeriesKey;
+pub use crate::model::SeriesKey;
 pub use actions::{Approval, DecisionError, StoredOutcome, Taken};
 pub use cycles::{CycleRecord, CycleStatus, CycleSummary};
 pub use effects::{

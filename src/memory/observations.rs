@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
 use super::{Memory, MemoryError, query_err};
-use crate::perception::{Labels, Observation, SeriesKey};
+use crate::model::{Labels, Observation, SeriesKey};
 use crate::timefmt;
 
 /// The canonical JSON text of labels (a BTreeMap: keys sorted).

@@ -14,9 +14,9 @@ use ::metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::agent::CycleReport;
-use crate::execution::Status;
 use crate::memory::{CycleStatus, Memory};
-use crate::planning::alerts::AlertState;
+use crate::model::AlertState;
+use crate::model::Status;
 
 /// Bucket bounds (seconds) for the duration histograms: a fast query to a slow cycle.
 const DURATION_BUCKETS: &[f64] = &[

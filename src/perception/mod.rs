@@ -13,7 +13,6 @@
 pub mod columns;
 pub mod decode;
 pub mod http;
-pub mod observation;
 pub mod prometheus;
 pub mod sql;
 
@@ -26,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{Instrument, info_span, warn};
 
-pub use observation::{Labels, Observation, ObservationStatus, Row, SeriesKey, split_series};
+use crate::model::{Observation, ObservationStatus, Row, split_series};
 
 use crate::config::{Settings, SourceSettings};
 

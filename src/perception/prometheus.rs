@@ -25,7 +25,8 @@ use serde_json::{Map, Value};
 
 use super::decode::time_from_unix_seconds;
 use super::http::json::json_kind;
-use super::{Fetched, Labels, Row, SourceError};
+use super::{Fetched, SourceError};
+use crate::model::{Labels, Row};
 
 /// The name of the one value each row carries.
 pub const VALUE: &str = "value";

@@ -3,30 +3,19 @@
 //! alert instance (`source_failing{source="X"}`) like any other, which
 //! resolves when the source answers again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use crate::config::{ActionKind, Severity};
+use crate::model::{
+    Action, Evidence, Instance, InstanceRef, InstanceUpdate, Labels, Observation, Origin, Planned, SourceHealth,
+    Transition, action_id,
+};
 
-use crate::perception::Observation;
+use super::alerts::{Input, Timing, step};
+use super::evaluate::CycleInput;
 
 /// The name of the built-in rule.
 pub const SOURCE_FAILING: &str = "source_failing";
-
-/// A source's recent health, persisted between cycles.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SourceHealth {
-    /// The source's name.
-    pub source: String,
-    /// Failing cycles in a row (0 when it last answered).
-    pub consecutive_failures: u32,
-    /// The last status (`ok`, `no_data`, `error`, `timeout`).
-    pub last_status: String,
-    /// The last error text.
-    pub last_error: Option<String>,
-    /// When it last answered.
-    pub last_ok_at: Option<DateTime<Utc>>,
-}
 
 /// Updates each perceived source's health from this cycle's observation.
 /// Sources not perceived this cycle keep their health unchanged.
@@ -58,4 +47,87 @@ pub fn update_health(
         );
     }
     next
+}
+
+impl super::rules::Rulebook {
+    /// The built-in rule: a source failing `cycles` times in a row fires.
+    pub(super) fn source_failing(
+        &self,
+        input: &CycleInput<'_>,
+        previous: &HashMap<(&str, &Labels), &Instance>,
+        planned: &mut Planned,
+        candidates: &mut Vec<Action>,
+    ) {
+        let health = update_health(input.health, input.observations);
+        let cfg = &self.source_failing;
+        let timing = Timing {
+            for_: std::time::Duration::ZERO,
+            keep_firing_for: std::time::Duration::ZERO,
+        };
+        for o in input.observations {
+            let Some(h) = health.get(&o.source) else { continue };
+            let labels: Labels = [("source".to_owned(), o.source.clone())].into();
+            let prev = previous.get(&(SOURCE_FAILING, &labels)).map(|p| (*p).clone());
+            let failing = h.consecutive_failures >= cfg.cycles;
+            if prev.is_none() && !failing {
+                continue;
+            }
+            let prev = prev.unwrap_or_else(|| Instance::new(SOURCE_FAILING, labels.clone(), input.now));
+            let inp = if failing { Input::True } else { Input::False };
+            let (next, transition) = step(&prev, inp, input.now, timing);
+            let evidence = Evidence {
+                source: Some(o.source.clone()),
+                labels: labels.clone(),
+                values: [("consecutive_failures".to_owned(), f64::from(h.consecutive_failures))].into(),
+                condition: Some(format!("consecutive_failures >= {}", cfg.cycles)),
+                row: BTreeMap::new(),
+            };
+            if let Some(t @ (Transition::Fired | Transition::Resolved)) = transition
+                && !cfg.to.is_empty()
+            {
+                let fired = t == Transition::Fired;
+                let message = if fired {
+                    format!(
+                        "Source {} has failed {} cycles in a row: {}",
+                        o.source,
+                        h.consecutive_failures,
+                        h.last_error.as_deref().unwrap_or(h.last_status.as_str())
+                    )
+                } else {
+                    format!("Source {} answers again ({})", o.source, h.last_status)
+                };
+                let mut action = Action::new(
+                    action_id(SOURCE_FAILING, if fired { "notify" } else { "resolved" }, &labels),
+                    ActionKind::Notify,
+                    Origin::Meta(SOURCE_FAILING.to_owned()),
+                );
+                action.instance = Some(InstanceRef {
+                    rule: SOURCE_FAILING.to_owned(),
+                    labels: labels.clone(),
+                    episode: next.episode,
+                    resolved: !fired,
+                });
+                action.to = cfg.to.clone();
+                action.priority = 1;
+                action.severity = if fired { cfg.severity } else { Severity::Info };
+                action.subject = Some(message.clone());
+                action.reason = format!(
+                    "built-in rule source_failing {}: {message}",
+                    if fired { "fired" } else { "resolved" }
+                );
+                action.message = Some(message);
+                action.evidence = evidence.clone();
+                action.rank = u32::MAX;
+                candidates.push(action);
+            }
+            planned.instances.push(InstanceUpdate {
+                previous: prev.state,
+                instance: next,
+                transition,
+                evidence,
+                unknown: None,
+            });
+        }
+        planned.health = health.into_values().collect();
+    }
 }

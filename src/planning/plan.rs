@@ -14,29 +14,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
-use serde::Serialize;
-
-use super::action::Action;
-
-/// An action left out of the plan, and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LeftOut {
-    /// The action.
-    pub action: Action,
-    /// Why it is not in the plan.
-    pub reason: String,
-}
-
-/// A cycle's plan.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Plan {
-    /// Actions in execution order.
-    pub items: Vec<Action>,
-    /// Actions that can never run as given (unknown dependency, cycle).
-    pub dropped: Vec<LeftOut>,
-    /// Actions over the per-cycle cap.
-    pub deferred: Vec<LeftOut>,
-}
+use crate::model::{Action, LeftOut, Plan};
 
 /// Builds the plan from the cycle's candidate actions.
 pub fn build(candidates: Vec<Action>, max_actions: usize) -> Plan {
@@ -269,7 +247,7 @@ fn find_cycle_through(start: &str, live: &BTreeMap<String, Action>, stuck: &BTre
 #[cfg(test)]
 pub(crate) mod tests_support {
     use crate::config::ActionKind;
-    use crate::planning::action::{Action, Origin};
+    use crate::model::{Action, Origin};
 
     /// A plain notify action with `id` and defaults everywhere else.
     pub(crate) fn action(id: &str) -> Action {

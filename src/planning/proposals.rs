@@ -26,9 +26,9 @@ use serde_json::{Value, json};
 use crate::config::{ActionKind, Settings};
 use crate::llm::LlmRequest;
 
-use super::action::{Action, InstanceRef, Origin, labels_text};
-use super::alerts::{AlertState, Transition};
-use super::evaluate::Planned;
+use crate::model::Planned;
+use crate::model::{Action, InstanceRef, Origin, labels_text};
+use crate::model::{AlertState, Transition};
 
 /// At most this many firing instances are described; the rest are counted.
 const MAX_INSTANCES: usize = 20;
@@ -268,7 +268,7 @@ pub struct Validated {
     pub dropped: Vec<(String, String)>,
     /// Well-formed proposals refused because of what they would reach; kept
     /// as actions so the refusal is recorded with them.
-    pub refused: Vec<super::plan::LeftOut>,
+    pub refused: Vec<crate::model::LeftOut>,
 }
 
 /// What an otherwise valid proposal may do given the targets its roles
@@ -360,7 +360,7 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
                 .push((p.id, format!("over the limit of {} proposals", llm.max_proposals)));
         }
     }
-    let instances: BTreeMap<String, (&super::alerts::Instance, &super::action::Evidence)> = planned
+    let instances: BTreeMap<String, (&crate::model::Instance, &crate::model::Evidence)> = planned
         .instances
         .iter()
         .filter(|u| u.instance.state == AlertState::Firing)
@@ -503,7 +503,7 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
                     a.reason = format!("{}; needs approval: {why}", a.reason);
                     out.actions.push(a);
                 }
-                Reach::Refused(why) => out.refused.push(super::plan::LeftOut {
+                Reach::Refused(why) => out.refused.push(crate::model::LeftOut {
                     action: a,
                     reason: format!("LLM proposal refused: {why}"),
                 }),

@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::config::{ActionKind, ReportSettings, Severity};
-use crate::perception::Observation;
+use crate::model::Observation;
 
-use super::action::{Action, Origin, ReportInput};
+use crate::model::{Action, Origin, ReportInput};
 
 /// The deterministic id of a report for a due time.
 pub fn report_id(name: &str, due: DateTime<Utc>) -> String {
@@ -72,7 +72,7 @@ pub fn report_action(report: &ReportSettings, due: DateTime<Utc>, observations: 
 }
 
 /// One row as one object: labels (text), values (numbers) and `at` for a series point.
-fn row_object(row: &crate::perception::Row) -> Map<String, Value> {
+fn row_object(row: &crate::model::Row) -> Map<String, Value> {
     let mut object = Map::new();
     for (k, v) in &row.labels {
         object.insert(k.clone(), json!(v));

@@ -23,9 +23,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{ActionKind, ActionTemplate, LearningSettings, Settings, Severity};
 
-use super::action::Action;
-use super::patterns::{self, LearnKey, Learned, PatternStats, parse_signature};
 use super::rules::CompiledRule;
+use crate::model::Action;
+use crate::model::learning::{self, parse_signature};
+use crate::model::{LearnKey, Learned, PatternStats};
 
 /// The most variant combinations one action may declare.
 pub const MAX_ARMS: usize = 16;
@@ -140,7 +141,7 @@ pub fn check(
     variants: &BTreeMap<String, Vec<toml::Value>>,
     known: &Known,
 ) -> Result<(), VariantError> {
-    let mut probe = Action::new("check", kind, super::Origin::Llm);
+    let mut probe = Action::new("check", kind, crate::model::Origin::Llm);
     for arm in arms(variants)? {
         for (name, value) in &arm {
             set(&mut probe, name, value, known)?;
@@ -274,7 +275,7 @@ pub fn adjust(
 
 /// Recomputes an action's signature after its parameters were chosen.
 pub fn resign(action: &mut Action, names: &[String]) {
-    let signature = patterns::signature(action, names);
+    let signature = learning::signature(action, names);
     if let Some(l) = action.learning.as_mut() {
         l.signature = signature;
     }
@@ -312,7 +313,7 @@ impl LearningPolicy {
             rule: rule.settings.name.clone(),
             template: template.id.clone(),
             signature: String::new(),
-            segment: patterns::segment(&labels, &rule.settings.learn_by),
+            segment: learning::segment(&labels, &rule.settings.learn_by),
             window_secs: window.as_secs(),
         });
         if template.variants.is_empty() {
@@ -399,7 +400,7 @@ impl LearningPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planning::patterns::PatternKey;
+    use crate::model::learning::PatternKey;
 
     fn stats(samples: u64, mean: f64) -> Option<PatternStats> {
         let sum = samples as f64 * mean;
@@ -444,12 +445,12 @@ mod tests {
             roles: ["team".to_owned(), "director".to_owned()].into(),
             ..Known::default()
         };
-        let mut a = Action::new("r/a/-", ActionKind::Notify, super::super::Origin::Rule("r".into()));
+        let mut a = Action::new("r/a/-", ActionKind::Notify, crate::model::Origin::Rule("r".into()));
         a.to = vec!["team".into()];
         a.learning = Some(LearnKey {
             rule: "r".into(),
             template: "a".into(),
-            signature: patterns::signature(&a, &[]),
+            signature: learning::signature(&a, &[]),
             segment: String::new(),
             window_secs: 3600,
         });

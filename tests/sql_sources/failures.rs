@@ -2,7 +2,8 @@
 //! Their texts name the target by its redacted URL and never show a secret.
 
 use bi_agent::config::Settings;
-use bi_agent::perception::{ObservationStatus, SourceError, build_source};
+use bi_agent::model::ObservationStatus;
+use bi_agent::perception::{SourceError, build_source};
 
 use super::{assert_failed, observe_sql};
 

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use bi_agent::perception::{ObservationStatus, observe};
+use bi_agent::model::ObservationStatus;
+use bi_agent::perception::observe;
 use chrono::{TimeZone, Utc};
 use sqlx::{AssertSqlSafe, Connection, MySqlConnection};
 

@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use bi_agent::perception::{ObservationStatus, gather, observe};
+use bi_agent::model::ObservationStatus;
+use bi_agent::perception::{gather, observe};
 use chrono::{TimeZone, Utc};
 use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
 use tempfile::TempDir;

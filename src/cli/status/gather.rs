@@ -7,9 +7,9 @@ use crate::memory::{
     Approval, CycleRecord, EffectStatus, GroupMember, HeldEffect, HoldReason, KindEffectiveness, LlmUsage, Memory,
     MemoryError, ScheduleRecord, StoredEffect,
 };
-use crate::planning::Action;
-use crate::planning::alerts::{AlertState, Instance};
-use crate::planning::meta::SourceHealth;
+use crate::model::Action;
+use crate::model::SourceHealth;
+use crate::model::{AlertState, Instance};
 
 /// At most this many effects of one kind (retrying, unknown) are listed.
 pub const MAX_LISTED: u32 = 10;

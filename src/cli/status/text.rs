@@ -7,7 +7,7 @@ use chrono::Duration;
 use super::gather::StatusData;
 use crate::config::Settings;
 use crate::memory::{EffectStatus, StoredEffect};
-use crate::planning::action::labels_text;
+use crate::model::labels_text;
 
 /// At most this many queued actions are named; the rest are counted.
 const MAX_QUEUED_SHOWN: usize = 10;

@@ -45,7 +45,7 @@ use url::{Host, Url};
 use super::Channel;
 use crate::config::EmailSettings;
 use crate::config::secret::ExposeSecret as _;
-use crate::execution::message::{ChannelError, Message, Receipt, Rendered, Target};
+use crate::model::{ChannelError, Message, Receipt, Rendered, Target};
 
 /// `Rendered::content_type` of an e-mail: the full MIME message.
 pub const CONTENT_TYPE: &str = "message/rfc822";

@@ -13,7 +13,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use crate::execution::message::ChannelError;
+use crate::model::ChannelError;
 
 /// How much of a response body is read at most (Slack's answers are a few
 /// hundred bytes; anything longer is not worth holding in memory).

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::message::{ChannelError, Message, Receipt, Rendered, Target};
+use crate::model::{ChannelError, Message, Receipt, Rendered, Target};
 
 /// A delivery channel.
 pub trait Channel: Send + Sync {

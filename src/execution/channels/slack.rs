@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use super::Channel;
 use super::http::{self, Scrubber};
 use crate::config::{ExposeSecret, SecretText, SecretUrl, Severity, SlackSettings};
-use crate::execution::message::{ChannelError, Message, Receipt, Rendered, Table, Target};
+use crate::model::{ChannelError, Message, Receipt, Rendered, Table, Target};
 
 /// Slack's limit on a section's text.
 const SECTION_MAX: usize = 3000;

@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 use super::Channel;
 use super::http::{self, Scrubber};
 use crate::config::{EndpointSettings, ExposeSecret, SecretUrl};
-use crate::execution::message::{ChannelError, Message, Receipt, Rendered, Target};
+use crate::model::{ChannelError, Message, Receipt, Rendered, Target};
 
 /// The largest body posted: big enough for any report, small enough for
 /// every receiver we know of (many reject bodies over a few hundred KiB).
@@ -224,7 +224,7 @@ fn encode(message: &Message, text: &str, tables: usize) -> Result<String, String
 mod tests {
     use super::*;
     use crate::config::{ActionKind, Severity};
-    use crate::execution::message::Table;
+    use crate::model::Table;
 
     fn message(text: String) -> Message {
         Message {

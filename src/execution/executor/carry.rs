@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use super::Executor;
 use crate::execution::guard;
 use crate::memory::{Memory, MemoryError};
-use crate::planning::{Action, Origin};
+use crate::model::{Action, Origin};
 
 impl Executor {
     /// Actions carried into cycle `cycle_id`: approved ones (checked again

@@ -9,10 +9,10 @@ use serde_json::json;
 use tracing::warn;
 
 use super::Executor;
-use crate::execution::message::{Message, Table};
-use crate::execution::outcome::Findings;
-use crate::planning::Action;
-use crate::planning::action::labels_text;
+use crate::model::Action;
+use crate::model::Findings;
+use crate::model::labels_text;
+use crate::model::{Message, Table};
 use crate::planning::template::{self, Templates, group_thousands};
 
 impl Executor {

@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 
-use crate::execution::outcome::{Findings, Outcome, Status};
 use crate::memory::Memory;
+use crate::model::{Findings, Outcome, Status};
 
 /// One execution of a plan (or of the after-plan work: groups, retries,
 /// digests): the context every step gets instead of a long argument list.

@@ -33,10 +33,10 @@ use super::cycle::Cycle;
 use super::retry::Retry;
 use crate::execution::channels::Channel;
 use crate::execution::guard;
-use crate::execution::message::{ChannelError, Message, Receipt, Rendered, Target};
-use crate::execution::outcome::{Delivery as DeliveryRecord, Status};
 use crate::memory::{Claim, EffectStatus, HoldReason, MemoryError, NewEffect, Settle};
-use crate::planning::Action;
+use crate::model::Action;
+use crate::model::{ChannelError, Message, Receipt, Rendered, Target};
+use crate::model::{Delivery as DeliveryRecord, Status};
 
 /// The first wait before a later cycle tries a failed target again; each
 /// further failure doubles it, up to [`RETRY_BACKOFF_MAX`]. Short: most

@@ -16,10 +16,10 @@ use super::cycle::Cycle;
 use super::deliver::Outgoing;
 use super::retry::Retry;
 use crate::config::{ActionKind, Severity};
-use crate::execution::message::Target;
-use crate::execution::outcome::{Delivery as DeliveryRecord, Outcome, Status};
 use crate::memory::{HeldEffect, HoldReason, MemoryError};
-use crate::planning::{Action, Origin};
+use crate::model::Target;
+use crate::model::{Action, Origin};
+use crate::model::{Delivery as DeliveryRecord, Outcome, Status};
 
 impl Executor {
     /// Both digests, when due: the quiet-hours digest of every target whose

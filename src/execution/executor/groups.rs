@@ -21,9 +21,9 @@ use super::deliver::Outgoing;
 use super::retry::{Condition, Retry};
 use crate::execution::grouping::{self, Change};
 use crate::execution::guard;
-use crate::execution::outcome::{Delivery as DeliveryRecord, Outcome, Status};
 use crate::memory::MemoryError;
-use crate::planning::Action;
+use crate::model::Action;
+use crate::model::{Delivery as DeliveryRecord, Outcome, Status};
 
 /// What became of one grouped plan item.
 pub(super) enum Grouped {

@@ -37,13 +37,13 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Settings;
 use crate::memory::{Memory, MemoryError};
-use crate::planning::{Action, Plan};
+use crate::model::{Action, Plan};
 
 use super::channels::Channel;
 use super::delivery::Delivery;
 use super::guard;
-use super::outcome::{Findings, Outcome, Status};
 use super::quiet::QuietHours;
+use crate::model::{Findings, Outcome, Status};
 use cycle::{Budget, Cycle, Ledger};
 use deliver::Outgoing;
 use groups::{GroupWork, Grouped};

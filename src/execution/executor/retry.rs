@@ -21,12 +21,12 @@ use tracing::{info, warn};
 use super::Executor;
 use super::cycle::Cycle;
 use super::deliver::Send;
-use crate::execution::message::{Rendered, Target};
-use crate::execution::outcome::Status;
 use crate::memory::{EffectStatus, MemoryError, Settle, StoredEffect};
-use crate::perception::Labels;
-use crate::planning::Action;
-use crate::planning::alerts::AlertState;
+use crate::model::Action;
+use crate::model::AlertState;
+use crate::model::Labels;
+use crate::model::Status;
+use crate::model::{Rendered, Target};
 
 /// At most this many retries are sent per cycle; the rest wait for the next.
 const MAX_RETRIES_PER_CYCLE: u32 = 200;
@@ -216,7 +216,7 @@ impl Executor {
 fn stop_reason(
     effect: &StoredEffect,
     now: DateTime<Utc>,
-    instances: &[crate::planning::alerts::Instance],
+    instances: &[crate::model::Instance],
     open_groups: &[String],
 ) -> Option<String> {
     if effect.retry_until.is_none_or(|until| now > until) {
@@ -250,7 +250,7 @@ fn stop_reason(
 }
 
 /// The state an instance stands for: the held one during a source outage.
-fn effective(instance: &crate::planning::alerts::Instance) -> AlertState {
+fn effective(instance: &crate::model::Instance) -> AlertState {
     match (instance.state, instance.held) {
         (AlertState::NoData | AlertState::Error, Some(held)) => held,
         (state, _) => state,

@@ -15,10 +15,10 @@ use super::deliver::Outgoing;
 use super::retry::Retry;
 use crate::config::ActionKind;
 use crate::execution::guard;
-use crate::execution::message::{Message, Target};
-use crate::execution::outcome::{Findings, Outcome, Status};
 use crate::memory::MemoryError;
-use crate::planning::{Action, Plan};
+use crate::model::{Action, Plan};
+use crate::model::{Findings, Outcome, Status};
+use crate::model::{Message, Target};
 
 /// What an action's work ended in.
 pub(super) enum Work {

@@ -9,7 +9,7 @@
 use chrono::SecondsFormat;
 
 use super::readonly::ResultTable;
-use crate::execution::message::Table;
+use crate::model::Table;
 use crate::perception::sql::cell::Cell;
 use crate::planning::template::group_thousands;
 

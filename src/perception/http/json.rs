@@ -22,8 +22,9 @@
 use serde_json::Value;
 
 use crate::config::HttpSourceSettings;
+use crate::model::Row;
 use crate::perception::decode::{parse_time_text, time_from_unix_seconds};
-use crate::perception::{Fetched, Row, SourceError};
+use crate::perception::{Fetched, SourceError};
 
 /// Unix times at or above this many seconds (year ~5138) are refused: they are
 /// almost certainly milliseconds, and a row dated in the far future would

@@ -12,8 +12,9 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use sqlx::{Column, Database, Decode};
 
+use crate::model::Row;
+use crate::perception::SourceError;
 use crate::perception::decode::{date_at_midnight, parse_time_text, time_from_unix_seconds};
-use crate::perception::{Row, SourceError};
 
 /// A SQL value, decoded by its actual type.
 #[derive(Debug, Clone, PartialEq)]

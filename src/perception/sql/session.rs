@@ -13,7 +13,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{ConnectOptions, Database, Pool};
 
 use super::errors::ErrorContext;
-use crate::perception::{Fetched, Row, SourceError};
+use crate::model::Row;
+use crate::perception::{Fetched, SourceError};
 
 /// A connection checked out for one fetch. Dropped without [`Checkout::release`]
 /// (an error, a cut result, a cancelled future) it is closed, not pooled.

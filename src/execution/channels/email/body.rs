@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use crate::execution::message::{Message, Table};
+use crate::model::{Message, Table};
 
 /// The note both bodies end with when [`fit`] had to cut the message (the
 /// limit it names is `email::MAX_TEXT_BYTES`; keep the two in step).

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::observation::Labels;
 use crate::config::ActionKind;
-use crate::perception::Labels;
 
 use super::action::Action;
 
@@ -270,7 +270,7 @@ impl PastFiring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planning::Origin;
+    use crate::model::Origin;
 
     #[test]
     fn confidence_grows_with_samples_and_consistency() {

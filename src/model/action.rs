@@ -12,8 +12,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::observation::Labels;
 use crate::config::{ActionKind, Severity};
-use crate::perception::Labels;
 
 /// Where an action came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -140,7 +140,7 @@ pub struct Action {
     pub repeat: u32,
     /// Which learned pattern its outcome counts towards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub learning: Option<super::patterns::LearnKey>,
+    pub learning: Option<super::learning::LearnKey>,
     /// For a scheduled report: what it reads and for which due time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<ReportInput>,

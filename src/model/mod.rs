@@ -1,0 +1,29 @@
+//! The plain data the phases share, and nothing else: what a source saw
+//! ([`observation`]), alert instances and their states ([`alert`]), actions
+//! and the plan ([`action`], [`plan`], [`planned`]), messages and what
+//! happened to them ([`message`], [`outcome`]), source health ([`health`]),
+//! and learning keys and statistics ([`learning`]).
+//!
+//! Every phase (perception, planning, execution, memory) depends on this and
+//! on config only, never on each other. This module must never do I/O: types,
+//! their invariants, and pure helpers over them.
+
+pub mod action;
+pub mod alert;
+pub mod health;
+pub mod learning;
+pub mod message;
+pub mod observation;
+pub mod outcome;
+pub mod plan;
+pub mod planned;
+
+pub use action::{Action, Evidence, InstanceRef, Origin, ReportInput, action_id, labels_text};
+pub use alert::{AlertState, Instance, Transition};
+pub use health::SourceHealth;
+pub use learning::{LearnKey, Learned, PastFiring, PatternKey, PatternStats};
+pub use message::{ChannelError, Message, Receipt, Rendered, Table, Target};
+pub use observation::{Labels, Observation, ObservationStatus, Row, SeriesKey, split_series};
+pub use outcome::{Delivery, Findings, Outcome, QueryFailure, Status};
+pub use plan::{LeftOut, Plan};
+pub use planned::{HistoryRequest, InstanceUpdate, LastNotified, Planned};

@@ -1,0 +1,75 @@
+//! What a cycle's planning decided: the plan, every evaluated alert
+//! instance, source health, and the context of past firings; plus the small
+//! records planning exchanges with memory (history requests, last notifications).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::action::Evidence;
+use super::alert::{AlertState, Instance, Transition};
+use super::health::SourceHealth;
+use super::learning::PastFiring;
+use super::observation::SeriesKey;
+use super::plan::Plan;
+
+/// Points of a series the planner asks memory for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HistoryRequest {
+    /// The series.
+    pub key: SeriesKey,
+    /// From (inclusive).
+    pub from: DateTime<Utc>,
+    /// To (exclusive): the time of the current value.
+    pub to: DateTime<Utc>,
+}
+
+/// The last notification of an action that went out (or may have), for
+/// repeat intervals.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LastNotified {
+    /// Its firing episode.
+    pub episode: u32,
+    /// Its repeat number.
+    pub repeat: u32,
+    /// When it was claimed.
+    pub at: DateTime<Utc>,
+}
+
+/// An instance after this cycle's evaluation.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceUpdate {
+    /// The new state.
+    pub instance: Instance,
+    /// The state before.
+    pub previous: AlertState,
+    /// What changed, if anything worth acting on.
+    pub transition: Option<Transition>,
+    /// The row and values behind the evaluation.
+    pub evidence: Evidence,
+    /// Why the outcome was unknown, if it was.
+    pub unknown: Option<String>,
+}
+
+/// What a cycle's planning decided.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Planned {
+    /// The ordered plan.
+    pub plan: Plan,
+    /// Every instance evaluated (to persist).
+    pub instances: Vec<InstanceUpdate>,
+    /// Updated source health (to persist).
+    pub health: Vec<SourceHealth>,
+    /// What happened the last times the acting instances fired, by
+    /// `rule{labels}` (filled from memory after evaluation).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub past: BTreeMap<String, Vec<PastFiring>>,
+}
+
+impl Planned {
+    /// Instances currently firing.
+    pub fn firing(&self) -> impl Iterator<Item = &InstanceUpdate> {
+        self.instances.iter().filter(|u| u.instance.state == AlertState::Firing)
+    }
+}

@@ -1,0 +1,243 @@
+//! The actions a rule plans: from its templates on a transition (rendered,
+//! with learned parameters applied), and the repeats of a still-firing
+//! instance's notifications.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value as Json, json};
+
+use crate::config::{ActionKind, Trigger};
+use crate::model::{Action, Evidence, Instance, InstanceRef, Learned, Origin, Transition, action_id, labels_text};
+
+use super::evaluate::{CycleInput, short};
+use super::rules::{CompiledRule, Rulebook, template_key};
+
+impl Rulebook {
+    /// Notifications of a still-firing instance that are due again: the next
+    /// repeat once `repeat_interval` has passed since the last one, or the
+    /// first one of the episode if none went out (e.g. it failed).
+    pub(super) fn repeats(
+        &self,
+        rule: &CompiledRule,
+        instance: &Instance,
+        evidence: &Evidence,
+        confidence: f64,
+        input: &CycleInput<'_>,
+    ) -> Vec<Action> {
+        let repeat_every = chrono::Duration::from_std(self.repeat_interval).unwrap_or(chrono::Duration::MAX);
+        self.rule_actions(rule, instance, Transition::Fired, evidence, confidence, input.learned)
+            .into_iter()
+            .filter(|a| matches!(a.kind, ActionKind::Notify | ActionKind::Escalate))
+            .filter_map(|mut a| {
+                let last = input.notified.get(&a.id).filter(|l| l.episode == instance.episode);
+                match last {
+                    None => {
+                        a.reason = format!("{} (still firing; its notification has not gone out yet)", a.reason);
+                    }
+                    Some(l) if input.now - l.at >= repeat_every => {
+                        a.repeat = l.repeat + 1;
+                        a.reason = format!(
+                            "{} (still firing since {}; repeated every {})",
+                            a.reason,
+                            instance
+                                .firing_since
+                                .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+                            humantime::format_duration(self.repeat_interval)
+                        );
+                    }
+                    Some(_) => return None,
+                }
+                // Only the notification repeats; its chain already ran.
+                a.after.clear();
+                Some(a)
+            })
+            .collect()
+    }
+
+    /// The actions a transition of `instance` plans from `rule`'s templates.
+    pub(super) fn rule_actions(
+        &self,
+        rule: &CompiledRule,
+        instance: &Instance,
+        transition: Transition,
+        evidence: &Evidence,
+        confidence: f64,
+        learned: &Learned,
+    ) -> Vec<Action> {
+        let trigger = match transition {
+            Transition::Fired => Trigger::Firing,
+            Transition::Resolved => Trigger::Resolved,
+            _ => return Vec::new(),
+        };
+        let name = &rule.settings.name;
+        let context = self.template_context(rule, instance, transition, evidence);
+        let verb = if trigger == Trigger::Firing {
+            "fired"
+        } else {
+            "resolved"
+        };
+        let shown: Vec<String> = evidence
+            .values
+            .iter()
+            .map(|(k, v)| format!("{k} = {}", short(*v)))
+            .collect();
+        let base_reason = format!(
+            "rule {name} {verb} for {}: {}{}",
+            labels_text(&instance.labels),
+            rule.settings.when,
+            if shown.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", shown.join(", "))
+            }
+        );
+        rule.settings
+            .actions
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.on == trigger)
+            .map(|(i, a)| {
+                let params: BTreeMap<String, Json> = a
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Json::Null)))
+                    .collect();
+                let mut action = Action {
+                    id: action_id(name, &a.id, &instance.labels),
+                    kind: a.kind,
+                    origin: Origin::Rule(name.clone()),
+                    instance: Some(InstanceRef {
+                        rule: name.clone(),
+                        labels: instance.labels.clone(),
+                        episode: instance.episode,
+                        resolved: trigger == Trigger::Resolved,
+                    }),
+                    to: a.to.clone(),
+                    after: a.after.iter().map(|d| action_id(name, d, &instance.labels)).collect(),
+                    priority: a.priority,
+                    severity: a.severity.unwrap_or(rule.settings.severity),
+                    message: None,
+                    subject: None,
+                    queries: a.queries.clone(),
+                    endpoint: a.endpoint.clone(),
+                    template: a.template.clone(),
+                    wait_seconds: a.duration.map(|d| d.as_secs()),
+                    params,
+                    require_approval: a.require_approval,
+                    reason: base_reason.clone(),
+                    confidence,
+                    evidence: evidence.clone(),
+                    rank: (rule.index as u32).saturating_mul(1000).saturating_add(i as u32),
+                    repeat: 0,
+                    learning: None,
+                    report: None,
+                };
+                if trigger == Trigger::Firing && a.kind != ActionKind::Wait {
+                    self.learning.apply(rule, a, &mut action, learned);
+                }
+                let mut context = context.clone();
+                if let Some(obj) = context.as_object_mut() {
+                    obj.insert("params".into(), json!(action.params));
+                    obj.insert(
+                        "action".into(),
+                        json!({ "severity": action.severity.as_str(), "to": action.to, "priority": action.priority }),
+                    );
+                }
+                let mut reason = action.reason.clone();
+                let mut render = |field: &str| {
+                    let key = template_key(name, &a.id, field);
+                    if !self.templates.has(&key) {
+                        return None;
+                    }
+                    match self.templates.render(&key, &context) {
+                        Ok(text) => Some(text),
+                        Err(e) => {
+                            // The alert must still go out: fall back to the facts.
+                            tracing::warn!(template = %key, error = %e, "Template failed to render; using a plain message");
+                            reason.push_str(&format!(" [template {field} failed: {e}]"));
+                            Some(format!("{} — {}", rule.settings.description.clone().unwrap_or_else(|| name.clone()), base_reason))
+                        }
+                    }
+                };
+                let message = render("message");
+                let subject = render("subject");
+                action.message = message;
+                action.subject = subject;
+                action.reason = reason;
+                action
+            })
+            .collect()
+    }
+
+    fn template_context(
+        &self,
+        rule: &CompiledRule,
+        instance: &Instance,
+        transition: Transition,
+        evidence: &Evidence,
+    ) -> Json {
+        let mut top = serde_json::Map::new();
+        for (k, v) in &evidence.labels {
+            top.insert(k.clone(), json!(v));
+        }
+        for (k, v) in evidence.row.iter().chain(&evidence.values) {
+            if !k.contains('(') && !k.contains('.') {
+                top.insert(k.clone(), super::template::value(*v));
+            }
+        }
+        let sources: serde_json::Map<String, Json> = evidence
+            .values
+            .iter()
+            .filter_map(|(k, v)| {
+                k.split_once('.')
+                    .filter(|_| !k.contains('('))
+                    .map(|(s, c)| (s.to_owned(), c.to_owned(), *v))
+            })
+            .fold(serde_json::Map::new(), |mut m, (s, c, v)| {
+                let entry = m.entry(s).or_insert_with(|| json!({}));
+                if let Some(obj) = entry.as_object_mut() {
+                    obj.insert(c, super::template::value(v));
+                }
+                m
+            });
+        for (s, v) in sources {
+            top.entry(s).or_insert(v);
+        }
+        top.insert("labels".into(), json!(evidence.labels));
+        top.insert("values".into(), super::template::values(&evidence.row));
+        top.insert(
+            "history".into(),
+            json!(
+                evidence
+                    .values
+                    .iter()
+                    .filter(|(k, _)| k.contains('('))
+                    .collect::<BTreeMap<_, _>>()
+            ),
+        );
+        top.insert(
+            "rule".into(),
+            json!({
+                "name": rule.settings.name,
+                "severity": rule.settings.severity.as_str(),
+                "description": rule.settings.description,
+                "condition": rule.settings.when,
+                "source": rule.settings.source,
+            }),
+        );
+        top.insert(
+            "alert".into(),
+            json!({
+                "state": instance.state.as_str(),
+                "transition": transition,
+                "episode": instance.episode,
+                "since": instance.since.to_rfc3339(),
+                "firing_since": instance.firing_since.map(|t| t.to_rfc3339()),
+                "labels": labels_text(&instance.labels),
+            }),
+        );
+        top.insert("agent".into(), json!({ "name": self.agent_name }));
+        top.insert("params".into(), json!({}));
+        Json::Object(top)
+    }
+}
