@@ -585,11 +585,11 @@ fn build_executor(
     advisor: Option<&Arc<crate::advisor::Advisor>>,
 ) -> Result<Executor, AgentError> {
     let channels = execution::channels::build(settings).map_err(|e| AgentError::Execution(e.to_string()))?;
-    let investigations: Option<Arc<dyn execution::Investigations>> = if settings.queries.is_empty() {
+    let investigations: Option<Arc<dyn crate::model::Investigations>> = if settings.queries.is_empty() {
         None
     } else {
         let investigator =
-            execution::investigate::Investigator::new(settings).map_err(|e| AgentError::Execution(e.to_string()))?;
+            crate::perception::investigate::Investigator::new(settings).map_err(|e| AgentError::Execution(e.to_string()))?;
         Some(Arc::new(investigator))
     };
     let mut executor = Executor::new(Arc::clone(settings), channels, investigations);

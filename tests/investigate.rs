@@ -17,7 +17,7 @@ mod postgres;
 mod sqlite;
 
 use bi_agent::config::{ActionKind, Settings, Severity};
-use bi_agent::execution::investigate::Investigator;
+use bi_agent::perception::investigate::Investigator;
 use bi_agent::model::Labels;
 use bi_agent::model::{Action, Evidence, InstanceRef, Origin};
 

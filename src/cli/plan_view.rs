@@ -174,7 +174,7 @@ fn capitalised(s: &str) -> String {
 
 fn fmt_value(v: f64) -> String {
     if v.abs() >= 1000.0 {
-        crate::planning::template::group_thousands(v, 0)
+        crate::numbers::group_thousands(v, 0)
     } else {
         format!("{:.4}", v)
             .trim_end_matches('0')

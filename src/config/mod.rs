@@ -9,6 +9,7 @@
 //! [`secret`] types and error texts name keys and variables, never values.
 
 pub mod channels;
+pub mod columns;
 pub mod learning;
 pub mod llm;
 pub mod load;

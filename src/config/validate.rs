@@ -386,7 +386,7 @@ fn reports(v: &mut Issues, settings: &Settings) {
             v.push(&format!("{key}.to"), "a report needs at least one role");
         }
         role_refs(v, settings, &format!("{key}.to"), &report.to);
-        let mut templates = crate::planning::template::Templates::new();
+        let mut templates = crate::template::Templates::new();
         if let Err(e) = templates.add("template", &report.template) {
             v.push(&format!("{key}.template"), e);
         }

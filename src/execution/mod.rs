@@ -5,7 +5,6 @@
 //! personal data in what leaves;
 //! [`grouping`] decides which notifications share a message and what it
 //! says; [`quiet`] decides what quiet hours hold back;
-//! [`investigate`] runs read-only drill-down queries into findings;
 //! [`channels`] render and send; [`delivery`] wraps every send with pacing,
 //! retries and circuit breakers; [`report`] renders scheduled reports;
 //! the data (messages, outcomes) is in `model`.
@@ -18,9 +17,8 @@ pub mod delivery;
 pub mod executor;
 pub mod grouping;
 pub mod guard;
-pub mod investigate;
 pub mod quiet;
 pub mod redact;
 pub mod report;
 
-pub use executor::{Executed, ExecutionError, Executor, Investigations, Summarizer};
+pub use executor::{Executed, ExecutionError, Executor, Summarizer};

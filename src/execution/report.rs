@@ -17,9 +17,10 @@ use serde_json::{Map, Value, json};
 
 use crate::config::Settings;
 use crate::model::{Action, ReportInput};
-use crate::planning::template::Templates;
+use crate::template::Templates;
 
-use super::executor::{Investigations, Summarizer};
+use super::executor::Summarizer;
+use crate::model::Investigations;
 use crate::model::Findings;
 use crate::model::Table;
 
@@ -185,7 +186,7 @@ fn tables(sources: &Map<String, Value>, queries: &Map<String, Value>) -> Vec<Tab
                         .map(|c| match row.get(c) {
                             Some(Value::Number(n)) => n
                                 .as_f64()
-                                .map_or_else(|| n.to_string(), super::investigate::format::number),
+                                .map_or_else(|| n.to_string(), crate::numbers::table),
                             Some(Value::String(s)) => s.clone(),
                             Some(Value::Null) | None => "—".to_owned(),
                             Some(other) => other.to_string(),

@@ -79,7 +79,7 @@ use super::LlmRequest;
 use crate::model::Findings;
 use crate::model::Table;
 use crate::patterns;
-use crate::planning::template::group_thousands;
+use crate::numbers::group_thousands;
 
 /// Most sentences the summary is asked for.
 const MAX_SUMMARY_SENTENCES: usize = 5;

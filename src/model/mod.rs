@@ -12,6 +12,7 @@
 pub mod action;
 pub mod alert;
 pub mod health;
+pub mod investigation;
 pub mod learning;
 pub mod message;
 pub mod observation;
@@ -23,6 +24,7 @@ pub mod store;
 pub use action::{Action, Evidence, InstanceRef, Origin, ReportInput, action_id, labels_text};
 pub use alert::{AlertState, Instance, Transition};
 pub use health::SourceHealth;
+pub use investigation::{Investigations, QueryRows};
 pub use learning::{LearnKey, Learned, PastFiring, PatternKey, PatternStats};
 pub use message::{ChannelError, Message, Receipt, Rendered, Table, Target};
 pub use observation::{Labels, Observation, ObservationStatus, Row, SeriesKey, split_series};

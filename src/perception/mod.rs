@@ -10,9 +10,9 @@
 //! up in that source's observation. It must never write to memory, and never
 //! put a secret (URL credentials, header values) into an error text.
 
-pub mod columns;
 pub mod decode;
 pub mod http;
+pub mod investigate;
 pub mod prometheus;
 pub mod sql;
 

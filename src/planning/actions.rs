@@ -9,7 +9,7 @@ use serde_json::{Value as Json, json};
 use crate::config::{ActionKind, Trigger};
 use crate::model::{Action, Evidence, Instance, InstanceRef, Learned, Origin, Transition, action_id, labels_text};
 
-use super::evaluate::{CycleInput, short};
+use super::evaluate::CycleInput;
 use super::rules::{CompiledRule, Rulebook, template_key};
 
 impl Rulebook {
@@ -79,7 +79,7 @@ impl Rulebook {
         let shown: Vec<String> = evidence
             .values
             .iter()
-            .map(|(k, v)| format!("{k} = {}", short(*v)))
+            .map(|(k, v)| format!("{k} = {}", crate::numbers::compact(*v)))
             .collect();
         let base_reason = format!(
             "rule {name} {verb} for {}: {}{}",
@@ -182,7 +182,7 @@ impl Rulebook {
         }
         for (k, v) in evidence.row.iter().chain(&evidence.values) {
             if !k.contains('(') && !k.contains('.') {
-                top.insert(k.clone(), super::template::value(*v));
+                top.insert(k.clone(), crate::template::value(*v));
             }
         }
         let sources: serde_json::Map<String, Json> = evidence
@@ -196,7 +196,7 @@ impl Rulebook {
             .fold(serde_json::Map::new(), |mut m, (s, c, v)| {
                 let entry = m.entry(s).or_insert_with(|| json!({}));
                 if let Some(obj) = entry.as_object_mut() {
-                    obj.insert(c, super::template::value(v));
+                    obj.insert(c, crate::template::value(v));
                 }
                 m
             });
@@ -204,7 +204,7 @@ impl Rulebook {
             top.entry(s).or_insert(v);
         }
         top.insert("labels".into(), json!(evidence.labels));
-        top.insert("values".into(), super::template::values(&evidence.row));
+        top.insert("values".into(), crate::template::values(&evidence.row));
         top.insert(
             "history".into(),
             json!(

@@ -448,11 +448,3 @@ fn call_text(call: &HistoryCall) -> String {
     format!("{}({}, \"{}\")", call.func.name(), call.metric, call.window_text)
 }
 
-/// A compact number for reasons: 4 significant digits.
-pub(super) fn short(v: f64) -> String {
-    if v.abs() >= 1000.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{}", (v * 10_000.0).round() / 10_000.0)
-    }
-}

@@ -23,5 +23,4 @@ pub mod plan;
 pub mod proposals;
 pub mod reports;
 pub mod rules;
-pub mod template;
 pub mod variants;

@@ -149,7 +149,7 @@ pub fn situation(
             .evidence
             .values
             .iter()
-            .map(|(k, v)| format!("{k}={}", short(*v)))
+            .map(|(k, v)| format!("{k}={}", crate::numbers::compact(*v)))
             .collect();
         // No timestamps or episode numbers: an unchanged situation must read
         // the same, so the answer cache can serve it.
@@ -514,13 +514,6 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
     Ok(out)
 }
 
-fn short(v: f64) -> String {
-    if v.abs() >= 1000.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{}", (v * 10_000.0).round() / 10_000.0)
-    }
-}
 
 #[cfg(test)]
 mod tests {

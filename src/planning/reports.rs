@@ -78,7 +78,7 @@ fn row_object(row: &crate::model::Row) -> Map<String, Value> {
         object.insert(k.clone(), json!(v));
     }
     for (k, v) in &row.values {
-        object.insert(k.clone(), super::template::value(*v));
+        object.insert(k.clone(), crate::template::value(*v));
     }
     if let Some(at) = row.at {
         object.insert("at".into(), json!(crate::timefmt::to_db(at)));

@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::config::{ActionKind, ConfigIssue, RuleSettings, Settings, SourceFailingSettings};
-use crate::perception::columns::{self, Shape};
+use crate::config::columns::{self, Shape};
 
 use super::condition::{Condition, MetricRef};
-use super::template::Templates;
+use crate::template::Templates;
 use super::variants::LearningPolicy;
 
 /// One compiled rule.

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bi_agent::demo::warehouse;
-use bi_agent::execution::investigate::InvestigateError;
-use bi_agent::planning::template::Templates;
+use bi_agent::perception::investigate::InvestigateError;
+use bi_agent::template::Templates;
 use chrono::NaiveDate;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};

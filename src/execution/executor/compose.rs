@@ -13,7 +13,7 @@ use crate::model::Action;
 use crate::model::Findings;
 use crate::model::labels_text;
 use crate::model::{Message, Table};
-use crate::planning::template::{self, Templates, group_thousands};
+use crate::template::{self, Templates};
 
 impl Executor {
     /// The channel-neutral message of an action, redacted.
@@ -30,7 +30,7 @@ impl Executor {
                     .evidence
                     .values
                     .iter()
-                    .map(|(k, v)| (k.clone(), format_value(*v))),
+                    .map(|(k, v)| (k.clone(), crate::numbers::compact(*v))),
             )
             .collect();
         let mut context = match &action.instance {
@@ -118,16 +118,5 @@ fn first_line(text: &str, fallback: &str) -> String {
         format!("{}…", plain.chars().take(149).collect::<String>())
     } else {
         plain
-    }
-}
-
-/// A value as the evidence block shows it.
-fn format_value(v: f64) -> String {
-    if v.abs() >= 1000.0 {
-        group_thousands(v, 0)
-    } else if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.4}").trim_end_matches('0').to_owned()
     }
 }

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Settings;
-use crate::model::{Action, Plan};
+use crate::model::{Action, Investigations, Plan};
 use crate::model::{ExecutionStore, StoreError};
 
 use super::channels::Channel;
@@ -51,26 +51,6 @@ use run::{Deferred, Work};
 
 /// At most this many actions of one wave do their work at the same time.
 const MAX_CONCURRENT_WORK: usize = 16;
-
-/// Runs named drill-down queries for `investigate` actions.
-pub trait Investigations: Send + Sync {
-    /// Investigates for `action`; the error text names what failed.
-    fn run<'a>(&'a self, action: &'a Action) -> BoxFuture<'a, Result<Findings, String>>;
-
-    /// Runs the named query with no labels bound, for a scheduled report.
-    fn query<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<QueryRows, String>> {
-        Box::pin(async move { Err(format!("query {name}: reports are not supported by this investigator")) })
-    }
-}
-
-/// The rows of a named query run for a report, as raw values by column.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct QueryRows {
-    /// One object per row.
-    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
-    /// More rows were available than the query's `max_rows`.
-    pub truncated: bool,
-}
 
 /// Explains findings in prose (the LLM, grounded); `None` when it cannot.
 pub trait Summarizer: Send + Sync {

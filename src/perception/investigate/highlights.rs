@@ -40,7 +40,8 @@
 //! Ties are broken by segment name, so the same table always gives the same
 //! sentences.
 
-use super::format::{self, brief, signed};
+use super::format::{self, signed};
+use crate::numbers::brief;
 use super::readonly::ResultTable;
 use crate::perception::sql::cell::Cell;
 

@@ -228,7 +228,7 @@ impl Investigator {
             match result {
                 Ok(table) => {
                     if table.truncated {
-                        let cap = format::number(table.rows.len() as f64);
+                        let cap = crate::numbers::table(table.rows.len() as f64);
                         findings.notes.push(format!(
                             "The query {name} has more rows than its cap of {cap}; only the first {cap} are shown, \
                              and no highlights were drawn from the partial result."
@@ -313,7 +313,7 @@ impl Investigator {
     /// Runs the query `name` with no labels bound (a scheduled report's
     /// query) and returns its rows as objects of raw values: numbers stay
     /// numbers, text stays text, times are UTC text, NULL is null.
-    pub async fn query_rows(&self, name: &str) -> Result<super::executor::QueryRows, QueryError> {
+    pub async fn query_rows(&self, name: &str) -> Result<crate::model::QueryRows, QueryError> {
         let table = self
             .run_query(name, &Labels::new())
             .instrument(info_span!("query", query = %name))
@@ -330,7 +330,7 @@ impl Investigator {
                     .collect()
             })
             .collect();
-        Ok(super::executor::QueryRows {
+        Ok(crate::model::QueryRows {
             rows,
             truncated: table.truncated,
         })
@@ -349,7 +349,7 @@ fn cell_json(cell: &crate::perception::sql::cell::Cell) -> serde_json::Value {
     }
 }
 
-impl super::executor::Investigations for Investigator {
+impl crate::model::Investigations for Investigator {
     fn run<'a>(&'a self, action: &'a Action) -> futures_util::future::BoxFuture<'a, Result<Findings, String>> {
         Box::pin(async move { Investigator::run(self, action).await.map_err(|e| e.to_string()) })
     }
@@ -357,7 +357,7 @@ impl super::executor::Investigations for Investigator {
     fn query<'a>(
         &'a self,
         name: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Result<super::executor::QueryRows, String>> {
+    ) -> futures_util::future::BoxFuture<'a, Result<crate::model::QueryRows, String>> {
         Box::pin(async move { self.query_rows(name).await.map_err(|e| e.to_string()) })
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! One set of rules, so a number reads the same in a table and in a sentence
 //! about it. Thousands are grouped with `,` like the message templates'
-//! `number` filter ([`group_thousands`]), and negative numbers use the same
+//! `number` filter (`crate::numbers`), and negative numbers use the same
 //! ASCII `-`. Pure functions; nothing here looks at what a column means.
 
 use chrono::SecondsFormat;
@@ -11,7 +11,6 @@ use chrono::SecondsFormat;
 use super::readonly::ResultTable;
 use crate::model::Table;
 use crate::perception::sql::cell::Cell;
-use crate::planning::template::group_thousands;
 
 /// How a SQL NULL is shown: visibly "no value", never a 0 or an empty cell
 /// that could be mistaken for one.
@@ -26,12 +25,12 @@ pub(super) fn table(title: &str, result: &ResultTable) -> Table {
     }
 }
 
-/// One cell: numbers by [`number`], text as is, dates as `2026-11-20`,
+/// One cell: numbers by [`crate::numbers::table`], text as is, dates as `2026-11-20`,
 /// timestamps as `2026-11-20 09:30:00 UTC`, NULL as [`NULL`].
 pub(super) fn cell(cell: &Cell) -> String {
     match cell {
         Cell::Null => NULL.to_owned(),
-        Cell::Number(x) => number(*x),
+        Cell::Number(x) => crate::numbers::table(*x),
         Cell::Text(text) => text.clone(),
         Cell::Date(d) => d.format("%Y-%m-%d").to_string(),
         Cell::Time(t) => t
@@ -41,43 +40,10 @@ pub(super) fn cell(cell: &Cell) -> String {
     }
 }
 
-/// A number in a table: whole numbers without decimals (`1,234`), other
-/// numbers of at least 1 with two (`1,234.57`, `-2.50`), smaller ones with
-/// three significant digits and no trailing zeros (`0.183`, `0.000123`).
-/// NaN and infinities are shown as such rather than hidden.
-pub(crate) fn number(x: f64) -> String {
-    if !x.is_finite() {
-        return x.to_string();
-    }
-    if x.fract() == 0.0 {
-        return group_thousands(x, 0);
-    }
-    if x.abs() >= 1.0 {
-        return group_thousands(x, 2);
-    }
-    // Three significant digits: 0.1834 needs 3 decimals, 0.000123 needs 6.
-    let leading_zeros = (-x.abs().log10()).floor().max(0.0) as usize;
-    let text = group_thousands(x, (leading_zeros + 3).min(12));
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        text
-    }
-}
-
-/// A number quoted in a highlight: whole from 100 up (`27,483`, a sentence
-/// does not need the cents), otherwise as in a table.
-pub(super) fn brief(x: f64) -> String {
-    if x.is_finite() && x.abs() >= 100.0 {
-        group_thousands(x, 0)
-    } else {
-        number(x)
-    }
-}
 
 /// A change quoted in a highlight: [`brief`] with an explicit `+` on a rise.
 pub(super) fn signed(x: f64) -> String {
-    let text = brief(x);
+    let text = crate::numbers::brief(x);
     if x > 0.0 && text.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
         format!("+{text}")
     } else {
@@ -93,23 +59,23 @@ mod tests {
 
     #[test]
     fn numbers_read_well() {
-        assert_eq!(number(0.0), "0");
-        assert_eq!(number(27_483.0), "27,483");
-        assert_eq!(number(-1_234_567.0), "-1,234,567");
-        assert_eq!(number(1234.5678), "1,234.57");
-        assert_eq!(number(-2.5), "-2.50");
-        assert_eq!(number(0.183_456), "0.183");
-        assert_eq!(number(-0.5), "-0.5");
-        assert_eq!(number(0.000_123_4), "0.000123");
-        assert_eq!(number(f64::NAN), "NaN");
-        assert_eq!(number(f64::INFINITY), "inf");
+        assert_eq!(crate::numbers::table(0.0), "0");
+        assert_eq!(crate::numbers::table(27_483.0), "27,483");
+        assert_eq!(crate::numbers::table(-1_234_567.0), "-1,234,567");
+        assert_eq!(crate::numbers::table(1234.5678), "1,234.57");
+        assert_eq!(crate::numbers::table(-2.5), "-2.50");
+        assert_eq!(crate::numbers::table(0.183_456), "0.183");
+        assert_eq!(crate::numbers::table(-0.5), "-0.5");
+        assert_eq!(crate::numbers::table(0.000_123_4), "0.000123");
+        assert_eq!(crate::numbers::table(f64::NAN), "NaN");
+        assert_eq!(crate::numbers::table(f64::INFINITY), "inf");
     }
 
     #[test]
     fn highlight_numbers_drop_cents_and_sign_changes() {
-        assert_eq!(brief(27_483.4), "27,483");
-        assert_eq!(brief(-30_401.6), "-30,402");
-        assert_eq!(brief(12.345), "12.35");
+        assert_eq!(crate::numbers::brief(27_483.4), "27,483");
+        assert_eq!(crate::numbers::brief(-30_401.6), "-30,402");
+        assert_eq!(crate::numbers::brief(12.345), "12.35");
         assert_eq!(signed(3200.0), "+3,200");
         assert_eq!(signed(-27_483.0), "-27,483");
         assert_eq!(signed(0.0), "0");

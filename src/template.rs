@@ -20,6 +20,8 @@
 
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
+use crate::numbers::group_thousands;
+
 /// A data value for a template: a whole number as an integer (`40`, not
 /// `40.0`: counts from integer columns arrive as floats), anything else as it is.
 pub fn value(v: f64) -> serde_json::Value {
@@ -232,34 +234,6 @@ fn top_movers(
     Ok(Value::from(minijinja::value::Serde(&list)))
 }
 
-/// Formats with `,` between thousands and `decimals` places.
-pub fn group_thousands(x: f64, decimals: usize) -> String {
-    if !x.is_finite() {
-        return x.to_string();
-    }
-    let text = format!("{:.*}", decimals, x.abs());
-    let (int, frac) = text
-        .split_once('.')
-        .map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
-    let mut grouped = String::with_capacity(int.len() + int.len() / 3);
-    for (i, c) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    let negative = x < 0.0 && text.chars().any(|c| c.is_ascii_digit() && c != '0');
-    let mut out = String::new();
-    if negative {
-        out.push('-');
-    }
-    out.push_str(&grouped);
-    if let Some(f) = frac {
-        out.push('.');
-        out.push_str(f);
-    }
-    out
-}
 
 #[cfg(test)]
 mod tests {
