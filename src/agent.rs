@@ -588,8 +588,8 @@ fn build_executor(
     let investigations: Option<Arc<dyn crate::model::Investigations>> = if settings.queries.is_empty() {
         None
     } else {
-        let investigator =
-            crate::perception::investigate::Investigator::new(settings).map_err(|e| AgentError::Execution(e.to_string()))?;
+        let investigator = crate::perception::investigate::Investigator::new(settings)
+            .map_err(|e| AgentError::Execution(e.to_string()))?;
         Some(Arc::new(investigator))
     };
     let mut executor = Executor::new(Arc::clone(settings), channels, investigations);

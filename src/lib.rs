@@ -42,7 +42,7 @@ pub mod perception;
 pub mod planning;
 pub mod schedule;
 pub mod server;
-pub mod template;
 pub mod telemetry;
+pub mod template;
 pub mod timefmt;
 pub mod timetable;

@@ -234,7 +234,6 @@ fn top_movers(
     Ok(Value::from(minijinja::value::Serde(&list)))
 }
 
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;

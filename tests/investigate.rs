@@ -17,9 +17,9 @@ mod postgres;
 mod sqlite;
 
 use bi_agent::config::{ActionKind, Settings, Severity};
-use bi_agent::perception::investigate::Investigator;
 use bi_agent::model::Labels;
 use bi_agent::model::{Action, Evidence, InstanceRef, Origin};
+use bi_agent::perception::investigate::Investigator;
 
 /// Settings with one SQL source `db` at `url` and the given `[queries.*]` TOML.
 pub fn settings(url: &str, queries: &str) -> Settings {

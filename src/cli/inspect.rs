@@ -11,7 +11,7 @@ use chrono::Utc;
 use crate::config::Settings;
 use crate::memory::{Memory, Resolution, ResolveError};
 use crate::model::EffectStatus;
-use crate::model::Status;
+use crate::model::{DeliveryUpdate, Status};
 
 use super::{EXIT_CONFIG, EXIT_RUNTIME};
 
@@ -243,9 +243,13 @@ pub async fn resolve_effect(
     let code = match result {
         Ok(Ok(effect)) => {
             if resolution == Resolution::Sent {
-                memory
-                    .settle_outcomes_of_effect(key, &Status::Sent, effect.attempts, None)
-                    .await?;
+                let update = DeliveryUpdate {
+                    status: Status::Sent,
+                    attempts: effect.attempts,
+                    retry_at: None,
+                    reference: effect.reference.clone(),
+                };
+                memory.settle_outcomes_of_effect(key, &update).await?;
                 println!("{} to {}: recorded as sent (by {by}).", effect.action_id, effect.target);
             } else {
                 println!(

@@ -20,8 +20,8 @@ use crate::model::{Action, ReportInput};
 use crate::template::Templates;
 
 use super::executor::Summarizer;
-use crate::model::Investigations;
 use crate::model::Findings;
+use crate::model::Investigations;
 use crate::model::Table;
 
 /// Why a report could not be rendered.
@@ -184,9 +184,7 @@ fn tables(sources: &Map<String, Value>, queries: &Map<String, Value>) -> Vec<Tab
                     columns
                         .iter()
                         .map(|c| match row.get(c) {
-                            Some(Value::Number(n)) => n
-                                .as_f64()
-                                .map_or_else(|| n.to_string(), crate::numbers::table),
+                            Some(Value::Number(n)) => n.as_f64().map_or_else(|| n.to_string(), crate::numbers::table),
                             Some(Value::String(s)) => s.clone(),
                             Some(Value::Null) | None => "—".to_owned(),
                             Some(other) => other.to_string(),

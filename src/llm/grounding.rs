@@ -78,8 +78,8 @@ use regex::Captures;
 use super::LlmRequest;
 use crate::model::Findings;
 use crate::model::Table;
-use crate::patterns;
 use crate::numbers::group_thousands;
+use crate::patterns;
 
 /// Most sentences the summary is asked for.
 const MAX_SUMMARY_SENTENCES: usize = 5;

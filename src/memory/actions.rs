@@ -129,13 +129,11 @@ impl Memory {
     pub async fn settle_outcomes_of_effect(
         &self,
         key: &str,
-        status: &crate::model::Status,
-        attempts: u32,
-        retry_at: Option<DateTime<Utc>>,
+        update: &crate::model::DeliveryUpdate,
     ) -> Result<Vec<Outcome>, MemoryError> {
         let mut changed = Vec::new();
         for (id, mut outcome) in self.outcomes_of_effect(key, false).await? {
-            if outcome.settle_delivery(key, status.clone(), attempts, retry_at) {
+            if outcome.settle_delivery(key, update) {
                 self.update_outcome(id, &outcome).await?;
                 changed.push(outcome);
             }

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 
 use super::{Memory, MemoryError};
 use crate::model::{
-    Action, Approval, ApprovalStatus, Claim, EffectStatus, ExecutionStore, GroupMember, GroupState, HeldEffect,
-    Instance, NewEffect, Notification, Outcome, Settle, Status, StoreError, StoreFuture, StoredEffect, Taken,
+    Action, Approval, ApprovalStatus, Claim, DeliveryUpdate, EffectStatus, ExecutionStore, GroupMember, GroupState,
+    HeldEffect, Instance, NewEffect, Notification, Outcome, Settle, StoreError, StoreFuture, StoredEffect, Taken,
 };
 
 impl From<MemoryError> for StoreError {
@@ -52,11 +52,9 @@ impl ExecutionStore for Memory {
     fn settle_outcomes_of_effect<'a>(
         &'a self,
         key: &'a str,
-        status: &'a Status,
-        attempts: u32,
-        retry_at: Option<DateTime<Utc>>,
+        update: &'a DeliveryUpdate,
     ) -> StoreFuture<'a, Vec<Outcome>> {
-        Box::pin(async move { Ok(Memory::settle_outcomes_of_effect(self, key, status, attempts, retry_at).await?) })
+        Box::pin(async move { Ok(Memory::settle_outcomes_of_effect(self, key, update).await?) })
     }
 
     fn notifications_since(&self, since: DateTime<Utc>, dry_run: bool) -> StoreFuture<'_, (u32, HashMap<String, u32>)> {

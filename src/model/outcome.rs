@@ -120,6 +120,19 @@ impl Status {
                 (other, _) => format!("{}: {}", d.target, other.name()),
             })
             .collect();
+        if missing.is_empty() && attempted.iter().all(|d| d.earlier) {
+            // Every target had it already: nothing went out now, and saying
+            // "sent" would count a delivery twice.
+            let reasons: Vec<String> = (attempted.iter())
+                .map(|d| match &d.status {
+                    Self::Skipped { reason } => format!("{}: {reason}", d.target),
+                    other => format!("{}: {}", d.target, other.name()),
+                })
+                .collect();
+            return Self::Skipped {
+                reason: reasons.join("; "),
+            };
+        }
         if missing.is_empty() {
             return if attempted.iter().any(|d| d.status == Self::Simulated) {
                 Self::Simulated
@@ -182,6 +195,32 @@ pub struct Delivery {
     /// For a failed target that is retried: when the next attempt is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// What the effect log says about one delivery after a later attempt (a
+/// retry) or a person (`bi-agent resolve-effect`) settled it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryUpdate {
+    /// How it ended now.
+    pub status: Status,
+    /// Attempts made in all.
+    pub attempts: u32,
+    /// For a delivery still retried: when the next attempt is due.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// The channel's delivery reference (e.g. Slack `ts`), when this
+    /// settlement got one.
+    pub reference: Option<String>,
+}
+
+impl From<&Delivery> for DeliveryUpdate {
+    fn from(d: &Delivery) -> Self {
+        Self {
+            status: d.status.clone(),
+            attempts: d.attempts,
+            retry_at: d.retry_at,
+            reference: d.reference.clone(),
+        }
+    }
 }
 
 /// What an investigation found.
@@ -289,18 +328,17 @@ impl Outcome {
     /// Takes in what the effect log now says about the delivery with effect
     /// key `key` (a retry settled it, or a person did) and recomputes the
     /// action's status. Whether anything changed.
-    pub fn settle_delivery(
-        &mut self,
-        key: &str,
-        status: Status,
-        attempts: u32,
-        retry_at: Option<DateTime<Utc>>,
-    ) -> bool {
+    pub fn settle_delivery(&mut self, key: &str, update: &DeliveryUpdate) -> bool {
         let mut changed = false;
         for d in self.deliveries.iter_mut().filter(|d| d.key == key) {
-            d.status = status.clone();
-            d.attempts = attempts;
-            d.retry_at = retry_at;
+            d.status = update.status.clone();
+            d.attempts = update.attempts;
+            d.retry_at = update.retry_at;
+            // A later settlement without a reference (a person said "sent")
+            // keeps the one an earlier attempt got.
+            if update.reference.is_some() {
+                d.reference.clone_from(&update.reference);
+            }
             changed = true;
         }
         if changed && !matches!(self.status, Status::PendingApproval { .. }) {
@@ -359,5 +397,71 @@ mod tests {
         assert_eq!(context["tables"][0]["rows"][0][0], "1");
         assert_eq!(context["errors"][0]["query"], "q2");
         assert!(context["summary"].is_null());
+    }
+
+    fn delivery(to: &str, status: Status, earlier: bool) -> Delivery {
+        let target = Target::Slack(to.into());
+        Delivery {
+            target: target.clone(),
+            rendered: Rendered {
+                target,
+                content_type: "application/json".into(),
+                body: "{}".into(),
+                truncated: false,
+                idempotency_key: None,
+            },
+            status,
+            attempts: 0,
+            reference: None,
+            earlier,
+            key: format!("key-{to}"),
+            retry_at: None,
+        }
+    }
+
+    #[test]
+    fn an_action_whose_targets_all_had_it_already_is_skipped_not_sent_again() {
+        let had = |to| {
+            let reason = "already sent at 10:00 (exactly once)".to_owned();
+            delivery(to, Status::Skipped { reason }, true)
+        };
+        let mut outcome = Outcome::begin("a", ActionKind::Notify, Utc::now(), false);
+        outcome.deliveries = vec![had("#a"), had("#b")];
+        let status = Status::of_deliveries(&outcome.deliveries);
+        assert!(
+            matches!(&status, Status::Skipped { reason } if reason.contains("#a: already sent")),
+            "{status:?}"
+        );
+        outcome.status = status;
+        assert!(outcome.satisfies_dependents(), "dependents still run");
+
+        outcome.deliveries.push(delivery("#c", Status::Sent, false));
+        assert_eq!(Status::of_deliveries(&outcome.deliveries), Status::Sent);
+    }
+
+    #[test]
+    fn a_later_settlement_keeps_the_reference_it_got_and_one_it_had() {
+        let mut outcome = Outcome::begin("a", ActionKind::Notify, Utc::now(), false);
+        let failed = Status::Failed {
+            error: "HTTP 500".into(),
+        };
+        outcome.deliveries = vec![delivery("#a", failed.clone(), false)];
+        outcome.status = Status::of_deliveries(&outcome.deliveries);
+        let update = DeliveryUpdate {
+            status: Status::Sent,
+            attempts: 2,
+            retry_at: None,
+            reference: Some("1700000000.000100".into()),
+        };
+        assert!(outcome.settle_delivery("key-#a", &update));
+        assert_eq!(outcome.status, Status::Sent);
+        assert_eq!(outcome.deliveries[0].reference.as_deref(), Some("1700000000.000100"));
+        let by_hand = DeliveryUpdate {
+            reference: None,
+            ..update
+        };
+        assert!(outcome.settle_delivery("key-#a", &by_hand));
+        assert_eq!(outcome.deliveries[0].reference.as_deref(), Some("1700000000.000100"));
+        assert!(!outcome.settle_delivery("key-other", &by_hand));
     }
 }

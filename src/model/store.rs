@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::action::Action;
 use super::alert::Instance;
-use super::outcome::{Outcome, Status};
+use super::outcome::{DeliveryUpdate, Outcome};
 
 /// Why the store failed; the text names what was being done (never a secret).
 #[derive(Debug, thiserror::Error)]
@@ -428,9 +428,7 @@ pub trait ExecutionStore: Send + Sync {
     fn settle_outcomes_of_effect<'a>(
         &'a self,
         key: &'a str,
-        status: &'a Status,
-        attempts: u32,
-        retry_at: Option<DateTime<Utc>>,
+        update: &'a DeliveryUpdate,
     ) -> StoreFuture<'a, Vec<Outcome>>;
     /// Notifications counted since `since`: the total and per channel key.
     fn notifications_since(&self, since: DateTime<Utc>, dry_run: bool) -> StoreFuture<'_, (u32, HashMap<String, u32>)>;

@@ -447,4 +447,3 @@ fn backfill_index(observations: &[Observation]) -> HashMap<SeriesKey, Vec<(DateT
 fn call_text(call: &HistoryCall) -> String {
     format!("{}({}, \"{}\")", call.func.name(), call.metric, call.window_text)
 }
-

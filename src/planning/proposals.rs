@@ -514,7 +514,6 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
     Ok(out)
 }
 
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -11,12 +11,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::config::{ActionKind, ConfigIssue, RuleSettings, Settings, SourceFailingSettings};
 use crate::config::columns::{self, Shape};
+use crate::config::{ActionKind, ConfigIssue, RuleSettings, Settings, SourceFailingSettings};
 
 use super::condition::{Condition, MetricRef};
-use crate::template::Templates;
 use super::variants::LearningPolicy;
+use crate::template::Templates;
 
 /// One compiled rule.
 #[derive(Debug)]

@@ -331,7 +331,7 @@ impl Executor {
             (EffectStatus::Sent, _) => {}
             (EffectStatus::Retrying, Some(error)) => warn!(
                 channel = %channel, to = %to, effect = %send.key, attempts = send.attempts_before + attempts,
-                retry_at = ?verdict.retry_at, error = %error,
+                retry_at = %verdict.retry_at.map(|at| at.to_rfc3339()).unwrap_or_default(), error = %error,
                 "Delivery failed; a later cycle tries again"
             ),
             (EffectStatus::Unknown, Some(error)) => warn!(

@@ -24,7 +24,7 @@ use super::deliver::Send;
 use crate::model::Action;
 use crate::model::AlertState;
 use crate::model::Labels;
-use crate::model::Status;
+use crate::model::{DeliveryUpdate, Status};
 use crate::model::{EffectStatus, Settle, StoreError, StoredEffect};
 use crate::model::{Rendered, Target};
 
@@ -158,7 +158,7 @@ impl Executor {
         let results = self.transmit(cycle, &refs).await?;
         for (send, (result, attempts)) in sends.into_iter().zip(results) {
             let record = self.settle(cycle, send, result, attempts).await?;
-            self.update_outcomes(cycle, &record.key, record.status, record.attempts, record.retry_at)
+            self.update_outcomes(cycle, &record.key, &DeliveryUpdate::from(&record))
                 .await?;
         }
         Ok(())
@@ -188,8 +188,13 @@ impl Executor {
             .await?;
         metrics::counter!("bi_agent_deliveries_total", "channel" => effect.channel.clone(), "status" => "failed")
             .increment(1);
-        self.update_outcomes(cycle, &effect.key, Status::Failed { error }, effect.attempts, None)
-            .await
+        let update = DeliveryUpdate {
+            status: Status::Failed { error },
+            attempts: effect.attempts,
+            retry_at: None,
+            reference: None,
+        };
+        self.update_outcomes(cycle, &effect.key, &update).await
     }
 
     /// Brings the recorded outcomes an effect belongs to up to date.
@@ -197,14 +202,9 @@ impl Executor {
         &self,
         cycle: &Cycle<'_>,
         key: &str,
-        status: Status,
-        attempts: u32,
-        retry_at: Option<DateTime<Utc>>,
+        update: &DeliveryUpdate,
     ) -> Result<(), StoreError> {
-        let changed = cycle
-            .store
-            .settle_outcomes_of_effect(key, &status, attempts, retry_at)
-            .await?;
+        let changed = cycle.store.settle_outcomes_of_effect(key, update).await?;
         for outcome in changed.iter().filter(|o| o.status == Status::Sent) {
             info!(action = %outcome.action_id, "Action delivered to every target after retries");
         }

@@ -40,7 +40,6 @@ pub(super) fn cell(cell: &Cell) -> String {
     }
 }
 
-
 /// A change quoted in a highlight: [`brief`] with an explicit `+` on a rise.
 pub(super) fn signed(x: f64) -> String {
     let text = crate::numbers::brief(x);

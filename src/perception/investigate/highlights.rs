@@ -41,8 +41,8 @@
 //! sentences.
 
 use super::format::{self, signed};
-use crate::numbers::brief;
 use super::readonly::ResultTable;
+use crate::numbers::brief;
 use crate::perception::sql::cell::Cell;
 
 /// Contributors are listed until together they explain this share of the change.
