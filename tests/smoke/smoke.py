@@ -1102,6 +1102,20 @@ def phase_deliveries(run):
         [("sent",)],
         run.memory_query("SELECT status FROM action_outcomes WHERE action_id = ? AND dry_run = 0", (STOCK_OUT,)),
     )
+    # A delivery settled by a later cycle is recorded like one sent at once:
+    # its outcome record carries the Slack ts the effect log keeps.
+    for action, channel in ((STOCK_LOW, "#stock"), (STOCK_OUT, "#purchasing")):
+        kept = run.memory_query(
+            "SELECT reference FROM effects WHERE action_id = ? AND target = ? AND dry_run = 0",
+            (action, f"slack:{channel}"),
+        )
+        recorded = [
+            d.get("reference")
+            for o in live_outcomes(run, action)
+            for d in o["outcome"].get("deliveries", [])
+            if d["target"].get("to") == channel
+        ]
+        CHECKS.equal(f"{action}: the retried delivery's Slack ts in its outcome record", [r for (r,) in kept], recorded)
     CHECKS.equal("actions --unknown after the resend", [], run.cli_json("actions", "--unknown"))
     done = run.cli("resolve-effect", key, "--sent")
     CHECKS.equal("resolve-effect --sent on a settled delivery exits 1", 1, done.returncode)
