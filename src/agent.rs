@@ -35,6 +35,9 @@ pub enum AgentError {
     /// The memory database failed.
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// The executor's store failed.
+    #[error(transparent)]
+    Store(#[from] crate::model::StoreError),
     /// The rules do not compile (the CLI reports these before building).
     #[error("invalid rules:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Rules(Vec<ConfigIssue>),

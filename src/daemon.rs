@@ -100,7 +100,7 @@ pub async fn run_with(
     // send again) are retried; the rest may or may not have reached their
     // target and are reported, never sent again blindly.
     for (effect, to, status) in agent.memory().recover_effects(chrono::Utc::now()).await? {
-        if status == crate::memory::EffectStatus::Unknown {
+        if status == crate::model::EffectStatus::Unknown {
             warn!(
                 effect = %effect,
                 to = %to,

@@ -328,7 +328,7 @@ async fn rejected_and_expired_approvals_never_run() {
     let approvals = agent.memory().approvals(None).await.unwrap();
     let state: Vec<(String, String)> = approvals
         .iter()
-        .map(|a| (a.action.id.clone(), a.status.clone()))
+        .map(|a| (a.action.id.clone(), a.status.as_str().to_owned()))
         .collect();
     assert!(
         state.contains(&("high/task/region=East".into(), "rejected".into())),

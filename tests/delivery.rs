@@ -16,7 +16,7 @@ use std::time::Duration as StdDuration;
 
 use bi_agent::agent::{Agent, CycleReport};
 use bi_agent::config::Settings;
-use bi_agent::memory::EffectStatus;
+use bi_agent::model::EffectStatus;
 use bi_agent::model::Status;
 use chrono::{DateTime, Duration, DurationRound as _, Utc};
 use wiremock::matchers::{method, path};
@@ -416,7 +416,8 @@ async fn a_failed_digest_keeps_what_it_held_and_goes_out_next_cycle() {
 
 #[tokio::test]
 async fn what_a_dead_process_left_unsettled_is_retried_if_it_never_went_out_or_is_safe_to_resend() {
-    use bi_agent::memory::{Memory, NewEffect};
+    use bi_agent::memory::Memory;
+    use bi_agent::model::NewEffect;
     let dir = tempfile::tempdir().unwrap();
     let memory = Memory::open(&dir.path().join("m.db"), StdDuration::from_secs(5))
         .await

@@ -13,7 +13,7 @@ mod common;
 
 use bi_agent::agent::{Agent, CycleReport};
 use bi_agent::config::Settings;
-use bi_agent::memory::HoldReason;
+use bi_agent::model::HoldReason;
 use bi_agent::model::Status;
 use chrono::{DateTime, TimeZone as _, Utc};
 use wiremock::matchers::{method, path};

@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use chrono::Utc;
 
 use crate::config::Settings;
-use crate::memory::{EffectStatus, Memory, Resolution, ResolveError};
+use crate::memory::{Memory, Resolution, ResolveError};
+use crate::model::EffectStatus;
 use crate::model::Status;
 
 use super::{EXIT_CONFIG, EXIT_RUNTIME};
@@ -101,7 +102,13 @@ pub async fn actions(settings: &Settings, limit: u32, payloads: bool, json: bool
 /// `bi-agent approvals`.
 pub async fn approvals(settings: &Settings, all: bool, json: bool) -> anyhow::Result<ExitCode> {
     let memory = open_read_only(settings).await?;
-    let list = memory.approvals(if all { None } else { Some("pending") }).await?;
+    let list = memory
+        .approvals(if all {
+            None
+        } else {
+            Some(crate::model::ApprovalStatus::Pending)
+        })
+        .await?;
     memory.close().await;
     if json {
         println!("{}", serde_json::to_string_pretty(&list)?);

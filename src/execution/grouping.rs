@@ -17,10 +17,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::{ActionKind, Settings, Severity, Trigger};
-use crate::memory::{GroupMember, GroupState};
 use crate::model::labels_text;
 use crate::model::{Action, Origin};
 use crate::model::{AlertState, Instance};
+use crate::model::{GroupMember, GroupState};
 
 /// Entries listed per section of a group message; the rest are counted.
 const MAX_LISTED: usize = 25;
@@ -114,7 +114,7 @@ pub fn changes<'a>(members: &'a [GroupMember], instances: &[Instance]) -> Vec<(C
         .collect();
     let pending: BTreeSet<&str> = members
         .iter()
-        .filter(|m| m.status == "pending")
+        .filter(|m| m.status == crate::model::MemberStatus::Pending)
         .map(|m| m.action.id.as_str())
         .collect();
     let mut out: Vec<(Change, &GroupMember)> = members
@@ -277,7 +277,7 @@ mod tests {
         GroupMember {
             group_key: "high/page".into(),
             action: a,
-            status: status.into(),
+            status: crate::model::MemberStatus::parse(status).unwrap(),
             round: None,
             added_at: DateTime::<Utc>::MIN_UTC,
         }

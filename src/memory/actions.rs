@@ -6,8 +6,7 @@ use serde::Serialize;
 use sqlx::Row as _;
 
 use super::{Memory, MemoryError, query_err};
-use crate::model::Action;
-use crate::model::Outcome;
+use crate::model::{Action, Approval, ApprovalStatus, Outcome, Taken};
 use crate::timefmt;
 
 /// A recorded outcome, as `bi-agent actions` lists it.
@@ -23,37 +22,6 @@ pub struct StoredOutcome {
     pub outcome: Outcome,
 }
 
-/// An action taken from the queue.
-#[derive(Debug, Clone)]
-pub struct Taken {
-    /// The action.
-    pub action: Action,
-    /// The earlier cycle that had taken it and never finished it (failed or
-    /// killed); `None` for an action that was simply waiting.
-    pub left_by: Option<i64>,
-}
-
-/// An approval request.
-#[derive(Debug, Clone, Serialize)]
-pub struct Approval {
-    /// Its id (`bi-agent approve ID`).
-    pub id: String,
-    /// The action waiting.
-    pub action: Action,
-    /// `pending`, `approved`, `rejected`, `expired`, `executed` or `invalid`.
-    pub status: String,
-    /// Why it was rejected or invalid.
-    pub reason: Option<String>,
-    /// When it was requested.
-    pub created_at: DateTime<Utc>,
-    /// When it expires.
-    pub expires_at: DateTime<Utc>,
-    /// Who decided.
-    pub decided_by: Option<String>,
-    /// Whether it was requested in dry-run.
-    pub dry_run: bool,
-}
-
 /// Why a decision on an approval was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecisionError {
@@ -66,7 +34,7 @@ pub enum DecisionError {
         /// The id.
         id: String,
         /// Its status.
-        status: String,
+        status: ApprovalStatus,
     },
 }
 
@@ -271,12 +239,12 @@ impl Memory {
     }
 
     /// Approvals with `status` (all when `None`), oldest first.
-    pub async fn approvals(&self, status: Option<&str>) -> Result<Vec<Approval>, MemoryError> {
+    pub async fn approvals(&self, status: Option<ApprovalStatus>) -> Result<Vec<Approval>, MemoryError> {
         let rows = sqlx::query(
             "SELECT id, action, status, reason, created_at, expires_at, decided_by, dry_run FROM approvals \
              WHERE ?1 IS NULL OR status = ?1 ORDER BY created_at, id",
         )
-        .bind(status)
+        .bind(status.map(ApprovalStatus::as_str))
         .fetch_all(&self.pool)
         .await
         .map_err(query_err("list approvals"))?;
@@ -295,24 +263,24 @@ impl Memory {
         let Some(existing) = self.approval(id).await? else {
             return Ok(Err(DecisionError::NotFound(id.to_owned())));
         };
-        if existing.status != "pending" {
+        if existing.status != ApprovalStatus::Pending {
             return Ok(Err(DecisionError::NotPending {
                 id: id.to_owned(),
                 status: existing.status,
             }));
         }
         if existing.expires_at <= now {
-            self.set_approval_status(id, "expired", Some("expired before a decision"), now)
+            self.set_approval_status(id, ApprovalStatus::Expired, Some("expired before a decision"), now)
                 .await?;
             return Ok(Err(DecisionError::NotPending {
                 id: id.to_owned(),
-                status: "expired".to_owned(),
+                status: ApprovalStatus::Expired,
             }));
         }
         sqlx::query(
             "UPDATE approvals SET status = ?, reason = ?, decided_at = ?, decided_by = ? WHERE id = ? AND status = 'pending'",
         )
-        .bind(if approve { "approved" } else { "rejected" })
+        .bind(if approve { ApprovalStatus::Approved } else { ApprovalStatus::Rejected }.as_str())
         .bind(reason)
         .bind(timefmt::to_db(now))
         .bind(by)
@@ -334,12 +302,12 @@ impl Memory {
     pub async fn set_approval_status(
         &self,
         id: &str,
-        status: &str,
+        status: ApprovalStatus,
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), MemoryError> {
         sqlx::query("UPDATE approvals SET status = ?, reason = COALESCE(?, reason), decided_at = COALESCE(decided_at, ?) WHERE id = ?")
-            .bind(status)
+            .bind(status.as_str())
             .bind(reason)
             .bind(timefmt::to_db(now))
             .bind(id)
@@ -510,7 +478,10 @@ fn approval_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Approval, MemoryErro
     Ok(Approval {
         id: r.try_get("id").map_err(q)?,
         action: parse_action(&r.try_get::<String, _>("action").map_err(q)?)?,
-        status: r.try_get("status").map_err(q)?,
+        status: {
+            let text: String = r.try_get("status").map_err(q)?;
+            ApprovalStatus::parse(&text).ok_or_else(|| corrupt("approvals")(format!("unknown status {text:?}")))?
+        },
         reason: r.try_get("reason").map_err(q)?,
         created_at: timefmt::from_db(&created).unwrap_or_default(),
         expires_at: timefmt::from_db(&expires).unwrap_or_default(),

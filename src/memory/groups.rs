@@ -11,36 +11,8 @@ use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
 use super::{Memory, MemoryError, query_err};
-use crate::model::Action;
+use crate::model::{Action, GroupMember, GroupState, MemberStatus, Notification};
 use crate::timefmt;
-
-/// A group's timing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupState {
-    /// The group key (`rule/action`).
-    pub key: String,
-    /// When its first member arrived; `None`: the group is closed.
-    pub opened_at: Option<DateTime<Utc>>,
-    /// When its last message went out; `None`: none yet since it opened.
-    pub sent_at: Option<DateTime<Utc>>,
-    /// Messages the group has sent over its whole life (never goes back).
-    pub round: u32,
-}
-
-/// One notification in a group.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupMember {
-    /// The group key.
-    pub group_key: String,
-    /// The member action as planned (its instance ref included).
-    pub action: Action,
-    /// `pending`, `notified` or `resolved`.
-    pub status: String,
-    /// The message (round) it went out in.
-    pub round: Option<u32>,
-    /// When it joined.
-    pub added_at: DateTime<Utc>,
-}
 
 fn corrupt(what: &'static str) -> impl Fn(String) -> MemoryError {
     move |message| MemoryError::Corrupt { what, message }
@@ -150,7 +122,11 @@ impl Memory {
                 Ok(GroupMember {
                     group_key: r.try_get("group_key").map_err(query_err("group members"))?,
                     action: serde_json::from_str(&action).map_err(|e| corrupt("group member")(e.to_string()))?,
-                    status: r.try_get("status").map_err(query_err("group members"))?,
+                    status: {
+                        let text: String = r.try_get("status").map_err(query_err("group members"))?;
+                        MemberStatus::parse(&text)
+                            .ok_or_else(|| corrupt("group member")(format!("unknown status {text:?}")))?
+                    },
                     round: r
                         .try_get::<Option<i64>, _>("round")
                         .map_err(query_err("group members"))?
@@ -180,20 +156,20 @@ impl Memory {
         key: &str,
         dry_run: bool,
         round: u32,
-        sent: &[(String, u32, u32)],
-        resolved: &[(String, u32, u32)],
+        sent: &[Notification],
+        resolved: &[Notification],
         now: DateTime<Utc>,
     ) -> Result<(), MemoryError> {
         let now_text = timefmt::to_db(now);
         let mut tx = self.pool.begin().await.map_err(query_err("begin group message"))?;
-        for (list, status) in [(sent, "notified"), (resolved, "resolved")] {
+        for (list, status) in [(sent, MemberStatus::Notified), (resolved, MemberStatus::Resolved)] {
             for (action_id, episode, repeat) in list {
                 sqlx::query(
                     "UPDATE notification_group_members SET status = ?1, round = COALESCE(?2, round), updated_at = ?3 \
                      WHERE group_key = ?4 AND dry_run = ?5 AND action_id = ?6 AND episode = ?7 AND repeat = ?8",
                 )
-                .bind(status)
-                .bind((status == "notified").then_some(i64::from(round)))
+                .bind(status.as_str())
+                .bind((status == MemberStatus::Notified).then_some(i64::from(round)))
                 .bind(&now_text)
                 .bind(key)
                 .bind(dry_run)

@@ -21,6 +21,7 @@ mod migrations;
 mod observations;
 mod retention;
 mod schedules;
+mod store;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,12 +31,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use tokio::sync::Mutex;
 
 pub use crate::model::SeriesKey;
-pub use actions::{Approval, DecisionError, StoredOutcome, Taken};
+pub use actions::{DecisionError, StoredOutcome};
 pub use cycles::{CycleRecord, CycleStatus, CycleSummary};
-pub use effects::{
-    Claim, EffectStatus, HeldEffect, HoldReason, NewEffect, Resolution, ResolveError, Settle, StoredEffect,
-};
-pub use groups::{GroupMember, GroupState};
+pub use effects::{Resolution, ResolveError};
 pub use learning::{FeedbackApplied, FeedbackError, KindEffectiveness, LearnStats};
 pub use llm::{LlmCall, LlmUsage};
 pub use observations::StoredPoints;

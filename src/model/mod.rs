@@ -2,7 +2,8 @@
 //! ([`observation`]), alert instances and their states ([`alert`]), actions
 //! and the plan ([`action`], [`plan`], [`planned`]), messages and what
 //! happened to them ([`message`], [`outcome`]), source health ([`health`]),
-//! and learning keys and statistics ([`learning`]).
+//! learning keys and statistics ([`learning`]), and the store's records and
+//! the one trait through which the executor uses it ([`store`]).
 //!
 //! Every phase (perception, planning, execution, memory) depends on this and
 //! on config only, never on each other. This module must never do I/O: types,
@@ -17,6 +18,7 @@ pub mod observation;
 pub mod outcome;
 pub mod plan;
 pub mod planned;
+pub mod store;
 
 pub use action::{Action, Evidence, InstanceRef, Origin, ReportInput, action_id, labels_text};
 pub use alert::{AlertState, Instance, Transition};
@@ -27,3 +29,7 @@ pub use observation::{Labels, Observation, ObservationStatus, Row, SeriesKey, sp
 pub use outcome::{Delivery, Findings, Outcome, QueryFailure, Status};
 pub use plan::{LeftOut, Plan};
 pub use planned::{HistoryRequest, InstanceUpdate, LastNotified, Planned};
+pub use store::{
+    Approval, ApprovalStatus, Claim, EffectStatus, ExecutionStore, GroupMember, GroupState, HeldEffect, HoldReason,
+    MemberStatus, NewEffect, Notification, Settle, StoreError, StoreFuture, StoredEffect, Taken,
+};

@@ -105,16 +105,21 @@ pub fn record_unfinished_cycle(status: CycleStatus, duration: Duration) {
 /// Records the gauges read from memory: pending approvals and the database size.
 /// A failure leaves the previous value; it never fails the cycle.
 pub async fn record_memory(memory: &Memory) {
-    if let Ok(Ok(pending)) = tokio::time::timeout(MEMORY_READ_TIMEOUT, memory.approvals(Some("pending"))).await {
+    if let Ok(Ok(pending)) = tokio::time::timeout(
+        MEMORY_READ_TIMEOUT,
+        memory.approvals(Some(crate::model::ApprovalStatus::Pending)),
+    )
+    .await
+    {
         gauge!("bi_agent_approvals_pending").set(pending.len() as f64);
     }
     gauge!("bi_agent_memory_db_bytes").set(database_bytes(memory.path()).await as f64);
     // Deliveries still open: being retried, of unknown outcome, held for a digest.
     if let Ok(Ok(totals)) = tokio::time::timeout(MEMORY_READ_TIMEOUT, memory.effect_totals()).await {
         for status in [
-            crate::memory::EffectStatus::Retrying,
-            crate::memory::EffectStatus::Unknown,
-            crate::memory::EffectStatus::Held,
+            crate::model::EffectStatus::Retrying,
+            crate::model::EffectStatus::Unknown,
+            crate::model::EffectStatus::Held,
         ] {
             let n = totals.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
             gauge!("bi_agent_deliveries_open", "status" => status.as_str()).set(n as f64);

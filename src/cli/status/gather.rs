@@ -3,13 +3,11 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::config::Settings;
-use crate::memory::{
-    Approval, CycleRecord, EffectStatus, GroupMember, HeldEffect, HoldReason, KindEffectiveness, LlmUsage, Memory,
-    MemoryError, ScheduleRecord, StoredEffect,
-};
+use crate::memory::{CycleRecord, KindEffectiveness, LlmUsage, Memory, MemoryError, ScheduleRecord};
 use crate::model::Action;
 use crate::model::SourceHealth;
 use crate::model::{AlertState, Instance};
+use crate::model::{Approval, EffectStatus, GroupMember, HeldEffect, HoldReason, StoredEffect};
 
 /// At most this many effects of one kind (retrying, unknown) are listed.
 pub const MAX_LISTED: u32 = 10;
@@ -68,7 +66,7 @@ impl StatusData {
         );
         let grouped = (memory.group_members(None, false).await?.into_iter())
             .chain(memory.group_members(None, true).await?)
-            .filter(|m| m.status == "pending")
+            .filter(|m| m.status == crate::model::MemberStatus::Pending)
             .collect();
         let mut schedules: Vec<_> = memory
             .load_schedules(settings.agent.dry_run)
@@ -83,7 +81,7 @@ impl StatusData {
             firing: (memory.load_instances().await?.into_iter())
                 .filter(|i| i.state == AlertState::Firing)
                 .collect(),
-            pending: memory.approvals(Some("pending")).await?,
+            pending: memory.approvals(Some(crate::model::ApprovalStatus::Pending)).await?,
             outcomes: memory.outcome_counts_since(now - Duration::hours(24)).await?,
             deliveries: memory.effect_counts_since(now - Duration::hours(24), false).await?,
             retrying: memory.effects_in(EffectStatus::Retrying, MAX_LISTED).await?,

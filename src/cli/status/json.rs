@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::gather::StatusData;
-use crate::memory::EffectStatus;
+use crate::model::EffectStatus;
 
 /// The status as one JSON document.
 pub fn render(d: &StatusData) -> Value {

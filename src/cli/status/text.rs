@@ -6,8 +6,8 @@ use chrono::Duration;
 
 use super::gather::StatusData;
 use crate::config::Settings;
-use crate::memory::{EffectStatus, StoredEffect};
 use crate::model::labels_text;
+use crate::model::{EffectStatus, StoredEffect};
 
 /// At most this many queued actions are named; the rest are counted.
 const MAX_QUEUED_SHOWN: usize = 10;

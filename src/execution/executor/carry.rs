@@ -10,8 +10,8 @@ use tracing::{info, warn};
 
 use super::Executor;
 use crate::execution::guard;
-use crate::memory::{Memory, MemoryError};
 use crate::model::{Action, Origin};
+use crate::model::{ApprovalStatus, ExecutionStore, StoreError};
 
 impl Executor {
     /// Actions carried into cycle `cycle_id`: approved ones (checked again
@@ -20,16 +20,16 @@ impl Executor {
     /// checked again too. Expires approvals past their expiry on the way.
     pub async fn carried(
         &self,
-        memory: &Memory,
+        store: &dyn ExecutionStore,
         cycle_id: i64,
         now: DateTime<Utc>,
         dry_run: bool,
-    ) -> Result<Vec<Action>, MemoryError> {
-        for id in memory.expire_approvals(now).await? {
+    ) -> Result<Vec<Action>, StoreError> {
+        for id in store.expire_approvals(now).await? {
             warn!(approval = %id, "Approval expired before anyone decided; the action will not run");
         }
         let mut carried = Vec::new();
-        for approval in memory.approvals(Some("approved")).await? {
+        for approval in store.approvals(Some(ApprovalStatus::Approved)).await? {
             if approval.dry_run != dry_run {
                 continue;
             }
@@ -42,19 +42,21 @@ impl Executor {
                     action.reason = format!("approved ({}): {}", approval.id, action.reason);
                     // Held in the queue before the approval is marked done,
                     // so a cycle that dies now still runs it next time.
-                    memory.hold_plan(cycle_id, std::slice::from_ref(&action), now).await?;
-                    memory.set_approval_status(&approval.id, "executed", None, now).await?;
+                    store.hold_plan(cycle_id, std::slice::from_ref(&action), now).await?;
+                    store
+                        .set_approval_status(&approval.id, ApprovalStatus::Executed, None, now)
+                        .await?;
                     carried.push(action);
                 }
                 Err(why) => {
                     warn!(approval = %approval.id, reason = %why, "Approved action is no longer valid; not run");
-                    memory
-                        .set_approval_status(&approval.id, "invalid", Some(&why), now)
+                    store
+                        .set_approval_status(&approval.id, ApprovalStatus::Invalid, Some(&why), now)
                         .await?;
                 }
             }
         }
-        let taken = memory.take_due_actions(now, cycle_id).await?;
+        let taken = store.take_due_actions(now, cycle_id).await?;
         let taken_ids: HashSet<String> = taken.iter().map(|t| t.action.id.clone()).collect();
         for t in taken {
             let mut action = t.action;
@@ -67,7 +69,7 @@ impl Executor {
             };
             if let Err(why) = guard::revalidate(&self.settings, &action) {
                 warn!(action = %action.id, cycle = left_by, reason = %why, "Action left by a failed cycle is no longer valid; not run");
-                memory.release_taken(cycle_id, Some(&action.id)).await?;
+                store.release_taken(cycle_id, Some(&action.id)).await?;
                 continue;
             }
             // What it depends on either comes along, or ran in the failed
@@ -76,7 +78,7 @@ impl Executor {
             let mut after = Vec::with_capacity(action.after.len());
             for dep in action.after.drain(..) {
                 let satisfied = !taken_ids.contains(&dep)
-                    && memory
+                    && store
                         .outcome_in_cycle(&dep, left_by)
                         .await?
                         .is_some_and(|o| o.satisfies_dependents());

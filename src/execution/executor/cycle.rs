@@ -7,14 +7,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 
-use crate::memory::Memory;
-use crate::model::{Findings, Outcome, Status};
+use crate::model::{ExecutionStore, Findings, Outcome, Status};
 
 /// One execution of a plan (or of the after-plan work: groups, retries,
 /// digests): the context every step gets instead of a long argument list.
 pub(crate) struct Cycle<'a> {
-    /// The agent's memory.
-    pub memory: &'a Memory,
+    /// The agent's store.
+    pub store: &'a dyn ExecutionStore,
     /// The cycle's number, when the execution belongs to one (not for
     /// `bi-agent report NAME`).
     pub cycle_id: Option<i64>,
@@ -36,10 +35,16 @@ pub(crate) struct Budget {
 }
 
 impl<'a> Cycle<'a> {
-    /// A context with `budget` already counted in memory.
-    pub fn new(memory: &'a Memory, cycle_id: Option<i64>, now: DateTime<Utc>, dry_run: bool, budget: Budget) -> Self {
+    /// A context with `budget` already counted in store.
+    pub fn new(
+        store: &'a dyn ExecutionStore,
+        cycle_id: Option<i64>,
+        now: DateTime<Utc>,
+        dry_run: bool,
+        budget: Budget,
+    ) -> Self {
         Self {
-            memory,
+            store,
             cycle_id,
             now,
             dry_run,

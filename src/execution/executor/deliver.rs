@@ -33,9 +33,9 @@ use super::cycle::Cycle;
 use super::retry::Retry;
 use crate::execution::channels::Channel;
 use crate::execution::guard;
-use crate::memory::{Claim, EffectStatus, HoldReason, MemoryError, NewEffect, Settle};
 use crate::model::Action;
 use crate::model::{ChannelError, Message, Receipt, Rendered, Target};
+use crate::model::{Claim, EffectStatus, HoldReason, NewEffect, Settle, StoreError};
 use crate::model::{Delivery as DeliveryRecord, Status};
 
 /// The first wait before a later cycle tries a failed target again; each
@@ -94,7 +94,7 @@ impl Executor {
         &self,
         cycle: &Cycle<'_>,
         batch: &[&Outgoing],
-    ) -> Result<Vec<Vec<DeliveryRecord>>, MemoryError> {
+    ) -> Result<Vec<Vec<DeliveryRecord>>, StoreError> {
         let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(batch.len());
         for out in batch {
             let mut mine = Vec::with_capacity(out.targets.len());
@@ -141,11 +141,11 @@ impl Executor {
         &self,
         cycle: &Cycle<'_>,
         sends: &[&Send],
-    ) -> Result<Vec<(Result<Receipt, ChannelError>, u32)>, MemoryError> {
-        let memory = cycle.memory;
+    ) -> Result<Vec<(Result<Receipt, ChannelError>, u32)>, StoreError> {
+        let store = cycle.store;
         let now = cycle.now;
         join_all(sends.iter().map(|s| async move {
-            let before = || memory.mark_dispatching(&s.key, now);
+            let before = || store.mark_dispatching(&s.key, now);
             self.delivery.send_after(s.channel.as_ref(), &s.rendered, before).await
         }))
         .await
@@ -154,7 +154,7 @@ impl Executor {
     }
 
     /// Admission of one target: render, hold, limit, claim.
-    async fn admit(&self, cycle: &Cycle<'_>, out: &Outgoing, target: &Target) -> Result<Slot, MemoryError> {
+    async fn admit(&self, cycle: &Cycle<'_>, out: &Outgoing, target: &Target) -> Result<Slot, StoreError> {
         let channel_key = target.channel_key();
         let record = |status: Status, rendered: Rendered, key: &str| DeliveryRecord {
             target: target.clone(),
@@ -251,8 +251,7 @@ impl Executor {
         } else {
             EffectStatus::Queued
         };
-        if let Claim::Exists { status, updated_at } =
-            cycle.memory.claim_effect(&effect, claim_status, cycle.now).await?
+        if let Claim::Exists { status, updated_at } = cycle.store.claim_effect(&effect, claim_status, cycle.now).await?
         {
             return Ok(Slot::Done(existing(
                 record(Status::Sent, rendered, &key),
@@ -288,9 +287,9 @@ impl Executor {
         reason: String,
         rendered: Rendered,
         record: &(dyn Fn(Status, Rendered, &str) -> DeliveryRecord + Sync),
-    ) -> Result<DeliveryRecord, MemoryError> {
+    ) -> Result<DeliveryRecord, StoreError> {
         Ok(
-            match cycle.memory.claim_effect(effect, EffectStatus::Held, cycle.now).await? {
+            match cycle.store.claim_effect(effect, EffectStatus::Held, cycle.now).await? {
                 Claim::Claimed => record(Status::Skipped { reason }, rendered, effect.key),
                 Claim::Exists { status, updated_at } => {
                     existing(record(Status::Sent, rendered, effect.key), status, &updated_at)
@@ -307,10 +306,10 @@ impl Executor {
         send: Send,
         result: Result<Receipt, ChannelError>,
         attempts: u32,
-    ) -> Result<DeliveryRecord, MemoryError> {
+    ) -> Result<DeliveryRecord, StoreError> {
         let verdict = verdict(&result, cycle.now, send.retry_until, send.rounds_before + 1);
         cycle
-            .memory
+            .store
             .settle_effect(
                 &send.key,
                 false,

@@ -16,16 +16,16 @@ use super::cycle::Cycle;
 use super::deliver::Outgoing;
 use super::retry::Retry;
 use crate::config::{ActionKind, Severity};
-use crate::memory::{HeldEffect, HoldReason, MemoryError};
 use crate::model::Target;
 use crate::model::{Action, Origin};
 use crate::model::{Delivery as DeliveryRecord, Outcome, Status};
+use crate::model::{HeldEffect, HoldReason, StoreError};
 
 impl Executor {
     /// Both digests, when due: the quiet-hours digest of every target whose
     /// quiet window has ended, and the hourly rate-limit digest.
-    pub(super) async fn digests(&self, cycle: &Cycle<'_>) -> Result<Vec<(Action, Outcome)>, MemoryError> {
-        let held = cycle.memory.held_effects(cycle.dry_run).await?;
+    pub(super) async fn digests(&self, cycle: &Cycle<'_>) -> Result<Vec<(Action, Outcome)>, StoreError> {
+        let held = cycle.store.held_effects(cycle.dry_run).await?;
         let (quiet, limited): (Vec<HeldEffect>, Vec<HeldEffect>) =
             held.into_iter().partition(|h| h.hold == HoldReason::QuietHours);
         let mut out = Vec::new();
@@ -46,7 +46,7 @@ impl Executor {
         &self,
         held: Vec<HeldEffect>,
         cycle: &Cycle<'_>,
-    ) -> Result<Option<(Action, Outcome)>, MemoryError> {
+    ) -> Result<Option<(Action, Outcome)>, StoreError> {
         let due: Vec<HeldEffect> = held
             .into_iter()
             .filter(|h| h.release_at.is_none_or(|r| r <= cycle.now))
@@ -67,7 +67,7 @@ impl Executor {
     /// Once an hour, one digest per target of the notifications held back
     /// by the rate limit. A target whose digest failed keeps its items held
     /// and gets the digest again next cycle.
-    async fn digest(&self, held: Vec<HeldEffect>, cycle: &Cycle<'_>) -> Result<Option<(Action, Outcome)>, MemoryError> {
+    async fn digest(&self, held: Vec<HeldEffect>, cycle: &Cycle<'_>) -> Result<Option<(Action, Outcome)>, StoreError> {
         if held.is_empty() {
             return Ok(None);
         }
@@ -78,11 +78,11 @@ impl Executor {
         } else {
             "digest_at"
         };
-        let last = (cycle.memory.state_get(state_key).await?)
+        let last = (cycle.store.state_get(state_key).await?)
             .as_deref()
             .and_then(crate::timefmt::from_db);
         let oldest = held.iter().map(|h| h.at).min().unwrap_or(cycle.now);
-        let failed_before = cycle.memory.state_get(DIGEST_FAILED).await?.is_some() && !cycle.dry_run;
+        let failed_before = cycle.store.state_get(DIGEST_FAILED).await?.is_some() && !cycle.dry_run;
         if !failed_before && cycle.now - last.unwrap_or(oldest) < chrono::Duration::hours(1) {
             return Ok(None);
         }
@@ -101,14 +101,14 @@ impl Executor {
             )
             .await?;
         cycle
-            .memory
+            .store
             .state_set(state_key, &crate::timefmt::to_db(cycle.now), cycle.now)
             .await?;
         // A failed digest is tried again at the next cycle, not an hour later.
         if all_done {
-            cycle.memory.state_clear(DIGEST_FAILED).await?;
+            cycle.store.state_clear(DIGEST_FAILED).await?;
         } else if !cycle.dry_run {
-            cycle.memory.state_set(DIGEST_FAILED, "1", cycle.now).await?;
+            cycle.store.state_set(DIGEST_FAILED, "1", cycle.now).await?;
         }
         Ok(Some(self.finish_digest(action, records, cycle).await?))
     }
@@ -123,7 +123,7 @@ impl Executor {
         cycle: &Cycle<'_>,
         why: &str,
         subject: impl Fn(usize) -> String,
-    ) -> Result<(Vec<DeliveryRecord>, bool), MemoryError> {
+    ) -> Result<(Vec<DeliveryRecord>, bool), StoreError> {
         let mut outgoing = Vec::new();
         let mut items_of = Vec::new();
         for (target_text, items) in by_target(held) {
@@ -161,7 +161,7 @@ impl Executor {
             }
             records.push(record);
         }
-        cycle.memory.mark_digested(&done, cycle.dry_run, cycle.now).await?;
+        cycle.store.mark_digested(&done, cycle.dry_run, cycle.now).await?;
         Ok((records, all_done))
     }
 
@@ -171,14 +171,14 @@ impl Executor {
         action: Action,
         records: Vec<DeliveryRecord>,
         cycle: &Cycle<'_>,
-    ) -> Result<(Action, Outcome), MemoryError> {
+    ) -> Result<(Action, Outcome), StoreError> {
         let started = Instant::now();
         let mut outcome = Outcome::begin(&action.id, ActionKind::Notify, cycle.now, cycle.dry_run);
         outcome.status = Status::of_deliveries(&records);
         outcome.deliveries = records;
         outcome.duration_ms = started.elapsed().as_millis() as u64;
         super::log_outcome(&action, &outcome);
-        cycle.memory.record_outcome(None, &action, &outcome).await?;
+        cycle.store.record_outcome(None, &action, &outcome).await?;
         Ok((action, outcome))
     }
 }

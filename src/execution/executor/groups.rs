@@ -21,8 +21,8 @@ use super::deliver::Outgoing;
 use super::retry::{Condition, Retry};
 use crate::execution::grouping::{self, Change};
 use crate::execution::guard;
-use crate::memory::MemoryError;
 use crate::model::Action;
+use crate::model::StoreError;
 use crate::model::{Delivery as DeliveryRecord, Outcome, Status};
 
 /// What became of one grouped plan item.
@@ -94,11 +94,11 @@ impl Executor {
         key: &str,
         items: Vec<Action>,
         cycle: &Cycle<'_>,
-    ) -> Result<GroupWork, MemoryError> {
+    ) -> Result<GroupWork, StoreError> {
         let mut added = HashSet::new();
         for item in &items {
             if cycle
-                .memory
+                .store
                 .add_group_member(key, cycle.dry_run, item, cycle.now)
                 .await?
             {
@@ -112,11 +112,11 @@ impl Executor {
             next_due: None,
             message: None,
         };
-        let Some(state) = cycle.memory.group(key, cycle.dry_run).await? else {
+        let Some(state) = cycle.store.group(key, cycle.dry_run).await? else {
             return Ok(work);
         };
-        let members = cycle.memory.group_members(Some(key), cycle.dry_run).await?;
-        let instances = cycle.memory.load_instances().await?;
+        let members = cycle.store.group_members(Some(key), cycle.dry_run).await?;
+        let instances = cycle.store.load_instances().await?;
         let sections = grouping::changes(&members, &instances);
         let new: Vec<Action> = (sections.iter())
             .filter(|(c, _)| *c == Change::New)
@@ -124,7 +124,7 @@ impl Executor {
             .collect();
         if new.is_empty() {
             if !sections.iter().any(|(c, _)| *c == Change::StillFiring) {
-                cycle.memory.close_group(key, cycle.dry_run, cycle.now).await?;
+                cycle.store.close_group(key, cycle.dry_run, cycle.now).await?;
             }
             return Ok(work);
         }
@@ -174,7 +174,7 @@ impl Executor {
         work: GroupWork,
         records: Option<Vec<DeliveryRecord>>,
         cycle: &Cycle<'_>,
-    ) -> Result<(HashMap<String, Grouped>, Vec<(Action, Outcome)>), MemoryError> {
+    ) -> Result<(HashMap<String, Grouped>, Vec<(Action, Outcome)>), StoreError> {
         let mut members: Vec<(Action, Outcome)> = Vec::new();
         if let (Some(message), Some(records)) = (work.message.map(|m| *m), records) {
             let action = &message.outgoing.action;
@@ -192,7 +192,7 @@ impl Executor {
             // open: the round is done either way.
             let sent: Vec<(String, u32, u32)> = message.new.iter().map(ident).collect();
             cycle
-                .memory
+                .store
                 .record_group_message(
                     &work.key,
                     cycle.dry_run,
@@ -229,7 +229,7 @@ impl Executor {
             if wanted.contains(&ident(&member)) {
                 results.insert(member.id.clone(), Grouped::Done(outcome));
             } else {
-                cycle.memory.record_outcome(cycle.cycle_id, &member, &outcome).await?;
+                cycle.store.record_outcome(cycle.cycle_id, &member, &outcome).await?;
                 earlier.push((member, outcome));
             }
         }
@@ -271,9 +271,9 @@ impl Executor {
         &self,
         cycle: &Cycle<'_>,
         handled: &HashSet<String>,
-    ) -> Result<Vec<(Action, Outcome)>, MemoryError> {
+    ) -> Result<Vec<(Action, Outcome)>, StoreError> {
         let mut works = Vec::new();
-        for key in cycle.memory.open_groups(cycle.dry_run).await? {
+        for key in cycle.store.open_groups(cycle.dry_run).await? {
             if !handled.contains(&key) {
                 works.push(self.group_work(&key, Vec::new(), cycle).await?);
             }

@@ -36,8 +36,8 @@ use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Settings;
-use crate::memory::{Memory, MemoryError};
 use crate::model::{Action, Plan};
+use crate::model::{ExecutionStore, StoreError};
 
 use super::channels::Channel;
 use super::delivery::Delivery;
@@ -91,7 +91,7 @@ pub enum ExecutionError {
     },
     /// Memory failed.
     #[error(transparent)]
-    Memory(#[from] MemoryError),
+    Memory(#[from] StoreError),
 }
 
 /// The executor: channels, the delivery wrapper and investigations.
@@ -174,15 +174,15 @@ impl Executor {
     pub async fn execute(
         &self,
         plan: &Plan,
-        memory: &Memory,
+        store: &dyn ExecutionStore,
         cycle_id: Option<i64>,
         now: DateTime<Utc>,
         dry_run: bool,
-    ) -> Result<Executed, MemoryError> {
-        let (total, per_channel) = memory
+    ) -> Result<Executed, StoreError> {
+        let (total, per_channel) = store
             .notifications_since(now - chrono::Duration::hours(1), dry_run)
             .await?;
-        let cycle = Cycle::new(memory, cycle_id, now, dry_run, Budget { total, per_channel });
+        let cycle = Cycle::new(store, cycle_id, now, dry_run, Budget { total, per_channel });
         let mut ledger = Ledger::default();
         let mut executed = Vec::with_capacity(plan.items.len());
         let mut handled = HashSet::new();
@@ -201,7 +201,7 @@ impl Executor {
             outcome.status = Status::Skipped {
                 reason: format!("left out of the plan: {}", left.reason),
             };
-            memory.record_outcome(cycle_id, &left.action, &outcome).await?;
+            store.record_outcome(cycle_id, &left.action, &outcome).await?;
             executed.push((left.action.clone(), outcome));
         }
         for left in &plan.deferred {
@@ -210,7 +210,7 @@ impl Executor {
             action
                 .after
                 .retain(|d| !ledger.results.get(d).is_some_and(Status::succeeded));
-            memory.enqueue_action(&action, now, &left.reason, now).await?;
+            store.enqueue_action(&action, now, &left.reason, now).await?;
         }
         executed.extend(self.flush_open_groups(&cycle, &handled).await?);
         self.retry_due(&cycle).await?;
@@ -218,7 +218,7 @@ impl Executor {
         if let Some(cycle) = cycle_id {
             // Everything is recorded or handed on (groups, the queue): the
             // write-ahead entries of this cycle are done.
-            memory.release_taken(cycle, None).await?;
+            store.release_taken(cycle, None).await?;
         }
         Ok(executed)
     }
@@ -274,7 +274,7 @@ impl Executor {
         cycle: &Cycle<'_>,
         ledger: &mut Ledger,
         executed: &mut Executed,
-    ) -> Result<(), MemoryError> {
+    ) -> Result<(), StoreError> {
         let shared: &Ledger = ledger;
         let permits = tokio::sync::Semaphore::new(MAX_CONCURRENT_WORK);
         let works = wave
@@ -304,7 +304,7 @@ impl Executor {
                     };
                     outcome.duration_ms = started.elapsed().as_millis() as u64;
                     log_outcome(action, &outcome);
-                    cycle.memory.record_outcome(cycle.cycle_id, action, &outcome).await?;
+                    cycle.store.record_outcome(cycle.cycle_id, action, &outcome).await?;
                     ledger.finished(&action.id, &outcome);
                     executed.push((action.clone(), outcome));
                 }
@@ -315,7 +315,7 @@ impl Executor {
                     for action in items {
                         let outcome = match outcomes.remove(&action.id) {
                             Some(Grouped::Done(outcome)) => {
-                                cycle.memory.record_outcome(cycle.cycle_id, &action, &outcome).await?;
+                                cycle.store.record_outcome(cycle.cycle_id, &action, &outcome).await?;
                                 outcome
                             }
                             Some(Grouped::Waiting { until, outcome }) => {
@@ -345,7 +345,7 @@ impl Executor {
         cycle: &Cycle<'_>,
         ledger: &Ledger,
         permits: &tokio::sync::Semaphore,
-    ) -> Result<(UnitWork<'p>, Deferred), MemoryError> {
+    ) -> Result<(UnitWork<'p>, Deferred), StoreError> {
         // The semaphore is never closed, so acquiring cannot fail; without
         // a permit the work would simply run unbounded.
         let _permit = permits.acquire().await.ok();

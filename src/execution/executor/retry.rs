@@ -21,11 +21,11 @@ use tracing::{info, warn};
 use super::Executor;
 use super::cycle::Cycle;
 use super::deliver::Send;
-use crate::memory::{EffectStatus, MemoryError, Settle, StoredEffect};
 use crate::model::Action;
 use crate::model::AlertState;
 use crate::model::Labels;
 use crate::model::Status;
+use crate::model::{EffectStatus, Settle, StoreError, StoredEffect};
 use crate::model::{Rendered, Target};
 
 /// At most this many retries are sent per cycle; the rest wait for the next.
@@ -111,16 +111,16 @@ impl Retry {
 
 impl Executor {
     /// Tries the due `retrying` effects again (live cycles only).
-    pub(super) async fn retry_due(&self, cycle: &Cycle<'_>) -> Result<(), MemoryError> {
+    pub(super) async fn retry_due(&self, cycle: &Cycle<'_>) -> Result<(), StoreError> {
         if cycle.dry_run {
             return Ok(());
         }
-        let due = cycle.memory.due_retries(cycle.now, MAX_RETRIES_PER_CYCLE).await?;
+        let due = cycle.store.due_retries(cycle.now, MAX_RETRIES_PER_CYCLE).await?;
         if due.is_empty() {
             return Ok(());
         }
-        let instances = cycle.memory.load_instances().await?;
-        let groups = cycle.memory.open_groups(false).await?;
+        let instances = cycle.store.load_instances().await?;
+        let groups = cycle.store.open_groups(false).await?;
         let mut sends = Vec::new();
         for effect in due {
             if let Some(why) = stop_reason(&effect, cycle.now, &instances, &groups) {
@@ -136,7 +136,7 @@ impl Executor {
                 self.give_up(cycle, &effect, "its target no longer parses").await?;
                 continue;
             };
-            if !cycle.memory.take_retry(&effect.key, cycle.now).await? {
+            if !cycle.store.take_retry(&effect.key, cycle.now).await? {
                 continue;
             }
             sends.push(Send {
@@ -165,14 +165,14 @@ impl Executor {
     }
 
     /// Stops retrying an effect: `failed`, with why.
-    async fn give_up(&self, cycle: &Cycle<'_>, effect: &StoredEffect, why: &str) -> Result<(), MemoryError> {
+    async fn give_up(&self, cycle: &Cycle<'_>, effect: &StoredEffect, why: &str) -> Result<(), StoreError> {
         let error = match &effect.error {
             Some(last) => format!("gave up after {} attempts ({why}); last error: {last}", effect.attempts),
             None => format!("gave up ({why})"),
         };
         warn!(effect = %effect.key, to = %effect.target, reason = %why, "Delivery not retried any more");
         cycle
-            .memory
+            .store
             .settle_effect(
                 &effect.key,
                 false,
@@ -200,9 +200,9 @@ impl Executor {
         status: Status,
         attempts: u32,
         retry_at: Option<DateTime<Utc>>,
-    ) -> Result<(), MemoryError> {
+    ) -> Result<(), StoreError> {
         let changed = cycle
-            .memory
+            .store
             .settle_outcomes_of_effect(key, &status, attempts, retry_at)
             .await?;
         for outcome in changed.iter().filter(|o| o.status == Status::Sent) {

@@ -15,7 +15,7 @@ use super::deliver::Outgoing;
 use super::retry::Retry;
 use crate::config::ActionKind;
 use crate::execution::guard;
-use crate::memory::MemoryError;
+use crate::model::StoreError;
 use crate::model::{Action, Plan};
 use crate::model::{Findings, Outcome, Status};
 use crate::model::{Message, Target};
@@ -39,7 +39,7 @@ impl Executor {
         plan: &Plan,
         cycle: &Cycle<'_>,
         ledger: &Ledger,
-    ) -> Result<(Work, Deferred), MemoryError> {
+    ) -> Result<(Work, Deferred), StoreError> {
         let mut outcome = Outcome::begin(&action.id, action.kind, cycle.now, cycle.dry_run);
         let done = |mut outcome: Outcome, status: Status| {
             outcome.status = status;
@@ -110,12 +110,12 @@ impl Executor {
     }
 
     /// Asks for (or finds) the approval of `action`.
-    async fn ask_approval(&self, action: &Action, cycle: &Cycle<'_>) -> Result<Status, MemoryError> {
+    async fn ask_approval(&self, action: &Action, cycle: &Cycle<'_>) -> Result<Status, StoreError> {
         let id = guard::approval_id(action);
         let expiry =
             chrono::Duration::from_std(self.settings.guardrails.approval_expiry).unwrap_or(chrono::Duration::MAX);
         let approval = cycle
-            .memory
+            .store
             .request_approval(&id, action, cycle.now + expiry, cycle.dry_run, cycle.now)
             .await?;
         Ok(match approval.status.as_str() {
@@ -216,13 +216,13 @@ impl Executor {
         plan: &Plan,
         until: DateTime<Utc>,
         cycle: &Cycle<'_>,
-    ) -> Result<Deferred, MemoryError> {
+    ) -> Result<Deferred, StoreError> {
         let mut deferred = Vec::new();
         for dependent in plan.items.iter().filter(|a| a.after.contains(&action.id)) {
             let mut queued = dependent.clone();
             queued.after.retain(|d| d != &action.id);
             cycle
-                .memory
+                .store
                 .enqueue_action(&queued, until, &format!("after {}", action.id), cycle.now)
                 .await?;
             deferred.push((dependent.id.clone(), until));
