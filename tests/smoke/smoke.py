@@ -21,23 +21,33 @@ conditions with deadlines rather than sleeping:
  1. setup      `bi-agent check`, `bi-agent run` with the config from
                agent.toml.in, /healthz, /readyz, `bi-agent health`
  2. report     the scheduled report (first cycle) with its LLM narrative, by e-mail
- 3. fire       every rule fires in one cycle: revenue_drop's two regions as one
-               group message (Slack webhook + e-mail), the other rules' own
-               messages, two investigations with LLM summaries, one accepted
-               (and one refused) LLM proposal, two CRM tasks waiting for approval
- 4. approval   `bi-agent approvals`, `approve` one, `reject` the other: one CRM POST
+ 3. fire       every rule but the stock ones (phase 8) fires in one cycle:
+               revenue_drop's two regions as one group message (Slack webhook
+               + e-mail), the other rules' own messages, two investigations
+               with LLM summaries, one accepted (and one refused) LLM
+               proposal, two CRM tasks waiting for approval
+ 4. approval   `bi-agent approvals`, `approve` one, `reject` the other: one CRM POST,
+               its Idempotency-Key the SHA-256 of its effect key
  5. reload     a broken file is refused (`Config reload rejected`), then Slack
                switched from the incoming webhook to chat.postMessage in the
                file, SIGHUP, `Config reloaded`
  6. resolve    the warehouse recovers: two resolution messages via chat.postMessage
  7. cli_report `bi-agent report weekly_review`, live, with narrative
- 8. settle     a few more cycles: nothing more may arrive anywhere
- 9. status     `bi-agent status` (--json and text), `actions`, `patterns`, `plan`,
+ 8. deliveries exactly once, per target: the widgets run out, stock_low (Slack
+               #stock + e-mail) and stock_out (Slack #purchasing) fire; the
+               fake Slack answers 500 to #stock until the action was seen
+               `partial`, and a later cycle's retry delivers it (one outcome
+               record); it takes the first #purchasing request and hangs up,
+               so that delivery is `unknown`, never re-sent, listed by
+               `actions --unknown` and `status`, until `resolve-effect
+               --resend` has the next cycle send it once more
+ 9. settle     a few more cycles: nothing more may arrive anywhere
+10. status     `bi-agent status` (--json and text), `actions`, `patterns`, `plan`,
                and the memory database: no cycle but ok, LLM calls and tokens,
                grounded summaries, approvals, the effect log
-10. metrics    /metrics from [server] listen
-11. stop       SIGTERM: exit 0, `Daemon stopped`
-12. restart    the daemon again on the same memory: nothing is sent twice
+11. metrics    /metrics from [server] listen, deliveries per channel and status
+12. stop       SIGTERM: exit 0, `Daemon stopped`
+13. restart    the daemon again on the same memory: nothing is sent twice
 
 then the exact count at every receiver (EXPECTED), no panic in the log, and no
 secret in the log or the memory. On failure it prints what was expected and
@@ -51,6 +61,7 @@ counts in EXPECTED.
 import argparse
 import email
 import email.policy
+import hashlib
 import json
 import os
 import re
@@ -92,16 +103,24 @@ EXPECTED = {
     # revenue_drop's group message (Northeast + West), error_rate_high{job=api},
     # and the LLM's accepted proposal: all before the reload.
     "slack_webhook_posts": 3,
-    # revenue_drop/recovered for Northeast and West (after the reload), and
-    # `bi-agent report weekly_review` to #analytics.
-    "slack_api_posts": 3,
+    # revenue_drop/recovered for Northeast and West (after the reload),
+    # `bi-agent report weekly_review` to #analytics, and (the delivery phase)
+    # stock_low to #stock on a later cycle's retry and stock_out to
+    # #purchasing once more after `resolve-effect --resend`.
+    "slack_api_posts": 5,
+    # chat.postMessage requests to #stock answered 500: the first cycle's
+    # attempts (guardrails.retry_attempts, 3 by default), none after.
+    "slack_api_refused": 3,
+    # chat.postMessage requests taken and hung up on: the first to #purchasing.
+    "slack_api_unanswered": 1,
     # hourly_summary (scheduled), revenue_drop's group message, bounce_high,
-    # signups_short{plan=pro}, weekly_review (CLI).
-    "emails": 5,
+    # signups_short{plan=pro}, weekly_review (CLI), stock_low to stock@.
+    "emails": 6,
     # revenue_drop/crm_task for Northeast, approved; West's was rejected.
     "crm_posts": 1,
-    # One planning request when everything fires, one when revenue_drop resolves.
-    "llm_plan": 2,
+    # One planning request when everything fires, one when revenue_drop
+    # resolves, one when the stock rules fire.
+    "llm_plan": 3,
     # One summary per investigation (Northeast, West).
     "llm_summary": 2,
     # hourly_summary in the daemon, weekly_review from the CLI.
@@ -116,8 +135,10 @@ EXPECTED_EMAILS_PER_RECIPIENT = {
     "director@example.com": 1,
     "growth@example.com": 2,
     "analysts@example.com": 1,
+    "stock@example.com": 1,
 }
-EXPECTED_SLACK_API_PER_CHANNEL = {"#ops": 2, "#analytics": 1}
+# Accepted chat.postMessage requests only (not the refused or unanswered ones).
+EXPECTED_SLACK_API_PER_CHANNEL = {"#ops": 2, "#analytics": 1, "#stock": 1, "#purchasing": 1}
 # The only ERROR lines in the first daemon's log: the deliberately broken reload.
 EXPECTED_ERRORS = {"Config reload rejected; the running config stays": 1}
 
@@ -235,6 +256,39 @@ class Receivers:
 
 
 RECEIVED = Receivers()
+
+
+class SlackFaults:
+    """How the fake chat.postMessage misbehaves, per Slack channel: `refuse`
+    answers HTTP 500 until cleared; `hang_up` takes the request (reads it
+    whole) and closes the connection without an answer, that many times."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.refusing = set()
+        self.hang_ups = {}
+
+    def refuse(self, channel, on=True):
+        with self.lock:
+            (self.refusing.add if on else self.refusing.discard)(channel)
+
+    def hang_up(self, channel, times):
+        with self.lock:
+            self.hang_ups[channel] = times
+
+    def fault(self, channel):
+        """What to do with one request to `channel`: None, "refuse" or "hang_up"."""
+        with self.lock:
+            if channel in self.refusing:
+                return "refuse"
+            if self.hang_ups.get(channel, 0) > 0:
+                self.hang_ups[channel] -= 1
+                return "hang_up"
+            return None
+
+
+SLACK_FAULTS = SlackFaults()
+
 # The fake JSON analytics API answer (a single row).
 WEB_ENGAGEMENT = {"bounce_rate": 0.72, "funnel": {"overall_rate": 0.031}, "site": "shop"}
 # The fake Prometheus vector: `api` is over the 5 % threshold, `worker` is not.
@@ -328,11 +382,11 @@ def fake_llm(request, headers):
 
 
 def plan_proposals(user):
-    """Proposals for a planning request: when something fired, one valid
-    notify about the error-rate instance (accepted and run) and one aimed at
-    a raw address (refused); when nothing fired, none."""
+    """Proposals for a planning request: when error_rate_high fired, one
+    valid notify about its instance (accepted and run) and one aimed at a raw
+    address (refused); otherwise (a resolution, the stock rules firing), none."""
     changes = re.findall(r"^- (\S+) (\".*?\"): (\w+)$", user, re.M)
-    if not any(t == "Fired" for _, _, t in changes):
+    if not any(r == "error_rate_high" and t == "Fired" for r, _, t in changes):
         return []
     instance = ""
     m = re.search(r"^- instance error_rate_high\{(\".*?\")\}", user, re.M)
@@ -421,6 +475,15 @@ class FakeHandler(BaseHTTPRequestHandler):
             return self.reply(200, b"ok", "text/plain")
         if url.path == "/slack/api/chat.postMessage":
             ok = headers.get("Authorization") == f"Bearer {SECRETS['SMOKE_SLACK_BOT_TOKEN']}"
+            fault = SLACK_FAULTS.fault((body or {}).get("channel") if isinstance(body, dict) else None)
+            if fault == "refuse":
+                RECEIVED.add("slack_api_refused", {"body": body, "at": time.monotonic()})
+                return self.reply(500, {"ok": False, "error": "smoke: refused"})
+            if fault == "hang_up":
+                # Taken, never answered: the connection closes with no response.
+                RECEIVED.add("slack_api_unanswered", {"body": body, "at": time.monotonic()})
+                self.close_connection = True
+                return None
             RECEIVED.add("slack_api", {"body": body, "authorized": ok})
             if not ok:
                 return self.reply(200, {"ok": False, "error": "invalid_auth"})
@@ -428,7 +491,7 @@ class FakeHandler(BaseHTTPRequestHandler):
             return self.reply(200, {"ok": True, "channel": "C0SMOKE", "ts": ts})
         if url.path == "/crm/tasks":
             ok = headers.get("Authorization") == f"Bearer {SECRETS['SMOKE_CRM_TOKEN']}"
-            RECEIVED.add("crm", {"body": body, "authorized": ok})
+            RECEIVED.add("crm", {"body": body, "authorized": ok, "idempotency_key": headers.get("Idempotency-Key")})
             return self.reply(201 if ok else 401, {"id": "task-1"} if ok else {"error": "unauthorized"})
         if url.path == "/llm/v1/chat/completions":
             if not isinstance(body, dict):
@@ -474,6 +537,7 @@ CATEGORIES = [  # region, category, revenue_7d, revenue_prev_7d (sums match REGI
     ("South", "toys", 30_000, 28_000),
 ]
 SIGNUPS = [("basic", 120, 100), ("pro", 40, 60)]  # plan, signups, target: pro is short
+STOCK = [("gadgets", 40, 10), ("widgets", 50, 10)]  # item, units, minimum: none short
 
 
 def make_warehouse(path):
@@ -484,6 +548,8 @@ def make_warehouse(path):
             "CREATE TABLE category_week (region TEXT, category TEXT, revenue_7d INTEGER, revenue_prev_7d INTEGER)"
         )
         db.executemany("INSERT INTO category_week VALUES (?, ?, ?, ?)", CATEGORIES)
+        db.execute("CREATE TABLE stock (item TEXT PRIMARY KEY, units INTEGER, minimum INTEGER)")
+        db.executemany("INSERT INTO stock VALUES (?, ?, ?)", STOCK)
     db.close()
 
 
@@ -491,6 +557,13 @@ def recover_warehouse(path):
     """Northeast and West back to last week's level: revenue_drop resolves."""
     with sqlite3.connect(path, timeout=10) as db:
         db.execute("UPDATE region_week SET revenue_7d = revenue_prev_7d WHERE region IN ('Northeast', 'West')")
+    db.close()
+
+
+def empty_stock(path):
+    """The widgets run out: stock_low and stock_out fire for item=widgets."""
+    with sqlite3.connect(path, timeout=10) as db:
+        db.execute("UPDATE stock SET units = 0 WHERE item = 'widgets'")
     db.close()
 
 
@@ -817,6 +890,15 @@ def phase_approval(run):
     CHECKS.equal("CRM POST action", "revenue_drop/crm_task/region=Northeast", body.get("action_id"))
     CHECKS.equal("CRM POST params", {"queue": "sales-recovery"}, body.get("params"))
     CHECKS.true("CRM POST text", "Call the top accounts in Northeast" in str(body.get("text")), str(body)[:300])
+    # The Idempotency-Key: the SHA-256 (hex) of the delivery's effect key.
+    idem = post.get("idempotency_key") or ""
+    CHECKS.true("CRM POST Idempotency-Key is a 64-hex SHA-256", re.fullmatch(r"[0-9a-f]{64}", idem), repr(idem))
+    keys = [k for (k,) in run.memory_query("SELECT key FROM effects WHERE channel = 'webhook:crm' AND dry_run = 0")]
+    CHECKS.equal(
+        "CRM POST Idempotency-Key is the SHA-256 of its effect key",
+        [idem],
+        [hashlib.sha256(k.encode()).hexdigest() for k in keys],
+    )
     left = run.cli_json("approvals")
     CHECKS.equal("approvals waiting after the decisions", [], left)
 
@@ -879,6 +961,169 @@ def phase_cli_report(run):
     CHECKS.equal("weekly_review subject", "Weekly review (smoke)", mail["subject"])
 
 
+STOCK_LOW = "stock_low/notify/item=widgets"
+STOCK_OUT = "stock_out/notify/item=widgets"
+
+
+def phase_deliveries(run):
+    """Exactly once, per target (issue 13): a partial delivery retried by a
+    later cycle, and an unknown one settled by a person."""
+    SLACK_FAULTS.refuse("#stock")
+    SLACK_FAULTS.hang_up("#purchasing", 1)
+    empty_stock(run.warehouse)
+
+    # The firing cycle: e-mail delivered, #stock refused (every in-cycle
+    # attempt), #purchasing taken and hung up on.
+    try:
+        low = wait_until("stock_low recorded partial", lambda: live_outcome(run, STOCK_LOW, "partial"), interval=0.2)
+    finally:
+        # Seen partial (or given up on): #stock answers again, for the retry.
+        refused = RECEIVED.count("slack_api_refused")
+        SLACK_FAULTS.refuse("#stock", False)
+    CHECKS.equal("#stock refused within the firing cycle (guardrails.retry_attempts)", 3, refused)
+    CHECKS.equal("stock_low e-mailed in the firing cycle", 1, len(emails_to("stock@example.com")))
+    status = low["outcome"]["status"]
+    CHECKS.equal("stock_low partial: delivered of targets", (1, 2), (status.get("delivered"), status.get("of")))
+    CHECKS.true(
+        "stock_low partial names #stock failed and its retry",
+        re.search(r"slack:#stock failed: .*HTTP 500.* \(retrying at \d\d:\d\d:\d\d UTC\)", status.get("detail", "")),
+        status.get("detail"),
+    )
+    warned = [
+        e.get("status", "")
+        for e in run.daemon.messages("Action not fully delivered")
+        if e.get("action") == STOCK_LOW and e.get("level") == "WARN"
+    ]
+    CHECKS.true(
+        "logged as a warning: stock_low sent 1 of 2, #stock retrying",
+        len(warned) == 1
+        and re.match(r"sent 1 of 2: slack:#stock failed: .* \(retrying at \d\d:\d\d:\d\d UTC\)$", warned[0]),
+        str(warned)[:400],
+    )
+    done = run.cli("actions", "--limit", "100")
+    lines = done.stdout.splitlines()
+    at = next((i for i, l in enumerate(lines) if STOCK_LOW in l), None)
+    line = lines[at] if at is not None else ""
+    CHECKS.true(
+        "bi-agent actions shows stock_low partial, 1 of 2, retrying",
+        line.split()[2:3] == ["partial"] and "(1 of 2): slack:#stock failed" in line and "retrying at" in line,
+        line or done.stdout[-600:],
+    )
+    targets = lines[at + 1 : at + 3] if at is not None else []
+    CHECKS.true(
+        "bi-agent actions shows #stock failed (attempt 3, retrying) and the e-mail sent",
+        any("slack:#stock" in l and " failed (" in l and "attempt 3, retrying at" in l for l in targets)
+        and any("email:stock@example.com" in l and " sent" in l for l in targets),
+        "\n".join(targets),
+    )
+    out = wait_until("stock_out recorded unknown", lambda: live_outcome(run, STOCK_OUT, "unknown"), interval=0.2)
+    CHECKS.true(
+        "stock_out unknown names #purchasing",
+        "slack:#purchasing" in json.dumps(out["outcome"]["status"]),
+        json.dumps(out["outcome"]["status"])[:300],
+    )
+    CHECKS.equal("#purchasing requests taken and hung up on", 1, RECEIVED.count("slack_api_unanswered"))
+
+    unknown = run.cli_json("actions", "--unknown")
+    CHECKS.equal(
+        "actions --unknown --json: the #purchasing delivery", ["slack:#purchasing"], [e.get("target") for e in unknown]
+    )
+    key = unknown[0]["key"] if unknown else ""
+    done = run.cli("actions", "--unknown")
+    settle = f"settle: bi-agent resolve-effect '{key}' --sent | --resend"
+    CHECKS.true(
+        "actions --unknown lists it once, with the command that settles it",
+        done.returncode == 0 and done.stdout.count("settle: ") == 1 and settle in done.stdout,
+        done.stdout[-600:],
+    )
+    done = run.cli("status")
+    CHECKS.true(
+        "status: may or may not have arrived (1)",
+        "May or may not have arrived (1; bi-agent actions --unknown):" in done.stdout,
+        done.stdout[-800:],
+    )
+    CHECKS.true("status: being retried (1)", "Being retried (1):" in done.stdout, done.stdout[-800:])
+    # The gauges follow at the end of each cycle; #stock's retry is due 5 s
+    # after its firing cycle began, so both are open for a few cycles.
+    gauges = wait_until(
+        "/metrics: one delivery retrying, one unknown",
+        lambda: (lambda g: g if g.get("retrying") == 1 and g.get("unknown") == 1 else None)(open_deliveries(run)),
+        timeout=10,
+        interval=0.2,
+    )
+    CHECKS.equal("metrics: bi_agent_deliveries_open while open", {"retrying": 1, "unknown": 1, "held": 0}, gauges)
+
+    # A later cycle retries #stock (backoff 5 s): delivered, exactly once.
+    wait_until("stock_low on #stock, retried by a later cycle", lambda: slack_api_to("#stock"), timeout=15)
+    run.daemon.wait_log("Delivered on a retry")
+    run.daemon.wait_cycles(1)
+    low = live_outcomes(run, STOCK_LOW)
+    CHECKS.equal("stock_low: one outcome record, sent", ["sent"], [o["outcome"]["status"]["status"] for o in low])
+    CHECKS.equal(
+        "memory: stock_low outcome records",
+        [("sent",)],
+        run.memory_query("SELECT status FROM action_outcomes WHERE action_id = ? AND dry_run = 0", (STOCK_LOW,)),
+    )
+    deliveries = {
+        f"{d['target'].get('kind')}:{d['target'].get('to')}": (d["status"]["status"], d.get("attempts"))
+        for d in (low[0]["outcome"].get("deliveries") if low else [])
+    }
+    CHECKS.equal(
+        "stock_low deliveries: (status, attempts) per target",
+        {"slack:#stock": ("sent", EXPECTED["slack_api_refused"] + 1), "email:stock@example.com": ("sent", 1)},
+        deliveries,
+    )
+
+    # The unknown delivery was never re-sent meanwhile (several cycles).
+    CHECKS.equal(
+        "#purchasing not re-sent while unknown (requests taken, answered)",
+        (1, 0),
+        (RECEIVED.count("slack_api_unanswered"), len(slack_api_to("#purchasing"))),
+    )
+    CHECKS.equal(
+        "memory: the #purchasing effect still unknown",
+        [("unknown",)],
+        run.memory_query("SELECT status FROM effects WHERE key = ? AND dry_run = 0", (key,)),
+    )
+
+    # A person asks for a resend: the next cycle sends it once more.
+    done = run.cli("resolve-effect", key, "--resend")
+    CHECKS.true(
+        "resolve-effect --resend exits 0",
+        done.returncode == 0 and "will be sent again" in done.stdout,
+        (done.stdout + done.stderr)[-300:],
+    )
+    wait_until("stock_out on #purchasing after the resend", lambda: slack_api_to("#purchasing"))
+    run.daemon.wait_cycles(1)
+    out = live_outcomes(run, STOCK_OUT)
+    CHECKS.equal("stock_out: one outcome record, sent", ["sent"], [o["outcome"]["status"]["status"] for o in out])
+    CHECKS.equal(
+        "memory: stock_out outcome records",
+        [("sent",)],
+        run.memory_query("SELECT status FROM action_outcomes WHERE action_id = ? AND dry_run = 0", (STOCK_OUT,)),
+    )
+    # A delivery settled by a later cycle is recorded like one sent at once:
+    # its outcome record carries the Slack ts the effect log keeps.
+    for action, channel in ((STOCK_LOW, "#stock"), (STOCK_OUT, "#purchasing")):
+        kept = run.memory_query(
+            "SELECT reference FROM effects WHERE action_id = ? AND target = ? AND dry_run = 0",
+            (action, f"slack:{channel}"),
+        )
+        recorded = [
+            d.get("reference")
+            for o in live_outcomes(run, action)
+            for d in o["outcome"].get("deliveries", [])
+            if d["target"].get("to") == channel
+        ]
+        CHECKS.equal(f"{action}: the retried delivery's Slack ts in its outcome record", [r for (r,) in kept], recorded)
+    CHECKS.equal("actions --unknown after the resend", [], run.cli_json("actions", "--unknown"))
+    done = run.cli("resolve-effect", key, "--sent")
+    CHECKS.equal("resolve-effect --sent on a settled delivery exits 1", 1, done.returncode)
+    CHECKS.true(
+        "resolve-effect --sent says it is sent already", f"effect {key} is sent;" in done.stderr, done.stderr[-300:]
+    )
+
+
 def phase_settle(run):
     """A few more cycles: nothing else may arrive."""
     run.daemon.wait_cycles(3)
@@ -893,19 +1138,25 @@ def phase_status(run):
     firing = sorted(f"{f['rule']}{json.dumps(f.get('labels'), sort_keys=True)}" for f in status.get("firing", []))
     CHECKS.equal(
         "status: firing after the resolution",
-        ['bounce_high{}', 'error_rate_high{"job": "api"}', 'signups_short{"plan": "pro"}'],
+        [
+            'bounce_high{}',
+            'error_rate_high{"job": "api"}',
+            'signups_short{"plan": "pro"}',
+            'stock_low{"item": "widgets"}',
+            'stock_out{"item": "widgets"}',
+        ],
         firing,
     )
     CHECKS.equal("status: pending approvals", [], status.get("pending_approvals"))
     if time.strftime("%Y-%m-%d", time.gmtime()) == run.utc_day:  # "today" is a UTC day
         llm = status.get("llm_today") or {}
-        CHECKS.equal("status: LLM calls today", 6, llm.get("calls"))
+        CHECKS.equal("status: LLM calls today", 7, llm.get("calls"))
         CHECKS.equal("status: LLM tokens today", expected_tokens(all_processes=True), llm.get("tokens"))
         CHECKS.equal("status: LLM errors today", 0, llm.get("errors"))
 
     done = run.cli("status")
     CHECKS.true("bi-agent status (text) exits 0", done.returncode == 0, done.stderr[-300:])
-    CHECKS.true("bi-agent status (text) lists 3 firing", "Firing (3):" in done.stdout, done.stdout[-600:])
+    CHECKS.true("bi-agent status (text) lists 5 firing", "Firing (5):" in done.stdout, done.stdout[-600:])
     actions = run.cli_json("actions", "--limit", "100")
     CHECKS.true("bi-agent actions --json lists actions", isinstance(actions, list) and len(actions) > 0)
     run.cli_json("patterns")
@@ -930,7 +1181,7 @@ def phase_status(run):
     CHECKS.equal(
         "memory: LLM calls by purpose and outcome (count, prompt, completion tokens)",
         {
-            ("plan", "ok"): (2, 2 * plan_p, 2 * plan_c),
+            ("plan", "ok"): (3, 3 * plan_p, 3 * plan_c),
             ("summary", "ok"): (4, 2 * sum_p + 2 * nar_p, 2 * sum_c + 2 * nar_c),
         },
         calls,
@@ -938,7 +1189,7 @@ def phase_status(run):
     proposals = run.memory_query(
         "SELECT proposals_valid, proposals_dropped FROM llm_calls WHERE purpose = 'plan' ORDER BY id"
     )
-    CHECKS.equal("memory: proposals (valid, dropped) per planning call", [(1, 1), (0, 0)], proposals)
+    CHECKS.equal("memory: proposals (valid, dropped) per planning call", [(1, 1), (0, 0), (0, 0)], proposals)
     summaries = run.memory_query(
         "SELECT action_id, json_extract(outcome, '$.findings.summary') FROM action_outcomes "
         "WHERE kind = 'investigate' ORDER BY action_id"
@@ -1001,6 +1252,10 @@ def phase_metrics(run):
         ("webhook", "pending_approval"): 2,
         ("webhook", "sent"): 1,
         ("report", "sent"): 1,
+        # stock_low and stock_out as their firing cycle recorded them (a
+        # later settlement updates the record, it is not another action).
+        ("notify", "partial"): 1,
+        ("notify", "unknown"): 1,
     }
     seen = {
         (dict(labels)["kind"], dict(labels)["outcome"]): v
@@ -1008,7 +1263,7 @@ def phase_metrics(run):
         if name == "bi_agent_actions_total" and dict(labels).get("dry_run") == "false"
     }
     CHECKS.equal("metrics: bi_agent_actions_total (live) by kind and outcome", actions, seen)
-    CHECKS.equal("metrics: LLM calls ok", 5, value("bi_agent_llm_calls_total", outcome="ok"))
+    CHECKS.equal("metrics: LLM calls ok", 6, value("bi_agent_llm_calls_total", outcome="ok"))
     CHECKS.equal(
         "metrics: LLM calls not ok",
         {},
@@ -1020,10 +1275,30 @@ def phase_metrics(run):
     )
     CHECKS.equal("metrics: LLM tokens", expected_tokens(all_processes=False), value("bi_agent_llm_tokens_total"))
     CHECKS.equal("metrics: approvals pending", 0, value("bi_agent_approvals_pending"))
-    CHECKS.equal("metrics: firing instances", 3, value("bi_agent_alert_instances", state="firing"))
+    CHECKS.equal("metrics: firing instances", 5, value("bi_agent_alert_instances", state="firing"))
+    # Per target, as settled in this daemon (the CLI report's two are another
+    # process): #stock once retrying, then sent; #purchasing once unknown,
+    # then sent after the resend.
+    deliveries = {
+        ("slack", "sent"): EXPECTED["slack_webhook_posts"] + EXPECTED["slack_api_posts"] - 1,
+        ("slack", "retrying"): 1,
+        ("slack", "unknown"): 1,
+        ("email", "sent"): EXPECTED["emails"] - 1,
+        ("webhook:crm", "sent"): EXPECTED["crm_posts"],
+    }
+    seen = {
+        (dict(labels)["channel"], dict(labels)["status"]): v
+        for (name, labels), v in metrics.items()
+        if name == "bi_agent_deliveries_total"
+    }
+    CHECKS.equal("metrics: bi_agent_deliveries_total by channel and status", deliveries, seen)
+    open_now = {
+        dict(labels)["status"]: v for (name, labels), v in metrics.items() if name == "bi_agent_deliveries_open"
+    }
+    CHECKS.equal("metrics: bi_agent_deliveries_open at the end", {"retrying": 0, "unknown": 0, "held": 0}, open_now)
     errors = {k: v for k, v in metrics.items() if k[0] == "bi_agent_source_errors_total" and v}
     CHECKS.equal("metrics: source errors", {}, errors)
-    for source in ("sales", "signups", "web", "errors"):
+    for source in ("sales", "signups", "web", "errors", "stock"):
         CHECKS.true(
             f"metrics: {source} observed ok",
             (value("bi_agent_observations_total", source=source, status="ok") or 0) >= 5,
@@ -1062,6 +1337,7 @@ PHASES = [
     phase_reload,
     phase_resolve,
     phase_cli_report,
+    phase_deliveries,
     phase_settle,
     phase_status,
     phase_metrics,
@@ -1074,6 +1350,8 @@ NEEDS = {
     phase_restart: {"stop"},
     phase_approval: {"fire"},
     phase_resolve: {"fire", "reload"},
+    # The fake's faults are on chat.postMessage, which the reload switches to.
+    phase_deliveries: {"reload"},
 }
 
 
@@ -1084,6 +1362,8 @@ def receiver_counts():
     return {
         "slack_webhook_posts": RECEIVED.count("slack_webhook"),
         "slack_api_posts": RECEIVED.count("slack_api"),
+        "slack_api_refused": RECEIVED.count("slack_api_refused"),
+        "slack_api_unanswered": RECEIVED.count("slack_api_unanswered"),
         "emails": RECEIVED.count("email"),
         "crm_posts": RECEIVED.count("crm"),
         "llm_plan": llm_count("plan"),
@@ -1174,6 +1454,30 @@ def slack_webhook_with(text):
 
 def slack_api_to(channel):
     return [p for p in RECEIVED.list("slack_api") if (p["body"] or {}).get("channel") == channel]
+
+
+def open_deliveries(run):
+    """bi_agent_deliveries_open by status, from /metrics ({} if it does not answer)."""
+    got = http_get(run, "/metrics")
+    if not got or got[0] != 200:
+        return {}
+    metrics = parse_metrics(got[1])
+    return {dict(labels)["status"]: v for (name, labels), v in metrics.items() if name == "bi_agent_deliveries_open"}
+
+
+def live_outcomes(run, action_id):
+    """The recorded live outcomes of one action (`bi-agent actions --json`)."""
+    return [
+        o
+        for o in run.cli_json("actions", "--limit", "100")
+        if (o.get("outcome") or {}).get("action_id") == action_id and not o["outcome"].get("dry_run")
+    ]
+
+
+def live_outcome(run, action_id, status):
+    """The action's latest live outcome record whose status is `status`, if any."""
+    found = [o for o in live_outcomes(run, action_id) if (o["outcome"].get("status") or {}).get("status") == status]
+    return found[0] if found else None
 
 
 def llm_count(kind):
