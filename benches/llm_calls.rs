@@ -11,12 +11,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use bi_agent::advisor as proposals;
 use bi_agent::agent::Agent;
 use bi_agent::config::Settings;
 use bi_agent::demo;
 use bi_agent::model::{Observation, ObservationStatus, Row};
+use bi_agent::planning::evaluate::CycleInput;
 use bi_agent::planning::rules::Rulebook;
-use bi_agent::planning::{evaluate::CycleInput, proposals};
 use chrono::{Duration, Utc};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -270,7 +270,7 @@ impl Agent {
             .await?;
             self.recall_past_firings(&mut planned).await;
             if let Some(advisor) = &self.advisor {
-                let past = planned.past_outcomes();
+                let past = crate::advisor::past_outcomes(&planned);
                 // The LLM only ever adds: even a panic on its path leaves the
                 // rules' plan as it is.
                 let asked = std::panic::AssertUnwindSafe(advisor.propose(&planned, &past, now));

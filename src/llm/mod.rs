@@ -8,7 +8,6 @@
 
 pub mod client;
 pub mod extract;
-pub mod grounding;
 
 use std::time::Duration;
 

@@ -139,14 +139,3 @@ async fn database_bytes(path: &std::path::Path) -> u64 {
     }
     total
 }
-
-/// Records one LLM call (or cache hit, or budget skip) and its tokens.
-pub fn record_llm_call(outcome: &str, tokens: u64) {
-    // `outcome` is one of a fixed set (see `memory::LlmCall::outcome`); clamp anything else.
-    let outcome = match outcome {
-        "ok" | "invalid" | "truncated" | "error" | "over_budget" | "cache_hit" => outcome.to_owned(),
-        _ => "other".to_owned(),
-    };
-    counter!("bi_agent_llm_calls_total", "outcome" => outcome).increment(1);
-    counter!("bi_agent_llm_tokens_total").increment(tokens);
-}

@@ -57,19 +57,6 @@ impl Planned {
         self.plan.items.append(&mut extra.items);
     }
 
-    /// The past firings as the LLM prompt's context lines.
-    pub fn past_outcomes(&self) -> Vec<super::proposals::PastOutcome> {
-        self.past
-            .iter()
-            .flat_map(|(instance, firings)| {
-                firings.iter().map(move |f| super::proposals::PastOutcome {
-                    instance: instance.clone(),
-                    summary: f.summary(),
-                })
-            })
-            .collect()
-    }
-
     /// Adds due scheduled reports after everything else, within the
     /// per-cycle cap; the rest are deferred (queued for the next cycle), never dropped.
     pub fn append_reports(&mut self, reports: Vec<Action>, max_actions: usize) {

@@ -20,7 +20,6 @@ pub mod history;
 pub mod merge;
 pub mod meta;
 pub mod plan;
-pub mod proposals;
 pub mod reports;
 pub mod rules;
 pub mod variants;

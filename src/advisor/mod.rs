@@ -12,7 +12,12 @@
 //! the rules' plan runs unchanged.
 //!
 //! The advisor must never widen what an action can reach: it only produces
-//! proposals that `planning::proposals` validated against the config.
+//! proposals that [`validate`] checked against the config.
+//!
+//! [`situation`] is what the LLM is shown, [`proposals`](validate) what it
+//! may propose, [`grounding`](ground) which of its numbers survive; this file
+//! holds the calls, their budget, cache and accounting. `llm` is only the
+//! client.
 
 use std::sync::Arc;
 
@@ -22,13 +27,20 @@ use sha2::{Digest as _, Sha256};
 use tracing::{debug, info, warn};
 
 use crate::config::{LlmSettings, Settings};
-use crate::llm::{FinishReason, Llm, LlmError, LlmRequest, LlmResponse, OpenAiClient, ResponseMode, grounding};
+use crate::llm::{FinishReason, Llm, LlmError, LlmRequest, LlmResponse, OpenAiClient, ResponseMode};
 use crate::memory::{LlmCall, Memory};
 use crate::model::Action;
 use crate::model::Findings;
 use crate::model::LeftOut;
 use crate::model::Planned;
-use crate::planning::proposals::{self, PastOutcome};
+
+mod grounding;
+mod proposals;
+mod situation;
+
+pub use grounding::{Grounded, ground, summary_request};
+pub use proposals::{AnswerError, Validated, validate};
+pub use situation::{PastOutcome, has_changes, past_outcomes, schema, situation};
 
 /// Re-asks after a malformed answer.
 const MAX_REASKS: usize = 2;
@@ -85,11 +97,11 @@ impl Advisor {
         let Some(cfg) = self.config() else {
             return Proposals::default();
         };
-        if !proposals::has_changes(planned) {
+        if !has_changes(planned) {
             debug!("Nothing changed this cycle; the LLM is not asked");
             return Proposals::default();
         }
-        let mut request = proposals::situation(&self.settings, planned, past, cfg.max_tokens, cfg.temperature);
+        let mut request = situation(&self.settings, planned, past, cfg.max_tokens, cfg.temperature);
         let hash = situation_hash(&request, &cfg.model);
         let mut call = LlmCall {
             purpose: "plan".into(),
@@ -228,7 +240,7 @@ impl Advisor {
     }
 
     async fn record(&self, call: &LlmCall, now: DateTime<Utc>) {
-        crate::ops::metrics::record_llm_call(&call.outcome, call.prompt_tokens + call.completion_tokens);
+        count_call(&call.outcome, call.prompt_tokens + call.completion_tokens);
         if let Err(e) = self.memory.record_llm_call(call, now).await {
             warn!(error = %e, "Could not record the LLM call");
         }
@@ -287,6 +299,17 @@ impl crate::execution::Summarizer for Advisor {
     fn summarize<'a>(&'a self, findings: &'a Findings, context: &'a str) -> BoxFuture<'a, Option<String>> {
         Box::pin(Advisor::summarize(self, findings, context, Utc::now()))
     }
+}
+
+/// Counts one LLM call (or cache hit, or budget skip) and its tokens.
+fn count_call(outcome: &str, tokens: u64) {
+    // `outcome` is one of a fixed set (see `memory::LlmCall::outcome`); clamp anything else.
+    let outcome = match outcome {
+        "ok" | "invalid" | "truncated" | "error" | "over_budget" | "cache_hit" => outcome.to_owned(),
+        _ => "other".to_owned(),
+    };
+    metrics::counter!("bi_agent_llm_calls_total", "outcome" => outcome).increment(1);
+    metrics::counter!("bi_agent_llm_tokens_total").increment(tokens);
 }
 
 fn account(call: &mut LlmCall, response: &LlmResponse) {
