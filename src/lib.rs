@@ -26,9 +26,9 @@
 
 pub mod advisor;
 pub mod agent;
+pub mod app;
 pub mod cli;
 pub mod config;
-pub mod daemon;
 pub mod demo;
 pub mod execution;
 pub mod llm;
@@ -41,7 +41,6 @@ pub mod patterns;
 pub mod perception;
 pub mod planning;
 pub mod schedule;
-pub mod server;
 pub mod telemetry;
 pub mod template;
 pub mod timefmt;

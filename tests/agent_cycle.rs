@@ -163,7 +163,7 @@ async fn panicking_source_degrades_only_itself_and_the_daemon_goes_on() {
     let agent = Arc::new(Agent::from_parts(s, memory, sources, true).unwrap());
 
     let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(bi_agent::daemon::run(Arc::clone(&agent), shutdown.clone(), false));
+    let daemon = tokio::spawn(bi_agent::app::daemon::run(Arc::clone(&agent), shutdown.clone(), false));
     tokio::time::timeout(Duration::from_secs(30), steady.reached.notified())
         .await
         .expect("three cycles ran");

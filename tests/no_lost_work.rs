@@ -136,7 +136,7 @@ async fn a_cycle_cut_while_acting_leaves_its_unfinished_actions_to_the_next() {
             .unwrap(),
     );
     let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(bi_agent::daemon::run(Arc::clone(&agent), shutdown.clone(), false));
+    let daemon = tokio::spawn(bi_agent::app::daemon::run(Arc::clone(&agent), shutdown.clone(), false));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while summaries().await == 0 {
         assert!(
@@ -160,7 +160,7 @@ async fn a_cycle_cut_while_acting_leaves_its_unfinished_actions_to_the_next() {
             .await
             .unwrap(),
     );
-    let summary = bi_agent::daemon::run(Arc::clone(&agent), CancellationToken::new(), true)
+    let summary = bi_agent::app::daemon::run(Arc::clone(&agent), CancellationToken::new(), true)
         .await
         .unwrap();
     assert_eq!((summary.cycles, summary.failed), (1, 0));

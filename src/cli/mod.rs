@@ -6,28 +6,20 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
 mod health;
 pub mod inspect;
 mod learning;
-pub mod plan_view;
-mod reload;
+
 mod status;
 
 use crate::agent::{self, Agent};
+use crate::app::{self, App};
 use crate::config::{LogFormat, Settings};
-use crate::ops::readiness::Readiness;
-use crate::planning::rules::Rulebook;
-use crate::{daemon, demo, ops, perception, server, telemetry};
-
-/// How long in-flight HTTP requests may take to finish at shutdown.
-const SERVER_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+use crate::{demo, perception, telemetry};
 
 /// Exit code for a bad config or bad usage.
 pub const EXIT_CONFIG: u8 = 2;
@@ -255,10 +247,10 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&plan_view::json(&observations, &planned))?
+                    serde_json::to_string_pretty(&crate::planning::view::json(&observations, &planned))?
                 );
             } else {
-                print!("{}", plan_view::table(&observations, &planned));
+                print!("{}", crate::planning::view::table(&observations, &planned));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -375,17 +367,7 @@ async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Re
 /// Loads the config and compiles its rules and the built-in patterns; on
 /// failure, every issue.
 pub fn try_load_config(path: &Path) -> Result<Settings, Vec<String>> {
-    // A pattern that cannot compile in this build fails the start, not a cycle.
-    let mut issues: Vec<String> = crate::patterns::verify().iter().map(ToString::to_string).collect();
-    match Settings::load(path) {
-        Ok(settings) => match Rulebook::compile(&settings) {
-            Ok(_) if issues.is_empty() => return Ok(settings),
-            Ok(_) => {}
-            Err(rules) => issues.extend(rules.iter().map(ToString::to_string)),
-        },
-        Err(e) => issues.extend(e.issues()),
-    }
-    Err(issues)
+    app::load(path)
 }
 
 /// Loads the config and compiles its rules, printing every issue to
@@ -411,55 +393,13 @@ fn init_logging(settings: &Settings, flag: Option<LogFormat>, level: Option<&str
 }
 
 async fn run(path: &Path, settings: Settings, dry_run: bool, once: bool) -> anyhow::Result<ExitCode> {
-    let server_settings = settings.server.clone();
-    let interval = settings.agent.interval;
-    let agent = Arc::new(
-        Agent::build(settings, dry_run)
-            .await
-            .context("cannot start the agent")?,
-    );
-    let shutdown = CancellationToken::new();
-    daemon::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
-    let mut ops = daemon::Ops::default();
-    // Installed before READY: SIGHUP's default action would end the process.
-    let (agents, current) = tokio::sync::watch::channel(Arc::clone(&agent));
-    reload::on_sighup(path.to_path_buf(), dry_run, agents, shutdown.clone())
-        .context("cannot install the SIGHUP handler")?;
-    ops.agents = Some(current);
-    // Readiness is kept even without a server: the systemd watchdog asks it.
-    let grace = server_settings
-        .as_ref()
-        .map_or_else(crate::config::defaults::ready_grace, |s| s.ready_grace);
-    let readiness = Arc::new(Readiness::new(interval, grace));
-    ops.readiness = Some(Arc::clone(&readiness));
-    let mut server = None;
-    if let Some(cfg) = server_settings {
-        let state = server::ServerState {
-            readiness: Arc::clone(&readiness),
-            memory: agent.memory().clone(),
-            metrics: ops::metrics::install().context("cannot install the metrics recorder")?,
-        };
-        // Bound before READY: a taken port fails the start.
-        let listener = server::bind(cfg.listen)
-            .await
-            .with_context(|| format!("cannot listen on server.listen {}", cfg.listen))?;
-        let bound = listener.local_addr().unwrap_or(cfg.listen);
-        info!(listen = %bound, "Serving /healthz, /readyz and /metrics");
-        server = Some(tokio::spawn(server::serve(listener, state, shutdown.clone())));
-        ops.memory_gauges = true;
-    }
-    let summary = daemon::run_with(agent, shutdown.clone(), once, ops).await;
-    // `--once` ends without a signal: stop the server too.
-    shutdown.cancel();
-    if let Some(task) = server {
-        match tokio::time::timeout(SERVER_DRAIN, task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => warn!(error = %e, "The HTTP server failed"),
-            Ok(Err(e)) => warn!(error = %e, "The HTTP server task ended abnormally"),
-            Err(_) => warn!("The HTTP server did not drain in time; dropped"),
-        }
-    }
-    let summary = summary?;
+    let options = app::Options {
+        config_path: Some(path.to_path_buf()),
+        dry_run,
+        once,
+        signals: true,
+    };
+    let summary = App::build(settings, options).await?.run_until_stopped().await?;
     Ok(if once && summary.failed > 0 {
         ExitCode::from(EXIT_RUNTIME)
     } else {

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use chrono::{Days, NaiveDate, Utc};
 
-use crate::agent::{Agent, AgentError};
+use crate::agent::AgentError;
 use crate::config::{ConfigError, Settings};
 use print::WarehouseState;
 use warehouse::{DEFAULT_SEED, GENERATOR_VERSION, WarehouseError};
@@ -91,9 +91,12 @@ pub enum DemoError {
     /// The built-in configuration was rejected (a bug in `config/demo.toml`).
     #[error("the built-in demo config is invalid: {0}")]
     Config(ConfigError),
-    /// The agent could not start or record a cycle.
+    /// The agent could not record a cycle.
     #[error(transparent)]
     Agent(#[from] AgentError),
+    /// The process could not start (memory, sources, channels).
+    #[error(transparent)]
+    App(#[from] crate::app::AppError),
 }
 
 /// Options of `bi-agent demo`.
@@ -123,7 +126,13 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
     );
 
     let sources = settings.sources.len();
-    let agent = Agent::build(settings, true).await?;
+    // Started exactly as `bi-agent run --dry-run` starts; the demo then runs
+    // its cycles back to back instead of on the interval.
+    let options = crate::app::Options {
+        dry_run: true,
+        ..crate::app::Options::default()
+    };
+    let agent = crate::app::App::build(settings, options).await?.agent();
     let mut failed = BTreeSet::new();
     for n in 1..=args.cycles {
         let report = agent.cycle().await?;
@@ -160,7 +169,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
     Ok(if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(crate::cli::EXIT_RUNTIME)
+        // 1, as `bi-agent` exits for any failure at run time.
+        ExitCode::FAILURE
     })
 }
 

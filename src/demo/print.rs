@@ -139,8 +139,8 @@ pub fn cycle(report: &CycleReport, n: u32, total: u32) -> String {
         thousands(report.points_written as f64),
         plural(report.points_written as usize),
     );
-    out.push_str(&indent(&crate::cli::plan_view::instances(&report.planned)));
-    out.push_str(&indent(&crate::cli::plan_view::actions(&report.planned)));
+    out.push_str(&indent(&crate::planning::view::instances(&report.planned)));
+    out.push_str(&indent(&crate::planning::view::actions(&report.planned)));
     out.push_str(&acting(report, n == 1));
     out
 }

@@ -23,3 +23,4 @@ pub mod plan;
 pub mod reports;
 pub mod rules;
 pub mod variants;
+pub mod view;

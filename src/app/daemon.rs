@@ -303,23 +303,6 @@ fn status_line(report: &crate::agent::CycleReport) -> String {
     )
 }
 
-/// Cancels `token` on SIGTERM or SIGINT (Ctrl-C).
-pub fn cancel_on_signals(token: CancellationToken) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::spawn(async move {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        info!(signal = name, "Shutting down");
-        crate::ops::notify::stopping();
-        token.cancel();
-    });
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,4 +1,4 @@
-//! SIGHUP: re-read the config file and swap in a new agent for the next cycle.
+//! Reload: re-read the config file and swap in a new agent for the next cycle.
 //!
 //! The new config goes through exactly the checks of start-up (load,
 //! validate, compile the rules, build the sources); if anything fails, the
@@ -7,39 +7,19 @@
 //! (a changed `memory.path` is refused). `agent.interval` is read at start:
 //! a changed interval takes effect at the next restart.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::agent::Agent;
 
-/// Reloads on every SIGHUP until `shutdown`; `agents` holds the current agent.
-pub fn on_sighup(
-    path: PathBuf,
-    force_dry_run: bool,
-    agents: watch::Sender<Arc<Agent>>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                received = hup.recv() => if received.is_none() { break },
-            }
-            reload(&path, force_dry_run, &agents);
-        }
-    });
-    Ok(())
-}
-
-fn reload(path: &std::path::Path, force_dry_run: bool, agents: &watch::Sender<Arc<Agent>>) {
+/// Re-reads the config at `path` and, when it passes every start-up check,
+/// makes it the agent of the next cycle; otherwise logs why and keeps the
+/// running one.
+pub fn reload(path: &std::path::Path, force_dry_run: bool, agents: &watch::Sender<Arc<Agent>>) {
     info!(config = %path.display(), "SIGHUP: reloading the config");
-    let settings = match super::try_load_config(path) {
+    let settings = match super::load(path) {
         Ok(settings) => settings,
         Err(issues) => {
             error!(
