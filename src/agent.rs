@@ -721,7 +721,7 @@ fn proposal_key(action: &Action, settings: &Settings) -> crate::model::learning:
             .as_ref()
             .map_or_else(|| "llm".to_owned(), |i| i.rule.clone()),
         template: format!("llm:{}", action.kind.as_str()),
-        signature: crate::model::learning::signature(action, &[]),
+        signature: action.signature(&[]),
         segment: String::new(),
         // A proposal about a rule's instance is judged over that rule's window.
         window_secs: (action.instance.as_ref())

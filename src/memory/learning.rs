@@ -28,7 +28,7 @@ use super::observations::labels_json;
 use super::{Memory, MemoryError, query_err};
 use crate::config::{ActionKind, LearningSettings};
 use crate::model::Labels;
-use crate::model::learning::{LearnKey, Learned, PastFiring, PatternKey, PatternStats, signature};
+use crate::model::learning::{LearnKey, Learned, PastFiring, PatternKey, PatternStats};
 use crate::model::{Action, Origin};
 use crate::model::{Outcome, Status};
 use crate::timefmt;
@@ -110,7 +110,7 @@ fn key_of(action: &Action) -> LearnKey {
             .as_ref()
             .map_or_else(|| action.origin.to_string(), |i| i.rule.clone()),
         template: format!("{}:{}", action.origin, action.kind.as_str()),
-        signature: signature(action, &[]),
+        signature: action.signature(&[]),
         segment: String::new(),
         window_secs: 0,
     })

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
 
 use super::observation::Labels;
 use crate::config::{ActionKind, Severity};
@@ -219,6 +220,58 @@ pub fn labels_text(labels: &Labels) -> String {
 /// The deterministic id of a rule action for an instance.
 pub fn action_id(rule: &str, action: &str, labels: &Labels) -> String {
     format!("{rule}/{action}/{}", labels_text(labels))
+}
+
+/// The names a signature covers when the template declares no variants.
+const DEFAULT_SIGNATURE: &[&str] = &["severity", "to", "priority", "depth"];
+
+impl Action {
+    /// The value of one signature parameter of an action, canonical text.
+    pub fn parameter(&self, name: &str) -> Option<String> {
+        let action = self;
+        match name {
+            "severity" => Some(action.severity.as_str().to_owned()),
+            "to" => (!action.to.is_empty()).then(|| action.to.join("+")),
+            "priority" => Some(action.priority.to_string()),
+            "queries" => Some(action.queries.join("+")),
+            // Investigation depth: how many drill-downs.
+            "depth" => (action.kind == ActionKind::Investigate).then(|| action.queries.len().to_string()),
+            param => action.params.get(param).map(scalar_text),
+        }
+    }
+
+    /// The parameter signature of an action: the named parameters (the
+    /// template's variant names), or by default severity, recipients, priority,
+    /// investigation depth and every scalar parameter. Canonical, name-ordered.
+    pub fn signature(&self, names: &[String]) -> String {
+        let action = self;
+        let mut parts: BTreeMap<String, String> = BTreeMap::new();
+        if names.is_empty() {
+            for name in DEFAULT_SIGNATURE {
+                if let Some(v) = action.parameter(name) {
+                    parts.insert((*name).to_owned(), v);
+                }
+            }
+            for (k, v) in &action.params {
+                if !v.is_object() && !v.is_array() {
+                    parts.insert(k.clone(), scalar_text(v));
+                }
+            }
+        } else {
+            for name in names {
+                parts.insert(name.clone(), action.parameter(name).unwrap_or_default());
+            }
+        }
+        super::learning::join(&parts)
+    }
+}
+
+fn scalar_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Array(items) => items.iter().map(scalar_text).collect::<Vec<_>>().join("+"),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

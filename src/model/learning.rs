@@ -10,12 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
 
 use super::observation::Labels;
 use crate::config::ActionKind;
-
-use super::action::Action;
 
 /// Which pattern an action's outcome counts towards: the group is
 /// (kind, rule, template, signature, segment).
@@ -155,54 +152,6 @@ impl Learned {
     }
 }
 
-/// The names a signature covers when the template declares no variants.
-const DEFAULT_SIGNATURE: &[&str] = &["severity", "to", "priority", "depth"];
-
-/// The value of one signature parameter of an action, canonical text.
-pub fn parameter(action: &Action, name: &str) -> Option<String> {
-    match name {
-        "severity" => Some(action.severity.as_str().to_owned()),
-        "to" => (!action.to.is_empty()).then(|| action.to.join("+")),
-        "priority" => Some(action.priority.to_string()),
-        "queries" => Some(action.queries.join("+")),
-        // Investigation depth: how many drill-downs.
-        "depth" => (action.kind == ActionKind::Investigate).then(|| action.queries.len().to_string()),
-        param => action.params.get(param).map(scalar_text),
-    }
-}
-
-fn scalar_text(v: &Json) -> String {
-    match v {
-        Json::String(s) => s.clone(),
-        Json::Array(items) => items.iter().map(scalar_text).collect::<Vec<_>>().join("+"),
-        other => other.to_string(),
-    }
-}
-
-/// The parameter signature of an action: the named parameters (the
-/// template's variant names), or by default severity, recipients, priority,
-/// investigation depth and every scalar parameter. Canonical, name-ordered.
-pub fn signature(action: &Action, names: &[String]) -> String {
-    let mut parts: BTreeMap<String, String> = BTreeMap::new();
-    if names.is_empty() {
-        for name in DEFAULT_SIGNATURE {
-            if let Some(v) = parameter(action, name) {
-                parts.insert((*name).to_owned(), v);
-            }
-        }
-        for (k, v) in &action.params {
-            if !v.is_object() && !v.is_array() {
-                parts.insert(k.clone(), scalar_text(v));
-            }
-        }
-    } else {
-        for name in names {
-            parts.insert(name.clone(), parameter(action, name).unwrap_or_default());
-        }
-    }
-    join(&parts)
-}
-
 /// The segment of an instance: the labels named in `learn_by`.
 pub fn segment(labels: &Labels, learn_by: &[String]) -> String {
     let parts: BTreeMap<String, String> = learn_by
@@ -212,7 +161,8 @@ pub fn segment(labels: &Labels, learn_by: &[String]) -> String {
     join(&parts)
 }
 
-fn join(parts: &BTreeMap<String, String>) -> String {
+/// `k=v, k=v` in name order: the canonical text of a signature or segment.
+pub(crate) fn join(parts: &BTreeMap<String, String>) -> String {
     parts
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -270,7 +220,7 @@ impl PastFiring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Origin;
+    use crate::model::{Action, Origin};
 
     #[test]
     fn confidence_grows_with_samples_and_consistency() {
@@ -300,11 +250,8 @@ mod tests {
         let mut a = Action::new("r/a/-", ActionKind::Notify, Origin::Rule("r".into()));
         a.to = vec!["sales_team".into()];
         a.params.insert("offer".into(), serde_json::json!(20));
-        assert_eq!(
-            signature(&a, &[]),
-            "offer=20, priority=3, severity=medium, to=sales_team"
-        );
-        let s = signature(&a, &["to".into(), "severity".into()]);
+        assert_eq!(a.signature(&[]), "offer=20, priority=3, severity=medium, to=sales_team");
+        let s = a.signature(&["to".into(), "severity".into()]);
         assert_eq!(s, "severity=medium, to=sales_team");
         assert_eq!(parse_signature(&s)["to"], "sales_team");
         let labels: Labels = [("segment".into(), "smb".into()), ("id".into(), "7".into())].into();

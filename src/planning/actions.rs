@@ -133,7 +133,7 @@ impl Rulebook {
                     report: None,
                 };
                 if trigger == Trigger::Firing && a.kind != ActionKind::Wait {
-                    self.learning.apply(rule, a, &mut action, learned);
+                    self.learning.apply(&rule.settings, a, &mut action, learned);
                 }
                 let mut context = context.clone();
                 if let Some(obj) = context.as_object_mut() {

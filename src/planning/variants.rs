@@ -21,9 +21,8 @@ use rand_distr::{Beta, Distribution};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
-use crate::config::{ActionKind, ActionTemplate, LearningSettings, Settings, Severity};
+use crate::config::{ActionKind, ActionTemplate, LearningSettings, RuleSettings, Settings, Severity};
 
-use super::rules::CompiledRule;
 use crate::model::Action;
 use crate::model::learning::{self, parse_signature};
 use crate::model::{LearnKey, Learned, PatternStats};
@@ -275,7 +274,7 @@ pub fn adjust(
 
 /// Recomputes an action's signature after its parameters were chosen.
 pub fn resign(action: &mut Action, names: &[String]) {
-    let signature = learning::signature(action, names);
+    let signature = action.signature(names);
     if let Some(l) = action.learning.as_mut() {
         l.signature = signature;
     }
@@ -305,15 +304,15 @@ impl LearningPolicy {
     /// Gives a rule action its learning key, then picks its variant (or
     /// applies a trusted pattern where the rule allows it), and says so in
     /// its reason.
-    pub fn apply(&self, rule: &CompiledRule, template: &ActionTemplate, action: &mut Action, learned: &Learned) {
+    pub fn apply(&self, rule: &RuleSettings, template: &ActionTemplate, action: &mut Action, learned: &Learned) {
         let labels = action.instance.as_ref().map(|i| i.labels.clone()).unwrap_or_default();
         let episode = action.instance.as_ref().map_or(0, |i| i.episode);
-        let window = rule.settings.outcome_window.unwrap_or(self.settings.outcome_window);
+        let window = rule.outcome_window.unwrap_or(self.settings.outcome_window);
         action.learning = Some(LearnKey {
-            rule: rule.settings.name.clone(),
+            rule: rule.name.clone(),
             template: template.id.clone(),
             signature: String::new(),
-            segment: learning::segment(&labels, &rule.settings.learn_by),
+            segment: learning::segment(&labels, &rule.learn_by),
             window_secs: window.as_secs(),
         });
         if template.variants.is_empty() {
@@ -450,7 +449,7 @@ mod tests {
         a.learning = Some(LearnKey {
             rule: "r".into(),
             template: "a".into(),
-            signature: learning::signature(&a, &[]),
+            signature: a.signature(&[]),
             segment: String::new(),
             window_secs: 3600,
         });

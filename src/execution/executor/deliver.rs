@@ -30,7 +30,7 @@ use tracing::{info, warn};
 
 use super::Executor;
 use super::cycle::Cycle;
-use super::retry::Retry;
+use super::retry_policy::Retry;
 use crate::execution::channels::Channel;
 use crate::execution::guard;
 use crate::model::Action;

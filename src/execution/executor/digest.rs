@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::Executor;
 use super::cycle::Cycle;
 use super::deliver::Outgoing;
-use super::retry::Retry;
+use super::retry_policy::Retry;
 use crate::config::{ActionKind, Severity};
 use crate::model::Target;
 use crate::model::{Action, Origin};

@@ -18,7 +18,7 @@ use tracing::info;
 use super::Executor;
 use super::cycle::Cycle;
 use super::deliver::Outgoing;
-use super::retry::{Condition, Retry};
+use super::retry_policy::{Condition, Retry};
 use crate::execution::grouping::{self, Change};
 use crate::execution::guard;
 use crate::model::Action;

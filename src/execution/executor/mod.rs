@@ -24,6 +24,7 @@ mod deliver;
 mod digest;
 mod groups;
 mod retry;
+mod retry_policy;
 mod run;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -15,13 +15,12 @@
 //! one, and never send a retry twice (taking it is atomic in memory).
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::Executor;
 use super::cycle::Cycle;
 use super::deliver::Send;
-use crate::model::Action;
+use super::retry_policy::Condition;
 use crate::model::AlertState;
 use crate::model::Labels;
 use crate::model::{DeliveryUpdate, Status};
@@ -30,84 +29,6 @@ use crate::model::{Rendered, Target};
 
 /// At most this many retries are sent per cycle; the rest wait for the next.
 const MAX_RETRIES_PER_CYCLE: u32 = 200;
-
-/// Whether, and while, a failed target is tried again by later cycles.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Retry {
-    /// Never (digests: they are rebuilt from what is still held).
-    Never,
-    /// For `guardrails.retry_for`, whatever happens meanwhile.
-    Always,
-    /// For `guardrails.retry_for`, while `Condition` holds.
-    While(Condition),
-}
-
-/// What must still hold for a retry to be worth sending.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "while", rename_all = "snake_case")]
-pub(crate) enum Condition {
-    /// The instance still fires in this episode.
-    Firing {
-        /// The rule.
-        rule: String,
-        /// The instance's labels.
-        labels: Labels,
-        /// The episode.
-        episode: u32,
-    },
-    /// The instance is still resolved after this episode.
-    Resolved {
-        /// The rule.
-        rule: String,
-        /// The instance's labels.
-        labels: Labels,
-        /// The episode.
-        episode: u32,
-    },
-    /// The group still has firing members.
-    GroupOpen {
-        /// The group key.
-        key: String,
-    },
-}
-
-impl Retry {
-    /// The retry policy of an action's own message: while its instance is in
-    /// the state the message is about, or for a while if it has none.
-    pub fn of(action: &Action) -> Self {
-        match &action.instance {
-            Some(i) if i.resolved => Self::While(Condition::Resolved {
-                rule: i.rule.clone(),
-                labels: i.labels.clone(),
-                episode: i.episode,
-            }),
-            Some(i) => Self::While(Condition::Firing {
-                rule: i.rule.clone(),
-                labels: i.labels.clone(),
-                episode: i.episode,
-            }),
-            None => Self::Always,
-        }
-    }
-
-    /// The condition as stored with the effect.
-    pub fn condition_json(&self) -> Option<String> {
-        match self {
-            Self::While(c) => serde_json::to_string(c).ok(),
-            Self::Never | Self::Always => None,
-        }
-    }
-
-    /// Until when later cycles may retry (`None`: never).
-    pub fn until(&self, now: DateTime<Utc>, retry_for: std::time::Duration) -> Option<DateTime<Utc>> {
-        match self {
-            Self::Never => None,
-            Self::Always | Self::While(_) => chrono::Duration::from_std(retry_for)
-                .ok()
-                .and_then(|d| now.checked_add_signed(d)),
-        }
-    }
-}
 
 impl Executor {
     /// Tries the due `retrying` effects again (live cycles only).

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use super::Executor;
 use super::cycle::{Cycle, Ledger};
 use super::deliver::Outgoing;
-use super::retry::Retry;
+use super::retry_policy::Retry;
 use crate::config::ActionKind;
 use crate::execution::guard;
 use crate::model::StoreError;
