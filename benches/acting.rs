@@ -8,6 +8,8 @@
 //! messages through the channel directly.
 //!
 //! Run: `cargo bench --bench acting`.
+// Benchmarks measure wall time.
+#![allow(clippy::disallowed_methods)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +20,6 @@ use bi_agent::memory::Memory;
 use bi_agent::model::{Action, Evidence, InstanceRef, Origin};
 use bi_agent::model::{Message, Target};
 use bi_agent::planning::plan;
-use chrono::Utc;
 
 const ACTIONS: usize = 1000;
 
@@ -84,7 +85,7 @@ fn main() {
             let plan = plan::build((0..ACTIONS).map(|i| action(i, round)).collect(), usize::MAX);
             let start = Instant::now();
             let done = executor
-                .execute(&plan, &memory, None, Utc::now(), true)
+                .execute(&plan, &memory, None, bi_agent::clock::now(), true)
                 .await
                 .expect("execute");
             let took = start.elapsed();

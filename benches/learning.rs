@@ -9,6 +9,8 @@
 //! same whatever the total history.
 //!
 //! Run: `cargo bench --bench learning`.
+// Benchmarks measure wall time.
+#![allow(clippy::disallowed_methods)]
 
 use std::time::{Duration, Instant};
 
@@ -74,7 +76,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
-        let now = Utc::now();
+        let now = bi_agent::clock::now();
         let big = dir.path().join("big.db");
         let small = dir.path().join("small.db");
         let started = Instant::now();

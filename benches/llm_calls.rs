@@ -18,7 +18,7 @@ use bi_agent::demo;
 use bi_agent::model::{Observation, ObservationStatus, Row};
 use bi_agent::planning::evaluate::CycleInput;
 use bi_agent::planning::rules::Rulebook;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -50,7 +50,7 @@ fn main() {
         let dir_text = dir.path().display().to_string();
         let settings = Settings::from_toml_str(&text, Vec::new(), &move |v| (v == demo::DIR_VAR).then(|| dir_text.clone()))
             .expect("demo config with llm");
-        let start = Utc::now();
+        let start = bi_agent::clock::now();
         let clock = Arc::new(Mutex::new(start));
         let c = Arc::clone(&clock);
         let agent = Agent::build(settings.clone(), true)
@@ -74,7 +74,7 @@ fn main() {
         for n in [10usize, 1000] {
             let (observations, book) = synthetic(n);
             let planned = book.evaluate(&CycleInput {
-                now: Utc::now(),
+                now: bi_agent::clock::now(),
                 observations: &observations,
                 instances: &[],
                 health: &BTreeMap::new(),
@@ -119,7 +119,7 @@ fn synthetic(n: usize) -> (Vec<Observation>, Rulebook) {
         .collect();
     let obs = Observation {
         source: "s".into(),
-        at: Utc::now(),
+        at: bi_agent::clock::now(),
         status: ObservationStatus::Ok,
         confidence: 1.0,
         latency: std::time::Duration::ZERO,

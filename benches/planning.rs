@@ -25,6 +25,8 @@
 //! `BENCH_RUNS` sets the number of timed runs (e.g. `BENCH_RUNS=1` under
 //! `valgrind --tool=callgrind`). Run without `--bench` (as `cargo test
 //! --all-targets` does), every case runs once, as a smoke test.
+// Benchmarks measure wall time.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

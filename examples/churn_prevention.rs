@@ -344,7 +344,7 @@ fn offer_of(task: &Json) -> Offer {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     if DISCOUNT_EUR > MAX_OFFER_EUR {
         bail!("the configured discount (€{DISCOUNT_EUR}) is above the maximum offer (€{MAX_OFFER_EUR})");
     }

@@ -105,9 +105,8 @@ pub struct CycleReport {
     pub errors: Vec<String>,
 }
 
-/// Where the agent reads the time: `Utc::now` in production; tests pass
-/// their own to script alert timings.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+/// Where the agent reads the time (re-exported: tests script alert timings).
+pub use crate::clock::Clock;
 
 /// The agent: settings, memory and the built sources.
 pub struct Agent {
@@ -168,7 +167,7 @@ impl Agent {
             .map(Arc::new);
         let executor = build_executor(&settings, advisor.as_ref())?;
         Ok(Self {
-            clock: Arc::new(Utc::now),
+            clock: crate::clock::system(),
             advisor,
             settings,
             rulebook: Arc::new(rulebook),
@@ -672,7 +671,7 @@ pub async fn preview(settings: &Settings) -> Result<(Vec<Observation>, Planned),
     let observations = perception::gather(&sources, settings.agent.max_concurrent_sources).await;
     let planned = match Memory::open_read_only(&settings.memory.path, settings.memory.busy_timeout).await {
         Ok(memory) => {
-            let now = Utc::now();
+            let now = crate::clock::now();
             let dry_run = settings.agent.dry_run;
             // Read-only: what would be carried, without taking it.
             let carried: Vec<Action> = match memory.queued_actions().await {
@@ -697,7 +696,7 @@ pub async fn preview(settings: &Settings) -> Result<(Vec<Observation>, Planned),
             planned?
         }
         Err(MemoryError::Missing { .. }) => rulebook.evaluate(&CycleInput {
-            now: Utc::now(),
+            now: crate::clock::now(),
             observations: &observations,
             instances: &[],
             health: &BTreeMap::new(),

@@ -23,11 +23,15 @@
 //! module that touches the agent's own SQLite database.
 
 #![forbid(unsafe_code)]
+// No unwrap()/expect() in the product unless the invariant is stated beside
+// an `allow`; tests (unit tests here, and tests/) may use them.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod advisor;
 pub mod agent;
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod execution;

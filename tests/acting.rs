@@ -39,7 +39,7 @@ impl World {
             .mount(&crm)
             .await;
         // Near the real now: the CLI decides approvals with the real clock.
-        let start = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
+        let start = bi_agent::clock::now().duration_trunc(Duration::minutes(1)).unwrap();
         let w = Self {
             dir: tempfile::tempdir().unwrap(),
             clock: Arc::new(Mutex::new(start)),

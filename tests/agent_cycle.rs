@@ -74,7 +74,7 @@ async fn series_source_backfills_history_exactly_once() {
         .unwrap();
     assert_eq!(east.first().unwrap().1, 1000.0);
     assert_eq!(east.last().unwrap().1, 1089.0);
-    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).date_naive();
+    let yesterday = (bi_agent::clock::now() - chrono::Duration::days(1)).date_naive();
     assert_eq!(east.last().unwrap().0.date_naive(), yesterday);
 }
 
@@ -222,13 +222,13 @@ async fn unreachable_database_is_a_failing_observation_not_a_crash() {
 #[tokio::test]
 async fn retention_prunes_old_observations_and_points() {
     use bi_agent::model::Observation;
-    use chrono::{Duration as Days, Utc};
+    use chrono::Duration as Days;
 
     let dir = tempfile::tempdir().unwrap();
     let memory = Memory::open(&dir.path().join("m.db"), Duration::from_secs(5))
         .await
         .unwrap();
-    let now = Utc::now();
+    let now = bi_agent::clock::now();
     let obs = |at| Observation {
         source: "s".into(),
         at,

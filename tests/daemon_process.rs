@@ -1,6 +1,8 @@
 //! The daemon as a real process: SIGTERM during the sleep exits promptly with
 //! code 0, a restart continues the cycle numbering, and a process killed in
 //! the middle of a cycle leaves that cycle marked interrupted on restart.
+// A real process runs in real time: deadlines use the wall clock.
+#![allow(clippy::disallowed_methods)]
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};

@@ -32,7 +32,7 @@ struct World {
 
 impl World {
     async fn new() -> Self {
-        let start = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
+        let start = bi_agent::clock::now().duration_trunc(Duration::minutes(1)).unwrap();
         let w = Self {
             dir: tempfile::tempdir().unwrap(),
             clock: Arc::new(Mutex::new(start)),
@@ -422,7 +422,7 @@ async fn what_a_dead_process_left_unsettled_is_retried_if_it_never_went_out_or_i
     let memory = Memory::open(&dir.path().join("m.db"), StdDuration::from_secs(5))
         .await
         .unwrap();
-    let now = Utc::now();
+    let now = bi_agent::clock::now();
     let until = now + Duration::hours(1);
     for (key, channel, status) in [
         ("a#1.0>slack:#ops", "slack", EffectStatus::Queued),

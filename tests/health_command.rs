@@ -1,5 +1,7 @@
 //! `bi-agent health` (Docker's HEALTHCHECK): from memory without `[server]`,
 //! through `/readyz` with it. Exit 0 healthy, 1 not.
+// A real process runs in real time: deadlines use the wall clock.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -56,7 +56,7 @@ impl World {
             .mount(&slack)
             .await;
         // Near the real now: the CLI scores feedback and learns with the real clock.
-        let start = Utc::now().duration_trunc(Duration::minutes(5)).unwrap();
+        let start = bi_agent::clock::now().duration_trunc(Duration::minutes(5)).unwrap();
         let w = Self {
             dir: tempfile::tempdir().unwrap(),
             clock: Arc::new(Mutex::new(start)),

@@ -24,6 +24,7 @@ fn junk_openai_env() {
         // SAFETY: `call_once` blocks every other test at this point until the
         // variables are set, and each test calls it before doing anything
         // that could read the environment.
+        #[allow(unsafe_code)]
         unsafe {
             std::env::set_var("OPENAI_API_KEY", "sk-junk-from-the-environment");
             std::env::set_var("OPENAI_BASE_URL", "http://127.0.0.1:9/v1");

@@ -56,7 +56,7 @@ fn proposal(
 
 impl World {
     async fn new() -> Self {
-        let start = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
+        let start = bi_agent::clock::now().duration_trunc(Duration::minutes(1)).unwrap();
         let w = Self {
             dir: tempfile::tempdir().unwrap(),
             llm: MockServer::start().await,

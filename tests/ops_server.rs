@@ -2,6 +2,8 @@
 //! Prometheus text format with counters that move with cycles, and `/readyz`
 //! turning 503 when cycles stop (a source that never answers) and 200 again
 //! when they resume.
+// A real process runs in real time: deadlines use the wall clock.
+#![allow(clippy::disallowed_methods)]
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};

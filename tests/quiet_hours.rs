@@ -35,7 +35,7 @@ impl World {
             .await;
         let w = Self {
             dir: tempfile::tempdir().unwrap(),
-            clock: Arc::new(Mutex::new(Utc::now())),
+            clock: Arc::new(Mutex::new(bi_agent::clock::now())),
             slack,
         };
         common::sqlite(

@@ -313,7 +313,7 @@ async fn recorded(memory: &Path) -> (Vec<(i64, String)>, Vec<(i64, String)>) {
 
 #[tokio::test]
 async fn report_command_dry_run_renders_records_and_sends_nothing() {
-    let w = World::new(Utc::now()).await;
+    let w = World::new(bi_agent::clock::now()).await;
     let config = w.dir.path().join("agent.toml");
     std::fs::write(&config, w.config_text(MONDAY_NINE, "")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_bi-agent"))

@@ -151,9 +151,9 @@ pub fn summary_request(findings: &Findings, context: &str, max_tokens: u32, temp
 /// matches nothing (the rules are in the module docs).
 pub fn ground(summary: &str, findings: &Findings) -> Grounded {
     let data = data_block(findings);
-    let known: Vec<Number> = numbers(&data).collect();
+    let known: Vec<Number<'_>> = numbers(&data).collect();
     let sentences = sentences(summary);
-    let mut kept: Vec<&Sentence> = Vec::new();
+    let mut kept: Vec<&Sentence<'_>> = Vec::new();
     let mut removed = Vec::new();
     let mut unmatched: Vec<String> = Vec::new();
     for sentence in &sentences {
@@ -323,7 +323,7 @@ fn sentences(summary: &str) -> Vec<Sentence<'_>> {
 }
 
 /// The kept sentences: joined with a space within a line, lines with `\n`.
-fn rejoin(kept: &[&Sentence]) -> String {
+fn rejoin(kept: &[&Sentence<'_>]) -> String {
     let mut text = String::new();
     let mut line = None;
     for sentence in kept {
@@ -359,7 +359,7 @@ struct Number<'a> {
 
 /// Every number in `text`, in order.
 fn numbers(text: &str) -> impl Iterator<Item = Number<'_>> + '_ {
-    let mut found: Vec<Number> = patterns::NUMBER
+    let mut found: Vec<Number<'_>> = patterns::NUMBER
         .get()
         .captures_iter(text)
         .filter_map(|c| digits(text, &c))
@@ -476,7 +476,7 @@ impl Number<'_> {
     /// Whether this (summary) number is `known` (a data number) as written:
     /// rounded to this number's precision, in either percent form, with a
     /// sign only when this number writes one.
-    fn matches(&self, known: &Number) -> bool {
+    fn matches(&self, known: &Number<'_>) -> bool {
         let value = known.value();
         if let Some(negative) = self.negative
             && value != 0.0

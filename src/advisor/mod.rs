@@ -296,8 +296,13 @@ impl Advisor {
 }
 
 impl crate::execution::Summarizer for Advisor {
-    fn summarize<'a>(&'a self, findings: &'a Findings, context: &'a str) -> BoxFuture<'a, Option<String>> {
-        Box::pin(Advisor::summarize(self, findings, context, Utc::now()))
+    fn summarize<'a>(
+        &'a self,
+        findings: &'a Findings,
+        context: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Option<String>> {
+        Box::pin(Advisor::summarize(self, findings, context, now))
     }
 }
 

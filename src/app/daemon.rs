@@ -89,7 +89,7 @@ pub async fn run_with(
     let settings = agent.settings();
     let interval = settings.agent.interval;
     let grace = settings.agent.shutdown_grace;
-    let interrupted = agent.memory().interrupt_unfinished_cycles(chrono::Utc::now()).await?;
+    let interrupted = agent.memory().interrupt_unfinished_cycles(crate::clock::now()).await?;
     if interrupted > 0 {
         warn!(
             cycles = interrupted,
@@ -99,7 +99,7 @@ pub async fn run_with(
     // Deliveries the previous process left unsettled: never sent (or safe to
     // send again) are retried; the rest may or may not have reached their
     // target and are reported, never sent again blindly.
-    for (effect, to, status) in agent.memory().recover_effects(chrono::Utc::now()).await? {
+    for (effect, to, status) in agent.memory().recover_effects(crate::clock::now()).await? {
         if status == crate::model::EffectStatus::Unknown {
             warn!(
                 effect = %effect,

@@ -81,7 +81,7 @@ async fn readyz(State(state): State<ServerState>) -> Response {
 
 /// A cheap write proving the database still accepts writes.
 async fn probe_memory(memory: &Memory) -> Result<(), String> {
-    let now = chrono::Utc::now();
+    let now = crate::clock::now();
     match tokio::time::timeout(
         MEMORY_PROBE_TIMEOUT,
         memory.state_set(PROBE_KEY, &crate::timefmt::to_db(now), now),

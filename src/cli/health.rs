@@ -92,7 +92,7 @@ async fn last_cycle(settings: &Settings) -> Result<String, String> {
     let Some((cycle, finished)) = last else {
         return Err("no cycle has finished yet".to_owned());
     };
-    let age = (chrono::Utc::now() - finished).to_std().unwrap_or_default();
+    let age = (crate::clock::now() - finished).to_std().unwrap_or_default();
     stale_reason(age, stale_limit(settings.agent.interval, defaults::ready_grace()))?;
     Ok(format!(
         "cycle {} finished {} ago ({})",

@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use chrono::Utc;
 
 use crate::config::Settings;
 use crate::memory::{Memory, Resolution, ResolveError};
@@ -166,7 +165,9 @@ pub async fn decide(
     let memory = Memory::open(&settings.memory.path, settings.memory.busy_timeout)
         .await
         .context("cannot open memory")?;
-    let result = memory.decide_approval(id, approve, reason, &by, Utc::now()).await?;
+    let result = memory
+        .decide_approval(id, approve, reason, &by, crate::clock::now())
+        .await?;
     memory.close().await;
     match result {
         Ok(a) => {
@@ -238,7 +239,7 @@ pub async fn resolve_effect(
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".into());
     let retry_for = chrono::Duration::from_std(settings.guardrails.retry_for).unwrap_or(chrono::Duration::hours(6));
-    let now = Utc::now();
+    let now = crate::clock::now();
     let result = memory.resolve_effect(key, resolution, &by, retry_for, now).await;
     let code = match result {
         Ok(Ok(effect)) => {

@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use chrono::Utc;
 
 use crate::config::Settings;
 use crate::memory::{FeedbackError, Memory};
@@ -45,7 +44,7 @@ pub async fn feedback(
     let memory = Memory::open(&settings.memory.path, settings.memory.busy_timeout)
         .await
         .context("cannot open memory")?;
-    let now = Utc::now();
+    let now = crate::clock::now();
     let result = memory.record_feedback(action_id, verdict.score(), note, now).await?;
     let applied = match result {
         Ok(a) => a,

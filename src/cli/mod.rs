@@ -56,6 +56,7 @@ pub struct ConfigArg {
 pub enum Command {
     /// Run the daemon: a cycle every interval until SIGTERM/SIGINT.
     Run {
+        /// The config file.
         #[command(flatten)]
         config: ConfigArg,
         /// Rehearse every action: plan, guard and render, send nothing.
@@ -67,6 +68,7 @@ pub enum Command {
     },
     /// Validate the config file; exit 2 on any error.
     Check {
+        /// The config file.
         #[command(flatten)]
         config: ConfigArg,
         /// Also query every source once and report what it answered.
@@ -75,6 +77,7 @@ pub enum Command {
     },
     /// Perceive and plan once, print the plan; reads memory, writes nothing.
     Plan {
+        /// The config file.
         #[command(flatten)]
         config: ConfigArg,
         /// Print the plan as JSON instead of a table.
@@ -83,6 +86,7 @@ pub enum Command {
     },
     /// Summarise recent cycles, sources, firing alerts, approvals, actions and LLM usage.
     Status {
+        /// The config file.
         #[command(flatten)]
         config: ConfigArg,
         /// Print JSON.
@@ -91,11 +95,13 @@ pub enum Command {
     },
     /// Exit 0 if the daemon is healthy (its `/readyz`, or a recent cycle in memory), else 1.
     Health {
+        /// The config file.
         #[command(flatten)]
         config: ConfigArg,
     },
     /// List recent actions with their outcome (and, with --payloads, the exact payloads).
     Actions {
+        /// The config file.
         #[command(flatten)]
         config: ConfigArg,
         /// How many.
@@ -117,6 +123,7 @@ pub enum Command {
     ResolveEffect {
         /// The effect's key (from `bi-agent actions --unknown`).
         key: String,
+        /// The config file.
         #[command(flatten)]
         config: ConfigArg,
         /// It did arrive: record it as sent.
@@ -131,6 +138,7 @@ pub enum Command {
     },
     /// List actions waiting for approval (with --all: every approval).
     Approvals {
+        /// The config file.
         #[command(flatten)]
         config: ConfigArg,
         /// Include decided, expired and executed approvals.
@@ -144,6 +152,7 @@ pub enum Command {
     Approve {
         /// The approval's id (from `bi-agent approvals`).
         id: String,
+        /// The config file.
         #[command(flatten)]
         config: ConfigArg,
         /// Who approves (default: $USER).
@@ -154,6 +163,7 @@ pub enum Command {
     Reject {
         /// The approval's id (from `bi-agent approvals`).
         id: String,
+        /// The config file.
         #[command(flatten)]
         config: ConfigArg,
         /// Why.
@@ -167,6 +177,7 @@ pub enum Command {
     Feedback {
         /// The action's id (from `bi-agent actions`); its latest live run is scored.
         action_id: String,
+        /// The config file.
         #[command(flatten)]
         config: ConfigArg,
         /// It helped (score 1.0).
@@ -184,6 +195,7 @@ pub enum Command {
     },
     /// List learned patterns with their samples, effectiveness and confidence.
     Patterns {
+        /// The config file.
         #[command(flatten)]
         config: ConfigArg,
         /// Print JSON.
@@ -194,6 +206,7 @@ pub enum Command {
     Report {
         /// The report's name.
         name: String,
+        /// The config file.
         #[command(flatten)]
         config: ConfigArg,
         /// Rehearse: render, guard and record it, send nothing.

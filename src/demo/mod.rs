@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{Days, NaiveDate};
 
 use crate::agent::AgentError;
 use crate::config::{ConfigError, Settings};
@@ -157,7 +157,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
                 .ok()
                 .flatten()
         });
-    let next_due = schedule.as_ref().and_then(|s| s.next_after(Utc::now()).ok());
+    let next_due = schedule.as_ref().and_then(|s| s.next_after(crate::clock::now()).ok());
     let (_, outcome) = agent.report_now(DEMO_REPORT).await?;
     print!(
         "{}",
@@ -193,7 +193,7 @@ pub fn settings_for(dir: &Path) -> Result<Settings, DemoError> {
 
 /// The last complete UTC day: where fresh demo data ends.
 pub fn yesterday() -> NaiveDate {
-    let today = Utc::now().date_naive();
+    let today = crate::clock::now().date_naive();
     today.checked_sub_days(Days::new(1)).unwrap_or(today)
 }
 

@@ -13,6 +13,7 @@
 //! `problems` and shown at the end. This module must never send anything;
 //! the executor delivers what it returns like any other message.
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::config::Settings;
@@ -55,6 +56,7 @@ pub async fn render(
     settings: &Settings,
     investigations: Option<&dyn Investigations>,
     summarizer: Option<&dyn Summarizer>,
+    now: DateTime<Utc>,
 ) -> Result<RenderedReport, ReportError> {
     let mut problems = input.problems.clone();
     let mut queries = Map::new();
@@ -106,7 +108,7 @@ pub async fn render(
                 ..Findings::default()
             };
             let context = format!("the scheduled report {} ({})", input.name, action.reason);
-            summarizer.summarize(&findings, &context).await
+            summarizer.summarize(&findings, &context, now).await
         }
         _ => None,
     };

@@ -425,7 +425,7 @@ mod tests {
             let reason = "already sent at 10:00 (exactly once)".to_owned();
             delivery(to, Status::Skipped { reason }, true)
         };
-        let mut outcome = Outcome::begin("a", ActionKind::Notify, Utc::now(), false);
+        let mut outcome = Outcome::begin("a", ActionKind::Notify, crate::clock::now(), false);
         outcome.deliveries = vec![had("#a"), had("#b")];
         let status = Status::of_deliveries(&outcome.deliveries);
         assert!(
@@ -441,7 +441,7 @@ mod tests {
 
     #[test]
     fn a_later_settlement_keeps_the_reference_it_got_and_one_it_had() {
-        let mut outcome = Outcome::begin("a", ActionKind::Notify, Utc::now(), false);
+        let mut outcome = Outcome::begin("a", ActionKind::Notify, crate::clock::now(), false);
         let failed = Status::Failed {
             error: "HTTP 500".into(),
         };

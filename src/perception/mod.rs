@@ -143,7 +143,7 @@ pub async fn gather(sources: &[Arc<dyn Source>], max_concurrent: usize) -> Vec<O
                 warn!(source = %source.name(), error = %message, "Source task panicked");
                 failed(
                     source.as_ref(),
-                    Utc::now(),
+                    crate::clock::now(),
                     Duration::ZERO,
                     SourceError::Panicked(message),
                 )
@@ -156,7 +156,7 @@ pub async fn gather(sources: &[Arc<dyn Source>], max_concurrent: usize) -> Vec<O
 
 /// Fetches one source under its timeout and shapes the observation.
 pub async fn observe(source: &dyn Source) -> Observation {
-    let at = Utc::now();
+    let at = crate::clock::now();
     let started = Instant::now();
     let timeout = source.timeout();
     let result = match tokio::time::timeout(timeout, source.fetch()).await {

@@ -8,7 +8,6 @@ mod text;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use chrono::Utc;
 
 use crate::config::Settings;
 use crate::memory::Memory;
@@ -18,7 +17,7 @@ pub async fn status(settings: &Settings, json_out: bool) -> anyhow::Result<ExitC
     let memory = Memory::open_read_only(&settings.memory.path, settings.memory.busy_timeout)
         .await
         .context("cannot open memory")?;
-    let data = gather::StatusData::load(&memory, settings, Utc::now()).await;
+    let data = gather::StatusData::load(&memory, settings, crate::clock::now()).await;
     memory.close().await;
     let data = data?;
     if json_out {

@@ -109,7 +109,7 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     // An HTTP date is wall-clock time by definition, so the wall clock is the
     // right one to compare it with.
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    let wait = at.with_timezone(&chrono::Utc) - crate::clock::now();
     Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 

@@ -56,7 +56,12 @@ const MAX_CONCURRENT_WORK: usize = 16;
 /// Explains findings in prose (the LLM, grounded); `None` when it cannot.
 pub trait Summarizer: Send + Sync {
     /// A summary of `findings` about `context`.
-    fn summarize<'a>(&'a self, findings: &'a Findings, context: &'a str) -> BoxFuture<'a, Option<String>>;
+    fn summarize<'a>(
+        &'a self,
+        findings: &'a Findings,
+        context: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Option<String>>;
 }
 
 /// Why the executor could not be built.

@@ -169,6 +169,7 @@ impl Executor {
             &self.settings,
             self.investigations.as_deref(),
             self.summarizer.as_deref(),
+            outcome.started_at,
         )
         .await;
         match rendered {
@@ -199,7 +200,7 @@ impl Executor {
             Ok(mut findings) => {
                 if let Some(summarizer) = &self.summarizer {
                     let context = format!("{} ({})", action.reason, action.origin);
-                    findings.summary = summarizer.summarize(&findings, &context).await;
+                    findings.summary = summarizer.summarize(&findings, &context, cycle.now).await;
                 }
                 outcome.findings = Some(findings);
                 if cycle.dry_run { Status::Simulated } else { Status::Sent }
