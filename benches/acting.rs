@@ -78,7 +78,12 @@ fn main() {
             .expect("memory");
         let chans = channels::build(&settings).expect("channels");
         let slack = Arc::clone(&chans["slack"]);
-        let executor = Executor::new(Arc::clone(&settings), chans, None);
+        let executor = Executor::new(
+            Arc::clone(&settings),
+            Arc::new(bi_agent::execution::policy::Policy::new(&settings)),
+            chans,
+            None,
+        );
 
         let mut full = Vec::new();
         for round in 0..6 {

@@ -5,22 +5,42 @@
 //!
 //! | phase | module | takes | gives |
 //! |---|---|---|---|
-//! | perceive | [`perception`] | configured sources (SQL, HTTP) | [`perception::Observation`]s |
-//! | plan | [`planning`] | observations, history, alert states, carried actions | alert transitions and a dependency-ordered [`planning::Plan`] |
-//! | act | [`execution`] | the plan | one [`execution::Outcome`] per action (sent, simulated, skipped, failed, pending approval) |
+//! | perceive | [`perception`] | configured sources (SQL, HTTP, Prometheus) | [`model::Observation`]s |
+//! | plan | [`planning`] (+ [`advisor`]) | observations, history, alert states, carried actions | alert transitions and one dependency-ordered [`model::Plan`] |
+//! | act | [`execution`] | the plan | one [`model::Outcome`] per action (sent, simulated, skipped, failed, pending approval) |
 //! | remember | [`memory`] | observations, alert states, effects, outcomes | history, states and ledgers for the next cycle |
 //!
-//! [`agent::Agent::cycle`] is the one place that wires the phases together;
-//! [`daemon`] owns time and signals (the interval schedule, graceful shutdown);
-//! [`cli`] owns the command line; [`server`] and [`ops`] expose health, readiness
-//! and metrics; [`config`] turns one TOML file (plus
-//! environment overrides and `${VAR}` secrets) into validated [`config::Settings`];
-//! [`schedule`] says when a scheduled source, rule or report is due and
-//! [`timetable`] remembers it.
+//! ## Layers, lowest first
 //!
-//! Phases share plain data types and never call into each other: the agent
-//! hands each phase what it needs and passes the results on. Memory is the only
-//! module that touches the agent's own SQLite database.
+//! Each layer depends only on the layers below it; nothing imports upwards.
+//!
+//! 1. **Foundation** — [`clock`] (the one wall clock), [`numbers`],
+//!    [`template`], [`patterns`], [`timefmt`], [`schedule`], [`retry_after`],
+//!    [`panics`]: small pure helpers.
+//! 2. **[`config`]** — one TOML file (plus `BI_AGENT__SECTION__KEY`
+//!    environment overrides and `${VAR}` secrets) into validated
+//!    [`config::Settings`].
+//! 3. **[`model`]** — the plain data the phases share (observations, alert
+//!    instances, actions and the plan, messages, outcomes, learning keys) and
+//!    the one trait, [`model::ExecutionStore`], through which the executor
+//!    uses the store. No I/O.
+//! 4. **The phases** — [`perception`], [`planning`], [`execution`] and the
+//!    store [`memory`], plus the LLM client [`llm`]. Each depends on the
+//!    model and config only, never on another phase.
+//! 5. **[`advisor`]** (everything the LLM sees and may propose: situation,
+//!    proposal validation, grounding, past outcomes) and [`timetable`] (when
+//!    scheduled work is due, remembered in memory).
+//! 6. **[`agent`]** — one cycle: perceive → plan → act → remember, over the
+//!    config compiled once ([`agent::Compiled`]: rules, schedules, the
+//!    executor's policy).
+//! 7. **[`ops`]** (readiness, metrics) and **[`app`]** — the process: builds
+//!    everything from the compiled config, serves `/healthz`, `/readyz` and
+//!    `/metrics`, handles signals and reload, runs cycles until shutdown.
+//!    [`telemetry`] sets up logging.
+//! 8. **[`cli`]** and **[`demo`]** — the command line and the built-in demo,
+//!    which start exactly what production starts ([`app::App`]).
+//!
+//! Memory is the only module that touches the agent's own SQLite database.
 
 #![forbid(unsafe_code)]
 // No unwrap()/expect() in the product unless the invariant is stated beside
@@ -44,6 +64,7 @@ pub mod panics;
 pub mod patterns;
 pub mod perception;
 pub mod planning;
+pub mod retry_after;
 pub mod schedule;
 pub mod telemetry;
 pub mod template;

@@ -63,7 +63,7 @@ async fn the_app_serves_reloads_and_stops_like_the_binary() {
         config_path: Some(path.clone()),
         ..Options::default()
     };
-    let app = App::build(settings, options).await.unwrap();
+    let app = App::start(settings, options).await.unwrap();
     let addr = app.server_addr().expect("the server is bound before the first cycle");
     assert_ne!(addr.port(), 0, "the bound port, not the configured :0");
     let client = reqwest::Client::new();
@@ -120,7 +120,7 @@ async fn a_taken_port_fails_the_start_and_names_the_address() {
         .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
     std::fs::write(&path, text).unwrap();
     let settings = app::load(&path).unwrap();
-    let err = App::build(settings, Options::default())
+    let err = App::start(settings, Options::default())
         .await
         .err()
         .expect("the port is taken");

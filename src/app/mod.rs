@@ -27,10 +27,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::agent::{Agent, AgentError};
+use crate::agent::{Agent, AgentError, Compiled};
 use crate::config::Settings;
 use crate::ops::readiness::Readiness;
-use crate::planning::rules::Rulebook;
 
 pub use daemon::RunSummary;
 
@@ -88,26 +87,39 @@ pub struct App {
 
 /// Loads the config and compiles its rules and the built-in patterns: the
 /// checks of start-up, `check` and reload alike. On failure, every issue.
-pub fn load(path: &Path) -> Result<Settings, Vec<String>> {
+pub fn load(path: &Path) -> Result<Compiled, Vec<String>> {
     // A pattern that cannot compile in this build fails the start, not a cycle.
     let mut issues: Vec<String> = crate::patterns::verify().iter().map(ToString::to_string).collect();
     match Settings::load(path) {
-        Ok(settings) => match Rulebook::compile(&settings) {
-            Ok(_) if issues.is_empty() => return Ok(settings),
-            Ok(_) => {}
-            Err(rules) => issues.extend(rules.iter().map(ToString::to_string)),
+        Ok(settings) if issues.is_empty() => match Compiled::new(settings) {
+            Ok(compiled) => return Ok(compiled),
+            Err(e) => issues.extend(e.issues()),
         },
+        Ok(settings) => {
+            // Still report the rules' problems beside the patterns'.
+            if let Err(rules) = crate::planning::rules::Rulebook::compile(&settings) {
+                issues.extend(rules.iter().map(ToString::to_string));
+            }
+        }
         Err(e) => issues.extend(e.issues()),
     }
     Err(issues)
 }
 
 impl App {
-    /// Builds everything from `settings`; nothing runs a cycle yet.
+    /// Compiles `settings` and builds everything from them; nothing runs a
+    /// cycle yet.
     pub async fn build(settings: Settings, options: Options) -> Result<Self, AppError> {
-        let server_settings = settings.server.clone();
-        let interval = settings.agent.interval;
-        let agent = Arc::new(Agent::build(settings, options.dry_run).await.map_err(AppError::Agent)?);
+        let compiled = Compiled::new(settings).map_err(|e| AppError::Agent(e.into()))?;
+        Self::start(compiled, options).await
+    }
+
+    /// Builds everything from a compiled config (what `bi-agent run` loaded);
+    /// nothing runs a cycle yet.
+    pub async fn start(compiled: Compiled, options: Options) -> Result<Self, AppError> {
+        let server_settings = compiled.settings().server.clone();
+        let interval = compiled.settings().agent.interval;
+        let agent = Arc::new(Agent::open(compiled, options.dry_run).await.map_err(AppError::Agent)?);
         let shutdown = CancellationToken::new();
         let (agents, _) = watch::channel(Arc::clone(&agent));
         // Readiness is kept even without a server: the systemd watchdog asks it.

@@ -19,8 +19,8 @@ use crate::agent::Agent;
 /// running one.
 pub fn reload(path: &std::path::Path, force_dry_run: bool, agents: &watch::Sender<Arc<Agent>>) {
     info!(config = %path.display(), "SIGHUP: reloading the config");
-    let settings = match super::load(path) {
-        Ok(settings) => settings,
+    let compiled = match super::load(path) {
+        Ok(compiled) => compiled,
         Err(issues) => {
             error!(
                 config = %path.display(),
@@ -31,8 +31,8 @@ pub fn reload(path: &std::path::Path, force_dry_run: bool, agents: &watch::Sende
         }
     };
     let current = Arc::clone(&agents.borrow());
-    let new_interval = settings.agent.interval;
-    match current.reconfigure(settings, force_dry_run) {
+    let new_interval = compiled.settings().agent.interval;
+    match current.reconfigure(compiled, force_dry_run) {
         Ok(agent) => {
             if new_interval != current.settings().agent.interval {
                 warn!(

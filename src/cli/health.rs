@@ -10,8 +10,6 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
 use crate::config::{Settings, schema::defaults};
 use crate::memory::{CycleStatus, Memory};
 use crate::ops::readiness::{stale_limit, stale_reason};
@@ -57,23 +55,29 @@ fn loopback(mut addr: SocketAddr) -> SocketAddr {
 
 /// GET /readyz: 200 is healthy; anything else carries the daemon's reason.
 async fn readyz(addr: SocketAddr) -> Result<String, String> {
-    let mut conn = tokio::net::TcpStream::connect(addr)
+    let client = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        // The daemon's own endpoint on loopback: no proxy may stand between.
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let url = format!("http://{addr}/readyz");
+    let response = client
+        .get(&url)
+        .send()
         .await
-        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
-    conn.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .map_err(|e| format!("cannot ask {addr}: {e}"))?;
-    let mut response = Vec::new();
-    conn.read_to_end(&mut response)
+        .map_err(|e| format!("cannot reach {addr}: {}", crate::perception::http::error_chain(&e)))?;
+    let status = response.status();
+    // The daemon's answer is one short line; a bigger body is cut to it.
+    let body = response
+        .text()
         .await
         .map_err(|e| format!("no answer from {addr}: {e}"))?;
-    let response = String::from_utf8_lossy(&response);
-    let status = response.split(' ').nth(1).unwrap_or("?");
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
-    if status == "200" {
+    let body: String = body.trim().chars().take(500).collect();
+    if status == reqwest::StatusCode::OK {
         Ok(format!("{addr}/readyz: {body}"))
     } else {
-        Err(format!("{addr}/readyz answered {status}: {body}"))
+        Err(format!("{addr}/readyz answered {}: {body}", status.as_u16()))
     }
 }
 

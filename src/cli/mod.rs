@@ -16,7 +16,7 @@ mod learning;
 
 mod status;
 
-use crate::agent::{self, Agent};
+use crate::agent::{self, Agent, Compiled};
 use crate::app::{self, App};
 use crate::config::{LogFormat, Settings};
 use crate::{demo, perception, telemetry};
@@ -236,158 +236,149 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
+impl Command {
+    /// The config file the command reads (every command but `demo`).
+    fn config_path(&self) -> Option<&Path> {
+        let config = match self {
+            Self::Run { config, .. }
+            | Self::Check { config, .. }
+            | Self::Plan { config, .. }
+            | Self::Status { config, .. }
+            | Self::Health { config }
+            | Self::Actions { config, .. }
+            | Self::ResolveEffect { config, .. }
+            | Self::Approvals { config, .. }
+            | Self::Approve { config, .. }
+            | Self::Reject { config, .. }
+            | Self::Feedback { config, .. }
+            | Self::Patterns { config, .. }
+            | Self::Report { config, .. } => config,
+            Self::Demo(_) => return None,
+        };
+        Some(&config.path)
+    }
+
+    /// A usage mistake found before any config is read.
+    fn usage_error(&self) -> Option<&'static str> {
+        match self {
+            Self::ResolveEffect { sent, resend, .. } if !sent && !resend => Some("say --sent or --resend"),
+            Self::Feedback {
+                useful, noise, score, ..
+            } if !useful && !noise && score.is_none() => Some("say --useful, --noise or --score X"),
+            _ => None,
+        }
+    }
+}
+
 async fn dispatch(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
+    if let Some(problem) = command.usage_error() {
+        eprintln!("error: {problem}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    let Some(path) = command.config_path().map(Path::to_path_buf) else {
+        if let Command::Demo(args) = command {
+            telemetry::init(log_format.unwrap_or(LogFormat::Pretty), "warn")?;
+            return demo::run(args).await.map_err(Into::into);
+        }
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    };
+    let Some(compiled) = load_config(&path) else {
+        // Docker reserves exit 2 for `health`: a bad config is simply unhealthy.
+        let code = if matches!(command, Command::Health { .. }) {
+            EXIT_RUNTIME
+        } else {
+            EXIT_CONFIG
+        };
+        return Ok(ExitCode::from(code));
+    };
+    execute(command, &path, compiled, log_format).await
+}
+
+/// Runs a command over its loaded, compiled config.
+async fn execute(
+    command: Command,
+    path: &Path,
+    compiled: Compiled,
+    log_format: Option<LogFormat>,
+) -> anyhow::Result<ExitCode> {
+    let settings = compiled.settings();
+    let quiet = || init_logging(settings, log_format.or(Some(LogFormat::Pretty)), Some("warn"));
     match command {
-        Command::Run { config, dry_run, once } => {
-            let Some(settings) = load_config(&config.path) else {
-                return Ok(ExitCode::from(EXIT_CONFIG));
-            };
-            init_logging(&settings, log_format, None)?;
-            run(&config.path, settings, dry_run, once).await
+        Command::Run { dry_run, once, .. } => {
+            init_logging(settings, log_format, None)?;
+            run(path, compiled, dry_run, once).await
         }
-        Command::Check { config, connect } => {
-            let Some(settings) = load_config(&config.path) else {
-                return Ok(ExitCode::from(EXIT_CONFIG));
-            };
-            check(&config.path, &settings, connect).await
-        }
-        Command::Plan { config, json } => {
-            let Some(settings) = load_config(&config.path) else {
-                return Ok(ExitCode::from(EXIT_CONFIG));
-            };
-            init_logging(&settings, log_format.or(Some(LogFormat::Pretty)), Some("warn"))?;
-            let (observations, planned) = agent::preview(&settings).await?;
+        Command::Check { connect, .. } => check(path, settings, connect).await,
+        Command::Plan { json, .. } => {
+            quiet()?;
+            let (observations, planned) = agent::preview(&compiled).await?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&crate::planning::view::json(&observations, &planned))?
-                );
+                let view = crate::planning::view::json(&observations, &planned);
+                println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
                 print!("{}", crate::planning::view::table(&observations, &planned));
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { config, json } => {
-            let Some(settings) = load_config(&config.path) else {
-                return Ok(ExitCode::from(EXIT_CONFIG));
-            };
-            status::status(&settings, json).await
-        }
-        Command::Health { config } => {
-            // Docker reserves exit 2: a bad config is simply unhealthy.
-            let Some(settings) = load_config(&config.path) else {
-                return Ok(ExitCode::from(EXIT_RUNTIME));
-            };
-            Ok(health::health(&settings).await)
-        }
+        Command::Status { json, .. } => status::status(settings, json).await,
+        Command::Health { .. } => Ok(health::health(settings).await),
         Command::Actions {
-            config,
             limit,
-            payloads,
-            unknown,
+            unknown: true,
             json,
-        } => {
-            let Some(settings) = load_config(&config.path) else {
-                return Ok(ExitCode::from(EXIT_CONFIG));
-            };
-            if unknown {
-                inspect::unknown_effects(&settings, limit, json).await
+            ..
+        } => inspect::unknown_effects(settings, limit, json).await,
+        Command::Actions {
+            limit, payloads, json, ..
+        } => inspect::actions(settings, limit, payloads, json).await,
+        Command::ResolveEffect { key, sent, by, .. } => {
+            let resolution = if sent {
+                crate::memory::Resolution::Sent
             } else {
-                inspect::actions(&settings, limit, payloads, json).await
-            }
-        }
-        Command::ResolveEffect {
-            key,
-            config,
-            sent,
-            resend,
-            by,
-        } => {
-            let resolution = match (sent, resend) {
-                (true, _) => crate::memory::Resolution::Sent,
-                (_, true) => crate::memory::Resolution::Resend,
-                _ => {
-                    eprintln!("error: say --sent or --resend");
-                    return Ok(ExitCode::from(EXIT_CONFIG));
-                }
+                crate::memory::Resolution::Resend
             };
-            let Some(settings) = load_config(&config.path) else {
-                return Ok(ExitCode::from(EXIT_CONFIG));
-            };
-            inspect::resolve_effect(&settings, &key, resolution, by).await
+            inspect::resolve_effect(settings, &key, resolution, by).await
         }
-        Command::Approvals { config, all, json } => {
-            let Some(settings) = load_config(&config.path) else {
-                return Ok(ExitCode::from(EXIT_CONFIG));
-            };
-            inspect::approvals(&settings, all, json).await
-        }
-        Command::Approve { id, config, by } => {
-            let Some(settings) = load_config(&config.path) else {
-                return Ok(ExitCode::from(EXIT_CONFIG));
-            };
-            inspect::decide(&settings, &id, true, None, by).await
-        }
-        Command::Reject { id, config, reason, by } => {
-            let Some(settings) = load_config(&config.path) else {
-                return Ok(ExitCode::from(EXIT_CONFIG));
-            };
-            inspect::decide(&settings, &id, false, Some(&reason), by).await
-        }
+        Command::Approvals { all, json, .. } => inspect::approvals(settings, all, json).await,
+        Command::Approve { id, by, .. } => inspect::decide(settings, &id, true, None, by).await,
+        Command::Reject { id, reason, by, .. } => inspect::decide(settings, &id, false, Some(&reason), by).await,
         Command::Feedback {
             action_id,
-            config,
             useful,
             noise,
             score,
             note,
+            ..
         } => {
             let verdict = match (useful, noise, score) {
                 (true, _, _) => learning::Verdict::Useful,
                 (_, true, _) => learning::Verdict::Noise,
                 (_, _, Some(s)) => learning::Verdict::Score(s),
-                _ => {
-                    eprintln!("error: say --useful, --noise or --score X");
-                    return Ok(ExitCode::from(EXIT_CONFIG));
-                }
+                // `usage_error` refused this before the config was read.
+                _ => return Ok(ExitCode::from(EXIT_CONFIG)),
             };
-            let Some(settings) = load_config(&config.path) else {
-                return Ok(ExitCode::from(EXIT_CONFIG));
-            };
-            learning::feedback(&settings, &action_id, verdict, note.as_deref()).await
+            learning::feedback(settings, &action_id, verdict, note.as_deref()).await
         }
-        Command::Patterns { config, json } => {
-            let Some(settings) = load_config(&config.path) else {
-                return Ok(ExitCode::from(EXIT_CONFIG));
-            };
-            learning::patterns(&settings, json).await
+        Command::Patterns { json, .. } => learning::patterns(settings, json).await,
+        Command::Report { name, dry_run, .. } => {
+            quiet()?;
+            report(compiled, &name, dry_run).await
         }
-        Command::Report { name, config, dry_run } => {
-            let Some(settings) = load_config(&config.path) else {
-                return Ok(ExitCode::from(EXIT_CONFIG));
-            };
-            init_logging(&settings, log_format.or(Some(LogFormat::Pretty)), Some("warn"))?;
-            report(settings, &name, dry_run).await
-        }
-        Command::Demo(args) => {
-            let level = "warn";
-            telemetry::init(log_format.unwrap_or(LogFormat::Pretty), level)?;
-            demo::run(args).await.map_err(Into::into)
-        }
+        // `dispatch` ran it: it reads no config.
+        Command::Demo(_) => Ok(ExitCode::SUCCESS),
     }
 }
 
-/// Loads the config and compiles its rules and the built-in patterns; on
-/// failure, every issue.
-pub fn try_load_config(path: &Path) -> Result<Settings, Vec<String>> {
+/// Loads the config and compiles it; on failure, every issue.
+pub fn try_load_config(path: &Path) -> Result<Compiled, Vec<String>> {
     app::load(path)
 }
 
-/// Loads the config and compiles its rules, printing every issue to
-/// standard error on failure.
-pub fn load_config(path: &Path) -> Option<Settings> {
+/// Loads the config and compiles it, printing every issue to standard
+/// error on failure.
+pub fn load_config(path: &Path) -> Option<Compiled> {
     let issues = match try_load_config(path) {
-        Ok(settings) => return Some(settings),
+        Ok(compiled) => return Some(compiled),
         Err(issues) => issues,
     };
     eprintln!("{}: configuration is invalid:", path.display());
@@ -405,14 +396,14 @@ fn init_logging(settings: &Settings, flag: Option<LogFormat>, level: Option<&str
     Ok(())
 }
 
-async fn run(path: &Path, settings: Settings, dry_run: bool, once: bool) -> anyhow::Result<ExitCode> {
+async fn run(path: &Path, compiled: Compiled, dry_run: bool, once: bool) -> anyhow::Result<ExitCode> {
     let options = app::Options {
         config_path: Some(path.to_path_buf()),
         dry_run,
         once,
         signals: true,
     };
-    let summary = App::build(settings, options).await?.run_until_stopped().await?;
+    let summary = App::start(compiled, options).await?.run_until_stopped().await?;
     Ok(if once && summary.failed > 0 {
         ExitCode::from(EXIT_RUNTIME)
     } else {
@@ -421,7 +412,8 @@ async fn run(path: &Path, settings: Settings, dry_run: bool, once: bool) -> anyh
 }
 
 /// `bi-agent report NAME`: renders and delivers one report now, prints it and its outcome.
-async fn report(settings: Settings, name: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
+async fn report(compiled: Compiled, name: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let settings = compiled.settings();
     if !settings.reports.iter().any(|r| r.name == name) {
         let known: Vec<&str> = settings.reports.iter().map(|r| r.name.as_str()).collect();
         eprintln!(
@@ -434,9 +426,7 @@ async fn report(settings: Settings, name: &str, dry_run: bool) -> anyhow::Result
         );
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
-    let agent = Agent::build(settings, dry_run)
-        .await
-        .context("cannot start the agent")?;
+    let agent = Agent::open(compiled, dry_run).await.context("cannot start the agent")?;
     let result = agent.report_now(name).await;
     agent.memory().close().await;
     let (action, outcome) = result?;

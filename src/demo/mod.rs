@@ -4,7 +4,7 @@
 //!
 //! The pieces: [`synth`] invents the shop in memory, [`warehouse`] writes it
 //! to SQLite, the built-in [`DEMO_CONFIG`] (`config/demo.toml`) points the
-//! agent's SQL sources at it, and [`print`] renders each cycle for people.
+//! agent's SQL sources at it, and `print` renders each cycle for people.
 //!
 //! The demo must never send anything (dry-run is forced, whatever the config
 //! says) and never overwrite a file it did not make: an existing warehouse is

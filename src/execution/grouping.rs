@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{ActionKind, Settings, Severity, Trigger};
+use super::policy::Policy;
+use crate::config::{ActionKind, Severity};
 use crate::model::labels_text;
 use crate::model::{Action, Origin};
 use crate::model::{AlertState, Instance};
@@ -38,7 +39,7 @@ pub struct GroupTiming {
 /// or `escalate` of a configured rule with grouping on, planned because its
 /// instance fires (not on resolution), not waiting for another action, and
 /// not waiting for a person (an approval is a decision about one action).
-pub fn group_key(settings: &Settings, action: &Action, needs_approval: bool) -> Option<String> {
+pub fn group_key(policy: &Policy, action: &Action, needs_approval: bool) -> Option<String> {
     if !matches!(action.kind, ActionKind::Notify | ActionKind::Escalate) || needs_approval || !action.after.is_empty() {
         return None;
     }
@@ -46,7 +47,7 @@ pub fn group_key(settings: &Settings, action: &Action, needs_approval: bool) -> 
         return None;
     };
     action.instance.as_ref()?;
-    let rule = settings.rules.iter().find(|r| &r.name == rule_name)?;
+    let rule = policy.rule(rule_name)?;
     if !rule.group {
         return None;
     }
@@ -56,23 +57,17 @@ pub fn group_key(settings: &Settings, action: &Action, needs_approval: bool) -> 
         .strip_prefix('/')?
         .split('/')
         .next()?;
-    let template = rule.actions.iter().find(|t| t.id == template_id)?;
-    (template.on == Trigger::Firing).then(|| format!("{rule_name}/{template_id}"))
+    rule.on_firing
+        .contains(template_id)
+        .then(|| format!("{rule_name}/{template_id}"))
 }
 
 /// The timing of group `key` (`rule/action`): the rule's overrides, else the
 /// guardrails' defaults (also for a rule no longer configured).
-pub fn timing(settings: &Settings, key: &str) -> GroupTiming {
+pub fn timing(policy: &Policy, key: &str) -> GroupTiming {
     let rule_name = key.split('/').next().unwrap_or(key);
-    let rule = settings.rules.iter().find(|r| r.name == rule_name);
-    GroupTiming {
-        wait: rule
-            .and_then(|r| r.group_wait)
-            .unwrap_or(settings.guardrails.group_wait),
-        interval: rule
-            .and_then(|r| r.group_interval)
-            .unwrap_or(settings.guardrails.group_interval),
-    }
+    let (wait, interval) = policy.timing(rule_name);
+    GroupTiming { wait, interval }
 }
 
 /// When the group's next message may go out. A new group waits `wait` for
@@ -158,9 +153,9 @@ fn rank(change: Change) -> u8 {
 /// The group message's action: what the executor renders, guards and
 /// delivers. Its id is `rule/action/group` and its `repeat` the message's
 /// round, so each group message has its own effect key (exactly once).
-pub fn group_action(settings: &Settings, key: &str, round: u32, sections: &[(Change, &GroupMember)]) -> Action {
+pub fn group_action(policy: &Policy, key: &str, round: u32, sections: &[(Change, &GroupMember)]) -> Action {
     let rule_name = key.split('/').next().unwrap_or(key);
-    let rule = settings.rules.iter().find(|r| r.name == rule_name);
+    let rule = policy.rule(rule_name);
     let count = |c: Change| sections.iter().filter(|(x, _)| *x == c).count();
     let (new, still, resolved) = (count(Change::New), count(Change::StillFiring), count(Change::Resolved));
     let firing: Vec<&GroupMember> = sections

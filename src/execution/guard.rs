@@ -6,26 +6,11 @@
 //! Pure functions over config and data; the executor applies them. Nothing
 //! here may widen what an action can reach.
 
-use std::collections::BTreeSet;
-
+use super::policy::Policy;
 use crate::config::{ActionKind, Settings};
 use crate::model::{Action, Origin};
 
 use crate::model::Target;
-
-/// The targets of `roles`, as configured, de-duplicated and sorted. A role the
-/// config does not define resolves to nothing (and is reported).
-pub fn resolve(settings: &Settings, roles: &[String]) -> (Vec<Target>, Vec<String>) {
-    let mut targets = BTreeSet::new();
-    let mut unknown = Vec::new();
-    for role in roles {
-        match settings.roles.get(role) {
-            Some(list) => targets.extend(list.iter().filter_map(|t| Target::parse(t))),
-            None => unknown.push(role.clone()),
-        }
-    }
-    (targets.into_iter().collect(), unknown)
-}
 
 /// Whether `action` must wait for a person: asked by its template, or its
 /// kind is listed in `guardrails.require_approval`. An action that comes
@@ -37,9 +22,9 @@ pub fn needs_approval(settings: &Settings, action: &Action) -> bool {
 
 /// Re-checks an action against the current config (for approved actions,
 /// whose config may have changed since they were planned).
-pub fn revalidate(settings: &Settings, action: &Action) -> Result<(), String> {
+pub fn revalidate(settings: &Settings, policy: &Policy, action: &Action) -> Result<(), String> {
     for role in &action.to {
-        if !settings.roles.contains_key(role) {
+        if !policy.has_role(role) {
             return Err(format!("role \"{role}\" is no longer configured"));
         }
     }
@@ -61,7 +46,7 @@ pub fn revalidate(settings: &Settings, action: &Action) -> Result<(), String> {
         return Err("it addresses no role".to_owned());
     }
     if let Origin::Rule(rule) = &action.origin
-        && !settings.rules.iter().any(|r| &r.name == rule)
+        && policy.rule(rule).is_none()
     {
         return Err(format!("rule \"{rule}\" is no longer configured"));
     }

@@ -16,9 +16,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use super::policy::Policy;
 use crate::config::Settings;
 use crate::model::{Action, ReportInput};
-use crate::template::Templates;
 
 use super::executor::Summarizer;
 use crate::model::Findings;
@@ -54,42 +54,13 @@ pub async fn render(
     action: &Action,
     input: &ReportInput,
     settings: &Settings,
+    policy: &Policy,
     investigations: Option<&dyn Investigations>,
     summarizer: Option<&dyn Summarizer>,
     now: DateTime<Utc>,
 ) -> Result<RenderedReport, ReportError> {
     let mut problems = input.problems.clone();
-    let mut queries = Map::new();
-    for name in &action.queries {
-        let rows = match investigations {
-            Some(inv) => match inv.query(name).await {
-                Ok(result) => {
-                    if result.truncated {
-                        problems.push(format!(
-                            "The query {name} has more rows than its cap; only the first {} are used.",
-                            result.rows.len()
-                        ));
-                    }
-                    result.rows
-                }
-                Err(error) => {
-                    problems.push(format!(
-                        "The query {name} could not be run: {}.",
-                        error.trim_end_matches('.')
-                    ));
-                    Vec::new()
-                }
-            },
-            None => {
-                problems.push(format!("The query {name} could not be run: no queries are configured."));
-                Vec::new()
-            }
-        };
-        queries.insert(
-            name.clone(),
-            Value::Array(rows.into_iter().map(Value::Object).collect()),
-        );
-    }
+    let queries = run_queries(&action.queries, investigations, &mut problems).await;
     let sources: Map<String, Value> = input
         .sources
         .iter()
@@ -138,9 +109,7 @@ pub async fn render(
             message,
         }
     };
-    let mut templates = Templates::new();
-    templates.add("template", &template).map_err(failed("template"))?;
-    let mut text = templates.render("template", &context).map_err(failed("template"))?;
+    let mut text = policy.render(&template, &context).map_err(failed("template"))?;
     // A narrative the template does not place goes under the body.
     if let Some(n) = &narrative
         && !template.contains("narrative")
@@ -155,10 +124,7 @@ pub async fn render(
         }
     }
     let subject = match &input.subject_template {
-        Some(source) => {
-            templates.add("subject", source).map_err(failed("subject"))?;
-            Some(templates.render("subject", &context).map_err(failed("subject"))?)
-        }
+        Some(source) => Some(policy.render(source, &context).map_err(failed("subject"))?),
         None => None,
     };
     Ok(RenderedReport { subject, text })
@@ -201,4 +167,45 @@ fn tables(sources: &Map<String, Value>, queries: &Map<String, Value>) -> Vec<Tab
             })
         })
         .collect()
+}
+
+/// Runs the report's queries; each that cannot run (or is cut at its row
+/// cap) is named among the report's problems, never silently missing.
+async fn run_queries(
+    names: &[String],
+    investigations: Option<&dyn Investigations>,
+    problems: &mut Vec<String>,
+) -> Map<String, Value> {
+    let mut queries = Map::new();
+    for name in names {
+        let rows = match investigations {
+            Some(inv) => match inv.query(name).await {
+                Ok(result) => {
+                    if result.truncated {
+                        problems.push(format!(
+                            "The query {name} has more rows than its cap; only the first {} are used.",
+                            result.rows.len()
+                        ));
+                    }
+                    result.rows
+                }
+                Err(error) => {
+                    problems.push(format!(
+                        "The query {name} could not be run: {}.",
+                        error.trim_end_matches('.')
+                    ));
+                    Vec::new()
+                }
+            },
+            None => {
+                problems.push(format!("The query {name} could not be run: no queries are configured."));
+                Vec::new()
+            }
+        };
+        queries.insert(
+            name.clone(),
+            Value::Array(rows.into_iter().map(Value::Object).collect()),
+        );
+    }
+    queries
 }

@@ -3,7 +3,7 @@
 //!
 //! Pure data and arithmetic. Learning itself (the SQL aggregate over the
 //! learning window) lives in `memory::learning`; choosing among variants in
-//! [`super::variants`]. Nothing here ever scores an action for having run:
+//! `planning::variants`. Nothing here ever scores an action for having run:
 //! scores come from outcomes (recovery, delivery, feedback) only.
 
 use std::collections::{BTreeMap, HashMap};

@@ -328,7 +328,7 @@ fn plural_bytes(n: usize) -> String {
 /// An error and its causes as one line: reqwest's own text ("error sending
 /// request") says little; the cause ("Connection refused") is what an
 /// operator needs.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![error.to_string()];
     let mut source = error.source();
     while let Some(cause) = source {

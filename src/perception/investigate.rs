@@ -1,6 +1,6 @@
 //! Investigations: run an action's named drill-down queries, read-only, and
 //! turn what they return into [`Findings`] — one table per query, with cells
-//! formatted for people, and deterministic [`highlights`] computed from the
+//! formatted for people, and deterministic `highlights` computed from the
 //! raw values ("electronics accounts for 90% of the change in revenue").
 //!
 //! An `investigate` action names queries from `[queries]`; nothing else can
@@ -9,7 +9,7 @@
 //! in that order. Label values come from data and are untrusted: they are
 //! only ever bound, so `x' OR '1'='1` is a region that does not exist.
 //!
-//! Every query runs read-only (see [`readonly`] for how, per database), under
+//! Every query runs read-only (see `readonly` for how, per database), under
 //! its own timeout (also told to the server) and row cap. The queries of an
 //! action run concurrently, and one that fails does not lose the others: its
 //! error is reported in [`Findings::errors`], and the investigation fails as

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value as Json, json};
 
-use crate::config::{ActionKind, Trigger};
+use crate::config::{ActionKind, ActionTemplate, Trigger};
 use crate::model::{Action, Evidence, Instance, InstanceRef, Learned, Origin, Transition, action_id, labels_text};
 
 use super::evaluate::CycleInput;
@@ -76,21 +76,7 @@ impl Rulebook {
         } else {
             "resolved"
         };
-        let shown: Vec<String> = evidence
-            .values
-            .iter()
-            .map(|(k, v)| format!("{k} = {}", crate::numbers::compact(*v)))
-            .collect();
-        let base_reason = format!(
-            "rule {name} {verb} for {}: {}{}",
-            labels_text(&instance.labels),
-            rule.settings.when,
-            if shown.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", shown.join(", "))
-            }
-        );
+        let base_reason = base_reason(rule, instance, verb, evidence);
         rule.settings
             .actions
             .iter()
@@ -135,38 +121,51 @@ impl Rulebook {
                 if trigger == Trigger::Firing && a.kind != ActionKind::Wait {
                     self.learning.apply(&rule.settings, a, &mut action, learned);
                 }
-                let mut context = context.clone();
-                if let Some(obj) = context.as_object_mut() {
-                    obj.insert("params".into(), json!(action.params));
-                    obj.insert(
-                        "action".into(),
-                        json!({ "severity": action.severity.as_str(), "to": action.to, "priority": action.priority }),
-                    );
-                }
-                let mut reason = action.reason.clone();
-                let mut render = |field: &str| {
-                    let key = template_key(name, &a.id, field);
-                    if !self.templates.has(&key) {
-                        return None;
-                    }
-                    match self.templates.render(&key, &context) {
-                        Ok(text) => Some(text),
-                        Err(e) => {
-                            // The alert must still go out: fall back to the facts.
-                            tracing::warn!(template = %key, error = %e, "Template failed to render; using a plain message");
-                            reason.push_str(&format!(" [template {field} failed: {e}]"));
-                            Some(format!("{} — {}", rule.settings.description.clone().unwrap_or_else(|| name.clone()), base_reason))
-                        }
-                    }
-                };
-                let message = render("message");
-                let subject = render("subject");
-                action.message = message;
-                action.subject = subject;
-                action.reason = reason;
+                self.render_texts(rule, a, &mut action, &context, &base_reason);
                 action
             })
             .collect()
+    }
+
+    /// Renders the action's configured message and subject; a template that
+    /// fails falls back to the facts (the alert must still go out) and says
+    /// so in the reason.
+    fn render_texts(
+        &self,
+        rule: &CompiledRule,
+        template: &ActionTemplate,
+        action: &mut Action,
+        context: &Json,
+        base_reason: &str,
+    ) {
+        let name = &rule.settings.name;
+        let mut context = context.clone();
+        if let Some(obj) = context.as_object_mut() {
+            obj.insert("params".into(), json!(action.params));
+            obj.insert(
+                "action".into(),
+                json!({ "severity": action.severity.as_str(), "to": action.to, "priority": action.priority }),
+            );
+        }
+        let mut reason = action.reason.clone();
+        let mut render = |field: &str| {
+            let key = template_key(name, &template.id, field);
+            if !self.templates.has(&key) {
+                return None;
+            }
+            match self.templates.render(&key, &context) {
+                Ok(text) => Some(text),
+                Err(e) => {
+                    tracing::warn!(template = %key, error = %e, "Template failed to render; using a plain message");
+                    reason.push_str(&format!(" [template {field} failed: {e}]"));
+                    let title = rule.settings.description.clone().unwrap_or_else(|| name.clone());
+                    Some(format!("{title} — {base_reason}"))
+                }
+            }
+        };
+        action.message = render("message");
+        action.subject = render("subject");
+        action.reason = reason;
     }
 
     fn template_context(
@@ -240,4 +239,22 @@ impl Rulebook {
         top.insert("params".into(), json!({}));
         Json::Object(top)
     }
+}
+
+/// `rule NAME fired for LABELS: CONDITION (values)`: why a rule's action is planned.
+fn base_reason(rule: &CompiledRule, instance: &Instance, verb: &str, evidence: &Evidence) -> String {
+    let shown: Vec<String> = (evidence.values.iter())
+        .map(|(k, v)| format!("{k} = {}", crate::numbers::compact(*v)))
+        .collect();
+    format!(
+        "rule {} {verb} for {}: {}{}",
+        rule.settings.name,
+        labels_text(&instance.labels),
+        rule.settings.when,
+        if shown.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", shown.join(", "))
+        }
+    )
 }

@@ -25,6 +25,16 @@ use super::history;
 use super::plan;
 use super::rules::{CompiledRule, Rulebook};
 
+/// The instances memory holds, by rule and labels.
+type Previous<'a> = HashMap<(&'a str, &'a Labels), &'a Instance>;
+
+/// One instance's input this cycle: its previous state, what the condition
+/// said, the evidence, why it is undecided (if it is), and the confidence.
+type Update = (Instance, Input, Evidence, Option<String>, f64);
+
+/// Backfilled history points, by series (see `backfill_index`).
+type Backfill = HashMap<SeriesKey, Vec<(DateTime<Utc>, f64)>>;
+
 /// What evaluation needs from memory and perception.
 pub struct CycleInput<'a> {
     /// Now (UTC).
@@ -103,132 +113,150 @@ impl Rulebook {
     pub fn evaluate(&self, input: &CycleInput<'_>) -> Planned {
         let mut planned = Planned::default();
         let mut candidates = Vec::new();
-        let previous: HashMap<(&str, &Labels), &Instance> = input
-            .instances
-            .iter()
+        let previous: Previous<'_> = (input.instances.iter())
             .map(|i| ((i.rule.as_str(), &i.labels), i))
             .collect();
         let backfill = backfill_index(input.observations);
-
         for rule in &self.rules {
             if input.idle_rules.contains(&rule.settings.name) {
                 continue;
             }
-            let timing = Timing {
-                for_: rule.settings.for_,
-                keep_firing_for: rule.settings.keep_firing_for,
+            let Some(updates) = self.rule_updates(rule, input, &previous, &backfill) else {
+                continue;
             };
-            let prev_of_rule: Vec<&Instance> = input
-                .instances
-                .iter()
-                .filter(|i| i.rule == rule.settings.name)
-                .collect();
-            let sources = selected_sources(rule, input.observations);
-            let mut updates: Vec<(Instance, Input, Evidence, Option<String>, f64)> = Vec::new();
-            match rule_rows(rule, input.observations) {
-                RuleRows::NotDue => continue,
-                RuleRows::Failed(error) => {
-                    for prev in &prev_of_rule {
-                        let evidence = Evidence {
-                            source: rule.settings.source.clone(),
-                            labels: prev.labels.clone(),
-                            condition: Some(rule.settings.when.clone()),
-                            ..Evidence::default()
-                        };
-                        updates.push(((*prev).clone(), Input::SourceFailed, evidence, Some(error.clone()), 0.0));
-                    }
-                }
-                RuleRows::NoRow(why) | RuleRows::Ambiguous(why) => {
-                    let prev = previous
-                        .get(&(rule.settings.name.as_str(), &Labels::new()))
-                        .map(|p| (*p).clone())
-                        .unwrap_or_else(|| Instance::new(&rule.settings.name, Labels::new(), input.now));
-                    let evidence = Evidence {
-                        condition: Some(rule.settings.when.clone()),
-                        ..Evidence::default()
-                    };
-                    updates.push((prev, Input::NoData, evidence, Some(why), 0.0));
-                }
-                RuleRows::Rows(rows) => {
-                    let mut seen = BTreeSet::new();
-                    for (row, obs) in rows {
-                        let labels = if rule.settings.source.is_some() {
-                            row.labels.clone()
-                        } else {
-                            Labels::new()
-                        };
-                        seen.insert(labels.clone());
-                        let (outcome, evidence) = self.evaluate_row(rule, row, obs, &sources, input, &backfill);
-                        let prev = previous
-                            .get(&(rule.settings.name.as_str(), &labels))
-                            .map(|p| (*p).clone())
-                            .unwrap_or_else(|| Instance::new(&rule.settings.name, labels, input.now));
-                        let (inp, unknown) = match outcome {
-                            Evaluation::True => (Input::True, None),
-                            Evaluation::False => (Input::False, None),
-                            Evaluation::Unknown(why) => (Input::Unknown, Some(why)),
-                        };
-                        let confidence = obs
-                            .confidence
-                            .min(sources.values().map(|(_, o)| o.confidence).fold(1.0, f64::min));
-                        updates.push((prev, inp, evidence, unknown, confidence));
-                    }
-                    for prev in prev_of_rule.iter().filter(|p| !seen.contains(&p.labels)) {
-                        if matches!(prev.effective(), AlertState::Inactive | AlertState::Resolved)
-                            && prev.state != AlertState::Error
-                        {
-                            continue;
-                        }
-                        let evidence = Evidence {
-                            source: rule.settings.source.clone(),
-                            labels: prev.labels.clone(),
-                            condition: Some(rule.settings.when.clone()),
-                            ..Evidence::default()
-                        };
-                        updates.push((
-                            (*prev).clone(),
-                            Input::NoData,
-                            evidence,
-                            Some("row not returned by the source".into()),
-                            0.0,
-                        ));
-                    }
-                }
-            }
-            for (prev, inp, evidence, unknown, confidence) in updates {
-                let is_new = !previous.contains_key(&(prev.rule.as_str(), &prev.labels));
-                let (next, transition) = step(&prev, inp, input.now, timing);
-                if let Some(why) = &unknown {
-                    if inp == Input::Unknown {
-                        info!(rule = %rule.settings.name, labels = %labels_text(&next.labels), reason = %why, "Condition unknown; the instance holds its state");
-                    } else {
-                        debug!(rule = %rule.settings.name, labels = %labels_text(&next.labels), reason = %why, "Instance has no data");
-                    }
-                }
-                // A row that is simply fine creates no instance; an undecided
-                // one is kept so the reason is visible (plan, status).
-                if is_new && next.state == AlertState::Inactive && transition.is_none() && unknown.is_none() {
-                    continue;
-                }
-                if let Some(t) = transition {
-                    candidates.extend(self.rule_actions(rule, &next, t, &evidence, confidence, input.learned));
-                } else if next.state == AlertState::Firing {
-                    candidates.extend(self.repeats(rule, &next, &evidence, confidence, input));
-                }
-                planned.instances.push(InstanceUpdate {
-                    previous: prev.state,
-                    instance: next,
-                    transition,
-                    evidence,
-                    unknown,
-                });
-            }
+            self.apply(rule, updates, input, &previous, &mut planned, &mut candidates);
         }
-
         self.source_failing(input, &previous, &mut planned, &mut candidates);
         candidates.extend(input.carried.iter().cloned());
         planned.plan = plan::build(candidates, self.max_actions);
         planned
+    }
+
+    /// What this cycle says about each instance of `rule` (None: the rule
+    /// is not due, leave it alone).
+    fn rule_updates(
+        &self,
+        rule: &CompiledRule,
+        input: &CycleInput<'_>,
+        previous: &Previous<'_>,
+        backfill: &Backfill,
+    ) -> Option<Vec<Update>> {
+        let prev_of_rule: Vec<&Instance> = (input.instances.iter())
+            .filter(|i| i.rule == rule.settings.name)
+            .collect();
+        let sources = selected_sources(rule, input.observations);
+        let mut updates: Vec<Update> = Vec::new();
+        let missing = |prev: &Instance| Evidence {
+            source: rule.settings.source.clone(),
+            labels: prev.labels.clone(),
+            condition: Some(rule.settings.when.clone()),
+            ..Evidence::default()
+        };
+        match rule_rows(rule, input.observations) {
+            RuleRows::NotDue => return None,
+            RuleRows::Failed(error) => {
+                for prev in &prev_of_rule {
+                    updates.push((
+                        (*prev).clone(),
+                        Input::SourceFailed,
+                        missing(prev),
+                        Some(error.clone()),
+                        0.0,
+                    ));
+                }
+            }
+            RuleRows::NoRow(why) | RuleRows::Ambiguous(why) => {
+                let prev = previous
+                    .get(&(rule.settings.name.as_str(), &Labels::new()))
+                    .map(|p| (*p).clone())
+                    .unwrap_or_else(|| Instance::new(&rule.settings.name, Labels::new(), input.now));
+                let evidence = Evidence {
+                    condition: Some(rule.settings.when.clone()),
+                    ..Evidence::default()
+                };
+                updates.push((prev, Input::NoData, evidence, Some(why), 0.0));
+            }
+            RuleRows::Rows(rows) => {
+                let mut seen = BTreeSet::new();
+                for (row, obs) in rows {
+                    let labels = if rule.settings.source.is_some() {
+                        row.labels.clone()
+                    } else {
+                        Labels::new()
+                    };
+                    seen.insert(labels.clone());
+                    let (outcome, evidence) = self.evaluate_row(rule, row, obs, &sources, input, backfill);
+                    let prev = previous
+                        .get(&(rule.settings.name.as_str(), &labels))
+                        .map(|p| (*p).clone())
+                        .unwrap_or_else(|| Instance::new(&rule.settings.name, labels, input.now));
+                    let (inp, unknown) = match outcome {
+                        Evaluation::True => (Input::True, None),
+                        Evaluation::False => (Input::False, None),
+                        Evaluation::Unknown(why) => (Input::Unknown, Some(why)),
+                    };
+                    let confidence = obs
+                        .confidence
+                        .min(sources.values().map(|(_, o)| o.confidence).fold(1.0, f64::min));
+                    updates.push((prev, inp, evidence, unknown, confidence));
+                }
+                for prev in prev_of_rule.iter().filter(|p| !seen.contains(&p.labels)) {
+                    if matches!(prev.effective(), AlertState::Inactive | AlertState::Resolved)
+                        && prev.state != AlertState::Error
+                    {
+                        continue;
+                    }
+                    let why = Some("row not returned by the source".into());
+                    updates.push(((*prev).clone(), Input::NoData, missing(prev), why, 0.0));
+                }
+            }
+        }
+        Some(updates)
+    }
+
+    /// Steps each instance of `rule` through the alert state machine and
+    /// plans what its transition (or its still firing) calls for.
+    fn apply(
+        &self,
+        rule: &CompiledRule,
+        updates: Vec<Update>,
+        input: &CycleInput<'_>,
+        previous: &Previous<'_>,
+        planned: &mut Planned,
+        candidates: &mut Vec<Action>,
+    ) {
+        let timing = Timing {
+            for_: rule.settings.for_,
+            keep_firing_for: rule.settings.keep_firing_for,
+        };
+        for (prev, inp, evidence, unknown, confidence) in updates {
+            let is_new = !previous.contains_key(&(prev.rule.as_str(), &prev.labels));
+            let (next, transition) = step(&prev, inp, input.now, timing);
+            if let Some(why) = &unknown {
+                if inp == Input::Unknown {
+                    info!(rule = %rule.settings.name, labels = %labels_text(&next.labels), reason = %why, "Condition unknown; the instance holds its state");
+                } else {
+                    debug!(rule = %rule.settings.name, labels = %labels_text(&next.labels), reason = %why, "Instance has no data");
+                }
+            }
+            // A row that is simply fine creates no instance; an undecided
+            // one is kept so the reason is visible (plan, status).
+            if is_new && next.state == AlertState::Inactive && transition.is_none() && unknown.is_none() {
+                continue;
+            }
+            if let Some(t) = transition {
+                candidates.extend(self.rule_actions(rule, &next, t, &evidence, confidence, input.learned));
+            } else if next.state == AlertState::Firing {
+                candidates.extend(self.repeats(rule, &next, &evidence, confidence, input));
+            }
+            planned.instances.push(InstanceUpdate {
+                previous: prev.state,
+                instance: next,
+                transition,
+                evidence,
+                unknown,
+            });
+        }
     }
 
     fn evaluate_row(
@@ -238,7 +266,7 @@ impl Rulebook {
         obs: &Observation,
         sources: &BTreeMap<String, (&Row, &Observation)>,
         input: &CycleInput<'_>,
-        backfill: &HashMap<SeriesKey, Vec<(DateTime<Utc>, f64)>>,
+        backfill: &Backfill,
     ) -> (Evaluation, Evidence) {
         let mut evidence = Evidence {
             source: rule.settings.source.clone(),

@@ -8,7 +8,7 @@
 //!
 //! Compiling never connects anywhere; evaluation lives in [`super::evaluate`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::config::columns::{self, Shape};
@@ -50,6 +50,8 @@ pub struct Rulebook {
     pub repeat_interval: Duration,
     /// How learned patterns are used.
     pub learning: LearningPolicy,
+    /// Rule name → position in `rules`.
+    by_name: HashMap<String, usize>,
 }
 
 /// The template key of an action's message, subject or report body.
@@ -58,6 +60,11 @@ pub fn template_key(rule: &str, action: &str, field: &str) -> String {
 }
 
 impl Rulebook {
+    /// The compiled rule `name`, if it is configured.
+    pub fn rule(&self, name: &str) -> Option<&CompiledRule> {
+        self.by_name.get(name).and_then(|&i| self.rules.get(i))
+    }
+
     /// Compiles every rule of `settings`; returns every problem found.
     pub fn compile(settings: &Settings) -> Result<Self, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
@@ -123,7 +130,11 @@ impl Rulebook {
         if !issues.is_empty() {
             return Err(issues);
         }
+        let by_name = (rules.iter().enumerate())
+            .map(|(i, r)| (r.settings.name.clone(), i))
+            .collect();
         Ok(Self {
+            by_name,
             rules,
             templates,
             source_failing: settings.meta.source_failing.clone(),

@@ -100,17 +100,10 @@ pub(crate) fn status_error(label: &str, status: StatusCode, headers: &HeaderMap,
     }
 }
 
-/// The server's `Retry-After`: delay-seconds or an HTTP date.
+/// The server's `Retry-After` (see [`crate::retry_after`]). An HTTP date is
+/// wall-clock time by definition, so the wall clock is the one to compare.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    // An HTTP date is wall-clock time by definition, so the wall clock is the
-    // right one to compare it with.
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at.with_timezone(&chrono::Utc) - crate::clock::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    crate::retry_after::from_header(headers.get(RETRY_AFTER)?, crate::clock::now())
 }
 
 /// A short, harmless error code from a response body (`channel_not_found`,

@@ -33,7 +33,7 @@ impl Executor {
             if approval.dry_run != dry_run {
                 continue;
             }
-            match guard::revalidate(&self.settings, &approval.action) {
+            match guard::revalidate(&self.settings, &self.policy, &approval.action) {
                 Ok(()) => {
                     let mut action = approval.action.clone();
                     action.origin = Origin::Approval;
@@ -67,7 +67,7 @@ impl Executor {
                 carried.push(action);
                 continue;
             };
-            if let Err(why) = guard::revalidate(&self.settings, &action) {
+            if let Err(why) = guard::revalidate(&self.settings, &self.policy, &action) {
                 warn!(action = %action.id, cycle = left_by, reason = %why, "Action left by a failed cycle is no longer valid; not run");
                 store.release_taken(cycle_id, Some(&action.id)).await?;
                 continue;

@@ -13,7 +13,7 @@ use crate::model::Action;
 use crate::model::Findings;
 use crate::model::labels_text;
 use crate::model::{Message, Table};
-use crate::template::{self, Templates};
+use crate::template;
 
 impl Executor {
     /// The channel-neutral message of an action, redacted.
@@ -95,10 +95,7 @@ impl Executor {
         context.insert("summaries".into(), json!(summaries));
         context.insert("tables".into(), json!(tables));
         context.insert("params".into(), json!(action.params));
-        let mut templates = Templates::new();
-        let rendered = templates
-            .add("report", source)
-            .and_then(|()| templates.render("report", &serde_json::Value::Object(context)));
+        let rendered = self.policy.render(source, &serde_json::Value::Object(context));
         let text = match rendered {
             Ok(text) => text,
             Err(e) => {

@@ -20,7 +20,6 @@ use super::cycle::Cycle;
 use super::deliver::Outgoing;
 use super::retry_policy::{Condition, Retry};
 use crate::execution::grouping::{self, Change};
-use crate::execution::guard;
 use crate::model::Action;
 use crate::model::StoreError;
 use crate::model::{Delivery as DeliveryRecord, Outcome, Status};
@@ -128,14 +127,14 @@ impl Executor {
             }
             return Ok(work);
         }
-        let timing = grouping::timing(&self.settings, key);
+        let timing = grouping::timing(&self.policy, key);
         let due = grouping::due_at(&state, timing, self.settings.agent.interval, cycle.now);
         if cycle.now < due {
             work.next_due = Some(due);
             return Ok(work);
         }
         let round = state.round + 1;
-        let group_action = grouping::group_action(&self.settings, key, round, &sections);
+        let group_action = grouping::group_action(&self.policy, key, round, &sections);
         // A group of one, in its first message, goes out as the member alone
         // (its own message and effect key): grouping only shows when there
         // is something to group.
@@ -144,7 +143,7 @@ impl Executor {
             _ => (group_action, Retry::While(Condition::GroupOpen { key: key.to_owned() })),
         };
         let message = self.message(&action, action.message.clone().unwrap_or_default(), Vec::new());
-        let (targets, _) = guard::resolve(&self.settings, &action.to);
+        let (targets, _) = self.policy.resolve(&action.to);
         let resolved = (sections.iter())
             .filter(|(c, _)| *c == Change::Resolved)
             .map(|(_, m)| ident(&m.action))

@@ -2,17 +2,17 @@
 //! one recorded outcome, delivering each message to all its targets at once.
 //!
 //! The plan runs in **waves**: an action runs once everything it depends on
-//! has finished. Within a wave, first the work of every action ([`run`]):
+//! has finished. Within a wave, first the work of every action (`run`):
 //! dependencies must have succeeded (else it is skipped with the reason);
 //! kinds that need a person wait as `pending_approval`; investigations run
 //! their queries and the LLM's summary, reports render — concurrently, so a
 //! slow LLM never holds up a notification beside it. Notifications of
-//! instances that fire together join their rule's group ([`groups`]). Then
-//! every message of the wave is delivered ([`deliver`]): admitted in plan
+//! instances that fire together join their rule's group (`groups`). Then
+//! every message of the wave is delivered (`deliver`): admitted in plan
 //! order (quiet hours, hourly limits, the write-ahead claim), sent together,
 //! settled per target. After the plan: due group messages, failed deliveries
-//! whose retry is due ([`retry`]), and digests of what was held back
-//! ([`digest`]).
+//! whose retry is due (`retry`), and digests of what was held back
+//! (`digest`).
 //!
 //! The executor must never send anything the plan does not contain, to any
 //! target the config does not name, or the same effect twice.
@@ -31,6 +31,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+
+use super::policy::Policy;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use tokio::time::Instant;
@@ -83,6 +85,7 @@ pub enum ExecutionError {
 /// The executor: channels, the delivery wrapper and investigations.
 pub struct Executor {
     settings: Arc<Settings>,
+    policy: Arc<Policy>,
     channels: HashMap<String, Arc<dyn Channel>>,
     delivery: Delivery,
     investigations: Option<Arc<dyn Investigations>>,
@@ -125,6 +128,7 @@ impl Executor {
     /// An executor over the given channels (by key: `slack`, `email`, `webhook:NAME`).
     pub fn new(
         settings: Arc<Settings>,
+        policy: Arc<Policy>,
         channels: HashMap<String, Arc<dyn Channel>>,
         investigations: Option<Arc<dyn Investigations>>,
     ) -> Self {
@@ -139,6 +143,7 @@ impl Executor {
         Self {
             quiet: QuietHours::new(&settings),
             settings,
+            policy,
             channels,
             delivery,
             investigations,
@@ -227,7 +232,7 @@ impl Executor {
         for (index, action) in plan.items.iter().enumerate() {
             let d = depth.get(action.id.as_str()).copied().unwrap_or(0);
             let approval = guard::needs_approval(&self.settings, action);
-            match super::grouping::group_key(&self.settings, action, approval) {
+            match super::grouping::group_key(&self.policy, action, approval) {
                 Some(key) => {
                     let entry = groups.entry(key).or_insert((d, index, Vec::new()));
                     entry.0 = entry.0.max(d);

@@ -135,7 +135,7 @@ impl Executor {
     /// The message to the targets of the action's roles; skipped when the
     /// roles reach no configured target.
     fn to_roles(&self, action: &Action, message: Message, mut outcome: Outcome) -> Work {
-        let (targets, unknown) = guard::resolve(&self.settings, &action.to);
+        let (targets, unknown) = self.policy.resolve(&action.to);
         if !unknown.is_empty() {
             warn!(roles = ?unknown, "Action names roles the config does not define; they are ignored");
         }
@@ -167,6 +167,7 @@ impl Executor {
             action,
             input,
             &self.settings,
+            &self.policy,
             self.investigations.as_deref(),
             self.summarizer.as_deref(),
             outcome.started_at,

@@ -1,11 +1,11 @@
 //! SQL sources: run one configured query against SQLite, PostgreSQL or
 //! MySQL/MariaDB and turn its result into rows.
 //!
-//! Each database gets its own concrete sqlx pool ([`sqlite`], [`postgres`],
-//! [`mysql`]) rather than sqlx's `Any` driver, because `Any` cannot decode
+//! Each database gets its own concrete sqlx pool (`sqlite`, `postgres`,
+//! `mysql`) rather than sqlx's `Any` driver, because `Any` cannot decode
 //! NUMERIC/DECIMAL, dates or timestamps, which is most of what a BI query
-//! returns. Every column is decoded by its real type into a [`cell::Cell`];
-//! [`cell::RowShape`] then makes numbers values, text labels and the time
+//! returns. Every column is decoded by its real type into a `cell::Cell`;
+//! `cell::RowShape` then makes numbers values, text labels and the time
 //! column the row's time, the same way for every database.
 //!
 //! Pools connect lazily, so an unreachable database at start is a failing

@@ -1,0 +1,117 @@
+//! What a cycle leaves behind: its observations and history points, the
+//! resolutions that credit earlier actions, a learning pass every
+//! `learn_every` cycles, the due times it ran, and pruning past retention.
+//! Every step here is best effort: a failure is logged and listed among the
+//! cycle's errors, never fatal, and nothing already recorded is undone.
+
+use chrono::{DateTime, Utc};
+use tracing::{error, info, warn};
+
+use super::Agent;
+use crate::model::{Observation, Planned, Transition};
+use crate::timetable::Round;
+
+impl Agent {
+    /// Remembers cycle `id`; returns the history points written.
+    pub(super) async fn remember(
+        &self,
+        id: i64,
+        round: &Round,
+        observations: &[Observation],
+        planned: &Planned,
+        now: DateTime<Utc>,
+        errors: &mut Vec<String>,
+    ) -> u64 {
+        let points_written = match self
+            .memory
+            .record_observations(id, observations, self.retention_cutoff())
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                error!(error = %e, "Could not record observations");
+                errors.push(format!("memory: {e}"));
+                0
+            }
+        };
+        self.remember_resolutions(planned, now, errors).await;
+        let every = self.settings().learning.learn_every;
+        if every > 0 && id % i64::from(every) == 0 {
+            self.learn().await;
+        }
+        if let Err(e) = round.save(&self.memory, self.dry_run, now).await {
+            error!(error = %e, "Could not record due times");
+            errors.push(format!("memory: {e}"));
+        }
+        self.prune().await;
+        points_written
+    }
+
+    /// Credits the actions of instances that resolved this cycle.
+    async fn remember_resolutions(&self, planned: &Planned, now: DateTime<Utc>, errors: &mut Vec<String>) {
+        for u in planned
+            .instances
+            .iter()
+            .filter(|u| u.transition == Some(Transition::Resolved))
+        {
+            let i = &u.instance;
+            // The condition turned false `keep_firing_for` ago: that is when
+            // the instance recovered, not when the delay ran out.
+            let keep = (self.compiled.rulebook().rule(&i.rule))
+                .and_then(|r| chrono::Duration::from_std(r.settings.keep_firing_for).ok())
+                .unwrap_or_default();
+            let at = now
+                .checked_sub_signed(keep)
+                .unwrap_or(now)
+                .max(i.firing_since.unwrap_or(now).min(now));
+            if let Err(e) = self.memory.mark_resolved(&i.rule, &i.labels, i.episode, at).await {
+                error!(error = %e, "Could not record a resolution for learning");
+                errors.push(format!("memory: {e}"));
+            }
+        }
+    }
+
+    /// Runs a learning pass now (every `learn_every` cycles and at shutdown);
+    /// a failure is logged, never fatal.
+    pub async fn learn(&self) -> Option<crate::memory::LearnStats> {
+        match self.memory.learn_by(&self.settings().learning, self.now()).await {
+            Ok(stats) => {
+                info!(
+                    patterns = stats.patterns,
+                    trusted = stats.trusted,
+                    settled = stats.settled,
+                    "Learned {} patterns",
+                    stats.patterns
+                );
+                Some(stats)
+            }
+            Err(e) => {
+                warn!(error = %e, "Could not learn patterns");
+                None
+            }
+        }
+    }
+
+    /// The oldest time memory keeps (`memory.retention` ago).
+    fn retention_cutoff(&self) -> DateTime<Utc> {
+        let retention = chrono::Duration::from_std(self.settings().memory.retention).unwrap_or(chrono::Duration::MAX);
+        self.now()
+            .checked_sub_signed(retention)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// Prunes memory past its retention; a failure is logged, never fatal.
+    async fn prune(&self) {
+        match self.memory.prune_before(self.retention_cutoff()).await {
+            Ok(stats) if stats != Default::default() => info!(
+                observations = stats.observations,
+                points = stats.points,
+                cycles = stats.cycles,
+                series = stats.series,
+                "Pruned memory past its retention"
+            ),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "Could not prune memory"),
+        }
+    }
+}
