@@ -1,13 +1,12 @@
 //! Loading: one TOML file, then `BI_AGENT__SECTION__KEY` environment
-//! overrides, then `${VAR}` references, then typed deserialisation with the
-//! exact key path of any error.
+//! overrides layered over it by the `config` crate ([`super::layers`]), then
+//! `${VAR}` references, then typed deserialisation with the exact key path
+//! of any error.
 //!
-//! We layer by hand over the `toml` crate rather than use the `config` crate:
-//! its environment source cannot coexist with `deny_unknown_fields` without
-//! filtering, it turns every override into a string, and its errors lose the
-//! key path inside `kind`-tagged tables. Here an override is read as a TOML
-//! value (`true`, `5`, `["a"]`, or else a plain string) and every error names
-//! its key.
+//! An override arrives as the string it is (a secret must arrive exactly as
+//! written) and is read as a TOML value (`true`, `5`, `["a"]`, `{a = 1}`)
+//! only where its key asks for another type ([`retype`]); every error names
+//! its key, and the variable when the value came from the environment.
 //!
 //! This module must never log a value: values may be secrets.
 
@@ -79,13 +78,37 @@ pub fn apply_env_overrides(
             continue;
         }
         let key = path.join(".");
-        if let Err(message) = set_path(table, &path, Value::String(raw.clone())) {
+        if let Err(message) = check_path(table, &path) {
             issues.push(ConfigIssue::new(key, format!("from {var}: {message}")));
             continue;
         }
         applied.push(Override { key, path, var, raw });
     }
-    if issues.is_empty() { Ok(applied) } else { Err(issues) }
+    if !issues.is_empty() {
+        return Err(issues);
+    }
+    let env = super::layers::EnvLayer(
+        (applied.iter())
+            .map(|o| (o.path.clone(), o.var.clone(), o.raw.clone()))
+            .collect(),
+    );
+    *table = super::layers::merge(std::mem::take(table), env)
+        .map_err(|message| vec![ConfigIssue::new("environment", message)])?;
+    Ok(applied)
+}
+
+/// Whether an override at `path` fits the file: no part of it above the key
+/// may be a value that is not a table.
+fn check_path(table: &Table, path: &[String]) -> Result<(), String> {
+    let mut current = table;
+    for (i, key) in path.iter().enumerate().take(path.len().saturating_sub(1)) {
+        match current.get(key) {
+            None => return Ok(()),
+            Some(Value::Table(t)) => current = t,
+            Some(_) => return Err(format!("`{}` is not a table", path[..=i].join("."))),
+        }
+    }
+    Ok(())
 }
 
 /// Sets `o`'s value again, read as a TOML value (`5`, `true`, `[1, 2]`,

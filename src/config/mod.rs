@@ -10,6 +10,7 @@
 
 pub mod channels;
 pub mod columns;
+mod layers;
 pub mod learning;
 pub mod llm;
 pub mod load;
