@@ -20,6 +20,11 @@
 //! This module is pure and deterministic: the same seed and anchor date always
 //! give the same data. It must never do I/O (that is [`super::warehouse`]) and
 //! never read the clock.
+//!
+//! Over the house limit of 500 lines on purpose (the one exception): it is
+//! data — region and category tables, rhythms, the planted incident and its
+//! calibration — that reads best as one story; split, each part would only
+//! make sense beside the others.
 
 use std::collections::BTreeMap;
 

@@ -144,29 +144,12 @@ pub fn value(name: &str, v: f64, whole: bool) -> String {
     if v.abs() < 1.0 {
         return format!("{v:.4}");
     }
-    let text = format!("{:.2}", v.abs());
-    let (whole, cents) = text.split_once('.').unwrap_or((text.as_str(), "00"));
-    let sign = if v < 0.0 { "-" } else { "" };
-    format!("{sign}{}.{cents}", group_digits(whole))
+    crate::numbers::group_thousands(v, 2)
 }
 
-/// A whole number with thousands separators: `-1,234,567`.
+/// A whole number with thousands separators: `-1,234,567` (truncated).
 pub fn thousands(v: f64) -> String {
-    let whole = v.abs().trunc();
-    let sign = if v < 0.0 && whole != 0.0 { "-" } else { "" };
-    format!("{sign}{}", group_digits(&format!("{whole:.0}")))
-}
-
-/// `1234567` → `1,234,567` (a string of ASCII digits).
-fn group_digits(digits: &str) -> String {
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(d);
-    }
-    out
+    crate::numbers::group_thousands(v.trunc(), 0)
 }
 
 /// A point of a series: its date when it is a whole day, else the full time.
