@@ -125,3 +125,52 @@ impl Policy {
         once.render("once", context)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy() -> Policy {
+        let text = "[agent]\nname = \"t\"\n[memory]\npath = \"m.db\"\n\
+             [channels.slack]\nkind = \"slack\"\nwebhook_url = \"https://x.invalid/h\"\n\
+             [sources.s]\nkind = \"sql\"\nurl = \"sqlite://w.db\"\nsql = \"SELECT 1 AS v\"\n\
+             [guardrails]\ngroup_wait = \"30s\"\ngroup_interval = \"5m\"\n\
+             [roles]\nops = [\"slack:#ops\", \"slack:#ops\"]\nboth = [\"slack:#b\", \"slack:#a\"]\n\
+             [[rules]]\nname = \"low\"\nsource = \"s\"\nwhen = \"v < 5\"\ngroup_wait = \"1m\"\n\
+             [[rules.actions]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"ops\"]\nmessage = \"v is {{ v }}\"\n\
+             [[rules.actions]]\nid = \"done\"\nkind = \"notify\"\non = \"resolved\"\nto = [\"ops\"]\nmessage = \"ok\"\n";
+        Policy::new(&Settings::from_toml_str(text, Vec::new(), &|_| None).unwrap())
+    }
+
+    #[test]
+    fn roles_resolve_once_deduplicated_and_sorted_unknown_ones_named() {
+        let p = policy();
+        let (targets, unknown) = p.resolve(&["both".into(), "ops".into(), "nobody".into()]);
+        let shown: Vec<String> = targets.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["slack:#a", "slack:#b", "slack:#ops"]);
+        assert_eq!(unknown, ["nobody"]);
+        assert!(p.has_role("ops") && !p.has_role("nobody"));
+    }
+
+    #[test]
+    fn grouping_comes_from_the_rule_or_the_guardrails() {
+        let p = policy();
+        let rule = p.rule("low").unwrap();
+        assert!(rule.group);
+        assert!(rule.on_firing.contains("tell") && !rule.on_firing.contains("done"));
+        assert_eq!(p.timing("low"), (Duration::from_secs(60), Duration::from_secs(300)));
+        // A rule no longer configured keeps the defaults.
+        assert_eq!(p.timing("gone"), (Duration::from_secs(30), Duration::from_secs(300)));
+        assert!(p.rule("gone").is_none());
+    }
+
+    #[test]
+    fn configured_templates_are_ready_and_others_compile_on_demand() {
+        let p = policy();
+        assert!(p.templates.has("v is {{ v }}"));
+        assert_eq!(p.render("v is {{ v }}", &json!({ "v": 3 })).unwrap(), "v is 3");
+        assert_eq!(p.render("{{ 1 + 1 }}", &json!({})).unwrap(), "2");
+        assert!(p.render("{{ missing }}", &json!({})).is_err());
+    }
+}
