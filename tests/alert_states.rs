@@ -266,3 +266,137 @@ async fn too_short_history_is_unknown_and_does_not_fire() {
     assert_eq!(page.id, "high/page/region=East");
     assert_eq!(page.evidence.values.get("change(value, \"7d\")"), Some(&3.0));
 }
+
+/// Per-entity rules: a label set that vanishes from a successful answer.
+async fn vanishing(on_absent: &str) -> (World, Agent) {
+    let w = World::new();
+    w.sql(
+        "CREATE TABLE metrics (region TEXT, value REAL);
+         INSERT INTO metrics VALUES ('East', 20), ('West', 20), ('North', 5);",
+    )
+    .await;
+    let mut s = w.settings();
+    s.rules[0].for_ = std::time::Duration::ZERO;
+    s.rules[0].keep_firing_for = std::time::Duration::ZERO;
+    s.rules[0].on_absent = match on_absent {
+        "hold" => bi_agent::config::OnAbsent::Hold,
+        "fire" => bi_agent::config::OnAbsent::Fire,
+        _ => bi_agent::config::OnAbsent::Resolve,
+    };
+    let clock = &w.clock;
+    let agent = Agent::build(s, true)
+        .await
+        .unwrap()
+        .with_clock(common::scripted_clock(clock));
+    (w, agent)
+}
+
+fn region_state(report: &CycleReport, region: &str) -> Option<AlertState> {
+    report
+        .planned
+        .instances
+        .iter()
+        .find(|u| u.instance.labels.get("region").map(String::as_str) == Some(region))
+        .map(|u| u.instance.state)
+}
+
+#[tokio::test]
+async fn a_vanished_entity_resolves_after_two_answers_without_it() {
+    let (w, agent) = vanishing("resolve").await;
+    let r = w.cycle_at(&agent, 0).await;
+    assert_eq!(region_state(&r, "East"), Some(AlertState::Firing));
+    assert_eq!(region_state(&r, "West"), Some(AlertState::Firing));
+
+    // East is retained: it drops out of the at-risk list.
+    w.sql("DELETE FROM metrics WHERE region = 'East'").await;
+    let r = w.cycle_at(&agent, 1).await;
+    assert_eq!(
+        region_state(&r, "East"),
+        Some(AlertState::Firing),
+        "one answer without it is not enough"
+    );
+    let east = r
+        .planned
+        .instances
+        .iter()
+        .find(|u| u.instance.labels["region"] == "East")
+        .unwrap();
+    assert_eq!(
+        east.unknown.as_deref(),
+        Some("absent from 1 of 2 answers before it counts as false")
+    );
+    assert!(actions(&r).is_empty());
+
+    let r = w.cycle_at(&agent, 2).await;
+    assert_eq!(region_state(&r, "East"), Some(AlertState::Resolved));
+    assert_eq!(
+        actions(&r),
+        vec!["high/clear/region=East"],
+        "the recovery goes out, and counts for learning"
+    );
+    assert_eq!(
+        region_state(&r, "West"),
+        Some(AlertState::Firing),
+        "the others are untouched"
+    );
+
+    // Gone for good: after resolved, inactive, and no longer followed.
+    let r = w.cycle_at(&agent, 3).await;
+    assert_eq!(region_state(&r, "East"), Some(AlertState::Inactive));
+    let r = w.cycle_at(&agent, 4).await;
+    assert_eq!(region_state(&r, "East"), None);
+
+    // It comes back at risk: a new episode.
+    w.sql("INSERT INTO metrics VALUES ('East', 30)").await;
+    let r = w.cycle_at(&agent, 5).await;
+    assert_eq!(actions(&r), vec!["high/page/region=East"]);
+    assert_eq!(r.planned.plan.items[0].instance.as_ref().unwrap().episode, 2);
+}
+
+#[tokio::test]
+async fn an_empty_answer_proves_nothing_and_hold_keeps_the_state() {
+    let (w, agent) = vanishing("resolve").await;
+    w.cycle_at(&agent, 0).await;
+    w.sql("DELETE FROM metrics").await;
+    for minute in 1..4 {
+        let r = w.cycle_at(&agent, minute).await;
+        assert_eq!(
+            region_state(&r, "East"),
+            Some(AlertState::NoData),
+            "no rows at all is no data"
+        );
+        assert!(actions(&r).is_empty());
+    }
+
+    let (w, agent) = vanishing("hold").await;
+    w.cycle_at(&agent, 0).await;
+    w.sql("DELETE FROM metrics WHERE region = 'East'").await;
+    for minute in 1..4 {
+        let r = w.cycle_at(&agent, minute).await;
+        assert_eq!(region_state(&r, "East"), Some(AlertState::NoData));
+        assert!(actions(&r).is_empty(), "held, never resolved");
+    }
+    w.sql("INSERT INTO metrics VALUES ('East', 20)").await;
+    let r = w.cycle_at(&agent, 4).await;
+    assert_eq!(
+        region_state(&r, "East"),
+        Some(AlertState::Firing),
+        "the same episode goes on"
+    );
+    assert!(actions(&r).is_empty());
+}
+
+#[tokio::test]
+async fn on_absent_fire_treats_a_vanished_quiet_segment_as_the_worst_drop() {
+    let (w, agent) = vanishing("fire").await;
+    let r = w.cycle_at(&agent, 0).await;
+    assert_eq!(
+        region_state(&r, "North"),
+        Some(AlertState::Inactive),
+        "quiet segments are remembered"
+    );
+    w.sql("DELETE FROM metrics WHERE region = 'North'").await;
+    let r = w.cycle_at(&agent, 1).await;
+    assert_eq!(region_state(&r, "North"), Some(AlertState::Firing));
+    assert_eq!(actions(&r), vec!["high/page/region=North"]);
+}

@@ -32,6 +32,16 @@ pub struct RuleSettings {
     /// How long the condition must be false before a firing instance resolves.
     #[serde(with = "humantime_serde", default)]
     pub keep_firing_for: Duration,
+    /// What a label set missing from a successful answer of `source` means:
+    /// `"resolve"` (its condition is false after `missing_evals_to_resolve`
+    /// such answers), `"hold"` (keep its state, as `no_data`) or `"fire"`
+    /// (a missing segment is zero activity, the worst case).
+    #[serde(default)]
+    pub on_absent: OnAbsent,
+    /// Consecutive answers without a label set before `on_absent = "resolve"`
+    /// counts its condition as false (Grafana's `missing_series_evals_to_resolve`).
+    #[serde(default = "default_missing_evals")]
+    pub missing_evals_to_resolve: u32,
     /// Severity of the instances.
     #[serde(default)]
     pub severity: Severity,
@@ -74,6 +84,24 @@ pub struct RuleSettings {
     /// After downtime over a due time: `"once"` runs it once on start, `"skip"` waits for the next.
     #[serde(default)]
     pub catch_up: crate::schedule::CatchUp,
+}
+
+/// What a label set missing from its source's answer means (see
+/// `RuleSettings::on_absent`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnAbsent {
+    /// Its condition is false after `missing_evals_to_resolve` answers.
+    #[default]
+    Resolve,
+    /// It keeps its state (shown as `no_data`) until it returns.
+    Hold,
+    /// Its condition counts as true: a missing segment is zero activity.
+    Fire,
+}
+
+fn default_missing_evals() -> u32 {
+    2
 }
 
 fn default_group() -> bool {

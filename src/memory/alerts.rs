@@ -24,7 +24,7 @@ impl Memory {
     /// Every stored alert instance.
     pub async fn load_instances(&self) -> Result<Vec<Instance>, MemoryError> {
         let rows = sqlx::query(
-            "SELECT rule, labels, state, held, since, active_since, firing_since, false_since, episode, evaluated_at \
+            "SELECT rule, labels, state, held, since, active_since, firing_since, false_since, episode, evaluated_at, absent_evals \
              FROM alert_instances ORDER BY rule, labels",
         )
         .fetch_all(&self.pool)
@@ -55,6 +55,10 @@ impl Memory {
                         .map_err(|e| bad(e.to_string()))?
                         .clamp(0, u32::MAX as i64) as u32,
                     evaluated_at: opt_time(get("evaluated_at")?).unwrap_or(since),
+                    absent: r
+                        .try_get::<i64, _>("absent_evals")
+                        .map_err(|e| bad(e.to_string()))?
+                        .clamp(0, u32::MAX as i64) as u32,
                 })
             })
             .collect()
@@ -160,11 +164,12 @@ pub(super) async fn save_instances_in(
         let labels = super::observations::labels_json(&i.labels);
         let evidence = serde_json::to_string(evidence).unwrap_or_else(|_| "{}".to_owned());
         sqlx::query(
-                "INSERT INTO alert_instances (rule, labels, state, held, since, active_since, firing_since, false_since, episode, evaluated_at, evidence) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                "INSERT INTO alert_instances (rule, labels, state, held, since, active_since, firing_since, false_since, episode, evaluated_at, evidence, absent_evals) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (rule, labels) DO UPDATE SET state = excluded.state, held = excluded.held, since = excluded.since, \
                  active_since = excluded.active_since, firing_since = excluded.firing_since, false_since = excluded.false_since, \
-                 episode = excluded.episode, evaluated_at = excluded.evaluated_at, evidence = excluded.evidence",
+                 episode = excluded.episode, evaluated_at = excluded.evaluated_at, evidence = excluded.evidence, \
+                 absent_evals = excluded.absent_evals",
             )
             .bind(&i.rule)
             .bind(labels)
@@ -177,6 +182,7 @@ pub(super) async fn save_instances_in(
             .bind(i64::from(i.episode))
             .bind(timefmt::to_db(i.evaluated_at))
             .bind(evidence)
+            .bind(i64::from(i.absent))
             .execute(&mut *conn)
             .await
             .map_err(query_err("save alert instance"))?;

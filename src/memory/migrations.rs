@@ -41,6 +41,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "delivery per target",
         include_str!("../../migrations/0009_delivery_per_target.sql"),
     ),
+    (
+        10,
+        "absent evaluations",
+        include_str!("../../migrations/0010_absent_evaluations.sql"),
+    ),
 ];
 
 /// The migrator over [`MIGRATIONS`].

@@ -75,6 +75,10 @@ pub struct Instance {
     pub episode: u32,
     /// When it was last evaluated.
     pub evaluated_at: DateTime<Utc>,
+    /// Consecutive successful answers of its source that did not contain
+    /// its label set (0 while it is present).
+    #[serde(default)]
+    pub absent: u32,
 }
 
 impl Instance {
@@ -91,6 +95,7 @@ impl Instance {
             false_since: None,
             episode: 0,
             evaluated_at: now,
+            absent: 0,
         }
     }
 

@@ -29,8 +29,12 @@ pub enum Input {
     False,
     /// It could not be decided (history too short, missing value, …).
     Unknown,
-    /// The instance's row is not in the source's answer.
+    /// The instance's row is not in the source's answer and is held there
+    /// (`on_absent = "hold"`, an answer cut at `max_rows`, or no rows at all).
     NoData,
+    /// The row is missing from a successful answer, not yet for long enough
+    /// to count as false: the instance keeps its state.
+    Absent,
     /// The source failed.
     SourceFailed,
 }
@@ -72,7 +76,7 @@ pub fn step(prev: &Instance, input: Input, now: DateTime<Utc>, timing: Timing) -
             set(&mut next, AlertState::NoData);
             return (next, changed.then_some(Transition::NoData));
         }
-        Input::Unknown => {
+        Input::Unknown | Input::Absent => {
             // Nothing is decided; an interrupted state is simply restored.
             let recovered = matches!(prev.state, AlertState::NoData | AlertState::Error);
             next.held = None;

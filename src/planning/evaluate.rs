@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use tracing::{debug, info};
 
+use crate::config::OnAbsent;
 use crate::model::{
     Action, AlertState, Evidence, HistoryRequest, Instance, InstanceUpdate, Labels, LastNotified, Learned, Observation,
     Planned, Row, SeriesKey, SourceHealth, labels_text,
@@ -28,9 +29,34 @@ use super::rules::{CompiledRule, Rulebook};
 /// The instances memory holds, by rule and labels.
 type Previous<'a> = HashMap<(&'a str, &'a Labels), &'a Instance>;
 
-/// One instance's input this cycle: its previous state, what the condition
-/// said, the evidence, why it is undecided (if it is), and the confidence.
-type Update = (Instance, Input, Evidence, Option<String>, f64);
+/// One instance's input this cycle.
+struct Update {
+    /// Its state before this cycle.
+    prev: Instance,
+    /// What the condition said.
+    input: Input,
+    /// What it was decided from.
+    evidence: Evidence,
+    /// Why it is undecided, held or decided without its row (if it is).
+    why: Option<String>,
+    /// How much the answer is trusted, 0–1.
+    confidence: f64,
+    /// Its label set was missing from a successful answer.
+    absent: bool,
+}
+
+impl Update {
+    fn new(prev: Instance, input: Input, evidence: Evidence, why: Option<String>, confidence: f64) -> Self {
+        Self {
+            prev,
+            input,
+            evidence,
+            why,
+            confidence,
+            absent: false,
+        }
+    }
+}
 
 /// Backfilled history points, by series (see `backfill_index`).
 type Backfill = HashMap<SeriesKey, Vec<(DateTime<Utc>, f64)>>;
@@ -156,7 +182,7 @@ impl Rulebook {
             RuleRows::NotDue => return None,
             RuleRows::Failed(error) => {
                 for prev in &prev_of_rule {
-                    updates.push((
+                    updates.push(Update::new(
                         (*prev).clone(),
                         Input::SourceFailed,
                         missing(prev),
@@ -174,9 +200,12 @@ impl Rulebook {
                     condition: Some(rule.settings.when.clone()),
                     ..Evidence::default()
                 };
-                updates.push((prev, Input::NoData, evidence, Some(why), 0.0));
+                updates.push(Update::new(prev, Input::NoData, evidence, Some(why), 0.0));
             }
             RuleRows::Rows(rows) => {
+                let answer =
+                    (rule.settings.source.as_deref()).and_then(|s| input.observations.iter().find(|o| o.source == s));
+                let (empty, truncated) = (rows.is_empty(), answer.is_some_and(|o| o.truncated));
                 let mut seen = BTreeSet::new();
                 for (row, obs) in rows {
                     let labels = if rule.settings.source.is_some() {
@@ -198,16 +227,26 @@ impl Rulebook {
                     let confidence = obs
                         .confidence
                         .min(sources.values().map(|(_, o)| o.confidence).fold(1.0, f64::min));
-                    updates.push((prev, inp, evidence, unknown, confidence));
+                    updates.push(Update::new(prev, inp, evidence, unknown, confidence));
                 }
+                // With `on_absent = "fire"` a quiet segment that vanishes is
+                // the worst case, so even inactive ones are followed.
+                let follow_quiet = rule.settings.on_absent == OnAbsent::Fire;
                 for prev in prev_of_rule.iter().filter(|p| !seen.contains(&p.labels)) {
-                    if matches!(prev.effective(), AlertState::Inactive | AlertState::Resolved)
-                        && prev.state != AlertState::Error
-                    {
+                    let quiet = prev.state != AlertState::Error && !follow_quiet;
+                    if quiet && prev.effective() == AlertState::Inactive {
                         continue;
                     }
-                    let why = Some("row not returned by the source".into());
-                    updates.push(((*prev).clone(), Input::NoData, missing(prev), why, 0.0));
+                    let (input, why, absent) = if quiet && prev.effective() == AlertState::Resolved {
+                        // Resolved and gone: it settles to inactive (and is
+                        // followed no more), as it would with its row false.
+                        (Input::False, "row not returned by the source".to_owned(), true)
+                    } else {
+                        absent_input(rule, prev, empty, truncated)
+                    };
+                    let mut update = Update::new((*prev).clone(), input, missing(prev), Some(why), 0.0);
+                    update.absent = absent;
+                    updates.push(update);
                 }
             }
         }
@@ -229,9 +268,18 @@ impl Rulebook {
             for_: rule.settings.for_,
             keep_firing_for: rule.settings.keep_firing_for,
         };
-        for (prev, inp, evidence, unknown, confidence) in updates {
+        for update in updates {
+            let Update {
+                prev,
+                input: inp,
+                evidence,
+                why: unknown,
+                confidence,
+                absent,
+            } = update;
             let is_new = !previous.contains_key(&(prev.rule.as_str(), &prev.labels));
-            let (next, transition) = step(&prev, inp, input.now, timing);
+            let (mut next, transition) = step(&prev, inp, input.now, timing);
+            next.absent = if absent { prev.absent.saturating_add(1) } else { 0 };
             if let Some(why) = &unknown {
                 if inp == Input::Unknown {
                     info!(rule = %rule.settings.name, labels = %labels_text(&next.labels), reason = %why, "Condition unknown; the instance holds its state");
@@ -241,7 +289,9 @@ impl Rulebook {
             }
             // A row that is simply fine creates no instance; an undecided
             // one is kept so the reason is visible (plan, status).
-            if is_new && next.state == AlertState::Inactive && transition.is_none() && unknown.is_none() {
+            let remembered = rule.settings.on_absent == OnAbsent::Fire && rule.settings.source.is_some();
+            if is_new && next.state == AlertState::Inactive && transition.is_none() && unknown.is_none() && !remembered
+            {
                 continue;
             }
             if let Some(t) = transition {
@@ -332,6 +382,48 @@ impl Rulebook {
 
 static EMPTY_VALUES: BTreeMap<String, f64> = BTreeMap::new();
 static EMPTY_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+/// What a label set missing from its source's answer means this cycle, why,
+/// and whether it counts as absent. A source that returned no rows at all,
+/// or an answer cut at `max_rows`, proves nothing about the missing ones:
+/// they are held. Otherwise the rule's `on_absent` decides; with `resolve`
+/// the condition is false from the `missing_evals_to_resolve`-th answer on.
+fn absent_input(rule: &CompiledRule, prev: &Instance, empty: bool, truncated: bool) -> (Input, String, bool) {
+    if empty {
+        return (Input::NoData, "the source returned no rows".into(), false);
+    }
+    if truncated {
+        let why = "not in the answer, which was cut at its max_rows: held until a complete answer";
+        return (Input::NoData, why.into(), false);
+    }
+    let seen = prev.absent.saturating_add(1);
+    match rule.settings.on_absent {
+        OnAbsent::Hold => (
+            Input::NoData,
+            "row not returned by the source (on_absent = \"hold\")".into(),
+            true,
+        ),
+        OnAbsent::Fire => (
+            Input::True,
+            "row not returned by the source: counts as firing (on_absent = \"fire\")".into(),
+            true,
+        ),
+        OnAbsent::Resolve => {
+            let needed = rule.settings.missing_evals_to_resolve.max(1);
+            if seen >= needed {
+                let why =
+                    format!("absent from {seen} consecutive answers: its condition is false (on_absent = \"resolve\")");
+                (Input::False, why, true)
+            } else {
+                (
+                    Input::Absent,
+                    format!("absent from {seen} of {needed} answers before it counts as false"),
+                    true,
+                )
+            }
+        }
+    }
+}
 
 /// The rows a rule evaluates this cycle.
 fn rule_rows<'a>(rule: &CompiledRule, observations: &'a [Observation]) -> RuleRows<'a> {

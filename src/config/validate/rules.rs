@@ -46,6 +46,14 @@ pub(super) fn outcome_windows(v: &mut Issues, settings: &Settings) {
 
 /// Every rule: a unique name, its keys and its schedule.
 pub(super) fn rules(v: &mut Issues, settings: &Settings) {
+    for rule in &settings.rules {
+        if rule.missing_evals_to_resolve == 0 {
+            v.push(
+                &format!("rules.{}.missing_evals_to_resolve", rule.name),
+                "must be at least 1",
+            );
+        }
+    }
     let mut rule_names = BTreeSet::new();
     for (i, rule) in settings.rules.iter().enumerate() {
         let key = format!(
