@@ -400,3 +400,67 @@ async fn on_absent_fire_treats_a_vanished_quiet_segment_as_the_worst_drop() {
     assert_eq!(region_state(&r, "North"), Some(AlertState::Firing));
     assert_eq!(actions(&r), vec!["high/page/region=North"]);
 }
+
+#[tokio::test]
+async fn an_answer_cut_at_max_rows_is_truncated_and_holds_what_it_left_out() {
+    let w = World::new();
+    w.sql("CREATE TABLE metrics (region TEXT, value REAL); INSERT INTO metrics VALUES ('B', 20), ('C', 20);")
+        .await;
+    let mut s = w.settings();
+    let bi_agent::config::SourceSettings::Sql(sql) = s.sources.get_mut("m").unwrap() else {
+        unreachable!()
+    };
+    sql.sql = "SELECT region, value FROM metrics ORDER BY region".into();
+    sql.max_rows = 2;
+    s.rules[0].for_ = std::time::Duration::ZERO;
+    let clock = &w.clock;
+    let agent = Agent::build(s, true)
+        .await
+        .unwrap()
+        .with_clock(common::scripted_clock(clock));
+
+    let r = w.cycle_at(&agent, 0).await;
+    assert_eq!(r.observations[0].status, bi_agent::model::ObservationStatus::Ok);
+    assert_eq!(region_state(&r, "C"), Some(AlertState::Firing));
+
+    // A new row sorts first: C no longer fits in the answer.
+    w.sql("INSERT INTO metrics VALUES ('A', 20)").await;
+    for minute in 1..5 {
+        let r = w.cycle_at(&agent, minute).await;
+        assert_eq!(r.observations[0].status, bi_agent::model::ObservationStatus::Truncated);
+        assert_eq!(r.status, bi_agent::memory::CycleStatus::Degraded);
+        assert!(
+            r.errors.iter().any(|e| e.contains("source m: truncated")),
+            "{:?}",
+            r.errors
+        );
+        assert_eq!(region_state(&r, "C"), Some(AlertState::NoData), "held, never resolved");
+        assert!(!actions(&r).contains(&"high/clear/region=C".to_owned()));
+        if minute == 1 {
+            let page = &r.planned.plan.items[0];
+            assert_eq!(page.id, "high/page/region=A");
+            assert!(
+                page.message
+                    .as_deref()
+                    .unwrap()
+                    .contains("m answered with more rows than its max_rows"),
+                "{:?}",
+                page.message
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_outage_keeps_firing_instances_firing_and_marked_held() {
+    let (w, agent) = vanishing("resolve").await;
+    w.cycle_at(&agent, 0).await;
+    w.sql("ALTER TABLE metrics RENAME TO metrics_gone").await;
+    let r = w.cycle_at(&agent, 1).await;
+    assert_eq!(region_state(&r, "East"), Some(AlertState::Error));
+    assert_eq!(r.planned.firing().count(), 2, "East and West still count as firing");
+    let table = bi_agent::planning::view::instances(&r.planned);
+    assert!(table.contains("Firing (2):"), "{table}");
+    assert!(table.contains("held: its source is failing"), "{table}");
+    assert!(!table.contains("Error ("), "listed once, under Firing: {table}");
+}

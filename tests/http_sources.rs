@@ -307,8 +307,43 @@ async fn prometheus_vector_rows_carry_series_labels() {
         .find(|r| r.labels.get("region").map(String::as_str) == Some("West"))
         .expect("a West row");
     assert_eq!(west.values["value"], 12.5);
-    assert_eq!(west.labels.len(), 1, "__name__ is dropped: {west:?}");
+    assert_eq!(
+        west.labels["__name__"], "orders",
+        "the metric name is a label: {west:?}"
+    );
     assert!(west.at.is_none(), "no `time`: a current value");
+}
+
+#[tokio::test]
+async fn series_differing_only_by_metric_name_stay_apart_and_true_duplicates_are_an_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/query"))
+        .and(query_param("query", r#"{__name__=~"shop_.*"}"#))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "status": "success",
+            "data": {"resultType": "vector", "result": [
+                {"metric": {"__name__": "shop_orders", "region": "West"}, "value": [1_763_600_000, "12"]},
+                {"metric": {"__name__": "shop_visits", "region": "West"}, "value": [1_763_600_000, "900"]}
+            ]}
+        })))
+        .mount(&server)
+        .await;
+    let obs = observe_web(&format!(
+        "url = \"{}/api/v1/query\"\nformat = \"prometheus\"\nquery = '{{__name__=~\"shop_.*\"}}'\n",
+        server.uri()
+    ))
+    .await;
+    assert_eq!(obs.status, ObservationStatus::Ok, "{obs:?}");
+    assert_eq!(obs.rows.len(), 2, "two series, two rows: {obs:?}");
+
+    // A JSON source whose rows share a label set: an error naming it, not a guess.
+    let rows = json!({"data": [{"region": "West", "n": 1}, {"region": "West", "n": 2}]});
+    let server = serve("/kpis", ResponseTemplate::new(200).set_body_json(rows)).await;
+    let obs = observe_web(&format!("url = \"{}/kpis\"\nrows = \"/data\"\n", server.uri())).await;
+    assert_eq!(obs.status, ObservationStatus::Error, "{obs:?}");
+    let error = obs.error.unwrap();
+    assert!(error.contains("two rows with the same labels {region=West}"), "{error}");
 }
 
 #[tokio::test]
@@ -498,7 +533,11 @@ async fn max_rows_caps_and_marks_truncated() {
     ))
     .await;
 
-    assert_eq!(obs.status, ObservationStatus::Ok);
+    assert_eq!(
+        obs.status,
+        ObservationStatus::Truncated,
+        "a cut answer says so in its status"
+    );
     assert_eq!(obs.rows.len(), 2);
     assert!(obs.truncated);
 }

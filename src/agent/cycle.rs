@@ -79,6 +79,16 @@ impl Agent {
                 o.error.as_deref().unwrap_or(o.status.as_str())
             ));
         }
+        // An incomplete answer is not an error, but the cycle is not whole:
+        // it shows as degraded, and says how to fix it.
+        for o in observations.iter().filter(|o| o.truncated) {
+            errors.push(format!(
+                "source {}: truncated: the answer had more rows than max_rows, only {} were read \
+                 (rows missing from it are held, not resolved; raise max_rows or aggregate in the query)",
+                o.source,
+                o.rows.len() + o.history.len()
+            ));
+        }
         observations
     }
 

@@ -469,11 +469,17 @@ async fn check(path: &Path, settings: &Settings, connect: bool) -> anyhow::Resul
     for o in &observations {
         match &o.error {
             None => println!(
-                "  {:<20} {:<8} {} rows in {} ms",
+                "  {:<20} {:<8} {} rows in {} ms{}",
                 o.source,
                 o.status.as_str(),
                 o.rows.len() + o.history.len(),
-                o.latency.as_millis()
+                o.latency.as_millis(),
+                if o.truncated {
+                    " — more rows than max_rows: the rest is not read, and rows missing from the answer are \
+                     held, never resolved (raise max_rows or aggregate in the query)"
+                } else {
+                    ""
+                }
             ),
             Some(error) => {
                 failed += 1;

@@ -99,6 +99,21 @@ impl Instance {
         }
     }
 
+    /// Whether it fires, or fires held through a gap (`no_data`, `error`):
+    /// an outage must not hide what is firing.
+    pub fn is_firing(&self) -> bool {
+        self.effective() == AlertState::Firing
+    }
+
+    /// `held: source failing` or `held: no data` when it fires through a gap.
+    pub fn held_note(&self) -> Option<&'static str> {
+        match (self.is_firing(), self.state) {
+            (true, AlertState::Error) => Some("held: its source is failing"),
+            (true, AlertState::NoData) => Some("held: no data"),
+            _ => None,
+        }
+    }
+
     /// The state that governs the next transition: the held one while
     /// `no_data` or `error`.
     pub fn effective(&self) -> AlertState {

@@ -53,6 +53,9 @@ pub enum ObservationStatus {
     Ok,
     /// The source answered with zero rows.
     NoData,
+    /// The source answered, but more rows than its `max_rows`: the rest was
+    /// not read, so rows missing from the answer prove nothing.
+    Truncated,
     /// The source failed (connection, query, HTTP status, bad body…).
     Error,
     /// The source did not answer within its timeout.
@@ -60,11 +63,12 @@ pub enum ObservationStatus {
 }
 
 impl ObservationStatus {
-    /// The status as stored and logged (`ok`, `no_data`, `error`, `timeout`).
+    /// The status as stored and logged (`ok`, `no_data`, `truncated`, `error`, `timeout`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::NoData => "no_data",
+            Self::Truncated => "truncated",
             Self::Error => "error",
             Self::Timeout => "timeout",
         }

@@ -70,6 +70,7 @@ pub struct Planned {
 impl Planned {
     /// Instances currently firing.
     pub fn firing(&self) -> impl Iterator<Item = &InstanceUpdate> {
-        self.instances.iter().filter(|u| u.instance.state == AlertState::Firing)
+        // Held ones too: an outage must not hide what is firing.
+        self.instances.iter().filter(|u| u.instance.is_firing())
     }
 }

@@ -65,15 +65,19 @@ pub fn record_cycle(report: &CycleReport, dry_run: bool) {
             counter!("bi_agent_source_errors_total", "source" => source).increment(1);
         }
     }
+    // `firing` counts instances held through a gap too (an outage must not
+    // hide what is firing); `..._held` says how many of them are held.
+    let instances = &report.planned.instances;
     for state in ALERT_STATES {
-        let n = report
-            .planned
-            .instances
-            .iter()
-            .filter(|u| u.instance.state == state)
-            .count();
+        let n = if state == AlertState::Firing {
+            instances.iter().filter(|u| u.instance.is_firing()).count()
+        } else {
+            instances.iter().filter(|u| u.instance.state == state).count()
+        };
         gauge!("bi_agent_alert_instances", "state" => state.as_str()).set(n as f64);
     }
+    let held = instances.iter().filter(|u| u.instance.held_note().is_some()).count();
+    gauge!("bi_agent_alert_instances_held").set(held as f64);
     let dry_run = if dry_run { "true" } else { "false" };
     for (action, outcome) in &report.outcomes {
         counter!(

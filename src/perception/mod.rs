@@ -73,6 +73,13 @@ pub enum SourceError {
     /// The source's task panicked (a bug; the cycle goes on).
     #[error("source panicked: {0}")]
     Panicked(String),
+    /// Two rows share a label set (and time): rules and history could not
+    /// tell them apart, so neither may guess which one counts.
+    #[error(
+        "two rows with the same labels {{{0}}}: rules and history cannot tell them apart \
+         (return the column that distinguishes them as a label, or aggregate)"
+    )]
+    DuplicateLabels(String),
 }
 
 /// What an adapter fetched: rows (with their time, for a series) and whether
@@ -165,10 +172,17 @@ pub async fn observe(source: &dyn Source) -> Observation {
     };
     let latency = started.elapsed();
     match result {
+        Ok(fetched) if let Some(labels) = duplicate_label_set(&fetched.rows) => {
+            let error = SourceError::DuplicateLabels(labels);
+            warn!(error = %error, "Source answered with ambiguous rows");
+            failed(source, at, latency, error)
+        }
         Ok(fetched) => {
             let (rows, history) = split_series(fetched.rows);
             let status = if rows.is_empty() {
                 ObservationStatus::NoData
+            } else if fetched.truncated {
+                ObservationStatus::Truncated
             } else {
                 ObservationStatus::Ok
             };
@@ -195,6 +209,17 @@ pub async fn observe(source: &dyn Source) -> Observation {
             failed(source, at, latency, error)
         }
     }
+}
+
+/// The first label set (with its time, for a series) that two rows share.
+fn duplicate_label_set(rows: &[Row]) -> Option<String> {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    rows.iter()
+        .find(|r| !seen.insert((&r.labels, r.at)))
+        .map(|r| match r.at {
+            Some(at) => format!("{}}} at {{{}", crate::model::labels_text(&r.labels), at.to_rfc3339()),
+            None => crate::model::labels_text(&r.labels),
+        })
 }
 
 fn failed(source: &dyn Source, at: chrono::DateTime<Utc>, latency: Duration, error: SourceError) -> Observation {

@@ -3,7 +3,8 @@
 //! The body is `{"status": "success", "data": {"resultType": …, "result": …}}`:
 //!
 //! - `vector` (`/api/v1/query`): one row per series; labels are the series'
-//!   labels without `__name__`, the number is the value `value`. The sample
+//!   labels, `__name__` included (two series that differ only by metric name
+//!   are two rows, never one), the number is the value `value`. The sample
 //!   time becomes the row's time only when the source names a `time` field;
 //!   otherwise the row is a current value (`at: None`).
 //! - `scalar`: one row without labels, value `value`, timed as for a vector.
@@ -153,8 +154,8 @@ fn array<'a>(value: &'a Value, what: &str) -> Result<&'a [Value], SourceError> {
         .ok_or_else(|| SourceError::Body(format!("{what}: expected an array, found {}", json_kind(value))))
 }
 
-/// A series' labels: its `metric` object without `__name__` (the query, not
-/// the row, names what is measured; rules address rows by their labels).
+/// A series' labels: its `metric` object, `__name__` included: a selector
+/// like `{__name__=~"shop_.*"}` returns series that differ only by it.
 fn labels(element: &Value, what: &str) -> Result<Labels, SourceError> {
     let metric: &Map<String, Value> = match element.get("metric") {
         Some(Value::Object(metric)) => metric,
@@ -168,7 +169,6 @@ fn labels(element: &Value, what: &str) -> Result<Labels, SourceError> {
     };
     Ok(metric
         .iter()
-        .filter(|(name, _)| name.as_str() != "__name__")
         .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_owned())))
         .collect())
 }
@@ -207,7 +207,7 @@ mod tests {
     }
 
     #[test]
-    fn vector_rows_drop_name_and_skip_non_finite() {
+    fn vector_rows_keep_the_metric_name_and_skip_non_finite() {
         let body = ok(
             "vector",
             json!([
@@ -219,7 +219,10 @@ mod tests {
         let fetched = rows(&body, false, 100).unwrap();
         assert_eq!(fetched.rows.len(), 1);
         let row = &fetched.rows[0];
-        assert_eq!(row.labels, Labels::from([("job".into(), "api".into())]));
+        assert_eq!(
+            row.labels,
+            Labels::from([("__name__".into(), "up".into()), ("job".into(), "api".into())])
+        );
         assert_eq!(row.values[VALUE], 1.0);
         assert!(row.at.is_none());
         let timed = rows(&body, true, 100).unwrap();

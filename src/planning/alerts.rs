@@ -46,6 +46,11 @@ pub struct Timing {
     pub for_: Duration,
     /// How long it must be false before a firing instance resolves.
     pub keep_firing_for: Duration,
+    /// Half the evaluation interval: a duration met within this much counts
+    /// as met, so `for = "4s"` at a 2 s interval fires on the third
+    /// evaluation whatever the scheduling jitter (Prometheus has the same
+    /// boundary problem and no answer to it).
+    pub slack: Duration,
 }
 
 fn elapsed(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
@@ -103,7 +108,7 @@ pub fn step(prev: &Instance, input: Input, now: DateTime<Utc>, timing: Timing) -
                 }
             }
             AlertState::Pending => {
-                if elapsed(next.active_since, now) >= timing.for_ {
+                if elapsed(next.active_since, now) + timing.slack >= timing.for_ {
                     fire(&mut next, now);
                     Some(Transition::Fired)
                 } else {
@@ -122,7 +127,7 @@ pub fn step(prev: &Instance, input: Input, now: DateTime<Utc>, timing: Timing) -
             }
             AlertState::Firing => {
                 let false_since = *next.false_since.get_or_insert(now);
-                if elapsed(Some(false_since), now) >= timing.keep_firing_for {
+                if elapsed(Some(false_since), now) + timing.slack >= timing.keep_firing_for {
                     next.active_since = None;
                     next.false_since = None;
                     set(&mut next, AlertState::Resolved);
@@ -167,6 +172,7 @@ mod tests {
     const TIMING: Timing = Timing {
         for_: Duration::from_secs(600),
         keep_firing_for: Duration::from_secs(300),
+        slack: Duration::ZERO,
     };
 
     fn run(inputs: &[(i64, Input)]) -> (Instance, Vec<(i64, AlertState, Option<Transition>)>) {
@@ -275,6 +281,7 @@ mod tests {
         let timing = Timing {
             for_: Duration::ZERO,
             keep_firing_for: Duration::ZERO,
+            slack: Duration::ZERO,
         };
         let mut inst = Instance::new("r", Labels::new(), t(0));
         let mut fired = 0;
@@ -292,5 +299,33 @@ mod tests {
         }
         assert_eq!(fired, 2);
         assert_eq!(inst.episode, 2);
+    }
+
+    #[test]
+    fn for_counts_from_half_an_interval_early_whatever_the_jitter() {
+        // for = 4s at a 2s interval: the third evaluation (4s after the
+        // first) fires, whether it runs a millisecond early or late.
+        let timing = Timing {
+            for_: Duration::from_secs(4),
+            keep_firing_for: Duration::from_secs(4),
+            slack: Duration::from_secs(1),
+        };
+        let start = t(0);
+        for jitter_ms in [-3, 0, 3] {
+            let at = |n: i64| start + chrono::Duration::milliseconds(2000 * n + if n > 0 { jitter_ms } else { 0 });
+            let inst = Instance::new("r", Labels::new(), start);
+            let (inst, tr) = step(&inst, Input::True, at(0), timing);
+            assert_eq!(tr, Some(Transition::Pending));
+            let (inst, tr) = step(&inst, Input::True, at(1), timing);
+            assert_eq!(tr, None, "2s is not 4s (jitter {jitter_ms} ms)");
+            let (inst, tr) = step(&inst, Input::True, at(2), timing);
+            assert_eq!(tr, Some(Transition::Fired), "jitter {jitter_ms} ms");
+            // Resolving follows the same rule.
+            let (inst, _) = step(&inst, Input::False, at(3), timing);
+            let (inst, tr) = step(&inst, Input::False, at(4), timing);
+            assert_eq!(tr, None);
+            let (_, tr) = step(&inst, Input::False, at(5), timing);
+            assert_eq!(tr, Some(Transition::Resolved), "jitter {jitter_ms} ms");
+        }
     }
 }

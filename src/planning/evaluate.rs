@@ -267,7 +267,12 @@ impl Rulebook {
         let timing = Timing {
             for_: rule.settings.for_,
             keep_firing_for: rule.settings.keep_firing_for,
+            slack: rule.settings.every.unwrap_or(self.interval) / 2,
         };
+        // An answer cut at `max_rows`: every message about the rule says so.
+        let cut = (rule.settings.source.as_deref())
+            .and_then(|s| input.observations.iter().find(|o| o.source == s))
+            .filter(|o| o.truncated);
         for update in updates {
             let Update {
                 prev,
@@ -295,7 +300,11 @@ impl Rulebook {
                 continue;
             }
             if let Some(t) = transition {
-                candidates.extend(self.rule_actions(rule, &next, t, &evidence, confidence, input.learned));
+                let mut actions = self.rule_actions(rule, &next, t, &evidence, confidence, input.learned);
+                if let Some(o) = cut {
+                    actions.iter_mut().for_each(|a| note_truncated(a, o));
+                }
+                candidates.extend(actions);
             } else if next.state == AlertState::Firing {
                 candidates.extend(self.repeats(rule, &next, &evidence, confidence, input));
             }
@@ -382,6 +391,20 @@ impl Rulebook {
 
 static EMPTY_VALUES: BTreeMap<String, f64> = BTreeMap::new();
 static EMPTY_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+/// Says in an action's message and reason that its source's answer was cut
+/// at `max_rows`, so a list built from it may be incomplete.
+fn note_truncated(action: &mut Action, o: &Observation) {
+    let note = format!(
+        "{} answered with more rows than its max_rows; only the first {} were read, so this may not be all",
+        o.source,
+        o.rows.len() + o.history.len()
+    );
+    if let Some(message) = &mut action.message {
+        message.push_str(&format!("\n⚠ {note}."));
+    }
+    action.reason.push_str(&format!(" [{note}]"));
+}
 
 /// What a label set missing from its source's answer means this cycle, why,
 /// and whether it counts as absent. A source that returned no rows at all,

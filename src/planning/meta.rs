@@ -63,6 +63,7 @@ impl super::rules::Rulebook {
         let timing = Timing {
             for_: std::time::Duration::ZERO,
             keep_firing_for: std::time::Duration::ZERO,
+            slack: std::time::Duration::ZERO,
         };
         for o in input.observations {
             let Some(h) = health.get(&o.source) else { continue };

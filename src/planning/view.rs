@@ -61,9 +61,14 @@ pub fn instances(planned: &Planned) -> String {
             .iter()
             .map(|(k, v)| format!("{k} = {}", fmt_value(*v)))
             .collect();
+        let held = match (u.instance.held_note(), &u.unknown) {
+            (Some(note), Some(why)) => format!("  ({note}: {why})"),
+            (Some(note), None) => format!("  ({note})"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "  {}{{{}}}  since {}  episode {}{}",
+            "  {}{{{}}}  since {}  episode {}{}{held}",
             u.instance.rule,
             labels_text(&u.instance.labels),
             u.instance
@@ -83,7 +88,10 @@ pub fn instances(planned: &Planned) -> String {
         AlertState::Error,
         AlertState::Resolved,
     ] {
-        let of: Vec<_> = planned.instances.iter().filter(|u| u.instance.state == state).collect();
+        // Held firing ones are listed under Firing, marked held.
+        let of: Vec<_> = (planned.instances.iter())
+            .filter(|u| u.instance.state == state && !u.instance.is_firing())
+            .collect();
         if !of.is_empty() {
             let names: Vec<String> = of
                 .iter()

@@ -5,8 +5,8 @@ use chrono::{DateTime, Duration, Utc};
 use crate::config::Settings;
 use crate::memory::{CycleRecord, KindEffectiveness, LlmUsage, Memory, MemoryError, ScheduleRecord};
 use crate::model::Action;
+use crate::model::Instance;
 use crate::model::SourceHealth;
-use crate::model::{AlertState, Instance};
 use crate::model::{Approval, EffectStatus, GroupMember, HeldEffect, HoldReason, StoredEffect};
 
 /// At most this many effects of one kind (retrying, unknown) are listed.
@@ -79,7 +79,7 @@ impl StatusData {
             cycles: memory.recent_cycles(5).await?,
             health: memory.load_source_health().await?.into_values().collect(),
             firing: (memory.load_instances().await?.into_iter())
-                .filter(|i| i.state == AlertState::Firing)
+                .filter(Instance::is_firing)
                 .collect(),
             pending: memory.approvals(Some(crate::model::ApprovalStatus::Pending)).await?,
             outcomes: memory.outcome_counts_since(now - Duration::hours(24)).await?,

@@ -94,9 +94,10 @@ fn firing(out: &mut String, d: &StatusData) {
         let since = i
             .firing_since
             .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+        let held = i.held_note().map(|n| format!(" — {n}")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {}{{{}}} since {since} (episode {})",
+            "  {}{{{}}} since {since} (episode {}){held}",
             i.rule,
             labels_text(&i.labels),
             i.episode
