@@ -464,3 +464,68 @@ async fn an_outage_keeps_firing_instances_firing_and_marked_held() {
     assert!(table.contains("held: its source is failing"), "{table}");
     assert!(!table.contains("Error ("), "listed once, under Firing: {table}");
 }
+
+#[tokio::test]
+async fn a_series_rule_message_says_which_day_it_is_about() {
+    let w = World::new();
+    w.sql(
+        "CREATE TABLE daily (day TEXT, region TEXT, value REAL);
+         INSERT INTO daily VALUES ('2026-11-18', 'East', 5), ('2026-11-19', 'East', 20);",
+    )
+    .await;
+    let mut s = w.settings();
+    let bi_agent::config::SourceSettings::Sql(sql) = s.sources.get_mut("m").unwrap() else {
+        unreachable!()
+    };
+    sql.sql = "SELECT day, region, value FROM daily".into();
+    sql.time = Some("day".into());
+    s.rules[0].for_ = std::time::Duration::ZERO;
+    s.rules[0].actions[0].message = Some("{{ region }} on {{ time }} ({{ time_local }}): {{ value }}".into());
+    let clock = &w.clock;
+    let agent = Agent::build(s, true)
+        .await
+        .unwrap()
+        .with_clock(common::scripted_clock(clock));
+    let r = w.cycle_at(&agent, 0).await;
+    assert_eq!(
+        r.planned.plan.items[0].message.as_deref(),
+        Some("East on 2026-11-19 (2026-11-19): 20")
+    );
+}
+
+#[tokio::test]
+async fn sources_failing_together_send_one_message_and_one_recovery() {
+    let w = World::new();
+    w.sql(
+        "CREATE TABLE metrics (region TEXT, value REAL); INSERT INTO metrics VALUES ('East', 5);
+         CREATE TABLE other (region TEXT, value REAL); INSERT INTO other VALUES ('East', 5);",
+    )
+    .await;
+    let mut s = w.settings();
+    let mut second = s.sources["m"].clone();
+    let bi_agent::config::SourceSettings::Sql(sql) = &mut second else {
+        unreachable!()
+    };
+    sql.sql = "SELECT region, value FROM other".into();
+    s.sources.insert("n".into(), second);
+    let clock = &w.clock;
+    let agent = Agent::build(s, true)
+        .await
+        .unwrap()
+        .with_clock(common::scripted_clock(clock));
+    w.cycle_at(&agent, 0).await;
+
+    w.sql("ALTER TABLE metrics RENAME TO metrics_gone; ALTER TABLE other RENAME TO other_gone;")
+        .await;
+    w.cycle_at(&agent, 1).await;
+    let r = w.cycle_at(&agent, 2).await;
+    assert_eq!(actions(&r), vec!["source_failing/notify/sources=m,n"]);
+    let message = r.planned.plan.items[0].message.as_deref().unwrap();
+    assert!(message.starts_with("2 sources failing: m, n"), "{message}");
+    assert!(message.contains("Source m has failed 2 cycles") && message.contains("Source n has failed 2 cycles"));
+
+    w.sql("ALTER TABLE metrics_gone RENAME TO metrics; ALTER TABLE other_gone RENAME TO other;")
+        .await;
+    let r = w.cycle_at(&agent, 3).await;
+    assert_eq!(actions(&r), vec!["source_failing/resolved/sources=m,n"]);
+}

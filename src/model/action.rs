@@ -77,6 +77,9 @@ pub struct Evidence {
     /// Every numeric value of the row (for messages and reports).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub row: BTreeMap<String, f64>,
+    /// The row's time, for a series source: which day or hour it is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One action of a plan.

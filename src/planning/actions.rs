@@ -236,6 +236,11 @@ impl Rulebook {
             }),
         );
         top.insert("agent".into(), json!({ "name": self.agent_name }));
+        // A series row's time: the day (or hour) the message is about.
+        if let Some(at) = evidence.at {
+            top.insert("time".into(), json!(crate::timefmt::point(at)));
+            top.insert("time_local".into(), json!(crate::timefmt::point_in(at, self.timezone)));
+        }
         top.insert("params".into(), json!({}));
         Json::Object(top)
     }

@@ -335,6 +335,7 @@ impl Rulebook {
                 Labels::new()
             },
             condition: Some(rule.settings.when.clone()),
+            at: row.at,
             ..Evidence::default()
         };
         let mut history_values = Vec::with_capacity(rule.condition.history().len());

@@ -65,6 +65,7 @@ impl super::rules::Rulebook {
             keep_firing_for: std::time::Duration::ZERO,
             slack: std::time::Duration::ZERO,
         };
+        let (mut fired_now, mut resolved_now) = (Vec::new(), Vec::new());
         for o in input.observations {
             let Some(h) = health.get(&o.source) else { continue };
             let labels: Labels = [("source".to_owned(), o.source.clone())].into();
@@ -82,6 +83,7 @@ impl super::rules::Rulebook {
                 values: [("consecutive_failures".to_owned(), f64::from(h.consecutive_failures))].into(),
                 condition: Some(format!("consecutive_failures >= {}", cfg.cycles)),
                 row: BTreeMap::new(),
+                at: None,
             };
             if let Some(t @ (Transition::Fired | Transition::Resolved)) = transition
                 && !cfg.to.is_empty()
@@ -119,7 +121,11 @@ impl super::rules::Rulebook {
                 action.message = Some(message);
                 action.evidence = evidence.clone();
                 action.rank = u32::MAX;
-                candidates.push(action);
+                if fired {
+                    fired_now.push(action);
+                } else {
+                    resolved_now.push(action);
+                }
             }
             planned.instances.push(InstanceUpdate {
                 previous: prev.state,
@@ -129,6 +135,36 @@ impl super::rules::Rulebook {
                 unknown: None,
             });
         }
+        // One outage, one message: sources failing (or answering again) in
+        // the same cycle are listed together.
+        candidates.extend(one_message(fired_now, "failing"));
+        candidates.extend(one_message(resolved_now, "answering again"));
         planned.health = health.into_values().collect();
     }
+}
+
+/// The meta actions of one cycle as one message: a single action is kept as
+/// it is; several become one listing every source (its id names them all, so
+/// the same set failing again in a later episode is a new message).
+fn one_message(mut actions: Vec<Action>, what: &str) -> Vec<Action> {
+    if actions.len() < 2 {
+        return actions;
+    }
+    actions.sort_by(|a, b| a.id.cmp(&b.id));
+    let sources: Vec<String> = (actions.iter()).filter_map(|a| a.evidence.source.clone()).collect();
+    let first = actions.remove(0);
+    let mut merged = first.clone();
+    let trigger = if what == "failing" { "notify" } else { "resolved" };
+    let labels: Labels = [("sources".to_owned(), sources.join(","))].into();
+    merged.id = action_id(SOURCE_FAILING, trigger, &labels);
+    merged.severity = actions.iter().map(|a| a.severity).fold(first.severity, Ord::max);
+    let lines: Vec<String> = std::iter::once(&first)
+        .chain(&actions)
+        .filter_map(|a| a.message.as_deref().map(|m| format!("• {m}")))
+        .collect();
+    let subject = format!("{} sources {what}: {}", sources.len(), sources.join(", "));
+    merged.message = Some(format!("{subject}\n{}", lines.join("\n")));
+    merged.reason = format!("built-in rule source_failing: {subject}");
+    merged.subject = Some(subject);
+    vec![merged]
 }

@@ -42,6 +42,8 @@ pub struct Rulebook {
     pub source_failing: SourceFailingSettings,
     /// The agent's name (for templates).
     pub agent_name: String,
+    /// The zone local times in messages are shown in (`agent.timezone`).
+    pub timezone: chrono_tz::Tz,
     /// The cycle interval (sets the shortest history tolerance).
     pub interval: Duration,
     /// The per-cycle action cap.
@@ -139,6 +141,7 @@ impl Rulebook {
             templates,
             source_failing: settings.meta.source_failing.clone(),
             agent_name: settings.agent.name.clone(),
+            timezone: settings.agent.timezone,
             interval: settings.agent.interval,
             max_actions: settings.agent.max_actions_per_cycle,
             repeat_interval: settings.guardrails.repeat_interval,
