@@ -60,6 +60,7 @@ fn action(i: usize, round: usize) -> Action {
         values: [("revenue_growth_wow".to_owned(), -0.295)].into(),
         condition: Some("revenue_growth_wow < -0.15".into()),
         row: Default::default(),
+        at: None,
     };
     a.rank = i as u32;
     a
