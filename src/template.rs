@@ -86,6 +86,102 @@ impl Templates {
     pub fn has(&self, key: &str) -> bool {
         self.env.get_template(key).is_ok()
     }
+
+    /// What is wrong with template `key` that rendering would only find
+    /// later: each top-level variable it reads that is not in `known` (when
+    /// the names are known) and each filter that does not exist. Names
+    /// minijinja provides itself (`range`, `loop`, …) are always known.
+    pub fn check(&self, key: &str, known: Option<&std::collections::BTreeSet<String>>) -> Vec<String> {
+        let Ok(template) = self.env.get_template(key) else {
+            return Vec::new();
+        };
+        let mut problems = Vec::new();
+        if let Some(known) = known {
+            let mut unknown: Vec<String> = (template.undeclared_variables(false).into_iter())
+                .filter(|name| !known.contains(name) && !GLOBALS.contains(&name.as_str()))
+                .collect();
+            unknown.sort();
+            for name in unknown {
+                problems.push(format!("unknown variable `{name}`"));
+            }
+        }
+        for name in filters_in(template.source()) {
+            if !self.has_filter(&name) {
+                problems.push(format!("unknown filter `{name}`"));
+            }
+        }
+        problems
+    }
+
+    /// Whether a filter named `name` exists (built in or ours).
+    fn has_filter(&self, name: &str) -> bool {
+        let probe = format!("{{{{ 1 | {name} }}}}");
+        match self.env.render_str(&probe, ()) {
+            Ok(_) => true,
+            Err(e) => e.kind() != ErrorKind::UnknownFilter,
+        }
+    }
+}
+
+/// Names minijinja defines for every template.
+const GLOBALS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+    "self",
+    "super",
+    "true",
+    "false",
+    "none",
+];
+
+/// The filter names used in a template's `{{ … }}` and `{% … %}` blocks
+/// (string literals skipped), de-duplicated, in order of first use.
+fn filters_in(source: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut rest = source;
+    while let Some(open) = rest.find(['{']) {
+        let after = &rest[open + 1..];
+        let close = match after.chars().next() {
+            Some('{') => "}}",
+            Some('%') => "%}",
+            _ => {
+                rest = after;
+                continue;
+            }
+        };
+        let Some(end) = after.find(close) else { break };
+        let block = strip_strings(&after[1..end]);
+        let mut parts = block.split('|').skip(1);
+        for part in parts.by_ref() {
+            let name: String = (part.trim_start().chars())
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        rest = &after[end + close.len()..];
+    }
+    names
+}
+
+/// `block` with the text of its string literals blanked (a `|` inside a
+/// string is no filter).
+fn strip_strings(block: &str) -> String {
+    let mut out = String::with_capacity(block.len());
+    let mut quote: Option<char> = None;
+    for c in block.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None => out.push(c),
+        }
+    }
+    out
 }
 
 fn describe(e: &Error) -> String {

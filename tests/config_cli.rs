@@ -211,6 +211,39 @@ fn a_rule_reading_an_unknown_column_is_rejected_at_load() {
 }
 
 #[test]
+fn templates_are_checked_against_the_rule_columns_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        &format!(
+            "{BASE}[channels.slack]\nkind = \"slack\"\nwebhook_url = \"https://x.invalid/h\"\n\
+             [roles]\nops = [\"slack:#ops\"]\n\
+             [sources.s]\nkind = \"sql\"\nurl = \"sqlite://x.db\"\nsql = \"SELECT region, orders_7d FROM t\"\n\
+             [[rules]]\nname = \"r\"\nsource = \"s\"\nwhen = \"orders_7d < 5.0\"\n\
+             [[rules.actions]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"ops\"]\n\
+             message = \"{{{{ region }}}}: {{{{ orders_7dd }}}} ({{{{ orders_7d | numbr }}}}, {{{{ rule.name }}}}, {{{{ 'a|b' }}}})\"\n\
+             subject = \"{{{{ region }}}} on {{{{ time }}}}\"\n"
+        ),
+    );
+    let out = check(&path, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("rules.r.actions.tell.message: unknown variable `orders_7dd`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("rules.r.actions.tell.message: unknown filter `numbr`"),
+        "{err}"
+    );
+    assert!(!err.contains("`b`"), "a `|` inside a string is no filter: {err}");
+    assert!(
+        err.contains("rules.r.actions.tell.subject: unknown variable `time`"),
+        "not a series, so no time: {err}"
+    );
+}
+
+#[test]
 fn shipped_example_configs_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let mut checked = 0;

@@ -24,6 +24,8 @@ pub struct Shape {
     pub columns: Option<BTreeSet<String>>,
     /// Whether the source can return more than one current row.
     pub multi_row: bool,
+    /// Whether its rows are points of a series (they carry a time).
+    pub series: bool,
 }
 
 /// The shape of `source`'s rows.
@@ -39,6 +41,7 @@ pub fn shape(source: &SourceSettings) -> Shape {
                         c
                     }),
                     multi_row: true,
+                    series: true,
                 },
                 (None, shape) => shape,
             }
@@ -47,6 +50,7 @@ pub fn shape(source: &SourceSettings) -> Shape {
             HttpFormat::Prometheus => Shape {
                 columns: None,
                 multi_row: true,
+                series: h.time.is_some(),
             },
             HttpFormat::Json => Shape {
                 columns: (!h.fields.is_empty()).then(|| {
@@ -57,6 +61,7 @@ pub fn shape(source: &SourceSettings) -> Shape {
                     c
                 }),
                 multi_row: h.rows.is_some() || h.time.is_some(),
+                series: h.time.is_some(),
             },
         },
     }
@@ -75,6 +80,7 @@ fn sql_shape(scheme: &str, sql: &str) -> Shape {
     let unknown = Shape {
         columns: None,
         multi_row: true,
+        series: false,
     };
     let Ok(statements) = Parser::parse_sql(dialect.as_ref(), sql) else {
         return unknown;
@@ -107,6 +113,7 @@ fn sql_shape(scheme: &str, sql: &str) -> Shape {
                 return Shape {
                     columns,
                     multi_row: !single,
+                    series: false,
                 };
             }
             SetExpr::Query(inner) => body = inner.body.as_ref(),

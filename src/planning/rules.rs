@@ -90,6 +90,12 @@ impl Rulebook {
                         let tkey = template_key(&rule.name, &action.id, field);
                         if let Err(e) = templates.add(&tkey, text) {
                             issues.push(ConfigIssue::new(tkey, format!("template error: {e}")));
+                            continue;
+                        }
+                        // What rendering would only find at run time.
+                        let known = template_names(rule, field, &shapes);
+                        for problem in templates.check(&tkey, known.as_ref()) {
+                            issues.push(ConfigIssue::new(tkey.clone(), problem));
                         }
                     }
                 }
@@ -103,6 +109,17 @@ impl Rulebook {
                     issues.push(ConfigIssue::new(
                         format!("{key}.actions.{}", action.id),
                         "a report needs `template` (or `message`)",
+                    ));
+                }
+            }
+            if let Some(source) = &rule.source
+                && let Some(columns) = shapes.get(source.as_str()).and_then(|s| s.columns.as_ref())
+            {
+                for name in rule.learn_by.iter().filter(|n| !columns.contains(*n)) {
+                    let produces = columns.iter().cloned().collect::<Vec<_>>().join(", ");
+                    issues.push(ConfigIssue::new(
+                        format!("{key}.learn_by"),
+                        format!("`{name}` is not a column of source \"{source}\" (it produces {produces})"),
                     ));
                 }
             }
@@ -148,6 +165,48 @@ impl Rulebook {
             learning,
         })
     }
+}
+
+/// Names every message and subject sees beside the row's columns.
+const MESSAGE_NAMES: &[&str] = &[
+    "labels", "values", "history", "rule", "alert", "agent", "params", "action",
+];
+
+/// Names a rule action's report `template` sees beside the row's columns.
+const REPORT_NAMES: &[&str] = &[
+    "labels",
+    "values",
+    "findings",
+    "highlights",
+    "summaries",
+    "tables",
+    "params",
+];
+
+/// The top-level names template `field` of `rule` can read, when the row's
+/// columns are known: the columns (and for rules without `source`, every
+/// source by name), the built-in names, and `time`/`time_local` for a series.
+fn template_names(rule: &RuleSettings, field: &str, shapes: &BTreeMap<&str, Shape>) -> Option<BTreeSet<String>> {
+    let builtin = if field == "template" {
+        REPORT_NAMES
+    } else {
+        MESSAGE_NAMES
+    };
+    let mut known: BTreeSet<String> = builtin.iter().map(|s| (*s).to_owned()).collect();
+    let read: Vec<(&str, &Shape)> = match &rule.source {
+        Some(source) => vec![(source.as_str(), shapes.get(source.as_str())?)],
+        None => shapes.iter().map(|(name, shape)| (*name, shape)).collect(),
+    };
+    for (name, shape) in read {
+        known.extend(shape.columns.as_ref()?.iter().cloned());
+        if rule.source.is_none() {
+            known.insert(name.to_owned());
+        }
+        if shape.series && field != "template" {
+            known.extend(["time".to_owned(), "time_local".to_owned()]);
+        }
+    }
+    Some(known)
 }
 
 /// Checks the names a condition reads; returns the sources read by a rule

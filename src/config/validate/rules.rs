@@ -27,10 +27,10 @@ pub(super) fn outcome_windows(v: &mut Issues, settings: &Settings) {
                 );
             }
         }
-        // A rule evaluated every N can only see a resolution N later.
-        if let Some(every) = rule.every
-            && window <= every + rule.keep_firing_for
-        {
+        // A rule evaluated every N can only see a resolution N later (every
+        // rule is evaluated at least every `agent.interval`).
+        let every = rule.every.unwrap_or(settings.agent.interval);
+        if window <= every + rule.keep_firing_for {
             v.push(
                 &key,
                 format!(
