@@ -83,6 +83,7 @@ fn main() {
                 carried: &[],
                 learned: &Default::default(),
                 idle_rules: &Default::default(),
+                episode_floors: &Default::default(),
             });
             let request = proposals::situation(&book_settings(), &planned, &[], 800, 0.2);
             let chars = request.system.len() + request.user.len();

@@ -529,3 +529,43 @@ async fn sources_failing_together_send_one_message_and_one_recovery() {
     let r = w.cycle_at(&agent, 3).await;
     assert_eq!(actions(&r), vec!["source_failing/resolved/sources=m,n"]);
 }
+
+#[tokio::test]
+async fn quiet_instances_are_forgotten_and_a_returning_entity_pages_again() {
+    let w = World::new();
+    w.sql("CREATE TABLE metrics (region TEXT, value REAL); INSERT INTO metrics VALUES ('East', 20), ('West', 20);")
+        .await;
+    let mut s = w.settings();
+    s.rules[0].for_ = std::time::Duration::ZERO;
+    s.rules[0].keep_firing_for = std::time::Duration::ZERO;
+    s.memory.forget_instances_after = std::time::Duration::from_secs(600);
+    let clock = &w.clock;
+    let agent = Agent::build(s, false)
+        .await
+        .unwrap()
+        .with_clock(common::scripted_clock(clock));
+    let r = w.cycle_at(&agent, 0).await;
+    assert_eq!(actions(&r), vec!["high/page/region=East", "high/page/region=West"]);
+
+    // East recovers and then drops out of the answer for good.
+    w.sql("UPDATE metrics SET value = 1 WHERE region = 'East'").await;
+    w.cycle_at(&agent, 1).await;
+    w.sql("DELETE FROM metrics WHERE region = 'East'").await;
+    w.cycle_at(&agent, 2).await;
+    w.cycle_at(&agent, 30).await;
+    let kept: Vec<String> = stored(w.dir.path())
+        .await
+        .into_iter()
+        .map(|(r, s, _)| format!("{r}:{s:?}"))
+        .collect();
+    assert_eq!(kept, vec!["high:Firing"], "East is forgotten, West is not");
+
+    // East comes back at risk: it pages again, as a new episode beyond any
+    // episode of the rule already sent (exactly-once keys cannot collide).
+    w.sql("INSERT INTO metrics VALUES ('East', 30)").await;
+    let r = w.cycle_at(&agent, 31).await;
+    assert_eq!(actions(&r), vec!["high/page/region=East"]);
+    assert_eq!(r.planned.plan.items[0].instance.as_ref().unwrap().episode, 2);
+    let (_, outcome) = &r.outcomes[0];
+    assert_ne!(outcome.status.name(), "skipped", "{:?}", outcome.status);
+}

@@ -160,6 +160,7 @@ async fn plan_rules(
     }
     let notified: HashMap<String, LastNotified> = memory.last_notified(dry_run).await?;
     let learned = memory.learned().await?;
+    let episode_floors = memory.episode_floors().await?;
     let planned = rulebook.evaluate(&CycleInput {
         now,
         observations,
@@ -170,6 +171,7 @@ async fn plan_rules(
         carried,
         learned: &learned,
         idle_rules,
+        episode_floors: &episode_floors,
     });
     Ok(planned)
 }
@@ -231,6 +233,7 @@ pub async fn preview(compiled: &Compiled) -> Result<(Vec<Observation>, Planned),
             carried: &[],
             learned: &Default::default(),
             idle_rules: &BTreeSet::new(),
+            episode_floors: &HashMap::new(),
         }),
         Err(e) => return Err(e.into()),
     };

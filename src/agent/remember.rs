@@ -44,6 +44,7 @@ impl Agent {
             errors.push(format!("memory: {e}"));
         }
         self.prune().await;
+        self.forget(now).await;
         points_written
     }
 
@@ -112,6 +113,19 @@ impl Agent {
             ),
             Ok(_) => {}
             Err(e) => warn!(error = %e, "Could not prune memory"),
+        }
+    }
+
+    /// Forgets quiet instances past `memory.forget_instances_after`; a
+    /// failure is logged, never fatal.
+    async fn forget(&self, now: DateTime<Utc>) {
+        let after =
+            chrono::Duration::from_std(self.settings().memory.forget_instances_after).unwrap_or(chrono::Duration::MAX);
+        let cutoff = now.checked_sub_signed(after).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        match self.memory.forget_instances(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => info!(instances = n, "Forgot quiet alert instances"),
+            Err(e) => warn!(error = %e, "Could not forget quiet alert instances"),
         }
     }
 }

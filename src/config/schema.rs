@@ -120,6 +120,10 @@ pub struct MemorySettings {
     /// How long a write waits for a lock held by another process (e.g. `bi-agent status`).
     #[serde(with = "humantime_serde", default = "defaults::busy_timeout")]
     pub busy_timeout: Duration,
+    /// Inactive and resolved alert instances are forgotten this long after
+    /// their last change, so entities that pass through a rule do not pile up.
+    #[serde(with = "humantime_serde", default = "defaults::forget_instances_after")]
+    pub forget_instances_after: Duration,
 }
 
 /// `[log]`: logging defaults.
@@ -367,6 +371,11 @@ pub mod defaults {
     /// `memory.busy_timeout`.
     pub fn busy_timeout() -> Duration {
         Duration::from_secs(5)
+    }
+
+    /// `memory.forget_instances_after`: a week.
+    pub fn forget_instances_after() -> Duration {
+        Duration::from_secs(7 * 24 * 3600)
     }
     /// `log.level`.
     pub fn log_level() -> String {

@@ -1,6 +1,6 @@
 //! Alert instances and source health: loading before planning, saving after.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sqlx::Row as _;
@@ -60,6 +60,49 @@ impl Memory {
                         .map_err(|e| bad(e.to_string()))?
                         .clamp(0, u32::MAX as i64) as u32,
                 })
+            })
+            .collect()
+    }
+
+    /// Forgets inactive and resolved instances unchanged since before
+    /// `cutoff`, raising each rule's episode floor to the highest episode it
+    /// forgets (see migration 0011); returns how many were forgotten.
+    pub async fn forget_instances(&self, cutoff: DateTime<Utc>) -> Result<u64, MemoryError> {
+        let cutoff = timefmt::to_db(cutoff);
+        let mut tx = self.pool.begin().await.map_err(query_err("begin forget instances"))?;
+        sqlx::query(
+            "INSERT INTO rule_episode_floors (rule, episode) \
+             SELECT rule, MAX(episode) FROM alert_instances \
+             WHERE state IN ('inactive', 'resolved') AND since < ?1 GROUP BY rule \
+             ON CONFLICT (rule) DO UPDATE SET episode = MAX(episode, excluded.episode)",
+        )
+        .bind(&cutoff)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("raise episode floors"))?;
+        let forgotten =
+            sqlx::query("DELETE FROM alert_instances WHERE state IN ('inactive', 'resolved') AND since < ?1")
+                .bind(&cutoff)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("forget instances"))?
+                .rows_affected();
+        tx.commit().await.map_err(query_err("commit forget instances"))?;
+        Ok(forgotten)
+    }
+
+    /// Each rule's episode floor: new instances count their episodes from it.
+    pub async fn episode_floors(&self) -> Result<HashMap<String, u32>, MemoryError> {
+        let rows = sqlx::query("SELECT rule, episode FROM rule_episode_floors")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("load episode floors"))?;
+        let bad = corrupt("rule_episode_floors");
+        rows.iter()
+            .map(|r| {
+                let rule: String = r.try_get("rule").map_err(|e| bad(e.to_string()))?;
+                let episode: i64 = r.try_get("episode").map_err(|e| bad(e.to_string()))?;
+                Ok((rule, episode.clamp(0, i64::from(u32::MAX)) as u32))
             })
             .collect()
     }

@@ -46,6 +46,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "absent evaluations",
         include_str!("../../migrations/0010_absent_evaluations.sql"),
     ),
+    (
+        11,
+        "forgotten instances",
+        include_str!("../../migrations/0011_forgotten_instances.sql"),
+    ),
 ];
 
 /// The migrator over [`MIGRATIONS`].

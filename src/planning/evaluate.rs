@@ -82,6 +82,9 @@ pub struct CycleInput<'a> {
     /// Rules whose own schedule is not due this cycle: left alone like a rule
     /// over a source that was not perceived (their instances keep their state).
     pub idle_rules: &'a BTreeSet<String>,
+    /// Each rule's episode floor (memory forgets quiet instances): a new
+    /// instance counts its episodes from it.
+    pub episode_floors: &'a HashMap<String, u32>,
 }
 
 /// The tolerance used for history lookups of this rulebook.
@@ -195,7 +198,7 @@ impl Rulebook {
                 let prev = previous
                     .get(&(rule.settings.name.as_str(), &Labels::new()))
                     .map(|p| (*p).clone())
-                    .unwrap_or_else(|| Instance::new(&rule.settings.name, Labels::new(), input.now));
+                    .unwrap_or_else(|| fresh(&rule.settings.name, Labels::new(), input));
                 let evidence = Evidence {
                     condition: Some(rule.settings.when.clone()),
                     ..Evidence::default()
@@ -218,7 +221,7 @@ impl Rulebook {
                     let prev = previous
                         .get(&(rule.settings.name.as_str(), &labels))
                         .map(|p| (*p).clone())
-                        .unwrap_or_else(|| Instance::new(&rule.settings.name, labels, input.now));
+                        .unwrap_or_else(|| fresh(&rule.settings.name, labels, input));
                     let (inp, unknown) = match outcome {
                         Evaluation::True => (Input::True, None),
                         Evaluation::False => (Input::False, None),
@@ -392,6 +395,14 @@ impl Rulebook {
 
 static EMPTY_VALUES: BTreeMap<String, f64> = BTreeMap::new();
 static EMPTY_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+/// A new instance of `rule`, its episodes counted from the rule's floor so
+/// it never reuses an effect key of a forgotten one.
+pub(super) fn fresh(rule: &str, labels: Labels, input: &CycleInput<'_>) -> Instance {
+    let mut instance = Instance::new(rule, labels, input.now);
+    instance.episode = input.episode_floors.get(rule).copied().unwrap_or(0);
+    instance
+}
 
 /// Says in an action's message and reason that its source's answer was cut
 /// at `max_rows`, so a list built from it may be incomplete.

@@ -157,4 +157,39 @@ mod tests {
         let w = Duration::days(7);
         assert_eq!(compute(HistoryFn::Mean, None, &points, t, w, tol(w)), Some(1.0));
     }
+
+    /// The README's examples, exactly: which points each window covers.
+    #[test]
+    fn windows_cover_the_points_the_readme_says() {
+        // Daily: the current point is day 0; day −k holds the value 2^k, so
+        // a sum names the days it covers.
+        let day0 = Utc.with_ymd_and_hms(2026, 11, 19, 0, 0, 0).unwrap();
+        let points: Vec<_> = (1..=30)
+            .map(|k| (day0 - Duration::days(k), 2f64.powi(k as i32)))
+            .collect();
+        let w = Duration::days(7);
+        let mean = compute(HistoryFn::Mean, Some(0.0), &points, day0, w, tol(w)).unwrap();
+        let days_1_to_7: f64 = (1..=7).map(|k| 2f64.powi(k)).sum();
+        assert_eq!(mean * 7.0, days_1_to_7, "mean(m, \"7d\") is days −7…−1");
+        assert_eq!(
+            compute(HistoryFn::Prev, None, &points, day0, w, tol(w)),
+            Some(2f64.powi(7))
+        );
+
+        // Hourly: current 09:00; hour −k holds 2^k.
+        let nine = Utc.with_ymd_and_hms(2026, 11, 19, 9, 0, 0).unwrap();
+        let points: Vec<_> = (1..=48)
+            .map(|k| (nine - Duration::hours(k), 2f64.powi(k as i32)))
+            .collect();
+        let w = Duration::hours(6);
+        let mean = compute(HistoryFn::Mean, Some(0.0), &points, nine, w, tol(w)).unwrap();
+        let hours_1_to_6: f64 = (1..=6).map(|k| 2f64.powi(k)).sum();
+        assert_eq!(mean * 6.0, hours_1_to_6, "mean(m, \"6h\") is 03:00…08:00");
+        let day = Duration::hours(24);
+        assert_eq!(
+            compute(HistoryFn::Prev, None, &points, nine, day, tol(day)),
+            Some(2f64.powi(24)),
+            "prev(m, \"24h\") is yesterday 09:00"
+        );
+    }
 }

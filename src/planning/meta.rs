@@ -74,7 +74,7 @@ impl super::rules::Rulebook {
             if prev.is_none() && !failing {
                 continue;
             }
-            let prev = prev.unwrap_or_else(|| Instance::new(SOURCE_FAILING, labels.clone(), input.now));
+            let prev = prev.unwrap_or_else(|| super::evaluate::fresh(SOURCE_FAILING, labels.clone(), input));
             let inp = if failing { Input::True } else { Input::False };
             let (next, transition) = step(&prev, inp, input.now, timing);
             let evidence = Evidence {

@@ -457,7 +457,8 @@ class FakeHandler(BaseHTTPRequestHandler):
             if query != PROM_QUERY:
                 return self.reply(400, {"status": "error", "errorType": "bad_data", "error": "unexpected query"})
             now = 1_700_000_000.0
-            result = [{"metric": {"__name__": "x", "job": job}, "value": [now, v]} for job, v in PROM_SERIES]
+            # `sum by (job)` drops the metric name, as real Prometheus does.
+            result = [{"metric": {"job": job}, "value": [now, v]} for job, v in PROM_SERIES]
             return self.reply(200, {"status": "success", "data": {"resultType": "vector", "result": result}})
         RECEIVED.add("unexpected", f"GET {self.path}")
         return self.reply(404, {"error": "not found"})
@@ -1329,6 +1330,97 @@ def phase_restart(run):
     CHECKS.equal("memory: cycles not ok after the restart", {}, {k: v for k, v in by_status.items() if k != "ok"})
 
 
+def phase_rule_semantics(run):
+    """Issue 15 through the release binary, on its own SQLite world: check
+    catches template typos and shows a truncated source; a vanished entity
+    resolves after two answers without it; an outage keeps what fires."""
+    home = os.path.join(run.workdir, "semantics")
+    os.makedirs(home, exist_ok=True)
+    db = os.path.join(home, "risk.db")
+    con = sqlite3.connect(db)
+    con.executescript(
+        "CREATE TABLE at_risk (customer TEXT, score REAL);"
+        "INSERT INTO at_risk VALUES ('c1', 0.9), ('c2', 0.8), ('c3', 0.7);"
+    )
+    con.commit()
+
+    def config(extra_source="", message="{{ customer }} is at risk ({{ score | percent }})"):
+        text = f"""
+[agent]
+name = "semantics"
+interval = "1s"
+[memory]
+path = "{home}/memory.db"
+[channels.slack]
+kind = "slack"
+webhook_url = "http://127.0.0.1:9/never"
+[roles]
+ops = ["slack:#ops"]
+[sources.risk]
+kind = "sql"
+url = "sqlite://{db}?mode=ro"
+sql = "SELECT customer, score FROM at_risk ORDER BY customer"
+{extra_source}
+[[rules]]
+name = "churn_risk"
+source = "risk"
+when = "score > 0.5"
+  [[rules.actions]]
+  id = "tell"
+  kind = "notify"
+  to = ["ops"]
+  message = "{message}"
+"""
+        path = os.path.join(home, "agent.toml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def cli(path, *args):
+        return subprocess.run(
+            [run.binary, *args, "-c", path], capture_output=True, text=True, env=run.env, timeout=60
+        )
+
+    typo = cli(config(message="{{ customr }} at {{ score | percnt }}"), "check")
+    CHECKS.equal("check: a template typo exits 2", 2, typo.returncode)
+    CHECKS.true(
+        "check names the unknown variable and filter",
+        "rules.churn_risk.actions.tell.message: unknown variable `customr`" in typo.stderr
+        and "unknown filter `percnt`" in typo.stderr,
+        typo.stderr,
+    )
+    cut = cli(config(extra_source="max_rows = 2"), "check", "--connect")
+    CHECKS.true("check --connect shows a truncated source", "truncated" in cut.stdout, cut.stdout + cut.stderr)
+
+    path = config()
+
+    def firing():
+        done = cli(path, "status", "--json")
+        data = json.loads(done.stdout) if done.returncode == 0 else {}
+        return {(i["labels"].get("customer"), i["state"]) for i in data.get("firing", [])}
+
+    def cycle():
+        done = cli(path, "run", "--once", "--dry-run")
+        CHECKS.true("run --once exits 0", done.returncode == 0, done.stderr[-500:])
+
+    cycle()
+    CHECKS.equal("three customers fire", {("c1", "firing"), ("c2", "firing"), ("c3", "firing")}, firing())
+    con.execute("DELETE FROM at_risk WHERE customer = 'c1'")
+    con.commit()
+    cycle()
+    CHECKS.true("one answer without c1 keeps it firing", ("c1", "firing") in firing(), firing())
+    cycle()
+    CHECKS.equal("two answers without c1 resolve it", {("c2", "firing"), ("c3", "firing")}, firing())
+
+    con.execute("ALTER TABLE at_risk RENAME TO gone")
+    con.commit()
+    cycle()
+    CHECKS.equal("an outage keeps what fires, held", {("c2", "error"), ("c3", "error")}, firing())
+    text = cli(path, "status").stdout
+    CHECKS.true("status marks them held", "held: its source is failing" in text, text)
+    con.close()
+
+
 PHASES = [
     phase_setup,
     phase_scheduled_report,
@@ -1343,6 +1435,7 @@ PHASES = [
     phase_metrics,
     phase_stop,
     phase_restart,
+    phase_rule_semantics,
 ]
 
 # Phases that make no sense once another failed (they build on its state).

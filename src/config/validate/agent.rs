@@ -26,6 +26,13 @@ pub(super) fn agent(v: &mut Issues, settings: &Settings) {
         v.push("memory.path", "must not be empty");
     }
     v.at_least("memory.retention", settings.memory.retention, Duration::from_secs(3600));
+    // Forgetting faster than a resolution settles would drop the state that
+    // says an entity just recovered.
+    v.at_least(
+        "memory.forget_instances_after",
+        settings.memory.forget_instances_after,
+        agent.interval * 2,
+    );
 }
 
 /// `[learning]`.
