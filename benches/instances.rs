@@ -69,7 +69,8 @@ async fn main() {
         memory = dir.path().join("memory.db").display(),
         warehouse = warehouse.display(),
     );
-    let settings = Settings::from_toml_str(&text, Vec::new(), &|_| None).expect("settings");
+    // `BI_AGENT__…` overrides apply, to compare settings.
+    let settings = Settings::from_toml_str(&text, std::env::vars(), &|_| None).expect("settings");
     let start: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let clock = Arc::new(Mutex::new(start));
     let read = Arc::clone(&clock);

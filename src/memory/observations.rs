@@ -22,6 +22,9 @@ pub(crate) fn labels_json(labels: &Labels) -> String {
 /// Points of one series, oldest first.
 pub type StoredPoints = Vec<(DateTime<Utc>, f64)>;
 
+/// At most this many series ids are kept in the process (about 3 MB).
+const SERIES_CACHE_CAP: usize = 10_000;
+
 impl Memory {
     /// Stores the cycle's observations and appends every value to the metric
     /// history, in one transaction. Returns how many new points were written.
@@ -105,6 +108,12 @@ impl Memory {
         }
         tx.commit().await.map_err(query_err("commit observations"))?;
         // Only ids of committed series may be cached.
+        // Bounded: entities that pass through (customers, invoices) would
+        // otherwise grow it by one entry per series forever. Forgetting it
+        // costs one lookup per series on its next point.
+        if cache.len() + new_ids.len() > SERIES_CACHE_CAP {
+            cache.clear();
+        }
         cache.extend(new_ids);
         Ok(written)
     }
