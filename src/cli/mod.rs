@@ -308,7 +308,7 @@ async fn execute(
             init_logging(settings, log_format, None)?;
             run(path, compiled, dry_run, once).await
         }
-        Command::Check { connect, .. } => check(path, settings, connect).await,
+        Command::Check { connect, .. } => check(path, &compiled, connect).await,
         Command::Plan { json, .. } => {
             quiet()?;
             let (observations, planned) = agent::preview(&compiled).await?;
@@ -453,7 +453,8 @@ async fn report(compiled: Compiled, name: &str, dry_run: bool) -> anyhow::Result
     })
 }
 
-async fn check(path: &Path, settings: &Settings, connect: bool) -> anyhow::Result<ExitCode> {
+async fn check(path: &Path, compiled: &Compiled, connect: bool) -> anyhow::Result<ExitCode> {
+    let settings = compiled.settings();
     println!(
         "{}: configuration is valid ({} source{})",
         path.display(),
@@ -486,6 +487,15 @@ async fn check(path: &Path, settings: &Settings, connect: bool) -> anyhow::Resul
                 println!("  {:<20} {:<8} {error}", o.source, o.status.as_str());
             }
         }
+    }
+    // What only an answer can tell: the columns of sources whose columns
+    // could not be known from the config (Prometheus, `SELECT *`).
+    let unknown = compiled.rulebook().unknown_columns(settings, &observations);
+    for issue in &unknown {
+        eprintln!("  error: {issue}");
+    }
+    if !unknown.is_empty() {
+        return Ok(ExitCode::from(EXIT_CONFIG));
     }
     Ok(if failed > 0 {
         ExitCode::from(EXIT_RUNTIME)

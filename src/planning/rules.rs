@@ -16,6 +16,7 @@ use crate::config::{ActionKind, ConfigIssue, RuleSettings, Settings, SourceFaili
 
 use super::condition::{Condition, MetricRef};
 use super::variants::LearningPolicy;
+use crate::model::Observation;
 use crate::template::Templates;
 
 /// One compiled rule.
@@ -62,6 +63,44 @@ pub fn template_key(rule: &str, action: &str, field: &str) -> String {
 }
 
 impl Rulebook {
+    /// For `check --connect`: the columns each rule reads that its source,
+    /// whose columns could not be known at load (a Prometheus query, HTTP
+    /// without `fields`, `SELECT *`), did not answer with — `value` and the
+    /// labels it returned. Sources that answered no rows prove nothing.
+    pub fn unknown_columns(&self, settings: &Settings, observations: &[Observation]) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        for rule in &self.rules {
+            let Some(source) = &rule.settings.source else { continue };
+            let statically_known = (settings.sources.get(source)).is_none_or(|s| columns::shape(s).columns.is_some());
+            let Some(o) = observations.iter().find(|o| &o.source == source) else {
+                continue;
+            };
+            if statically_known || o.rows.is_empty() {
+                continue;
+            }
+            let seen: BTreeSet<&str> = (o.rows.iter().chain(&o.history))
+                .flat_map(|r| r.labels.keys().chain(r.values.keys()))
+                .map(String::as_str)
+                .collect();
+            let qualified = rule.condition.qualified();
+            let read = (rule.condition.idents().iter())
+                .filter(|i| !qualified.iter().any(|(s, _)| s == *i))
+                .map(String::as_str)
+                .chain(rule.condition.history().iter().filter_map(|h| match &h.metric {
+                    MetricRef::Column(c) => Some(c.as_str()),
+                    MetricRef::Qualified { .. } => None,
+                }));
+            for column in read.filter(|c| !seen.contains(c)).collect::<BTreeSet<_>>() {
+                let answered = seen.iter().copied().collect::<Vec<_>>().join(", ");
+                issues.push(ConfigIssue::new(
+                    format!("rules.{}.when", rule.settings.name),
+                    format!("unknown column \"{column}\": source \"{source}\" answered with {answered}"),
+                ));
+            }
+        }
+        issues
+    }
+
     /// The compiled rule `name`, if it is configured.
     pub fn rule(&self, name: &str) -> Option<&CompiledRule> {
         self.by_name.get(name).and_then(|&i| self.rules.get(i))

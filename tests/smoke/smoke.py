@@ -1392,6 +1392,33 @@ when = "score > 0.5"
     cut = cli(config(extra_source="max_rows = 2"), "check", "--connect")
     CHECKS.true("check --connect shows a truncated source", "truncated" in cut.stdout, cut.stdout + cut.stderr)
 
+    prom = os.path.join(home, "prom.toml")
+    with open(prom, "w") as f:
+        f.write(
+            f"""
+[agent]
+name = "semantics"
+[memory]
+path = "{home}/prom-memory.db"
+[sources.errors]
+kind = "http"
+format = "prometheus"
+url = "http://127.0.0.1:{run.http_port}/prom/api/v1/query"
+query = "{PROM_QUERY}"
+[[rules]]
+name = "errors_high"
+source = "errors"
+when = "valeu > 0.05"
+"""
+        )
+    typo = cli(prom, "check", "--connect")
+    CHECKS.equal("check --connect: a column the Prometheus answer lacks exits 2", 2, typo.returncode)
+    CHECKS.true(
+        "check --connect names it and what the source answered",
+        'rules.errors_high.when: unknown column "valeu": source "errors" answered with job, value' in typo.stderr,
+        typo.stderr,
+    )
+
     path = config()
 
     def firing():
