@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+mod check;
 mod health;
 pub mod inspect;
 mod learning;
@@ -19,7 +20,7 @@ mod status;
 use crate::agent::{self, Agent, Compiled};
 use crate::app::{self, App};
 use crate::config::{LogFormat, Settings};
-use crate::{demo, perception, telemetry};
+use crate::{demo, telemetry};
 
 /// Exit code for a bad config or bad usage.
 pub const EXIT_CONFIG: u8 = 2;
@@ -308,7 +309,7 @@ async fn execute(
             init_logging(settings, log_format, None)?;
             run(path, compiled, dry_run, once).await
         }
-        Command::Check { connect, .. } => check(path, &compiled, connect).await,
+        Command::Check { connect, .. } => check::check(path, &compiled, connect).await,
         Command::Plan { json, .. } => {
             quiet()?;
             let (observations, planned) = agent::preview(&compiled).await?;
@@ -450,56 +451,5 @@ async fn report(compiled: Compiled, name: &str, dry_run: bool) -> anyhow::Result
             ExitCode::from(EXIT_RUNTIME)
         }
         _ => ExitCode::SUCCESS,
-    })
-}
-
-async fn check(path: &Path, compiled: &Compiled, connect: bool) -> anyhow::Result<ExitCode> {
-    let settings = compiled.settings();
-    println!(
-        "{}: configuration is valid ({} source{})",
-        path.display(),
-        settings.sources.len(),
-        if settings.sources.len() == 1 { "" } else { "s" }
-    );
-    if !connect {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let sources = perception::build_sources(settings).context("cannot build sources")?;
-    let observations = perception::gather(&sources, settings.agent.max_concurrent_sources).await;
-    let mut failed = 0;
-    for o in &observations {
-        match &o.error {
-            None => println!(
-                "  {:<20} {:<8} {} rows in {} ms{}",
-                o.source,
-                o.status.as_str(),
-                o.rows.len() + o.history.len(),
-                o.latency.as_millis(),
-                if o.truncated {
-                    " — more rows than max_rows: the rest is not read, and rows missing from the answer are \
-                     held, never resolved (raise max_rows or aggregate in the query)"
-                } else {
-                    ""
-                }
-            ),
-            Some(error) => {
-                failed += 1;
-                println!("  {:<20} {:<8} {error}", o.source, o.status.as_str());
-            }
-        }
-    }
-    // What only an answer can tell: the columns of sources whose columns
-    // could not be known from the config (Prometheus, `SELECT *`).
-    let unknown = compiled.rulebook().unknown_columns(settings, &observations);
-    for issue in &unknown {
-        eprintln!("  error: {issue}");
-    }
-    if !unknown.is_empty() {
-        return Ok(ExitCode::from(EXIT_CONFIG));
-    }
-    Ok(if failed > 0 {
-        ExitCode::from(EXIT_RUNTIME)
-    } else {
-        ExitCode::SUCCESS
     })
 }

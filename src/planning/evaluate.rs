@@ -20,10 +20,13 @@ use crate::model::{
     Planned, Row, SeriesKey, SourceHealth, labels_text,
 };
 
+pub(super) use super::absence::fresh;
+use super::absence::{absent_input, note_truncated};
 use super::alerts::{Input, Timing, step};
 use super::condition::{Bindings, Evaluation, HistoryCall, MetricRef, SourceMap};
 use super::history;
 use super::plan;
+use super::rule_rows::{RuleRows, rule_rows, selected_sources};
 use super::rules::{CompiledRule, Rulebook};
 
 /// The instances memory holds, by rule and labels.
@@ -92,20 +95,6 @@ fn tolerance_for(book: &Rulebook, window: std::time::Duration) -> chrono::Durati
     let w = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
     let min = chrono::Duration::from_std(book.interval * 2).unwrap_or(chrono::Duration::zero());
     history::tolerance(w, min)
-}
-
-/// Where a rule's rows come from this cycle.
-enum RuleRows<'a> {
-    /// Not perceived this cycle: leave the rule alone.
-    NotDue,
-    /// A source it reads failed.
-    Failed(String),
-    /// The rows to evaluate, with their source (for series time and confidence).
-    Rows(Vec<(&'a Row, &'a Observation)>),
-    /// A single-instance rule whose selected row is missing.
-    NoRow(String),
-    /// A single-instance rule that cannot pick a row.
-    Ambiguous(String),
 }
 
 impl Rulebook {
@@ -198,7 +187,7 @@ impl Rulebook {
                 let prev = previous
                     .get(&(rule.settings.name.as_str(), &Labels::new()))
                     .map(|p| (*p).clone())
-                    .unwrap_or_else(|| fresh(&rule.settings.name, Labels::new(), input));
+                    .unwrap_or_else(|| fresh(&rule.settings.name, Labels::new(), input.episode_floors, input.now));
                 let evidence = Evidence {
                     condition: Some(rule.settings.when.clone()),
                     ..Evidence::default()
@@ -221,7 +210,7 @@ impl Rulebook {
                     let prev = previous
                         .get(&(rule.settings.name.as_str(), &labels))
                         .map(|p| (*p).clone())
-                        .unwrap_or_else(|| fresh(&rule.settings.name, labels, input));
+                        .unwrap_or_else(|| fresh(&rule.settings.name, labels, input.episode_floors, input.now));
                     let (inp, unknown) = match outcome {
                         Evaluation::True => (Input::True, None),
                         Evaluation::False => (Input::False, None),
@@ -395,155 +384,6 @@ impl Rulebook {
 
 static EMPTY_VALUES: BTreeMap<String, f64> = BTreeMap::new();
 static EMPTY_LABELS: BTreeMap<String, String> = BTreeMap::new();
-
-/// A new instance of `rule`, its episodes counted from the rule's floor so
-/// it never reuses an effect key of a forgotten one.
-pub(super) fn fresh(rule: &str, labels: Labels, input: &CycleInput<'_>) -> Instance {
-    let mut instance = Instance::new(rule, labels, input.now);
-    instance.episode = input.episode_floors.get(rule).copied().unwrap_or(0);
-    instance
-}
-
-/// Says in an action's message and reason that its source's answer was cut
-/// at `max_rows`, so a list built from it may be incomplete.
-fn note_truncated(action: &mut Action, o: &Observation) {
-    let note = format!(
-        "{} answered with more rows than its max_rows; only the first {} were read, so this may not be all",
-        o.source,
-        o.rows.len() + o.history.len()
-    );
-    if let Some(message) = &mut action.message {
-        message.push_str(&format!("\n⚠ {note}."));
-    }
-    action.reason.push_str(&format!(" [{note}]"));
-}
-
-/// What a label set missing from its source's answer means this cycle, why,
-/// and whether it counts as absent. A source that returned no rows at all,
-/// or an answer cut at `max_rows`, proves nothing about the missing ones:
-/// they are held. Otherwise the rule's `on_absent` decides; with `resolve`
-/// the condition is false from the `missing_evals_to_resolve`-th answer on.
-fn absent_input(rule: &CompiledRule, prev: &Instance, empty: bool, truncated: bool) -> (Input, String, bool) {
-    if empty {
-        return (Input::NoData, "the source returned no rows".into(), false);
-    }
-    if truncated {
-        let why = "not in the answer, which was cut at its max_rows: held until a complete answer";
-        return (Input::NoData, why.into(), false);
-    }
-    let seen = prev.absent.saturating_add(1);
-    match rule.settings.on_absent {
-        OnAbsent::Hold => (
-            Input::NoData,
-            "row not returned by the source (on_absent = \"hold\")".into(),
-            true,
-        ),
-        OnAbsent::Fire => (
-            Input::True,
-            "row not returned by the source: counts as firing (on_absent = \"fire\")".into(),
-            true,
-        ),
-        OnAbsent::Resolve => {
-            let needed = rule.settings.missing_evals_to_resolve.max(1);
-            if seen >= needed {
-                let why =
-                    format!("absent from {seen} consecutive answers: its condition is false (on_absent = \"resolve\")");
-                (Input::False, why, true)
-            } else {
-                (
-                    Input::Absent,
-                    format!("absent from {seen} of {needed} answers before it counts as false"),
-                    true,
-                )
-            }
-        }
-    }
-}
-
-/// The rows a rule evaluates this cycle.
-fn rule_rows<'a>(rule: &CompiledRule, observations: &'a [Observation]) -> RuleRows<'a> {
-    let find = |name: &str| observations.iter().find(|o| o.source == name);
-    match &rule.settings.source {
-        Some(source) => match find(source) {
-            None => RuleRows::NotDue,
-            Some(o) if o.status.is_failure() => RuleRows::Failed(format!(
-                "source {source} failed: {}",
-                o.error.as_deref().unwrap_or(o.status.as_str())
-            )),
-            Some(o) => RuleRows::Rows(o.rows.iter().map(|r| (r, o)).collect()),
-        },
-        None => {
-            let mut chosen: Option<(&Row, &Observation)> = None;
-            for source in &rule.reads {
-                let Some(o) = find(source) else { return RuleRows::NotDue };
-                if o.status.is_failure() {
-                    return RuleRows::Failed(format!(
-                        "source {source} failed: {}",
-                        o.error.as_deref().unwrap_or(o.status.as_str())
-                    ));
-                }
-                match pick_row(rule, source, o) {
-                    Ok(Some(row)) => {
-                        chosen.get_or_insert((row, o));
-                    }
-                    Ok(None) => return RuleRows::NoRow(format!("source {source} has no row to read")),
-                    Err(why) => return RuleRows::Ambiguous(why),
-                }
-            }
-            match chosen {
-                Some(one) => RuleRows::Rows(vec![one]),
-                None => RuleRows::NotDue,
-            }
-        }
-    }
-}
-
-/// The row of `o` a single-instance rule reads: the one its `select` names,
-/// or the only one.
-fn pick_row<'a>(rule: &CompiledRule, source: &str, o: &'a Observation) -> Result<Option<&'a Row>, String> {
-    match rule.settings.select.get(source) {
-        Some(want) => Ok(o
-            .rows
-            .iter()
-            .find(|r| want.iter().all(|(k, v)| r.labels.get(k) == Some(v)))),
-        None => match o.rows.len() {
-            0 => Ok(None),
-            1 => Ok(o.rows.first()),
-            n => Err(format!("source {source} returned {n} rows; select one with `select`")),
-        },
-    }
-}
-
-/// The selected row of every other source a rule reads (`web.bounce_rate`).
-fn selected_sources<'a>(
-    rule: &CompiledRule,
-    observations: &'a [Observation],
-) -> BTreeMap<String, (&'a Row, &'a Observation)> {
-    let mut out = BTreeMap::new();
-    let wanted: BTreeSet<&String> = rule
-        .condition
-        .qualified()
-        .iter()
-        .map(|(s, _)| s)
-        .chain(rule.condition.history().iter().filter_map(|h| match &h.metric {
-            MetricRef::Qualified { source, .. } => Some(source),
-            MetricRef::Column(_) => None,
-        }))
-        .collect();
-    for source in wanted {
-        if rule.settings.source.as_ref() == Some(source) {
-            continue;
-        }
-        if let Some(o) = observations
-            .iter()
-            .find(|o| &o.source == source && !o.status.is_failure())
-            && let Ok(Some(row)) = pick_row(rule, source, o)
-        {
-            out.insert(source.clone(), (row, o));
-        }
-    }
-    out
-}
 
 /// The series a history call reads for this row, and the time of its current value.
 fn series_for(

@@ -74,7 +74,9 @@ impl super::rules::Rulebook {
             if prev.is_none() && !failing {
                 continue;
             }
-            let prev = prev.unwrap_or_else(|| super::evaluate::fresh(SOURCE_FAILING, labels.clone(), input));
+            let prev = prev.unwrap_or_else(|| {
+                super::evaluate::fresh(SOURCE_FAILING, labels.clone(), input.episode_floors, input.now)
+            });
             let inp = if failing { Input::True } else { Input::False };
             let (next, transition) = step(&prev, inp, input.now, timing);
             let evidence = Evidence {

@@ -12,6 +12,7 @@
 //! Planning must never perform an action or write to memory: it returns data
 //! (the plan and the new alert states), and the agent decides what to keep.
 
+mod absence;
 pub mod actions;
 pub mod alerts;
 pub mod condition;
@@ -21,6 +22,7 @@ pub mod merge;
 pub mod meta;
 pub mod plan;
 pub mod reports;
+mod rule_rows;
 pub mod rules;
 pub mod variants;
 pub mod view;
