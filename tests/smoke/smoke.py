@@ -1341,6 +1341,8 @@ def phase_rule_semantics(run):
     con.executescript(
         "CREATE TABLE at_risk (customer TEXT, score REAL);"
         "INSERT INTO at_risk VALUES ('c1', 0.9), ('c2', 0.8), ('c3', 0.7);"
+        "CREATE TABLE daily (day TEXT, region TEXT, revenue REAL);"
+        "INSERT INTO daily VALUES ('2026-11-18', 'East', 50), ('2026-11-19', 'East', 10);"
     )
     con.commit()
 
@@ -1356,11 +1358,33 @@ kind = "slack"
 webhook_url = "http://127.0.0.1:9/never"
 [roles]
 ops = ["slack:#ops"]
+[meta.source_failing]
+cycles = 1
+to = ["ops"]
 [sources.risk]
 kind = "sql"
 url = "sqlite://{db}?mode=ro"
 sql = "SELECT customer, score FROM at_risk ORDER BY customer"
 {extra_source}
+[sources.risk_again]
+kind = "sql"
+url = "sqlite://{db}?mode=ro"
+sql = "SELECT customer, score FROM at_risk"
+[sources.daily]
+kind = "sql"
+url = "sqlite://{db}?mode=ro"
+sql = "SELECT day, region, revenue FROM daily"
+time = "day"
+[[rules]]
+name = "low_day"
+source = "daily"
+when = "revenue < 20.0"
+group = false
+  [[rules.actions]]
+  id = "tell"
+  kind = "notify"
+  to = ["ops"]
+  message = "{{{{ region }}}} sold {{{{ revenue }}}} on {{{{ time }}}}"
 [[rules]]
 name = "churn_risk"
 source = "risk"
@@ -1424,7 +1448,7 @@ when = "valeu > 0.05"
     def firing():
         done = cli(path, "status", "--json")
         data = json.loads(done.stdout) if done.returncode == 0 else {}
-        return {(i["labels"].get("customer"), i["state"]) for i in data.get("firing", [])}
+        return {(i["labels"].get("customer"), i["state"]) for i in data.get("firing", []) if i["rule"] == "churn_risk"}
 
     def cycle():
         done = cli(path, "run", "--once", "--dry-run")
@@ -1445,6 +1469,18 @@ when = "valeu > 0.05"
     CHECKS.equal("an outage keeps what fires, held", {("c2", "error"), ("c3", "error")}, firing())
     text = cli(path, "status").stdout
     CHECKS.true("status marks them held", "held: its source is failing" in text, text)
+
+    done = cli(path, "actions", "--json", "--limit", "100")
+    planned = [o["action"] for o in json.loads(done.stdout or "[]")]
+    ids = {a["id"] for a in planned}
+    CHECKS.true(
+        "two sources failing together: one message",
+        "source_failing/notify/sources=risk,risk_again" in ids
+        and not any(i.startswith("source_failing/notify/source=") for i in ids),
+        sorted(ids),
+    )
+    day = [a.get("message") for a in planned if a["id"].startswith("low_day/tell/")]
+    CHECKS.equal("a series message says which day", ["East sold 10 on 2026-11-19"], day)
     con.close()
 
 
