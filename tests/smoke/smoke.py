@@ -1353,6 +1353,7 @@ name = "semantics"
 interval = "1s"
 [memory]
 path = "{home}/memory.db"
+forget_instances_after = "2s"
 [channels.slack]
 kind = "slack"
 webhook_url = "http://127.0.0.1:9/never"
@@ -1443,6 +1444,27 @@ when = "valeu > 0.05"
         typo.stderr,
     )
 
+    dupes = os.path.join(home, "dupes.toml")
+    with open(dupes, "w") as f:
+        f.write(
+            f"""
+[agent]
+name = "semantics"
+[memory]
+path = "{home}/dupes-memory.db"
+[sources.dupes]
+kind = "sql"
+url = "sqlite://{db}?mode=ro"
+sql = "SELECT 'East' AS region, 1 AS v UNION ALL SELECT 'East', 2"
+"""
+        )
+    done = cli(dupes, "check", "--connect")
+    CHECKS.true(
+        "two rows with one label set are an error naming it",
+        done.returncode == 1 and "two rows with the same labels {region=East}" in done.stdout,
+        done.stdout + done.stderr,
+    )
+
     path = config()
 
     def firing():
@@ -1463,10 +1485,33 @@ when = "valeu > 0.05"
     cycle()
     CHECKS.equal("two answers without c1 resolve it", {("c2", "firing"), ("c3", "firing")}, firing())
 
+    def stored(customer):
+        mem = sqlite3.connect(os.path.join(home, "memory.db"))
+        try:
+            return mem.execute(
+                "SELECT state, episode FROM alert_instances WHERE rule = 'churn_risk' AND labels LIKE ?",
+                (f'%"{customer}"%',),
+            ).fetchall()
+        finally:
+            mem.close()
+
+    # Resolved, then inactive, then forgotten once quiet for 2 s.
+    cycle()
+    time.sleep(2.5)
+    cycle()
+    CHECKS.equal("a quiet instance is forgotten", [], stored("c1"))
+    # c1 is at risk again: a new episode beyond the forgotten one, sent again.
+    con.execute("INSERT INTO at_risk VALUES ('c1', 0.95)")
+    con.commit()
+    cycle()
+    CHECKS.equal("a returning entity fires as a new episode", [("firing", 2)], stored("c1"))
+
     con.execute("ALTER TABLE at_risk RENAME TO gone")
     con.commit()
     cycle()
-    CHECKS.equal("an outage keeps what fires, held", {("c2", "error"), ("c3", "error")}, firing())
+    CHECKS.equal(
+        "an outage keeps what fires, held", {("c1", "error"), ("c2", "error"), ("c3", "error")}, firing()
+    )
     text = cli(path, "status").stdout
     CHECKS.true("status marks them held", "held: its source is failing" in text, text)
 
