@@ -569,3 +569,30 @@ async fn quiet_instances_are_forgotten_and_a_returning_entity_pages_again() {
     let (_, outcome) = &r.outcomes[0];
     assert_ne!(outcome.status.name(), "skipped", "{:?}", outcome.status);
 }
+
+#[tokio::test]
+async fn for_fires_on_the_same_evaluation_whatever_the_jitter() {
+    // for = 4s at a 2s interval: the third evaluation fires, even when the
+    // scheduler runs it 3 ms early.
+    let w = World::new();
+    w.sql("CREATE TABLE metrics (region TEXT, value REAL); INSERT INTO metrics VALUES ('East', 20);")
+        .await;
+    let mut s = w.settings();
+    s.agent.interval = std::time::Duration::from_secs(2);
+    s.rules[0].for_ = std::time::Duration::from_secs(4);
+    let clock = &w.clock;
+    let agent = Agent::build(s, true)
+        .await
+        .unwrap()
+        .with_clock(common::scripted_clock(clock));
+    let at = |ms: i64| w.start + Duration::milliseconds(ms);
+    for (ms, expected) in [
+        (0, AlertState::Pending),
+        (1_997, AlertState::Pending),
+        (3_997, AlertState::Firing),
+    ] {
+        *w.clock.lock().unwrap() = at(ms);
+        let r = agent.cycle().await.unwrap();
+        assert_eq!(region_state(&r, "East"), Some(expected), "at {ms} ms");
+    }
+}
