@@ -41,6 +41,11 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// Installs the process-wide Prometheus recorder (once; later calls return
 /// the same handle) and returns the handle that renders it.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
+    // Checking and installing must be one step: two apps started at once in
+    // one process (tests do) would otherwise both find no handle and the
+    // second would fail to set the global recorder.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = INSTALLING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(handle) = HANDLE.get() {
         return Ok(handle.clone());
     }
