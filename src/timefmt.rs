@@ -26,7 +26,7 @@ pub fn from_db(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Whether `t` is a whole day (midnight UTC): a daily series' point.
-fn whole_day(t: DateTime<Utc>) -> bool {
+pub fn whole_day(t: DateTime<Utc>) -> bool {
     use chrono::Timelike as _;
     t.num_seconds_from_midnight() == 0 && t.nanosecond() == 0
 }

@@ -12,27 +12,18 @@ use crate::execution::policy::Policy;
 use crate::planning::rules::Rulebook;
 use crate::timetable::Timetable;
 
-/// Why settings do not compile.
+/// Why settings do not compile: every problem found (built-in patterns,
+/// rules and schedules are all compiled, so one run reports them all).
 #[derive(Debug, thiserror::Error)]
-pub enum CompileError {
-    /// A built-in pattern does not compile in this build.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Patterns(Vec<crate::patterns::PatternError>),
-    /// The rules do not compile.
-    #[error("invalid rules:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Rules(Vec<ConfigIssue>),
-    /// A schedule does not compile.
-    #[error("invalid schedules:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Schedules(Vec<ConfigIssue>),
+#[error("the config does not compile:\n{}", .issues.join("\n"))]
+pub struct CompileError {
+    issues: Vec<String>,
 }
 
 impl CompileError {
     /// Every problem, one line each (as `check` prints them).
     pub fn issues(&self) -> Vec<String> {
-        match self {
-            Self::Patterns(p) => p.iter().map(ToString::to_string).collect(),
-            Self::Rules(i) | Self::Schedules(i) => i.iter().map(ToString::to_string).collect(),
-        }
+        self.issues.clone()
     }
 }
 
@@ -49,21 +40,21 @@ pub struct Compiled {
 impl Compiled {
     /// Compiles validated `settings` (see [`Settings::load`]).
     pub fn new(settings: Settings) -> Result<Self, CompileError> {
-        // The CLI checks these at load (exit 2); every other way of building
-        // an agent (demo, tests, embedders) is held to the same.
-        let broken = crate::patterns::verify();
-        if !broken.is_empty() {
-            return Err(CompileError::Patterns(broken));
+        // `check` (exit 2), start-up, reload and every other way of building
+        // an agent (demo, tests, embedders) are held to the same checks.
+        let mut issues: Vec<String> = crate::patterns::verify().iter().map(ToString::to_string).collect();
+        let text = |list: Vec<ConfigIssue>| list.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let rulebook = Rulebook::compile(&settings).map_err(|e| issues.extend(text(e)));
+        let timetable = Timetable::compile(&settings).map_err(|e| issues.extend(text(e)));
+        match (rulebook, timetable) {
+            (Ok(rulebook), Ok(timetable)) if issues.is_empty() => Ok(Self {
+                policy: Arc::new(Policy::new(&settings)),
+                settings: Arc::new(settings),
+                rulebook: Arc::new(rulebook),
+                timetable: Arc::new(timetable),
+            }),
+            _ => Err(CompileError { issues }),
         }
-        let rulebook = Rulebook::compile(&settings).map_err(CompileError::Rules)?;
-        let timetable = Timetable::compile(&settings).map_err(CompileError::Schedules)?;
-        let policy = Policy::new(&settings);
-        Ok(Self {
-            settings: Arc::new(settings),
-            rulebook: Arc::new(rulebook),
-            timetable: Arc::new(timetable),
-            policy: Arc::new(policy),
-        })
     }
 
     /// The settings as loaded.

@@ -88,22 +88,8 @@ pub struct App {
 /// Loads the config and compiles its rules and the built-in patterns: the
 /// checks of start-up, `check` and reload alike. On failure, every issue.
 pub fn load(path: &Path) -> Result<Compiled, Vec<String>> {
-    // A pattern that cannot compile in this build fails the start, not a cycle.
-    let mut issues: Vec<String> = crate::patterns::verify().iter().map(ToString::to_string).collect();
-    match Settings::load(path) {
-        Ok(settings) if issues.is_empty() => match Compiled::new(settings) {
-            Ok(compiled) => return Ok(compiled),
-            Err(e) => issues.extend(e.issues()),
-        },
-        Ok(settings) => {
-            // Still report the rules' problems beside the patterns'.
-            if let Err(rules) = crate::planning::rules::Rulebook::compile(&settings) {
-                issues.extend(rules.iter().map(ToString::to_string));
-            }
-        }
-        Err(e) => issues.extend(e.issues()),
-    }
-    Err(issues)
+    let settings = Settings::load(path).map_err(|e| e.issues())?;
+    Compiled::new(settings).map_err(|e| e.issues())
 }
 
 impl App {

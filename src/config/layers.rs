@@ -24,7 +24,7 @@ impl Source for FileLayer {
     }
 
     fn collect(&self) -> Result<Map<String, Layered>, config::ConfigError> {
-        Ok((self.0.iter()).map(|(k, v)| (k.clone(), to_layered(v, None))).collect())
+        Ok((self.0.iter()).map(|(k, v)| (k.clone(), to_layered(v))).collect())
     }
 }
 
@@ -86,7 +86,7 @@ pub(super) fn merge(file: Table, env: EnvLayer) -> Result<Table, String> {
     Ok(merged.into_iter().map(|(k, v)| (k, to_toml(v))).collect())
 }
 
-fn to_layered(value: &Value, origin: Option<&String>) -> Layered {
+fn to_layered(value: &Value) -> Layered {
     let kind = match value {
         Value::String(s) => ValueKind::String(s.clone()),
         Value::Integer(i) => ValueKind::I64(*i),
@@ -95,10 +95,11 @@ fn to_layered(value: &Value, origin: Option<&String>) -> Layered {
         // Settings hold no TOML datetimes; as text they round-trip unchanged
         // for any field that reads a timestamp from a string.
         Value::Datetime(d) => ValueKind::String(d.to_string()),
-        Value::Array(items) => ValueKind::Array(items.iter().map(|v| to_layered(v, origin)).collect()),
-        Value::Table(t) => ValueKind::Table(t.iter().map(|(k, v)| (k.clone(), to_layered(v, origin))).collect()),
+        Value::Array(items) => ValueKind::Array(items.iter().map(to_layered).collect()),
+        Value::Table(t) => ValueKind::Table(t.iter().map(|(k, v)| (k.clone(), to_layered(v))).collect()),
     };
-    Layered::new(origin, kind)
+    // The file is the origin of its values; none needs naming.
+    Layered::new(None, kind)
 }
 
 fn to_toml(value: Layered) -> Value {

@@ -139,8 +139,8 @@ impl super::rules::Rulebook {
         }
         // One outage, one message: sources failing (or answering again) in
         // the same cycle are listed together.
-        candidates.extend(one_message(fired_now, "failing"));
-        candidates.extend(one_message(resolved_now, "answering again"));
+        candidates.extend(one_message(fired_now, true));
+        candidates.extend(one_message(resolved_now, false));
         planned.health = health.into_values().collect();
     }
 }
@@ -148,7 +148,7 @@ impl super::rules::Rulebook {
 /// The meta actions of one cycle as one message: a single action is kept as
 /// it is; several become one listing every source (its id names them all, so
 /// the same set failing again in a later episode is a new message).
-fn one_message(mut actions: Vec<Action>, what: &str) -> Vec<Action> {
+fn one_message(mut actions: Vec<Action>, fired: bool) -> Vec<Action> {
     if actions.len() < 2 {
         return actions;
     }
@@ -156,7 +156,11 @@ fn one_message(mut actions: Vec<Action>, what: &str) -> Vec<Action> {
     let sources: Vec<String> = (actions.iter()).filter_map(|a| a.evidence.source.clone()).collect();
     let first = actions.remove(0);
     let mut merged = first.clone();
-    let trigger = if what == "failing" { "notify" } else { "resolved" };
+    let (trigger, what) = if fired {
+        ("notify", "failing")
+    } else {
+        ("resolved", "answering again")
+    };
     let labels: Labels = [("sources".to_owned(), sources.join(","))].into();
     merged.id = action_id(SOURCE_FAILING, trigger, &labels);
     merged.severity = actions.iter().map(|a| a.severity).fold(first.severity, Ord::max);

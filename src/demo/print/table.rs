@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::model::Row;
 
@@ -154,7 +154,7 @@ pub fn thousands(v: f64) -> String {
 
 /// A point of a series: its date when it is a whole day, else the full time.
 pub(super) fn time(t: DateTime<Utc>) -> String {
-    if t.num_seconds_from_midnight() == 0 && t.nanosecond() == 0 {
+    if crate::timefmt::whole_day(t) {
         t.date_naive().to_string()
     } else {
         t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
