@@ -60,7 +60,7 @@ async fn main() {
     let mut times = Vec::with_capacity(RUNS);
     for run in 0..=RUNS {
         let started = Instant::now();
-        let observations = gather(&sources, limit).await;
+        let observations = gather(&sources, limit, &Default::default()).await;
         let elapsed = started.elapsed();
         let ok = observations
             .iter()

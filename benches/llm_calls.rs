@@ -126,6 +126,7 @@ fn synthetic(n: usize) -> (Vec<Observation>, Rulebook) {
         latency: std::time::Duration::ZERO,
         rows,
         history: Vec::new(),
+        streamed: 0,
         truncated: false,
         error: None,
     };

@@ -13,7 +13,7 @@ use bi_agent::agent::Agent;
 use bi_agent::config::Settings;
 use bi_agent::memory::{CycleStatus, Memory, SeriesKey};
 use bi_agent::model::{ObservationStatus, Row};
-use bi_agent::perception::{Fetched, Source, SourceError};
+use bi_agent::perception::{Collector, Fetched, Source, SourceError};
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
@@ -54,7 +54,11 @@ async fn series_source_backfills_history_exactly_once() {
     assert_eq!(first.status, CycleStatus::Ok, "{:?}", first.errors);
     let obs = &first.observations[0];
     assert_eq!(obs.rows.len(), 2, "current = newest day per region");
-    assert_eq!(obs.history.len(), 178);
+    assert!(
+        obs.history.is_empty(),
+        "earlier points are streamed to memory, not held"
+    );
+    assert_eq!(obs.streamed, 178);
     assert_eq!(first.points_written, 180);
 
     let second = agent.cycle().await.unwrap();
@@ -76,6 +80,59 @@ async fn series_source_backfills_history_exactly_once() {
     assert_eq!(east.last().unwrap().1, 1089.0);
     let yesterday = (bi_agent::clock::now() - chrono::Duration::days(1)).date_naive();
     assert_eq!(east.last().unwrap().0.date_naive(), yesterday);
+}
+
+#[tokio::test]
+async fn incremental_source_reads_on_from_the_newest_point_held_and_keeps_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = warehouse(dir.path()).await;
+    let s = settings(
+        dir.path(),
+        &format!(
+            "[sources.daily]\nkind = \"sql\"\nurl = \"{url}\"\ntime = \"day\"\nincremental = true\n\
+             sql = \"SELECT day, region, revenue FROM daily WHERE day >= date(?1)\"\n"
+        ),
+    );
+    let agent = Agent::build(s, true).await.unwrap();
+    let first = agent.cycle().await.unwrap();
+    assert_eq!(first.status, CycleStatus::Ok, "{:?}", first.errors);
+    // Nothing held yet: read from the retention cutoff.
+    assert_eq!(first.observations[0].streamed + 2, 180);
+    assert_eq!(first.points_written, 180);
+
+    let second = agent.cycle().await.unwrap();
+    let obs = &second.observations[0];
+    assert_eq!(
+        (obs.rows.len(), obs.streamed),
+        (2, 0),
+        "only the newest day is read again"
+    );
+    assert_eq!(second.points_written, 0);
+
+    // Yesterday's figure is revised and today's arrives.
+    let path = dir.path().join("warehouse.db");
+    common::sqlite(
+        &path,
+        "UPDATE daily SET revenue = 5000 WHERE day = date('now', '-1 days') AND region = 'East';
+         INSERT INTO daily SELECT date('now'), region, 7 FROM (SELECT 'East' AS region UNION ALL SELECT 'West');",
+    )
+    .await;
+    let third = agent.cycle().await.unwrap();
+    let obs = &third.observations[0];
+    assert_eq!((obs.rows.len(), obs.streamed), (2, 2), "yesterday again, and today");
+    assert_eq!(third.points_written, 3, "one revision and two new points");
+    let east = agent
+        .memory()
+        .series_points(&SeriesKey::new(
+            "daily",
+            "revenue",
+            [("region".to_owned(), "East".to_owned())].into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(east.len(), 91);
+    assert_eq!(east[89].1, 5000.0, "the revision replaced the stored figure");
+    assert_eq!(east[90].1, 7.0);
 }
 
 #[tokio::test]
@@ -109,7 +166,7 @@ impl Source for Panicking {
     fn timeout(&self) -> Duration {
         Duration::from_secs(5)
     }
-    fn fetch(&self) -> BoxFuture<'_, Result<Fetched, SourceError>> {
+    fn fetch<'a>(&'a self, _into: &'a mut Collector) -> BoxFuture<'a, Result<(), SourceError>> {
         Box::pin(async { panic!("adapter bug") })
     }
 }
@@ -131,20 +188,21 @@ impl Source for Counting {
     fn timeout(&self) -> Duration {
         Duration::from_secs(5)
     }
-    fn fetch(&self) -> BoxFuture<'_, Result<Fetched, SourceError>> {
+    fn fetch<'a>(&'a self, into: &'a mut Collector) -> BoxFuture<'a, Result<(), SourceError>> {
         Box::pin(async {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
             if n == self.notify_at {
                 self.reached.notify_one();
             }
-            Ok(Fetched {
+            let fetched = Fetched {
                 rows: vec![Row {
                     labels: Default::default(),
                     values: [("orders".to_owned(), f64::from(n))].into(),
                     at: None,
                 }],
                 truncated: false,
-            })
+            };
+            into.absorb(fetched).await
         })
     }
 }
@@ -241,6 +299,7 @@ async fn retention_prunes_old_observations_and_points() {
             at: None,
         }],
         history: Vec::new(),
+        streamed: 0,
         truncated: false,
         error: None,
     };

@@ -34,7 +34,7 @@ fn load(sources: &str) -> Settings {
 }
 
 async fn observe_web(body: &str) -> Observation {
-    observe(web_source(body).as_ref()).await
+    observe(web_source(body).as_ref(), Default::default()).await
 }
 
 async fn serve(route: &str, response: ResponseTemplate) -> MockServer {
@@ -159,7 +159,7 @@ async fn secrets_never_reach_error_text_or_debug_output() {
         "url = \"{}/secure?api_key=${{TOKEN}}\"\nheaders = {{ Authorization = \"Bearer ${{TOKEN}}\" }}\n",
         server.uri()
     ));
-    let obs = observe(source.as_ref()).await;
+    let obs = observe(source.as_ref(), Default::default()).await;
 
     assert_eq!(obs.status, ObservationStatus::Error);
     let error = error_text(&obs);
@@ -559,7 +559,7 @@ async fn a_failing_source_does_not_affect_the_others() {
          [sources.b_bad]\nkind = \"http\"\nurl = \"{uri}/bad\"\n"
     ));
     let sources = build_sources(&settings).expect("sources build");
-    let observations = gather(&sources, settings.agent.max_concurrent_sources).await;
+    let observations = gather(&sources, settings.agent.max_concurrent_sources, &Default::default()).await;
 
     let statuses: Vec<(&str, ObservationStatus)> = observations.iter().map(|o| (o.source.as_str(), o.status)).collect();
     assert_eq!(

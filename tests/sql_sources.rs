@@ -37,7 +37,7 @@ pub fn sql_source(url: &str, sql: &str, extra: &str) -> Arc<dyn Source> {
 
 /// Observes a freshly built source once.
 pub async fn observe_sql(url: &str, sql: &str, extra: &str) -> Observation {
-    observe(sql_source(url, sql, extra).as_ref()).await
+    observe(sql_source(url, sql, extra).as_ref(), Default::default()).await
 }
 
 /// Asserts an observation answered with rows and returns it.

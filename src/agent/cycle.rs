@@ -36,7 +36,7 @@ impl Agent {
                 .await?;
             let reports = self.due_reports(&round);
 
-            let observations = self.perceive(&round, &reports, &mut errors).await;
+            let (observations, streamed) = self.perceive(&round, &reports, &mut errors).await;
 
             let now = self.now();
             let planned = self.plan(id, &round, reports, &observations, now, &mut errors).await?;
@@ -44,7 +44,8 @@ impl Agent {
 
             let outcomes = self.act(id, &planned, now, &mut errors).await?;
 
-            let points_written = (self.remember(id, &round, &observations, &planned, now, &mut errors)).await;
+            let points_written =
+                streamed + (self.remember(id, &round, &observations, &planned, now, &mut errors)).await;
 
             let duration = started.elapsed();
             let report = CycleReport {
@@ -69,9 +70,26 @@ impl Agent {
 
     /// Perceives: queries the sources that are due (or that a due report
     /// reads) and lists every failing one among the cycle's errors.
-    async fn perceive(&self, round: &Round, reports: &DueReports<'_>, errors: &mut Vec<String>) -> Vec<Observation> {
+    /// Returns the observations and the history points stored while reading.
+    async fn perceive(
+        &self,
+        round: &Round,
+        reports: &DueReports<'_>,
+        errors: &mut Vec<String>,
+    ) -> (Vec<Observation>, u64) {
         let sources = self.due_sources(round, reports);
-        let observations = perception::gather(&sources, self.settings().agent.max_concurrent_sources).await;
+        let (plans, writer) = self.backfill(&sources).await;
+        let observations = perception::gather(&sources, self.settings().agent.max_concurrent_sources, &plans).await;
+        // The last sender goes with the plans: the writer finishes what it holds.
+        drop(plans);
+        let written = match writer.await {
+            Ok(written) => written,
+            Err(e) => super::backfill::Written {
+                error: Some(format!("history writer: {}", crate::panics::message(e))),
+                ..Default::default()
+            },
+        };
+        errors.extend(written.error);
         for o in observations.iter().filter(|o| o.status.is_failure()) {
             errors.push(format!(
                 "source {}: {}",
@@ -86,10 +104,10 @@ impl Agent {
                 "source {}: truncated: the answer had more rows than max_rows, only {} were read \
                  (rows missing from it are held, not resolved; raise max_rows or aggregate in the query)",
                 o.source,
-                o.rows.len() + o.history.len()
+                o.rows.len()
             ));
         }
-        observations
+        (observations, written.points)
     }
 
     /// Writes ahead: the plan and the alert states it came from are stored

@@ -10,6 +10,7 @@
 //! The agent must never own time or signals (that is [`crate::app`]); a
 //! failure inside a phase degrades the cycle, it never aborts the process.
 
+mod backfill;
 mod compiled;
 mod cycle;
 mod parts;

@@ -196,10 +196,21 @@ fn log_plan(planned: &Planned) {
 pub async fn preview(compiled: &Compiled) -> Result<(Vec<Observation>, Planned), AgentError> {
     let (settings, rulebook) = (compiled.settings(), compiled.rulebook());
     let sources = build_sources(settings)?;
-    let observations = perception::gather(&sources, settings.agent.max_concurrent_sources).await;
-    let planned = match Memory::open_read_only(&settings.memory.path, settings.memory.busy_timeout).await {
+    let memory = Memory::open_read_only(&settings.memory.path, settings.memory.busy_timeout).await;
+    let now = crate::clock::now();
+    // Nothing is stored here, so a backfill is kept only as far back as the
+    // rules' windows reach; incremental sources read on from what memory holds.
+    let plans = perception::FetchPlans {
+        since: match &memory {
+            Ok(m) => m.newest_points(&settings.incremental_sources()).await?,
+            Err(_) => Default::default(),
+        },
+        sink: None,
+        horizon: Some(rulebook.history_horizon(now).unwrap_or(now)),
+    };
+    let observations = perception::gather(&sources, settings.agent.max_concurrent_sources, &plans).await;
+    let planned = match memory {
         Ok(memory) => {
-            let now = crate::clock::now();
             let dry_run = settings.agent.dry_run;
             // Read-only: what would be carried, without taking it.
             let carried: Vec<Action> = match memory.queued_actions().await {
@@ -224,7 +235,7 @@ pub async fn preview(compiled: &Compiled) -> Result<(Vec<Observation>, Planned),
             planned?
         }
         Err(MemoryError::Missing { .. }) => rulebook.evaluate(&CycleInput {
-            now: crate::clock::now(),
+            now,
             observations: &observations,
             instances: &[],
             health: &BTreeMap::new(),

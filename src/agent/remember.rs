@@ -94,7 +94,7 @@ impl Agent {
     }
 
     /// The oldest time memory keeps (`memory.retention` ago).
-    fn retention_cutoff(&self) -> DateTime<Utc> {
+    pub(super) fn retention_cutoff(&self) -> DateTime<Utc> {
         let retention = chrono::Duration::from_std(self.settings().memory.retention).unwrap_or(chrono::Duration::MAX);
         self.now()
             .checked_sub_signed(retention)

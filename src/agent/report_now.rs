@@ -24,8 +24,13 @@ impl Agent {
             .filter(|s| report.sources.iter().any(|n| n == s.name()))
             .cloned()
             .collect();
-        let observations = perception::gather(&sources, self.settings().agent.max_concurrent_sources).await;
         let now = self.now();
+        // A report reads current rows only: earlier points are not kept.
+        let plans = perception::FetchPlans {
+            horizon: Some(now),
+            ..Default::default()
+        };
+        let observations = perception::gather(&sources, self.settings().agent.max_concurrent_sources, &plans).await;
         let mut action = crate::planning::reports::report_action(report, now, &observations);
         // Asked for by a person, not by the schedule: each run is its own
         // message (a second run a minute later must not read as "already sent").

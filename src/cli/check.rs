@@ -24,7 +24,17 @@ pub(super) async fn check(path: &Path, compiled: &Compiled, connect: bool) -> an
         return Ok(ExitCode::SUCCESS);
     }
     let sources = perception::build_sources(settings).context("cannot build sources")?;
-    let observations = perception::gather(&sources, settings.agent.max_concurrent_sources).await;
+    // Earlier points are counted, not kept: a backfill of millions of points
+    // is checked in the memory of one batch.
+    let (sink, mut batches) = tokio::sync::mpsc::channel::<perception::HistoryBatch>(2);
+    let drain = tokio::spawn(async move { while batches.recv().await.is_some() {} });
+    let plans = perception::FetchPlans {
+        sink: Some(sink),
+        ..Default::default()
+    };
+    let observations = perception::gather(&sources, settings.agent.max_concurrent_sources, &plans).await;
+    drop(plans);
+    let _ = drain.await;
     let mut failed = 0;
     for o in &observations {
         match &o.error {
@@ -32,7 +42,7 @@ pub(super) async fn check(path: &Path, compiled: &Compiled, connect: bool) -> an
                 "  {:<20} {:<8} {} rows in {} ms{}",
                 o.source,
                 o.status.as_str(),
-                o.rows.len() + o.history.len(),
+                o.rows.len() as u64 + o.earlier_points(),
                 o.latency.as_millis(),
                 if o.truncated {
                     " — more rows than max_rows: the rest is not read, and rows missing from the answer are \

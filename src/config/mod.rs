@@ -101,6 +101,14 @@ fn issues_text(issues: &[ConfigIssue]) -> String {
 }
 
 impl Settings {
+    /// The sources that read on from the newest point held (`incremental`).
+    pub fn incremental_sources(&self) -> Vec<&str> {
+        (self.sources.iter())
+            .filter(|(_, s)| s.is_incremental())
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
     /// Loads, layers and validates the file at `path` with this process's environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let table = load::read_file(path)?;

@@ -173,6 +173,11 @@ pub enum SourceSettings {
 }
 
 impl SourceSettings {
+    /// Whether the query reads on from the newest point held (`incremental`).
+    pub fn is_incremental(&self) -> bool {
+        matches!(self, SourceSettings::Sql(s) if s.incremental)
+    }
+
     /// The column or field that holds each row's time, if the source is a series.
     pub fn time_column(&self) -> Option<&str> {
         match self {
@@ -257,13 +262,19 @@ pub struct SqlSourceSettings {
     /// How much the agent trusts this source's numbers, 0.0–1.0.
     #[serde(default = "defaults::sql_confidence")]
     pub confidence: f64,
-    /// Rows beyond this cap are not read; the observation says it was truncated.
+    /// Rows held at most (for a series: label sets, whose earlier points stream
+    /// to history in batches); beyond it the answer is cut and marked truncated.
     #[serde(default = "defaults::max_rows")]
     pub max_rows: usize,
     /// Column holding each row's date or timestamp: the source is then a series,
     /// its newest point per label set is the current value and earlier points fill history.
     #[serde(default)]
     pub time: Option<String>,
+    /// For a series: the query takes one bound parameter, the newest point time
+    /// the agent holds for this source (else the retention cutoff), so only
+    /// newer points are read, e.g. `WHERE day >= $1::date`.
+    #[serde(default)]
+    pub incremental: bool,
     /// Connections kept open to this database.
     #[serde(default = "defaults::max_connections")]
     pub max_connections: u32,

@@ -19,11 +19,11 @@ mod learning;
 mod llm;
 mod migrations;
 mod observations;
+mod points;
 mod retention;
 mod schedules;
 mod store;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -109,7 +109,7 @@ pub struct Memory {
     path: PathBuf,
     /// Series ids already known to this process, so recording a point does
     /// not look its series up every time.
-    series_ids: std::sync::Arc<Mutex<HashMap<SeriesKey, i64>>>,
+    series_ids: std::sync::Arc<Mutex<points::SeriesIds>>,
 }
 
 impl std::fmt::Debug for Memory {

@@ -3,13 +3,14 @@
 //! Every numeric value becomes a point of the series `source.metric{labels}`
 //! at the row's own time (a series source's time column) or the observation's
 //! time. Points are unique per series and time, so re-reading the same
-//! backfill adds nothing.
-
-use std::collections::HashMap;
+//! backfill adds nothing. A series' earlier points usually arrive before this,
+//! streamed in batches while the source is read (`points`); what is left here
+//! is the current rows and any history a caller kept.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
+use super::points::{PointWrite, remember_ids};
 use super::{Memory, MemoryError, query_err};
 use crate::model::{Labels, Observation, SeriesKey};
 use crate::timefmt;
@@ -21,9 +22,6 @@ pub(crate) fn labels_json(labels: &Labels) -> String {
 
 /// Points of one series, oldest first.
 pub type StoredPoints = Vec<(DateTime<Utc>, f64)>;
-
-/// At most this many series ids are kept in the process (about 3 MB).
-const SERIES_CACHE_CAP: usize = 10_000;
 
 impl Memory {
     /// Stores the cycle's observations and appends every value to the metric
@@ -40,81 +38,39 @@ impl Memory {
     ) -> Result<u64, MemoryError> {
         let keep_after_ms = keep_after.timestamp_millis();
         let mut cache = self.series_ids.lock().await;
-        let mut new_ids: HashMap<SeriesKey, i64> = HashMap::new();
         let mut tx = self.pool.begin().await.map_err(query_err("begin observations"))?;
-        let mut written = 0u64;
-        for obs in observations {
-            let rows = serde_json::to_string(&obs.rows).map_err(|e| MemoryError::Corrupt {
-                what: "observation rows",
-                message: e.to_string(),
-            })?;
-            sqlx::query(
-                "INSERT INTO observations (cycle_id, source, at, status, confidence, latency_ms, row_count, truncated, error, rows) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(cycle_id)
-            .bind(&obs.source)
-            .bind(timefmt::to_db(obs.at))
-            .bind(obs.status.as_str())
-            .bind(obs.confidence)
-            .bind(i64::try_from(obs.latency.as_millis()).unwrap_or(i64::MAX))
-            .bind(obs.rows.len() as i64)
-            .bind(obs.truncated)
-            .bind(obs.error.as_deref())
-            .bind(rows)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err("insert observation"))?;
-
-            for row in obs.history.iter().chain(&obs.rows) {
-                let at_ms = row.at.unwrap_or(obs.at).timestamp_millis();
-                if at_ms < keep_after_ms {
-                    continue;
-                }
-                for (metric, value) in &row.values {
-                    if !value.is_finite() {
-                        continue;
-                    }
-                    let key = SeriesKey::new(obs.source.clone(), metric.clone(), row.labels.clone());
-                    let id = match cache.get(&key).or_else(|| new_ids.get(&key)) {
-                        Some(id) => *id,
-                        None => {
-                            let id: i64 = sqlx::query_scalar(
-                                "INSERT INTO series (source, metric, labels) VALUES (?, ?, ?) \
-                                 ON CONFLICT (source, metric, labels) DO UPDATE SET source = excluded.source \
-                                 RETURNING id",
-                            )
-                            .bind(&key.source)
-                            .bind(&key.metric)
-                            .bind(labels_json(&key.labels))
-                            .fetch_one(&mut *tx)
-                            .await
-                            .map_err(query_err("upsert series"))?;
-                            new_ids.insert(key, id);
-                            id
-                        }
-                    };
-                    let done =
-                        sqlx::query("INSERT OR IGNORE INTO metric_points (series_id, at_ms, value) VALUES (?, ?, ?)")
-                            .bind(id)
-                            .bind(at_ms)
-                            .bind(*value)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(query_err("insert metric point"))?;
-                    written += done.rows_affected();
-                }
+        let (written, new_ids) = {
+            let mut points = PointWrite::new(&cache);
+            for obs in observations {
+                let rows = serde_json::to_string(&obs.rows).map_err(|e| MemoryError::Corrupt {
+                    what: "observation rows",
+                    message: e.to_string(),
+                })?;
+                sqlx::query(
+                    "INSERT INTO observations (cycle_id, source, at, status, confidence, latency_ms, row_count, truncated, error, rows) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(cycle_id)
+                .bind(&obs.source)
+                .bind(timefmt::to_db(obs.at))
+                .bind(obs.status.as_str())
+                .bind(obs.confidence)
+                .bind(i64::try_from(obs.latency.as_millis()).unwrap_or(i64::MAX))
+                .bind(obs.rows.len() as i64)
+                .bind(obs.truncated)
+                .bind(obs.error.as_deref())
+                .bind(rows)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("insert observation"))?;
+                let rows = obs.history.iter().chain(&obs.rows);
+                points.add(&mut tx, &obs.source, rows, obs.at, keep_after_ms).await?;
             }
-        }
+            (points.write(&mut tx).await?, points.new_ids)
+        };
         tx.commit().await.map_err(query_err("commit observations"))?;
         // Only ids of committed series may be cached.
-        // Bounded: entities that pass through (customers, invoices) would
-        // otherwise grow it by one entry per series forever. Forgetting it
-        // costs one lookup per series on its next point.
-        if cache.len() + new_ids.len() > SERIES_CACHE_CAP {
-            cache.clear();
-        }
-        cache.extend(new_ids);
+        remember_ids(&mut cache, new_ids);
         Ok(written)
     }
 

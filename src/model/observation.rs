@@ -99,8 +99,13 @@ pub struct Observation {
     pub rows: Vec<Row>,
     /// For a series source: the earlier points, each with its own time.
     /// They backfill the metric history; they are not current values.
+    /// Only in `plan` and `check`, and only within the rules' windows: the
+    /// daemon streams them to memory while reading (see `streamed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Row>,
+    /// Earlier points handed to the history writer while the source was read.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub streamed: u64,
     /// Whether the source had more rows than `max_rows` and was cut.
     #[serde(default)]
     pub truncated: bool,
@@ -109,38 +114,20 @@ pub struct Observation {
     pub error: Option<String>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl Observation {
+    /// A series' earlier points this answer carried: streamed to memory or kept.
+    pub fn earlier_points(&self) -> u64 {
+        self.history.len() as u64 + self.streamed
+    }
+
     /// Number of numeric values in the current rows and the history.
     pub fn value_count(&self) -> usize {
         self.rows.iter().chain(&self.history).map(|r| r.values.len()).sum()
     }
-}
-
-/// Splits the points of a series into the newest point per label set (current)
-/// and all earlier points (history). Rows without a time are all current.
-///
-/// Both outputs are sorted by labels (then time), so the result does not depend
-/// on the order the source returned its rows in.
-pub fn split_series(rows: Vec<Row>) -> (Vec<Row>, Vec<Row>) {
-    let mut by_labels: BTreeMap<Labels, Vec<Row>> = BTreeMap::new();
-    let mut untimed = Vec::new();
-    for row in rows {
-        if row.at.is_some() {
-            by_labels.entry(row.labels.clone()).or_default().push(row);
-        } else {
-            untimed.push(row);
-        }
-    }
-    let mut current = untimed;
-    let mut history = Vec::new();
-    for (_, mut points) in by_labels {
-        points.sort_by_key(|r| r.at);
-        if let Some(newest) = points.pop() {
-            current.push(newest);
-        }
-        history.extend(points);
-    }
-    (current, history)
 }
 
 /// Serialises a `Duration` as whole milliseconds.
@@ -155,48 +142,5 @@ mod duration_ms {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_millis)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::TimeZone;
-
-    use super::*;
-
-    fn point(region: &str, day: u32, revenue: f64) -> Row {
-        Row {
-            labels: [("region".to_owned(), region.to_owned())].into(),
-            values: [("revenue".to_owned(), revenue)].into(),
-            at: Some(Utc.with_ymd_and_hms(2026, 11, day, 0, 0, 0).unwrap()),
-        }
-    }
-
-    #[test]
-    fn newest_point_per_label_set_is_current() {
-        let rows = vec![
-            point("West", 3, 30.0),
-            point("East", 1, 1.0),
-            point("West", 1, 10.0),
-            point("East", 2, 2.0),
-            point("West", 2, 20.0),
-        ];
-        let (current, history) = split_series(rows);
-        let cur: Vec<(String, f64)> = current
-            .iter()
-            .map(|r| (r.labels["region"].clone(), r.values["revenue"]))
-            .collect();
-        assert_eq!(cur, vec![("East".into(), 2.0), ("West".into(), 30.0)]);
-        assert_eq!(history.len(), 3);
-        assert!(history.iter().all(|r| r.values["revenue"] < 30.0));
-    }
-
-    #[test]
-    fn untimed_rows_are_all_current() {
-        let mut r = point("West", 1, 1.0);
-        r.at = None;
-        let (current, history) = split_series(vec![r.clone(), r]);
-        assert_eq!(current.len(), 2);
-        assert!(history.is_empty());
     }
 }

@@ -25,7 +25,7 @@ use futures_util::future::BoxFuture;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Response, Url, redirect};
 
-use super::{Fetched, Source, SourceError, prometheus};
+use super::{Collector, Fetched, Source, SourceError, prometheus};
 use crate::config::{ExposeSecret, HttpFormat, HttpSourceSettings, SecretText};
 
 /// Bodies larger than this are refused rather than read: an API that suddenly
@@ -247,8 +247,9 @@ impl Source for HttpSource {
     fn timeout(&self) -> Duration {
         self.timeout
     }
-    fn fetch(&self) -> BoxFuture<'_, Result<Fetched, SourceError>> {
-        Box::pin(self.fetch_rows())
+    fn fetch<'a>(&'a self, into: &'a mut Collector) -> BoxFuture<'a, Result<(), SourceError>> {
+        // The body is read whole (capped at MAX_BODY_BYTES), then split.
+        Box::pin(async move { into.absorb(self.fetch_rows().await?).await })
     }
 }
 

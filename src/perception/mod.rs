@@ -10,6 +10,7 @@
 //! up in that source's observation. It must never write to memory, and never
 //! put a secret (URL credentials, header values) into an error text.
 
+pub mod collect;
 pub mod decode;
 pub mod http;
 pub mod investigate;
@@ -25,7 +26,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{Instrument, info_span, warn};
 
-use crate::model::{Observation, ObservationStatus, Row, split_series};
+pub use self::collect::{Collector, FetchPlan, FetchPlans, HistoryBatch, HistorySink};
+use crate::model::{Observation, ObservationStatus, Row};
 
 use crate::config::{Settings, SourceSettings};
 
@@ -92,8 +94,9 @@ pub struct Fetched {
     pub truncated: bool,
 }
 
-/// A data source adapter. Implementations fetch rows; everything else
-/// (timeout, latency, status, series split) is done by [`gather`].
+/// A data source adapter. Implementations fetch rows into a [`Collector`];
+/// everything else (timeout, latency, status, series split) is done by
+/// [`gather`].
 pub trait Source: Send + Sync {
     /// The source's configured name.
     fn name(&self) -> &str;
@@ -101,8 +104,8 @@ pub trait Source: Send + Sync {
     fn confidence(&self) -> f64;
     /// Upper bound for one fetch, enforced by [`gather`].
     fn timeout(&self) -> Duration;
-    /// Fetches the rows once.
-    fn fetch(&self) -> BoxFuture<'_, Result<Fetched, SourceError>>;
+    /// Fetches the rows once, pushing each into `into` as it is read.
+    fn fetch<'a>(&'a self, into: &'a mut Collector) -> BoxFuture<'a, Result<(), SourceError>>;
 }
 
 /// Builds the adapter for one configured source. Connections are opened lazily,
@@ -120,8 +123,9 @@ pub fn build_sources(settings: &Settings) -> Result<Vec<Arc<dyn Source>>, Source
 }
 
 /// Perceives every source concurrently (at most `max_concurrent` at once) and
-/// returns one observation per source, in the order of `sources`.
-pub async fn gather(sources: &[Arc<dyn Source>], max_concurrent: usize) -> Vec<Observation> {
+/// returns one observation per source, in the order of `sources`. Earlier
+/// points of series go where `plans` says (a writer, or kept).
+pub async fn gather(sources: &[Arc<dyn Source>], max_concurrent: usize, plans: &FetchPlans) -> Vec<Observation> {
     let permits = Arc::new(Semaphore::new(max_concurrent.max(1)));
     let tasks: Vec<_> = sources
         .iter()
@@ -129,12 +133,13 @@ pub async fn gather(sources: &[Arc<dyn Source>], max_concurrent: usize) -> Vec<O
             let source_for_report = Arc::clone(source);
             let source = Arc::clone(source);
             let permits = Arc::clone(&permits);
+            let plan = plans.for_source(source.name());
             let span = info_span!("source", source = %source.name());
             let handle = tokio::spawn(
                 async move {
                     // The semaphore is never closed, so acquiring only waits.
                     let _permit = permits.acquire_owned().await;
-                    observe(source.as_ref()).await
+                    observe(source.as_ref(), plan).await
                 }
                 .instrument(span),
             );
@@ -162,34 +167,36 @@ pub async fn gather(sources: &[Arc<dyn Source>], max_concurrent: usize) -> Vec<O
 }
 
 /// Fetches one source under its timeout and shapes the observation.
-pub async fn observe(source: &dyn Source) -> Observation {
+pub async fn observe(source: &dyn Source, plan: FetchPlan) -> Observation {
     let at = crate::clock::now();
     let started = Instant::now();
     let timeout = source.timeout();
-    let result = match tokio::time::timeout(timeout, source.fetch()).await {
-        Ok(result) => result,
+    let mut collector = Collector::new(source.name(), plan);
+    let result = match tokio::time::timeout(timeout, source.fetch(&mut collector)).await {
+        Ok(Ok(())) => collector.finish().await,
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(SourceError::Timeout(timeout)),
     };
     let latency = started.elapsed();
     match result {
-        Ok(fetched) if let Some(labels) = duplicate_label_set(&fetched.rows) => {
-            let error = SourceError::DuplicateLabels(labels);
-            warn!(error = %error, "Source answered with ambiguous rows");
-            failed(source, at, latency, error)
-        }
-        Ok(fetched) => {
-            let (rows, history) = split_series(fetched.rows);
-            let status = if rows.is_empty() {
+        Ok(collected) => {
+            let status = if collected.rows.is_empty() {
                 ObservationStatus::NoData
-            } else if fetched.truncated {
+            } else if collected.truncated {
                 ObservationStatus::Truncated
             } else {
                 ObservationStatus::Ok
             };
-            if fetched.truncated {
+            if collected.truncated {
                 warn!(
-                    rows = rows.len() + history.len(),
+                    rows = collected.rows.len(),
                     "Source hit its row cap; the rest was not read"
+                );
+            }
+            if collected.lost > 0 {
+                warn!(
+                    points = collected.lost,
+                    "History points could not be handed to the writer"
                 );
             }
             Observation {
@@ -198,28 +205,22 @@ pub async fn observe(source: &dyn Source) -> Observation {
                 status,
                 confidence: source.confidence(),
                 latency,
-                rows,
-                history,
-                truncated: fetched.truncated,
+                rows: collected.rows,
+                history: collected.history,
+                streamed: collected.streamed,
+                truncated: collected.truncated,
                 error: None,
             }
         }
         Err(error) => {
-            warn!(error = %error, latency_ms = latency.as_millis() as u64, "Source failed");
+            if matches!(error, SourceError::DuplicateLabels(_)) {
+                warn!(error = %error, "Source answered with ambiguous rows");
+            } else {
+                warn!(error = %error, latency_ms = latency.as_millis() as u64, "Source failed");
+            }
             failed(source, at, latency, error)
         }
     }
-}
-
-/// The first label set (with its time, for a series) that two rows share.
-fn duplicate_label_set(rows: &[Row]) -> Option<String> {
-    let mut seen = std::collections::HashSet::with_capacity(rows.len());
-    rows.iter()
-        .find(|r| !seen.insert((&r.labels, r.at)))
-        .map(|r| match r.at {
-            Some(at) => format!("{}}} at {{{}", crate::model::labels_text(&r.labels), at.to_rfc3339()),
-            None => crate::model::labels_text(&r.labels),
-        })
 }
 
 fn failed(source: &dyn Source, at: chrono::DateTime<Utc>, latency: Duration, error: SourceError) -> Observation {
@@ -236,6 +237,7 @@ fn failed(source: &dyn Source, at: chrono::DateTime<Utc>, latency: Duration, err
         latency,
         rows: Vec::new(),
         history: Vec::new(),
+        streamed: 0,
         truncated: false,
         error: Some(error.to_string()),
     }

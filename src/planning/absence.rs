@@ -30,7 +30,7 @@ pub(super) fn note_truncated(action: &mut Action, o: &Observation) {
     let note = format!(
         "{} answered with more rows than its max_rows; only the first {} were read, so this may not be all",
         o.source,
-        o.rows.len() + o.history.len()
+        o.rows.len()
     );
     if let Some(message) = &mut action.message {
         message.push_str(&format!("\n⚠ {note}."));

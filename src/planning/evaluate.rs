@@ -98,6 +98,21 @@ fn tolerance_for(book: &Rulebook, window: std::time::Duration) -> chrono::Durati
 }
 
 impl Rulebook {
+    /// How far back from now the rules' history windows reach at most (with
+    /// their tolerance), or `None` when no rule reads history: what a run
+    /// that cannot store a backfill (`plan`) must keep of it.
+    pub fn history_horizon(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        (self.rules.iter())
+            .flat_map(|r| r.condition.history())
+            .map(|call| {
+                let w = chrono::Duration::from_std(call.window).unwrap_or(chrono::Duration::MAX);
+                (w.checked_add(&tolerance_for(self, call.window)))
+                    .and_then(|reach| now.checked_sub_signed(reach))
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC)
+            })
+            .min()
+    }
+
     /// The history points evaluation will need, so the caller can load them.
     pub fn history_requests(&self, observations: &[Observation]) -> Vec<HistoryRequest> {
         // One request per series, spanning every window asked of it.

@@ -17,7 +17,7 @@ pub fn json(observations: &[Observation], planned: &Planned) -> Value {
             "source": o.source,
             "status": o.status,
             "rows": o.rows.len(),
-            "history_points": o.history.len(),
+            "history_points": o.earlier_points(),
             "error": o.error,
         })).collect::<Vec<_>>(),
         "instances": planned.instances,

@@ -158,7 +158,7 @@ async fn a_slow_query_times_out_and_stops_on_the_server() {
         "timeout = \"300ms\"\nmax_connections = 1",
     );
     // A quick first run opens the connection, so what follows measures the query.
-    let warm = observe(source.as_ref()).await;
+    let warm = observe(source.as_ref(), Default::default()).await;
     assert_ok(&warm);
     assert_eq!(warm.rows[0].values["slept"], 0.0);
 
@@ -167,7 +167,7 @@ async fn a_slow_query_times_out_and_stops_on_the_server() {
         .execute(&mut conn)
         .await
         .expect("delay set");
-    let obs = observe(source.as_ref()).await;
+    let obs = observe(source.as_ref(), Default::default()).await;
     assert_failed(&obs, ObservationStatus::Timeout, "timed out after 300ms");
     assert!(obs.latency < Duration::from_secs(2), "{:?}", obs.latency);
 
@@ -203,7 +203,7 @@ async fn max_rows_cuts_the_result_and_the_pool_recovers() {
         "max_rows = 10\nmax_connections = 1",
     );
     for _ in 0..2 {
-        let obs = observe(source.as_ref()).await;
+        let obs = observe(source.as_ref(), Default::default()).await;
         assert_eq!(obs.status, ObservationStatus::Truncated, "{:?}", obs.error);
         assert!(obs.truncated);
         assert_eq!(obs.rows.len(), 10);

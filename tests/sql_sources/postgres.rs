@@ -177,12 +177,12 @@ async fn a_slow_query_times_out_and_stops_on_the_server() {
     // A quick first run opens the connection, so what follows measures the
     // query. A debug build spends ~200 ms of the 300 in the SCRAM handshake,
     // so on a busy machine opening it may take a second try.
-    let mut warm = observe(source.as_ref()).await;
+    let mut warm = observe(source.as_ref(), Default::default()).await;
     for _ in 0..3 {
         if warm.status == ObservationStatus::Ok {
             break;
         }
-        warm = observe(source.as_ref()).await;
+        warm = observe(source.as_ref(), Default::default()).await;
     }
     assert_ok(&warm);
     assert_eq!(warm.rows[0].values["done"], 1.0);
@@ -192,7 +192,7 @@ async fn a_slow_query_times_out_and_stops_on_the_server() {
         .execute(&mut conn)
         .await
         .expect("delay set");
-    let obs = observe(source.as_ref()).await;
+    let obs = observe(source.as_ref(), Default::default()).await;
     assert_failed(&obs, ObservationStatus::Timeout, "timed out after 300ms");
     assert!(obs.latency < Duration::from_secs(2), "{:?}", obs.latency);
 
@@ -229,7 +229,7 @@ async fn max_rows_cuts_the_result_and_the_pool_recovers() {
         "max_rows = 10\nmax_connections = 1",
     );
     for _ in 0..2 {
-        let obs = observe(source.as_ref()).await;
+        let obs = observe(source.as_ref(), Default::default()).await;
         assert_eq!(obs.status, ObservationStatus::Truncated, "{:?}", obs.error);
         assert!(obs.truncated);
         assert_eq!(obs.rows.len(), 10);

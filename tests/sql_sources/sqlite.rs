@@ -159,7 +159,7 @@ async fn a_runaway_query_times_out_and_is_interrupted() {
          SELECT count(*) AS n FROM c",
         "timeout = \"200ms\"\nmax_connections = 1",
     );
-    let obs = observe(source.as_ref()).await;
+    let obs = observe(source.as_ref(), Default::default()).await;
     assert_failed(&obs, ObservationStatus::Timeout, "timed out after 200ms");
     assert!(obs.latency < Duration::from_secs(2), "{:?}", obs.latency);
 
@@ -173,7 +173,7 @@ async fn a_runaway_query_times_out_and_is_interrupted() {
     conn.close().await.expect("writer closes");
 
     // And the source's single connection slot is usable again.
-    let obs = observe(source.as_ref()).await;
+    let obs = observe(source.as_ref(), Default::default()).await;
     assert_ok(&obs);
     assert_eq!(obs.rows[0].values["n"], 10.0);
 }
@@ -190,7 +190,7 @@ async fn max_rows_cuts_the_result_and_says_so() {
     let cut = sql_source(&db.url(), sql, "max_rows = 3\nmax_connections = 1");
     for _ in 0..2 {
         // Twice: the connection closed after the cut result is replaced.
-        let obs = observe(cut.as_ref()).await;
+        let obs = observe(cut.as_ref(), Default::default()).await;
         assert_eq!(obs.status, ObservationStatus::Truncated, "{:?}", obs.error);
         assert!(obs.truncated);
         assert_eq!(obs.rows.len(), 3);
@@ -242,7 +242,7 @@ async fn ninety_days_by_three_regions_give_current_rows_and_history() {
         "SELECT day, region, revenue FROM daily ORDER BY region, day",
         "time = \"day\"",
     );
-    let observations = gather(&[source], 4).await;
+    let observations = gather(&[source], 4, &Default::default()).await;
     let obs = &observations[0];
     assert_ok(obs);
     assert_eq!(obs.rows.len(), 3);

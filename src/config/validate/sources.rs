@@ -95,6 +95,12 @@ fn sql_source(v: &mut Issues, key: &str, s: &SqlSourceSettings) {
         v.push(&format!("{key}.max_connections"), "must be at least 1");
     }
     time_column(v, key, s.time.as_deref());
+    if s.incremental && s.time.is_none() {
+        v.push(
+            &format!("{key}.incremental"),
+            "needs `time`: only a series has a newest point to read on from",
+        );
+    }
 }
 
 fn http_source(v: &mut Issues, key: &str, h: &HttpSourceSettings) {

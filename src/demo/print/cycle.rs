@@ -149,8 +149,12 @@ fn source(out: &mut String, o: &Observation, width: usize) {
         return;
     }
     let mut rows = format!("{} row{}", o.rows.len(), plural(o.rows.len()));
-    if !o.history.is_empty() {
-        let _ = write!(rows, " (+{} earlier, into history)", thousands(o.history.len() as f64));
+    if o.earlier_points() > 0 {
+        let _ = write!(
+            rows,
+            " (+{} earlier, into history)",
+            thousands(o.earlier_points() as f64)
+        );
     }
     if o.truncated {
         rows.push_str(" (cut at max_rows)");

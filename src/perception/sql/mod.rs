@@ -38,7 +38,7 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
 use self::errors::ErrorContext;
-use super::{Fetched, Source, SourceError};
+use super::{Collector, Source, SourceError};
 use crate::config::SqlSourceSettings;
 
 /// A `kind = "sql"` source.
@@ -58,6 +58,8 @@ struct Query {
     max_rows: usize,
     /// The column that holds each row's time, for a series source.
     time: Option<String>,
+    /// Binds the newest time held as the query's one parameter.
+    incremental: bool,
     /// How errors are reported for this source.
     errors: ErrorContext,
 }
@@ -117,6 +119,7 @@ impl SqlSource {
                 sql: Arc::from(settings.sql.as_str()),
                 max_rows: settings.max_rows,
                 time: settings.time.clone(),
+                incremental: settings.incremental,
                 errors: ErrorContext {
                     target: settings.url.redacted().to_owned(),
                     timeout: settings.timeout,
@@ -141,12 +144,21 @@ impl Source for SqlSource {
         self.timeout
     }
 
-    fn fetch(&self) -> BoxFuture<'_, Result<Fetched, SourceError>> {
+    fn fetch<'a>(&'a self, into: &'a mut Collector) -> BoxFuture<'a, Result<(), SourceError>> {
         match &self.pool {
-            DriverPool::Sqlite(pool) => Box::pin(sqlite::fetch(pool, &self.query)),
-            DriverPool::Postgres(pool) => Box::pin(postgres::fetch(pool, &self.query)),
-            DriverPool::MySql(pool) => Box::pin(mysql::fetch(pool, &self.query)),
+            DriverPool::Sqlite(pool) => Box::pin(sqlite::fetch(pool, &self.query, into)),
+            DriverPool::Postgres(pool) => Box::pin(postgres::fetch(pool, &self.query, into)),
+            DriverPool::MySql(pool) => Box::pin(mysql::fetch(pool, &self.query, into)),
         }
+    }
+}
+
+impl Query {
+    /// The bound of an incremental query: the newest time held, else the
+    /// Unix epoch (everything).
+    fn since(&self, into: &Collector) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.incremental
+            .then(|| into.since().unwrap_or(chrono::DateTime::UNIX_EPOCH))
     }
 }
 

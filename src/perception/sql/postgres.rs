@@ -18,7 +18,7 @@ use sqlx::{AssertSqlSafe, Executor, Postgres, Row as _, TypeInfo, ValueRef};
 use super::cell::{self, Cell, RowShape};
 use super::{Query, bad_url, limit_millis, pool_options, session};
 use crate::config::{ExposeSecret, SqlSourceSettings};
-use crate::perception::{Fetched, SourceError};
+use crate::perception::{Collector, SourceError};
 
 /// SQLSTATE `query_canceled`: what `statement_timeout` raises.
 const QUERY_CANCELED: &str = "57014";
@@ -50,19 +50,23 @@ pub(crate) fn is_cancelled(error: &dyn DatabaseError) -> bool {
 }
 
 /// Runs the query once.
-pub(super) async fn fetch(pool: &PgPool, query: &Query) -> Result<Fetched, SourceError> {
+pub(super) async fn fetch(pool: &PgPool, query: &Query, into: &mut Collector) -> Result<(), SourceError> {
     let errors = &query.errors;
     let mut checkout = session::acquire(pool, errors).await?;
     let shape = RowShape::new(query.time.as_deref());
-    let stream = sqlx::query(AssertSqlSafe(Arc::clone(&query.sql))).fetch(checkout.conn());
-    let fetched = session::collect(stream, query.max_rows, errors, |row| {
+    let mut statement = sqlx::query(AssertSqlSafe(Arc::clone(&query.sql)));
+    if let Some(since) = query.since(into) {
+        statement = statement.bind(since);
+    }
+    let stream = statement.fetch(checkout.conn());
+    let whole = session::collect(stream, query.max_rows, errors, into, |row| {
         cell::decode_row(row, &shape, value)
     })
     .await?;
-    if !fetched.truncated {
+    if whole {
         checkout.release();
     }
-    Ok(fetched)
+    Ok(())
 }
 
 /// Decodes one value by its column's type.

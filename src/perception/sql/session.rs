@@ -14,7 +14,7 @@ use sqlx::{ConnectOptions, Database, Pool};
 
 use super::errors::ErrorContext;
 use crate::model::Row;
-use crate::perception::{Fetched, SourceError};
+use crate::perception::{Collector, SourceError};
 
 /// A connection checked out for one fetch. Dropped without [`Checkout::release`]
 /// (an error, a cut result, a cancelled future) it is closed, not pooled.
@@ -97,21 +97,23 @@ fn diagnosis_budget(timeout: std::time::Duration) -> std::time::Duration {
     timeout / 20
 }
 
-/// Reads rows from `stream` until it ends or `max_rows` were kept, reading
-/// one more row (undecoded) to tell whether the cap cut the result.
+/// Reads rows from `stream` into `into` until it ends or a row would make
+/// more than `max_rows` current rows (label sets, for a series); the answer
+/// is then marked cut. Returns whether the result was read to the end.
 pub(super) async fn collect<R>(
     mut stream: BoxStream<'_, Result<R, sqlx::Error>>,
     max_rows: usize,
     errors: &ErrorContext,
+    into: &mut Collector,
     mut decode: impl FnMut(&R) -> Result<Row, SourceError>,
-) -> Result<Fetched, SourceError> {
-    let mut fetched = Fetched::default();
-    while let Some(row) = stream.try_next().await.map_err(|e| errors.query(e))? {
-        if fetched.rows.len() >= max_rows {
-            fetched.truncated = true;
-            break;
+) -> Result<bool, SourceError> {
+    while let Some(raw) = stream.try_next().await.map_err(|e| errors.query(e))? {
+        let row = decode(&raw)?;
+        if into.held() >= max_rows && into.is_new(&row) {
+            into.truncate();
+            return Ok(false);
         }
-        fetched.rows.push(decode(&row)?);
+        into.push(row).await?;
     }
-    Ok(fetched)
+    Ok(true)
 }

@@ -21,7 +21,7 @@ use sqlx::{AssertSqlSafe, Row as _, Sqlite, TypeInfo, ValueRef};
 use super::cell::{self, Cell, RowShape};
 use super::{Query, bad_url, pool_options, session};
 use crate::config::{ExposeSecret, SqlSourceSettings};
-use crate::perception::{Fetched, SourceError};
+use crate::perception::{Collector, SourceError};
 
 /// How many SQLite VM instructions run between two checks of the interrupt
 /// flag: frequent enough to stop within milliseconds, rare enough to cost nothing.
@@ -62,21 +62,25 @@ pub(crate) fn is_cancelled(error: &dyn DatabaseError) -> bool {
 }
 
 /// Runs the query once.
-pub(super) async fn fetch(pool: &SqlitePool, query: &Query) -> Result<Fetched, SourceError> {
+pub(super) async fn fetch(pool: &SqlitePool, query: &Query, into: &mut Collector) -> Result<(), SourceError> {
     let errors = &query.errors;
     let mut checkout = session::acquire(pool, errors).await?;
     let interrupt = Interrupt::arm(checkout.conn()).await.map_err(|e| errors.query(e))?;
     let shape = RowShape::new(query.time.as_deref());
-    let stream = sqlx::query(AssertSqlSafe(Arc::clone(&query.sql))).fetch(checkout.conn());
-    let fetched = session::collect(stream, query.max_rows, errors, |row| {
+    let mut statement = sqlx::query(AssertSqlSafe(Arc::clone(&query.sql)));
+    if let Some(since) = query.since(into) {
+        statement = statement.bind(since.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    }
+    let stream = statement.fetch(checkout.conn());
+    let whole = session::collect(stream, query.max_rows, errors, into, |row| {
         cell::decode_row(row, &shape, value)
     })
     .await?;
     interrupt.disarm(checkout.conn()).await.map_err(|e| errors.query(e))?;
-    if !fetched.truncated {
+    if whole {
         checkout.release();
     }
-    Ok(fetched)
+    Ok(())
 }
 
 /// Decodes one value by its storage class.

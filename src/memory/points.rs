@@ -1,0 +1,225 @@
+//! Writing metric points in bulk: one series lookup per label set and metric,
+//! points sorted by series and time, many rows per statement.
+//!
+//! A backfill brings millions of points; one statement per point would cost a
+//! round trip to SQLite's worker thread each (~25 k points/s). Here a batch of
+//! points costs one statement per [`ROWS_PER_STATEMENT`] points, written in
+//! key order so SQLite appends to its B-tree pages instead of seeking.
+//!
+//! A point already stored with the same value is left alone: re-reading a
+//! backfill writes no page. A revised value (today's partial figure, a late
+//! correction) replaces the stored one. This module must never delete.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+
+use super::observations::labels_json;
+use super::{Memory, MemoryError, query_err};
+use crate::model::{Labels, Row, SeriesKey};
+
+/// Points per INSERT: 3 parameters each, well under SQLite's 32,766.
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// At most this many series ids are kept in the process (about 3 MB).
+const SERIES_CACHE_CAP: usize = 10_000;
+
+/// Series ids known to this process, so a point does not look its series up.
+pub(crate) type SeriesIds = HashMap<SeriesKey, i64>;
+
+/// The points of one write, and the series it had to create.
+pub(super) struct PointWrite<'a> {
+    cache: &'a SeriesIds,
+    /// Ids created in this write's transaction: cached only once committed.
+    pub(super) new_ids: SeriesIds,
+    /// Ids already resolved in this write, by (labels, metric).
+    resolved: HashMap<(&'a Labels, &'a str), i64>,
+    points: Vec<(i64, i64, f64)>,
+}
+
+impl<'a> PointWrite<'a> {
+    pub(super) fn new(cache: &'a SeriesIds) -> Self {
+        Self {
+            cache,
+            new_ids: SeriesIds::new(),
+            resolved: HashMap::new(),
+            points: Vec::new(),
+        }
+    }
+
+    /// Adds every finite value of `rows` (at the row's time, else `default_at`)
+    /// from `keep_after_ms` on, creating series as needed.
+    pub(super) async fn add(
+        &mut self,
+        conn: &mut SqliteConnection,
+        source: &str,
+        rows: impl Iterator<Item = &'a Row>,
+        default_at: DateTime<Utc>,
+        keep_after_ms: i64,
+    ) -> Result<(), MemoryError> {
+        for row in rows {
+            let at_ms = row.at.unwrap_or(default_at).timestamp_millis();
+            if at_ms < keep_after_ms {
+                continue;
+            }
+            for (metric, value) in &row.values {
+                if !value.is_finite() {
+                    continue;
+                }
+                let id = match self.resolved.get(&(&row.labels, metric.as_str())) {
+                    Some(id) => *id,
+                    None => {
+                        let id = self.series_id(conn, source, metric, &row.labels).await?;
+                        self.resolved.insert((&row.labels, metric.as_str()), id);
+                        id
+                    }
+                };
+                self.points.push((id, at_ms, *value));
+            }
+        }
+        Ok(())
+    }
+
+    async fn series_id(
+        &mut self,
+        conn: &mut SqliteConnection,
+        source: &str,
+        metric: &str,
+        labels: &Labels,
+    ) -> Result<i64, MemoryError> {
+        let key = SeriesKey::new(source, metric, labels.clone());
+        if let Some(id) = self.cache.get(&key).or_else(|| self.new_ids.get(&key)) {
+            return Ok(*id);
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO series (source, metric, labels) VALUES (?, ?, ?) \
+             ON CONFLICT (source, metric, labels) DO UPDATE SET source = excluded.source \
+             RETURNING id",
+        )
+        .bind(source)
+        .bind(metric)
+        .bind(labels_json(labels))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(query_err("upsert series"))?;
+        self.new_ids.insert(key, id);
+        Ok(id)
+    }
+
+    /// Writes the points gathered; returns how many were new or changed.
+    pub(super) async fn write(&mut self, conn: &mut SqliteConnection) -> Result<u64, MemoryError> {
+        // Key order appends to the B-tree; of two points with one key (a
+        // source repeating itself) the later one read wins.
+        self.points.sort_by_key(|&(id, at, _)| (id, at));
+        self.points.dedup_by(|later, earlier| {
+            let same = (later.0, later.1) == (earlier.0, earlier.1);
+            if same {
+                earlier.2 = later.2;
+            }
+            same
+        });
+        let mut written = 0;
+        for chunk in self.points.chunks(ROWS_PER_STATEMENT) {
+            let sql = upsert_sql(chunk.len());
+            let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &(id, at, value) in chunk {
+                statement = statement.bind(id).bind(at).bind(value);
+            }
+            let done = statement
+                .execute(&mut *conn)
+                .await
+                .map_err(query_err("insert metric points"))?;
+            written += done.rows_affected();
+        }
+        self.points.clear();
+        Ok(written)
+    }
+}
+
+/// The upsert for `n` points. Only placeholders are generated here, never
+/// data. `IS NOT` makes an unchanged point a no-op (no page is written).
+fn upsert_sql(n: usize) -> String {
+    let mut sql = String::with_capacity(120 + n * 10);
+    sql.push_str("INSERT INTO metric_points (series_id, at_ms, value) VALUES ");
+    for i in 0..n {
+        sql.push_str(if i == 0 { "(?,?,?)" } else { ",(?,?,?)" });
+    }
+    sql.push_str(
+        " ON CONFLICT (series_id, at_ms) DO UPDATE SET value = excluded.value \
+         WHERE metric_points.value IS NOT excluded.value",
+    );
+    sql
+}
+
+/// Keeps the ids a committed write created; bounded, because entities that
+/// pass through (customers, invoices) would otherwise grow it by one entry per
+/// series forever. Forgetting costs one lookup per series on its next point.
+pub(super) fn remember_ids(cache: &mut SeriesIds, new_ids: SeriesIds) {
+    if cache.len() + new_ids.len() > SERIES_CACHE_CAP {
+        cache.clear();
+    }
+    cache.extend(new_ids);
+}
+
+impl Memory {
+    /// Stores one batch of a series source's earlier points in one
+    /// transaction (points older than `keep_after` are skipped: retention
+    /// would prune them). Returns how many were new or changed.
+    pub async fn record_points(
+        &self,
+        source: &str,
+        rows: &[Row],
+        keep_after: DateTime<Utc>,
+    ) -> Result<u64, MemoryError> {
+        let mut cache = self.series_ids.lock().await;
+        let mut tx = self.pool.begin().await.map_err(query_err("begin points"))?;
+        let (written, new_ids) = {
+            let mut write = PointWrite::new(&cache);
+            // Every row of a batch carries its own time.
+            (write.add(
+                &mut tx,
+                source,
+                rows.iter(),
+                DateTime::UNIX_EPOCH,
+                keep_after.timestamp_millis(),
+            ))
+            .await?;
+            (write.write(&mut tx).await?, write.new_ids)
+        };
+        tx.commit().await.map_err(query_err("commit points"))?;
+        remember_ids(&mut cache, new_ids);
+        Ok(written)
+    }
+
+    /// The time of the newest point held per source, for incremental reads.
+    /// Reads one index entry per series.
+    pub async fn newest_points(&self, sources: &[&str]) -> Result<HashMap<String, DateTime<Utc>>, MemoryError> {
+        let mut newest = HashMap::new();
+        for source in sources {
+            let ms: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX((SELECT MAX(p.at_ms) FROM metric_points p WHERE p.series_id = s.id)) \
+                 FROM series s WHERE s.source = ?",
+            )
+            .bind(source)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_err("newest points"))?;
+            if let Some(at) = ms.and_then(DateTime::from_timestamp_millis) {
+                newest.insert((*source).to_owned(), at);
+            }
+        }
+        Ok(newest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_hold_only_placeholders() {
+        let sql = upsert_sql(2);
+        assert!(sql.contains("VALUES (?,?,?),(?,?,?) ON CONFLICT"), "{sql}");
+    }
+}
