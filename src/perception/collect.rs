@@ -12,7 +12,6 @@
 //! This module must never write to memory itself (it only sends batches) and
 //! never drop a point silently: a batch that cannot be handed over is counted.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -162,19 +161,19 @@ impl Collector {
             self.untimed.push(row);
             return Ok(());
         };
-        let earlier = match self.newest.entry(row.labels.clone()) {
-            Entry::Vacant(slot) => {
-                slot.insert(row);
+        // Looked up before inserting: the label set is cloned once per
+        // label set, not once per point.
+        let Some(held) = self.newest.get_mut(&row.labels) else {
+            self.newest.insert(row.labels.clone(), row);
+            return Ok(());
+        };
+        let earlier = match held.at.cmp(&Some(at)) {
+            std::cmp::Ordering::Equal => {
+                self.duplicate.get_or_insert_with(|| duplicate_text(&row));
                 return Ok(());
             }
-            Entry::Occupied(mut slot) => {
-                let held = slot.get().at;
-                if held == Some(at) {
-                    self.duplicate.get_or_insert_with(|| duplicate_text(&row));
-                    return Ok(());
-                }
-                if held < Some(at) { slot.insert(row) } else { row }
-            }
+            std::cmp::Ordering::Less => std::mem::replace(held, row),
+            std::cmp::Ordering::Greater => row,
         };
         self.earlier(earlier).await;
         Ok(())

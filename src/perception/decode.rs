@@ -10,6 +10,12 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 /// UTC), or a date `YYYY-MM-DD` (midnight UTC).
 pub fn parse_time_text(text: &str) -> Option<DateTime<Utc>> {
     let text = text.trim();
+    // The most common shape (a DATE as text) first: a series reads millions.
+    if text.len() == 10
+        && let Ok(d) = text.parse::<NaiveDate>()
+    {
+        return d.and_hms_opt(0, 0, 0).map(|t| Utc.from_utc_datetime(&t));
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
     }

@@ -34,12 +34,17 @@ pub(crate) enum Cell {
 /// Builds [`Row`]s from named cells, knowing which column (if any) is the time.
 pub(super) struct RowShape<'a> {
     time_column: Option<&'a str>,
+    /// Every row of one result has the same columns: checked on the first.
+    columns_checked: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> RowShape<'a> {
     /// A shape for results whose time column (for a series source) is `time_column`.
     pub(super) fn new(time_column: Option<&'a str>) -> Self {
-        Self { time_column }
+        Self {
+            time_column,
+            columns_checked: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// Turns one result row into a [`Row`].
@@ -47,21 +52,26 @@ impl<'a> RowShape<'a> {
     /// Numbers become values, text, dates and timestamps become labels (ISO
     /// form), NULLs are left out. The time column, if configured, becomes
     /// [`Row::at`] instead; it must be present and readable as a time.
-    pub(super) fn row<'c>(&self, cells: impl IntoIterator<Item = (&'c str, Cell)>) -> Result<Row, SourceError> {
-        let mut row = Row::default();
-        // Every name, NULL or not: a second `x` would silently replace the first.
-        let mut seen = BTreeSet::new();
-        for (column, cell) in cells {
-            if !seen.insert(column) {
+    pub(super) fn row(&self, cells: Vec<(&str, Cell)>) -> Result<Row, SourceError> {
+        if !self.columns_checked.load(std::sync::atomic::Ordering::Relaxed) {
+            // Every name, NULL or not: a second `x` would silently replace the first.
+            let mut seen = BTreeSet::new();
+            if let Some((column, _)) = cells.iter().find(|(column, _)| !seen.insert(*column)) {
                 return Err(SourceError::Decode {
-                    column: column.to_owned(),
+                    column: (*column).to_owned(),
                     message: "appears more than once in the result; \
                               give each column its own name (… AS name)"
                         .into(),
                 });
             }
+            self.columns_checked.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut row = Row::default();
+        let mut time_seen = self.time_column.is_none();
+        for (column, cell) in cells {
             if Some(column) == self.time_column {
                 row.at = Some(time_of(column, cell)?);
+                time_seen = true;
                 continue;
             }
             match cell {
@@ -81,9 +91,7 @@ impl<'a> RowShape<'a> {
                 }
             }
         }
-        if let Some(time_column) = self.time_column
-            && !seen.contains(time_column)
-        {
+        if let (false, Some(time_column)) = (time_seen, self.time_column) {
             return Err(SourceError::Decode {
                 column: time_column.to_owned(),
                 message: "is configured as the source's `time` column but is not in the query result".into(),
@@ -215,7 +223,7 @@ mod tests {
     fn numbers_are_values_text_and_times_are_labels_nulls_are_absent() {
         let at = Utc.with_ymd_and_hms(2026, 11, 20, 9, 30, 0).unwrap();
         let row = RowShape::new(None)
-            .row([
+            .row(vec![
                 ("region", Cell::Text("West".into())),
                 ("revenue", Cell::Number(1234.56)),
                 ("missing", Cell::Null),
@@ -241,7 +249,7 @@ mod tests {
             Cell::Time(midnight),
             Cell::Number(midnight.timestamp() as f64),
         ] {
-            let row = shape.row([("day", cell.clone())]).unwrap();
+            let row = shape.row(vec![("day", cell.clone())]).unwrap();
             assert_eq!(row.at, Some(midnight), "{cell:?}");
             assert!(row.labels.is_empty() && row.values.is_empty());
         }
@@ -255,7 +263,7 @@ mod tests {
             vec![("day", Cell::Text("yesterday".into()))],
             vec![("other", Cell::Number(1.0))],
         ] {
-            match shape.row(cells) {
+            match shape.row(cells.into_iter().collect()) {
                 Err(SourceError::Decode { column, .. }) => assert_eq!(column, "day"),
                 other => panic!("expected a decode error, got {other:?}"),
             }
@@ -267,16 +275,16 @@ mod tests {
         let shape = RowShape::new(None);
         assert!(
             shape
-                .row([("x", Cell::Number(1.0)), ("x", Cell::Text("a".into()))])
+                .row(vec![("x", Cell::Number(1.0)), ("x", Cell::Text("a".into()))])
                 .is_err()
         );
-        assert!(shape.row([("x", Cell::Null), ("x", Cell::Number(1.0))]).is_err());
+        assert!(shape.row(vec![("x", Cell::Null), ("x", Cell::Number(1.0))]).is_err());
         let series = RowShape::new(Some("day"));
         assert!(
             series
-                .row([("day", Cell::Date(day(1))), ("day", Cell::Date(day(2)))])
+                .row(vec![("day", Cell::Date(day(1))), ("day", Cell::Date(day(2)))])
                 .is_err()
         );
-        assert!(shape.row([("x", Cell::Number(f64::NAN))]).is_err());
+        assert!(shape.row(vec![("x", Cell::Number(f64::NAN))]).is_err());
     }
 }
