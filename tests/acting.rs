@@ -390,3 +390,52 @@ async fn a_thousand_firing_instances_within_the_limits_nothing_lost() {
     assert!(r.outcomes.iter().any(|(a, _)| a.id.starts_with("digest/")));
     assert!(agent.memory().held_effects(false).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn notifications_over_the_cap_go_out_in_later_cycles_without_a_queue_copy() {
+    let w = World::new().await;
+    w.sql("INSERT INTO m VALUES ('a', 5), ('b', 5), ('c', 5), ('d', 5), ('e', 5), ('f', 5), ('g', 5), ('h', 5);")
+        .await;
+    let extra = r#"
+            [[rules]]
+            name = "wide"
+            source = "m"
+            when = "value > 1.0"
+            group = false
+              [[rules.actions]]
+              id = "tell"
+              kind = "notify"
+              to = ["ops"]
+              message = "{{ region }} is up"
+    "#;
+    let path = w.dir.path().join("memory.db");
+    let mut s = w.settings(&path.display().to_string(), extra);
+    s.agent.max_actions_per_cycle = 3;
+    s.guardrails.max_notifications_per_hour = 100;
+    let agent = Agent::build(s, false)
+        .await
+        .unwrap()
+        .with_clock(common::scripted_clock(&w.clock));
+
+    let first = w.at(&agent, 0).await;
+    assert_eq!(first.planned.plan.items.len(), 3);
+    assert_eq!(first.planned.plan.deferred.len(), 5);
+    // Deferred notifications wait in their instances' state, not as copies in the queue.
+    assert!(agent.memory().queued_actions().await.unwrap().is_empty());
+    w.at(&agent, 1).await;
+    w.at(&agent, 2).await;
+    for minute in 3..8 {
+        w.at(&agent, minute).await;
+    }
+    let mut regions: Vec<String> = (w.slack_bodies().await.iter())
+        .map(|b| b["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    regions.sort();
+    regions.dedup();
+    assert_eq!(
+        w.slack_bodies().await.len(),
+        8,
+        "each instance told exactly once: {regions:?}"
+    );
+    assert_eq!(regions.len(), 8, "{regions:?}");
+}

@@ -13,7 +13,7 @@ pub async fn run(case: &str) {
         "sqlite_insert" => sqlite_insert().await,
         "read_rows" => read_rows().await,
         "backfill" => backfill().await,
-        "instances" => instances(10_000, 10).await,
+        "instances" => instances(env_or("SCALE_ROWS", 10_000), 10).await,
         "million" => instances(1_000, 1_000).await,
         "rules" => rules().await,
         "history" => history().await,
@@ -22,6 +22,10 @@ pub async fn run(case: &str) {
         "idle" => idle().await,
         other => panic!("unknown case {other}"),
     }
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn secs(d: Duration) -> String {
@@ -222,7 +226,7 @@ async fn instances(rows: u64, rules: u64) {
     for r in 0..rules {
         body.push_str(&format!(
             "[[rules]]\nname = \"risk_{r}\"\nsource = \"customers\"\nwhen = \"score > {:.3}\"\n\
-             [[rules.actions]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"ops\"]\n",
+             [[rules.actions]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"ops\"]\nmessage = \"{{{{ labels }}}} fired\"\n",
             0.1 + (r as f64) / (rules as f64 * 10.0)
         ));
     }
@@ -296,7 +300,7 @@ async fn rules() {
     for r in 0..1000 {
         body.push_str(&format!(
             "[[rules]]\nname = \"kpi_{r}\"\nsource = \"kpis\"\nwhen = 'name == \"kpi-{r}\" && value > 998.5'\n\
-             [[rules.actions]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"ops\"]\n"
+             [[rules.actions]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"ops\"]\nmessage = \"{{{{ labels }}}} fired\"\n"
         ));
     }
     world::forget("rules.db");
@@ -329,7 +333,7 @@ async fn history() {
              sql = \"SELECT day, entity, value FROM daily WHERE day >= date(?1)\"\n\
              [[rules]]\nname = \"odd\"\nsource = \"daily\"\n\
              when = 'abs(zscore(value, \"28d\")) > 4 || value < 0.5 * mean(value, \"28d\")'\n\
-             [[rules.actions]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"ops\"]\n",
+             [[rules.actions]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"ops\"]\nmessage = \"{{{{ labels }}}} fired\"\n",
             warehouse.display()
         );
         world::forget(&format!("history_{name}.db"));
@@ -421,7 +425,7 @@ async fn growth() {
     let body = format!(
         "[sources.daily]\nkind = \"sql\"\nurl = \"sqlite://{}?mode=ro\"\nsql = \"SELECT entity, value FROM today\"\n\
          [[rules]]\nname = \"low\"\nsource = \"daily\"\nwhen = \"value < 1010\"\n\
-         [[rules.actions]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"ops\"]\n",
+         [[rules.actions]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"ops\"]\nmessage = \"{{{{ labels }}}} fired\"\n",
         path.display()
     );
     let mut settings = world::settings(memory, &body);

@@ -43,7 +43,6 @@ impl Agent {
             self.write_ahead(id, &planned, now, &mut errors).await?;
 
             let outcomes = self.act(id, &planned, now, &mut errors).await?;
-
             let points_written =
                 streamed + (self.remember(id, &round, &observations, &planned, now, &mut errors)).await;
 
@@ -121,9 +120,7 @@ impl Agent {
         now: DateTime<Utc>,
         errors: &mut Vec<String>,
     ) -> Result<(), AgentError> {
-        let instances: Vec<_> = (planned.instances.iter())
-            .map(|u| (u.instance.clone(), u.evidence.clone()))
-            .collect();
+        let instances: Vec<_> = (planned.instances.iter()).map(|u| (&u.instance, &u.evidence)).collect();
         self.memory
             .write_ahead(id, &planned.plan.items, &instances, now)
             .await?;

@@ -176,13 +176,29 @@ async fn plan_rules(
     Ok(planned)
 }
 
+/// Deferred actions logged by name per cycle.
+const LOGGED_DEFERRALS: usize = 10;
+
 /// Logs the whole plan once it is assembled (rules, proposals, reports).
 fn log_plan(planned: &Planned) {
     for item in &planned.plan.items {
         info!(action = %item.id, kind = item.kind.as_str(), origin = %item.origin, reason = %item.reason, "Planned action");
     }
-    for left in &planned.plan.deferred {
+    // A cap may defer 100,000 actions: the first few are named, the rest counted.
+    for left in planned.plan.deferred.iter().take(LOGGED_DEFERRALS) {
         info!(action = %left.action.id, reason = %left.reason, "Action deferred to a later cycle");
+    }
+    if let Some(more) = planned
+        .plan
+        .deferred
+        .len()
+        .checked_sub(LOGGED_DEFERRALS)
+        .filter(|n| *n > 0)
+    {
+        info!(
+            more,
+            "More actions deferred to a later cycle (bi-agent plan lists them)"
+        );
     }
     for left in &planned.plan.dropped {
         warn!(action = %left.action.id, reason = %left.reason, "Action left out of the plan");

@@ -108,7 +108,7 @@ impl Memory {
     }
 
     /// Stores instances (insert or replace), with the evidence of their last evaluation.
-    pub async fn save_instances(&self, instances: &[(Instance, Evidence)]) -> Result<(), MemoryError> {
+    pub async fn save_instances(&self, instances: &[(&Instance, &Evidence)]) -> Result<(), MemoryError> {
         let mut tx = self.pool.begin().await.map_err(query_err("begin save instances"))?;
         save_instances_in(&mut tx, instances).await?;
         tx.commit().await.map_err(query_err("commit alert instances"))
@@ -201,34 +201,47 @@ impl Memory {
 /// Stores instances inside an open transaction (see [`Memory::save_instances`]).
 pub(super) async fn save_instances_in(
     conn: &mut sqlx::SqliteConnection,
-    instances: &[(Instance, Evidence)],
+    instances: &[(&Instance, &Evidence)],
 ) -> Result<(), MemoryError> {
-    for (i, evidence) in instances {
-        let labels = super::observations::labels_json(&i.labels);
-        let evidence = serde_json::to_string(evidence).unwrap_or_else(|_| "{}".to_owned());
-        sqlx::query(
-                "INSERT INTO alert_instances (rule, labels, state, held, since, active_since, firing_since, false_since, episode, evaluated_at, evidence, absent_evals) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (rule, labels) DO UPDATE SET state = excluded.state, held = excluded.held, since = excluded.since, \
-                 active_since = excluded.active_since, firing_since = excluded.firing_since, false_since = excluded.false_since, \
-                 episode = excluded.episode, evaluated_at = excluded.evaluated_at, evidence = excluded.evidence, \
-                 absent_evals = excluded.absent_evals",
-            )
-            .bind(&i.rule)
-            .bind(labels)
-            .bind(i.state.as_str())
-            .bind(i.held.map(AlertState::as_str))
-            .bind(timefmt::to_db(i.since))
-            .bind(i.active_since.map(timefmt::to_db))
-            .bind(i.firing_since.map(timefmt::to_db))
-            .bind(i.false_since.map(timefmt::to_db))
-            .bind(i64::from(i.episode))
-            .bind(timefmt::to_db(i.evaluated_at))
-            .bind(evidence)
-            .bind(i64::from(i.absent))
+    // Many rows per statement: a cycle may carry 100,000 instances, and one
+    // statement each would cost a round trip to SQLite's thread apiece.
+    const ROWS: usize = 64;
+    for chunk in instances.chunks(ROWS) {
+        let mut sql = String::from(
+            "INSERT INTO alert_instances (rule, labels, state, held, since, active_since, firing_since, false_since, \
+             episode, evaluated_at, evidence, absent_evals) VALUES ",
+        );
+        for n in 0..chunk.len() {
+            sql.push_str(if n == 0 { "" } else { "," });
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        }
+        sql.push_str(
+            " ON CONFLICT (rule, labels) DO UPDATE SET state = excluded.state, held = excluded.held, since = excluded.since, \
+             active_since = excluded.active_since, firing_since = excluded.firing_since, false_since = excluded.false_since, \
+             episode = excluded.episode, evaluated_at = excluded.evaluated_at, evidence = excluded.evidence, \
+             absent_evals = excluded.absent_evals",
+        );
+        // Only placeholders were generated above; every value is bound.
+        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (i, evidence) in chunk {
+            statement = statement
+                .bind(&i.rule)
+                .bind(super::observations::labels_json(&i.labels))
+                .bind(i.state.as_str())
+                .bind(i.held.map(AlertState::as_str))
+                .bind(timefmt::to_db(i.since))
+                .bind(i.active_since.map(timefmt::to_db))
+                .bind(i.firing_since.map(timefmt::to_db))
+                .bind(i.false_since.map(timefmt::to_db))
+                .bind(i64::from(i.episode))
+                .bind(timefmt::to_db(i.evaluated_at))
+                .bind(serde_json::to_string(evidence).unwrap_or_else(|_| "{}".to_owned()))
+                .bind(i64::from(i.absent));
+        }
+        statement
             .execute(&mut *conn)
             .await
-            .map_err(query_err("save alert instance"))?;
+            .map_err(query_err("save alert instances"))?;
     }
     Ok(())
 }

@@ -176,6 +176,16 @@ pub struct ReportInput {
 }
 
 impl Action {
+    /// A rule's notification about one of its instances: planned again from
+    /// the instance's state every cycle it still fires and its episode has
+    /// not been told, so it need not be queued when the cap defers it.
+    pub fn is_replanned_while_firing(&self) -> bool {
+        matches!(self.kind, ActionKind::Notify | ActionKind::Escalate)
+            && matches!(self.origin, Origin::Rule(_))
+            && self.instance.as_ref().is_some_and(|i| !i.resolved)
+            && self.report.is_none()
+    }
+
     /// An action with this id, kind and origin; everything else empty or
     /// neutral (priority 3, medium severity, full confidence). Callers set
     /// what they know.

@@ -1,6 +1,7 @@
 //! How `bi-agent plan` (and the demo) show a plan: a readable table for
 //! people, or JSON for tools. Presentation only.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
@@ -54,7 +55,19 @@ pub fn instances(planned: &Planned) -> String {
     let mut out = String::new();
     let firing: Vec<_> = planned.firing().collect();
     let _ = writeln!(out, "\nFiring ({}):", firing.len());
-    for u in &firing {
+    if firing.len() > LISTED {
+        // Thousands of lines help nobody: counts first, then the first few.
+        let by_rule = counts(firing.iter().map(|u| {
+            let held = if u.instance.held_note().is_some() {
+                " (held)"
+            } else {
+                ""
+            };
+            format!("{}{held}", u.instance.rule)
+        }));
+        let _ = writeln!(out, "  by rule: {by_rule}");
+    }
+    for u in firing.iter().take(LISTED) {
         let values: Vec<String> = u
             .evidence
             .values
@@ -82,6 +95,7 @@ pub fn instances(planned: &Planned) -> String {
             }
         );
     }
+    more(&mut out, firing.len());
     for state in [
         AlertState::Pending,
         AlertState::NoData,
@@ -93,32 +107,64 @@ pub fn instances(planned: &Planned) -> String {
             .filter(|u| u.instance.state == state && !u.instance.is_firing())
             .collect();
         if !of.is_empty() {
-            let names: Vec<String> = of
-                .iter()
-                .map(|u| format!("{}{{{}}}", u.instance.rule, labels_text(&u.instance.labels)))
-                .collect();
-            let _ = writeln!(
-                out,
-                "{} ({}): {}",
-                capitalised(state.as_str()),
-                of.len(),
-                names.join(", ")
+            let names = named(
+                of.iter()
+                    .map(|u| format!("{}{{{}}}", u.instance.rule, labels_text(&u.instance.labels))),
             );
+            let _ = writeln!(out, "{} ({}): {names}", capitalised(state.as_str()), of.len());
         }
     }
-    let unknown: Vec<String> = planned
-        .instances
-        .iter()
-        .filter_map(|u| {
-            u.unknown
-                .as_ref()
-                .map(|why| format!("{}{{{}}}: {why}", u.instance.rule, labels_text(&u.instance.labels)))
-        })
+    let unknown: Vec<_> = (planned.instances.iter())
+        .filter_map(|u| u.unknown.as_ref().map(|why| (u, why)))
         .collect();
-    if !unknown.is_empty() {
-        let _ = writeln!(out, "Undecided ({}): {}", unknown.len(), unknown.join("; "));
+    if unknown.len() > LISTED {
+        let _ = writeln!(
+            out,
+            "Undecided ({}), by reason: {}",
+            unknown.len(),
+            counts(unknown.iter().map(|(_, why)| (*why).clone()))
+        );
+    } else if !unknown.is_empty() {
+        let list: Vec<String> = (unknown.iter())
+            .map(|(u, why)| format!("{}{{{}}}: {why}", u.instance.rule, labels_text(&u.instance.labels)))
+            .collect();
+        let _ = writeln!(out, "Undecided ({}): {}", unknown.len(), list.join("; "));
     }
     out
+}
+
+/// Instances or actions listed by name at most; the rest are counted.
+pub const LISTED: usize = 20;
+
+/// `a × 3, b × 1`, most frequent first (then by name).
+pub fn counts(items: impl Iterator<Item = String>) -> String {
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    for item in items {
+        *by.entry(item).or_default() += 1;
+    }
+    let mut by: Vec<(String, usize)> = by.into_iter().collect();
+    by.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    by.iter()
+        .map(|(name, n)| format!("{name} × {}", crate::numbers::group_thousands(*n as f64, 0)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The first [`LISTED`] names, then how many more.
+pub fn named(items: impl ExactSizeIterator<Item = String>) -> String {
+    let total = items.len();
+    let mut names: Vec<String> = items.take(LISTED).collect();
+    if total > LISTED {
+        names.push(format!("… and {} more", total - LISTED));
+    }
+    names.join(", ")
+}
+
+/// The line that says how many were not listed (`--json` has them all).
+pub fn more(out: &mut String, total: usize) {
+    if total > LISTED {
+        let _ = writeln!(out, "  … and {} more (--json lists every one)", total - LISTED);
+    }
 }
 
 /// The ordered actions, then what was left out.
@@ -164,9 +210,13 @@ pub fn actions(planned: &Planned) -> String {
     for (title, list) in [("Dropped", &plan.dropped), ("Deferred", &plan.deferred)] {
         if !list.is_empty() {
             let _ = writeln!(out, "{title} ({}):", list.len());
-            for l in list {
+            if list.len() > LISTED {
+                let _ = writeln!(out, "  by reason: {}", counts(list.iter().map(|l| l.reason.clone())));
+            }
+            for l in list.iter().take(LISTED) {
                 let _ = writeln!(out, "  {}: {}", l.action.id, l.reason);
             }
+            more(&mut out, list.len());
         }
     }
     out
@@ -188,5 +238,47 @@ fn fmt_value(v: f64) -> String {
             .trim_end_matches('0')
             .trim_end_matches('.')
             .to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Evidence, Instance, InstanceUpdate, Labels};
+
+    fn firing(rule: &str, n: usize) -> InstanceUpdate {
+        let labels: Labels = [("customer".to_owned(), format!("c{n:05}"))].into();
+        let mut instance = Instance::new(rule, labels, crate::clock::now());
+        instance.state = AlertState::Firing;
+        InstanceUpdate {
+            instance,
+            previous: AlertState::Pending,
+            transition: None,
+            evidence: Evidence::default(),
+            unknown: None,
+        }
+    }
+
+    #[test]
+    fn large_instance_sets_are_counted_and_only_the_first_few_named() {
+        let mut planned = Planned::default();
+        planned.instances.extend((0..3_000).map(|n| firing("churn", n)));
+        planned.instances.extend((0..500).map(|n| firing("late_invoice", n)));
+        let text = instances(&planned);
+        assert!(text.contains("Firing (3500):"), "{text}");
+        assert!(text.contains("by rule: churn × 3,000, late_invoice × 500"), "{text}");
+        assert!(text.contains("churn{customer=c00000}"), "{text}");
+        assert!(!text.contains("c00020}"), "only the first 20 are named: {text}");
+        assert!(text.contains("… and 3480 more"), "{text}");
+        assert!(text.lines().count() < 30, "{text}");
+    }
+
+    #[test]
+    fn small_sets_are_listed_whole() {
+        let mut planned = Planned::default();
+        planned.instances.extend((0..3).map(|n| firing("churn", n)));
+        let text = instances(&planned);
+        assert!(!text.contains("by rule"), "{text}");
+        assert!(text.contains("c00002"), "{text}");
     }
 }

@@ -8,6 +8,7 @@ use super::gather::StatusData;
 use crate::config::Settings;
 use crate::model::labels_text;
 use crate::model::{EffectStatus, StoredEffect};
+use crate::planning::view::{LISTED, counts};
 
 /// At most this many queued actions are named; the rest are counted.
 const MAX_QUEUED_SHOWN: usize = 10;
@@ -90,7 +91,14 @@ fn sources(out: &mut String, d: &StatusData) {
 
 fn firing(out: &mut String, d: &StatusData) {
     let _ = writeln!(out, "\nFiring ({}):", d.firing.len());
-    for i in &d.firing {
+    if d.firing.len() > LISTED {
+        let by_rule = counts(d.firing.iter().map(|i| {
+            let held = if i.held_note().is_some() { " (held)" } else { "" };
+            format!("{}{held}", i.rule)
+        }));
+        let _ = writeln!(out, "  by rule: {by_rule}");
+    }
+    for i in d.firing.iter().take(LISTED) {
         let since = i
             .firing_since
             .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string());
@@ -103,6 +111,7 @@ fn firing(out: &mut String, d: &StatusData) {
             i.episode
         );
     }
+    more(out, d.firing.len() as u64, LISTED.min(d.firing.len()));
 }
 
 fn approvals(out: &mut String, d: &StatusData) {

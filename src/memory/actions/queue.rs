@@ -59,7 +59,7 @@ impl Memory {
         &self,
         cycle_id: i64,
         items: &[Action],
-        instances: &[(crate::model::Instance, crate::model::Evidence)],
+        instances: &[(&crate::model::Instance, &crate::model::Evidence)],
         now: DateTime<Utc>,
     ) -> Result<(), MemoryError> {
         let mut tx = self.pool.begin().await.map_err(query_err("write ahead"))?;
