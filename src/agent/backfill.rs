@@ -58,6 +58,8 @@ impl Agent {
             since,
             sink: Some(sink),
             horizon: None,
+            // Stamped with the agent's clock, like everything else of the cycle.
+            at: Some(self.now()),
         };
         (plans, writer)
     }

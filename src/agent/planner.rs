@@ -223,6 +223,7 @@ pub async fn preview(compiled: &Compiled) -> Result<(Vec<Observation>, Planned),
         },
         sink: None,
         horizon: Some(rulebook.history_horizon(now).unwrap_or(now)),
+        at: None,
     };
     let observations = perception::gather(&sources, settings.agent.max_concurrent_sources, &plans).await;
     let planned = match memory {

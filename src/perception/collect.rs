@@ -49,6 +49,8 @@ pub struct FetchPlan {
     /// Without a sink: earlier points older than this are not kept
     /// (`None` keeps all of them).
     pub horizon: Option<DateTime<Utc>>,
+    /// The observation's time (the cycle's clock); `None`: when the fetch starts.
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// What every source of one round is asked for: the per-source bounds of
@@ -61,6 +63,8 @@ pub struct FetchPlans {
     pub sink: Option<HistorySink>,
     /// Without a sink: earlier points older than this are not kept.
     pub horizon: Option<DateTime<Utc>>,
+    /// The observations' time (the cycle's clock); `None`: when each fetch starts.
+    pub at: Option<DateTime<Utc>>,
 }
 
 impl FetchPlans {
@@ -70,6 +74,7 @@ impl FetchPlans {
             since: self.since.get(source).copied(),
             sink: self.sink.clone(),
             horizon: self.horizon,
+            at: self.at,
         }
     }
 }

@@ -168,7 +168,7 @@ pub async fn gather(sources: &[Arc<dyn Source>], max_concurrent: usize, plans: &
 
 /// Fetches one source under its timeout and shapes the observation.
 pub async fn observe(source: &dyn Source, plan: FetchPlan) -> Observation {
-    let at = crate::clock::now();
+    let at = plan.at.unwrap_or_else(crate::clock::now);
     let started = Instant::now();
     let timeout = source.timeout();
     let mut collector = Collector::new(source.name(), plan);
