@@ -39,6 +39,12 @@ async fn warehouse(dir: &Path) -> String {
     format!("sqlite://{}?mode=ro", path.display())
 }
 
+/// The stored daily revenue of region East, oldest first.
+async fn east_revenue(agent: &Agent) -> Vec<(chrono::DateTime<chrono::Utc>, f64)> {
+    let key = SeriesKey::new("daily", "revenue", [("region".to_owned(), "East".to_owned())].into());
+    agent.memory().series_points(&key).await.unwrap()
+}
+
 #[tokio::test]
 async fn series_source_backfills_history_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,15 +73,7 @@ async fn series_source_backfills_history_exactly_once() {
     let counts = agent.memory().point_counts("daily", "revenue").await.unwrap();
     assert_eq!(counts.len(), 2);
     assert!(counts.iter().all(|(_, n)| *n == 90), "{counts:?}");
-    let east = agent
-        .memory()
-        .series_points(&SeriesKey::new(
-            "daily",
-            "revenue",
-            [("region".to_owned(), "East".to_owned())].into(),
-        ))
-        .await
-        .unwrap();
+    let east = east_revenue(&agent).await;
     assert_eq!(east.first().unwrap().1, 1000.0);
     assert_eq!(east.last().unwrap().1, 1089.0);
     let yesterday = (bi_agent::clock::now() - chrono::Duration::days(1)).date_naive();
@@ -121,15 +119,7 @@ async fn incremental_source_reads_on_from_the_newest_point_held_and_keeps_revisi
     let obs = &third.observations[0];
     assert_eq!((obs.rows.len(), obs.streamed), (2, 2), "yesterday again, and today");
     assert_eq!(third.points_written, 3, "one revision and two new points");
-    let east = agent
-        .memory()
-        .series_points(&SeriesKey::new(
-            "daily",
-            "revenue",
-            [("region".to_owned(), "East".to_owned())].into(),
-        ))
-        .await
-        .unwrap();
+    let east = east_revenue(&agent).await;
     assert_eq!(east.len(), 91);
     assert_eq!(east[89].1, 5000.0, "the revision replaced the stored figure");
     assert_eq!(east[90].1, 7.0);

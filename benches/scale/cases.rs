@@ -111,8 +111,7 @@ async fn read_rows() {
         ),
     );
     let sources = bi_agent::perception::build_sources(&settings).expect("sources");
-    let (sink, mut batches) = tokio::sync::mpsc::channel::<bi_agent::perception::HistoryBatch>(2);
-    let drain = tokio::spawn(async move { while batches.recv().await.is_some() {} });
+    let (sink, drain) = bi_agent::perception::draining_sink();
     let plan = bi_agent::perception::FetchPlan {
         sink: Some(sink),
         ..Default::default()

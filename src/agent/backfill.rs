@@ -8,8 +8,6 @@
 //! ever waits on a writer that gave up. It must never write anything but
 //! metric points.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -17,7 +15,7 @@ use tracing::{error, warn};
 
 use super::Agent;
 use crate::memory::Memory;
-use crate::perception::{FetchPlans, HistoryBatch, Source};
+use crate::perception::{FetchPlans, HistoryBatch};
 
 /// Batches in flight between the sources and the writer: two keep both busy.
 const BATCHES_IN_FLIGHT: usize = 2;
@@ -34,12 +32,11 @@ pub(super) struct Written {
 impl Agent {
     /// The plans for this round's sources and the writer their points go to.
     /// Drop the plans once every source is read, then await the writer.
-    pub(super) async fn backfill(&self, sources: &[Arc<dyn Source>]) -> (FetchPlans, JoinHandle<Written>) {
+    pub(super) async fn backfill(&self) -> (FetchPlans, JoinHandle<Written>) {
         let keep_after = self.retention_cutoff();
-        let incremental: Vec<&str> = (sources.iter())
-            .map(|s| s.name())
-            .filter(|name| self.settings().sources.get(*name).is_some_and(|s| s.is_incremental()))
-            .collect();
+        // Bounds for every incremental source (one index read each); those
+        // not due this cycle simply do not use theirs.
+        let incremental = self.settings().incremental_sources();
         let mut since = match self.memory.newest_points(&incremental).await {
             Ok(newest) => newest,
             Err(e) => {

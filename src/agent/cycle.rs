@@ -77,7 +77,7 @@ impl Agent {
         errors: &mut Vec<String>,
     ) -> (Vec<Observation>, u64) {
         let sources = self.due_sources(round, reports);
-        let (plans, writer) = self.backfill(&sources).await;
+        let (plans, writer) = self.backfill().await;
         let observations = perception::gather(&sources, self.settings().agent.max_concurrent_sources, &plans).await;
         // The last sender goes with the plans: the writer finishes what it holds.
         drop(plans);

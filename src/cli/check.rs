@@ -24,10 +24,8 @@ pub(super) async fn check(path: &Path, compiled: &Compiled, connect: bool) -> an
         return Ok(ExitCode::SUCCESS);
     }
     let sources = perception::build_sources(settings).context("cannot build sources")?;
-    // Earlier points are counted, not kept: a backfill of millions of points
-    // is checked in the memory of one batch.
-    let (sink, mut batches) = tokio::sync::mpsc::channel::<perception::HistoryBatch>(2);
-    let drain = tokio::spawn(async move { while batches.recv().await.is_some() {} });
+    // Earlier points are counted, not kept.
+    let (sink, drain) = perception::draining_sink();
     let plans = perception::FetchPlans {
         sink: Some(sink),
         ..Default::default()

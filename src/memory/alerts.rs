@@ -207,19 +207,14 @@ pub(super) async fn save_instances_in(
     // statement each would cost a round trip to SQLite's thread apiece.
     const ROWS: usize = 64;
     for chunk in instances.chunks(ROWS) {
-        let mut sql = String::from(
+        let sql = format!(
             "INSERT INTO alert_instances (rule, labels, state, held, since, active_since, firing_since, false_since, \
-             episode, evaluated_at, evidence, absent_evals) VALUES ",
-        );
-        for n in 0..chunk.len() {
-            sql.push_str(if n == 0 { "" } else { "," });
-            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        }
-        sql.push_str(
-            " ON CONFLICT (rule, labels) DO UPDATE SET state = excluded.state, held = excluded.held, since = excluded.since, \
+             episode, evaluated_at, evidence, absent_evals) VALUES {} \
+             ON CONFLICT (rule, labels) DO UPDATE SET state = excluded.state, held = excluded.held, since = excluded.since, \
              active_since = excluded.active_since, firing_since = excluded.firing_since, false_since = excluded.false_since, \
              episode = excluded.episode, evaluated_at = excluded.evaluated_at, evidence = excluded.evidence, \
              absent_evals = excluded.absent_evals",
+            super::values_placeholders(chunk.len(), 12)
         );
         // Only placeholders were generated above; every value is bound.
         let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));

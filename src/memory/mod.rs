@@ -97,6 +97,13 @@ pub enum MemoryError {
     },
 }
 
+/// `(?, ?, ?),(?, ?, ?)…`: the VALUES of a multi-row insert of `rows` rows of
+/// `columns` values. Only placeholders: every value is bound.
+pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(",")
+}
+
 /// Maps a sqlx error to [`MemoryError::Query`] naming the operation.
 pub(crate) fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> MemoryError {
     move |error| MemoryError::Query { what, error }

@@ -140,16 +140,12 @@ impl<'a> PointWrite<'a> {
 /// The upsert for `n` points. Only placeholders are generated here, never
 /// data. `IS NOT` makes an unchanged point a no-op (no page is written).
 fn upsert_sql(n: usize) -> String {
-    let mut sql = String::with_capacity(120 + n * 10);
-    sql.push_str("INSERT INTO metric_points (series_id, at_ms, value) VALUES ");
-    for i in 0..n {
-        sql.push_str(if i == 0 { "(?,?,?)" } else { ",(?,?,?)" });
-    }
-    sql.push_str(
-        " ON CONFLICT (series_id, at_ms) DO UPDATE SET value = excluded.value \
+    format!(
+        "INSERT INTO metric_points (series_id, at_ms, value) VALUES {} \
+         ON CONFLICT (series_id, at_ms) DO UPDATE SET value = excluded.value \
          WHERE metric_points.value IS NOT excluded.value",
-    );
-    sql
+        super::values_placeholders(n, 3)
+    )
 }
 
 /// Keeps the ids a committed write created; bounded, because entities that
@@ -220,6 +216,6 @@ mod tests {
     #[test]
     fn statements_hold_only_placeholders() {
         let sql = upsert_sql(2);
-        assert!(sql.contains("VALUES (?,?,?),(?,?,?) ON CONFLICT"), "{sql}");
+        assert!(sql.contains("VALUES (?, ?, ?),(?, ?, ?) ON CONFLICT"), "{sql}");
     }
 }

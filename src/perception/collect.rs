@@ -38,6 +38,15 @@ pub struct HistoryBatch {
 /// writer waits instead of piling batches up in memory.
 pub type HistorySink = mpsc::Sender<HistoryBatch>;
 
+/// A sink that only drains: for commands that read sources without storing
+/// (`check --connect`), so a backfill is checked in the memory of one batch.
+/// Drop every sender, then await the task.
+pub fn draining_sink() -> (HistorySink, tokio::task::JoinHandle<()>) {
+    let (sink, mut batches) = mpsc::channel::<HistoryBatch>(2);
+    let drain = tokio::spawn(async move { while batches.recv().await.is_some() {} });
+    (sink, drain)
+}
+
 /// What one fetch is asked for and where its history goes.
 #[derive(Debug, Clone, Default)]
 pub struct FetchPlan {
@@ -174,7 +183,7 @@ impl Collector {
         };
         let earlier = match held.at.cmp(&Some(at)) {
             std::cmp::Ordering::Equal => {
-                self.duplicate.get_or_insert_with(|| duplicate_text(&row));
+                self.note_duplicate(&row);
                 return Ok(());
             }
             std::cmp::Ordering::Less => std::mem::replace(held, row),

@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{Instrument, info_span, warn};
 
-pub use self::collect::{Collector, FetchPlan, FetchPlans, HistoryBatch, HistorySink};
+pub use self::collect::{Collector, FetchPlan, FetchPlans, HistoryBatch, HistorySink, draining_sink};
 use crate::model::{Observation, ObservationStatus, Row};
 
 use crate::config::{Settings, SourceSettings};

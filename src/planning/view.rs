@@ -95,7 +95,7 @@ pub fn instances(planned: &Planned) -> String {
             }
         );
     }
-    more(&mut out, firing.len());
+    more(&mut out, firing.len() as u64, LISTED.min(firing.len()));
     for state in [
         AlertState::Pending,
         AlertState::NoData,
@@ -160,10 +160,11 @@ pub fn named(items: impl ExactSizeIterator<Item = String>) -> String {
     names.join(", ")
 }
 
-/// The line that says how many were not listed (`--json` has them all).
-pub fn more(out: &mut String, total: usize) {
-    if total > LISTED {
-        let _ = writeln!(out, "  … and {} more (--json lists every one)", total - LISTED);
+/// The line that says how many of `total` were not among the `shown`.
+pub fn more(out: &mut String, total: u64, shown: usize) {
+    let shown = u64::try_from(shown).unwrap_or(u64::MAX);
+    if total > shown {
+        let _ = writeln!(out, "  … and {} more", total - shown);
     }
 }
 
@@ -216,7 +217,7 @@ pub fn actions(planned: &Planned) -> String {
             for l in list.iter().take(LISTED) {
                 let _ = writeln!(out, "  {}: {}", l.action.id, l.reason);
             }
-            more(&mut out, list.len());
+            more(&mut out, list.len() as u64, LISTED.min(list.len()));
         }
     }
     out

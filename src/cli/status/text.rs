@@ -8,7 +8,7 @@ use super::gather::StatusData;
 use crate::config::Settings;
 use crate::model::labels_text;
 use crate::model::{EffectStatus, StoredEffect};
-use crate::planning::view::{LISTED, counts};
+use crate::planning::view::{LISTED, counts, more};
 
 /// At most this many queued actions are named; the rest are counted.
 const MAX_QUEUED_SHOWN: usize = 10;
@@ -202,13 +202,6 @@ fn deliveries(out: &mut String, d: &StatusData) {
 
 fn effect_line(e: &StoredEffect) -> String {
     format!("{}  {}  {}", e.updated_at.format("%Y-%m-%d %H:%M"), e.target, e.subject)
-}
-
-fn more(out: &mut String, total: u64, shown: usize) {
-    let shown = u64::try_from(shown).unwrap_or(u64::MAX);
-    if total > shown {
-        let _ = writeln!(out, "  … and {} more", total - shown);
-    }
 }
 
 fn schedules(out: &mut String, d: &StatusData) {
