@@ -16,6 +16,38 @@ fn corrupt(what: &'static str) -> impl Fn(String) -> MemoryError {
     move |message| MemoryError::Corrupt { what, message }
 }
 
+/// The columns an [`Instance`] is read from.
+const INSTANCE_COLUMNS: &str = "SELECT rule, labels, state, held, since, active_since, firing_since, false_since, \
+     episode, evaluated_at, absent_evals FROM alert_instances";
+
+/// One stored instance from its row.
+fn decode_instance(r: &sqlx::sqlite::SqliteRow) -> Result<Instance, MemoryError> {
+    let bad = corrupt("alert_instances");
+    let get = |c: &str| -> Result<Option<String>, MemoryError> { r.try_get(c).map_err(|e| bad(e.to_string())) };
+    let labels: Labels = serde_json::from_str(&get("labels")?.unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
+    let state_text = get("state")?.unwrap_or_default();
+    let state = AlertState::parse(&state_text).ok_or_else(|| bad(format!("unknown state {state_text:?}")))?;
+    let since = opt_time(get("since")?).ok_or_else(|| bad("bad since".into()))?;
+    let count = |c: &str| -> Result<u32, MemoryError> {
+        Ok(r.try_get::<i64, _>(c)
+            .map_err(|e| bad(e.to_string()))?
+            .clamp(0, i64::from(u32::MAX)) as u32)
+    };
+    Ok(Instance {
+        rule: get("rule")?.unwrap_or_default(),
+        labels,
+        state,
+        held: get("held")?.as_deref().and_then(AlertState::parse),
+        since,
+        active_since: opt_time(get("active_since")?),
+        firing_since: opt_time(get("firing_since")?),
+        false_since: opt_time(get("false_since")?),
+        episode: count("episode")?,
+        evaluated_at: opt_time(get("evaluated_at")?).unwrap_or(since),
+        absent: count("absent_evals")?,
+    })
+}
+
 fn opt_time(text: Option<String>) -> Option<DateTime<Utc>> {
     text.as_deref().and_then(timefmt::from_db)
 }
@@ -23,45 +55,35 @@ fn opt_time(text: Option<String>) -> Option<DateTime<Utc>> {
 impl Memory {
     /// Every stored alert instance.
     pub async fn load_instances(&self) -> Result<Vec<Instance>, MemoryError> {
-        let rows = sqlx::query(
-            "SELECT rule, labels, state, held, since, active_since, firing_since, false_since, episode, evaluated_at, absent_evals \
-             FROM alert_instances ORDER BY rule, labels",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("load alert instances"))?;
-        let bad = corrupt("alert_instances");
-        rows.iter()
-            .map(|r| {
-                let get =
-                    |c: &str| -> Result<Option<String>, MemoryError> { r.try_get(c).map_err(|e| bad(e.to_string())) };
-                let labels: Labels =
-                    serde_json::from_str(&get("labels")?.unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
-                let state_text = get("state")?.unwrap_or_default();
-                let state =
-                    AlertState::parse(&state_text).ok_or_else(|| bad(format!("unknown state {state_text:?}")))?;
-                let since = opt_time(get("since")?).ok_or_else(|| bad("bad since".into()))?;
-                Ok(Instance {
-                    rule: get("rule")?.unwrap_or_default(),
-                    labels,
-                    state,
-                    held: get("held")?.as_deref().and_then(AlertState::parse),
-                    since,
-                    active_since: opt_time(get("active_since")?),
-                    firing_since: opt_time(get("firing_since")?),
-                    false_since: opt_time(get("false_since")?),
-                    episode: r
-                        .try_get::<i64, _>("episode")
-                        .map_err(|e| bad(e.to_string()))?
-                        .clamp(0, u32::MAX as i64) as u32,
-                    evaluated_at: opt_time(get("evaluated_at")?).unwrap_or(since),
-                    absent: r
-                        .try_get::<i64, _>("absent_evals")
-                        .map_err(|e| bad(e.to_string()))?
-                        .clamp(0, u32::MAX as i64) as u32,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{INSTANCE_COLUMNS} ORDER BY rule, labels")))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("load alert instances"))?;
+        rows.iter().map(decode_instance).collect()
+    }
+
+    /// The stored instances among `keys` (rule, labels): what a group or a
+    /// retry needs to know about its own instances, without reading all
+    /// 100,000 of a large cycle.
+    pub async fn instances_of(&self, keys: &[(String, Labels)]) -> Result<Vec<Instance>, MemoryError> {
+        const ROWS: usize = 200;
+        let mut found = Vec::new();
+        for chunk in keys.chunks(ROWS) {
+            // Only placeholders are generated; every value is bound.
+            let sql = format!(
+                "{INSTANCE_COLUMNS} WHERE (rule, labels) IN (VALUES {})",
+                super::values_placeholders(chunk.len(), 2)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (rule, labels) in chunk {
+                query = query.bind(rule).bind(super::observations::labels_json(labels));
+            }
+            let rows = (query.fetch_all(&self.pool).await).map_err(query_err("load alert instances"))?;
+            for row in &rows {
+                found.push(decode_instance(row)?);
+            }
+        }
+        Ok(found)
     }
 
     /// Forgets inactive and resolved instances unchanged since before
@@ -230,7 +252,7 @@ pub(super) async fn save_instances_in(
                 .bind(i.false_since.map(timefmt::to_db))
                 .bind(i64::from(i.episode))
                 .bind(timefmt::to_db(i.evaluated_at))
-                .bind(serde_json::to_string(evidence).unwrap_or_else(|_| "{}".to_owned()))
+                .bind(stored_evidence(evidence))
                 .bind(i64::from(i.absent));
         }
         statement
@@ -239,4 +261,27 @@ pub(super) async fn save_instances_in(
             .map_err(query_err("save alert instances"))?;
     }
     Ok(())
+}
+
+/// The evidence as stored beside its instance: what the row said (the
+/// condition's values, the row's numbers, the row's time). The labels are
+/// the instance's own column and the condition and source are the rule's,
+/// so storing them again per instance would only grow the file (100,000
+/// instances, 100 bytes each, rewritten every cycle).
+fn stored_evidence(evidence: &Evidence) -> String {
+    #[derive(serde::Serialize)]
+    struct Stored<'a> {
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        values: &'a BTreeMap<String, f64>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        row: &'a BTreeMap<String, f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        at: Option<DateTime<Utc>>,
+    }
+    let stored = Stored {
+        values: &evidence.values,
+        row: &evidence.row,
+        at: evidence.at,
+    };
+    serde_json::to_string(&stored).unwrap_or_else(|_| "{}".to_owned())
 }

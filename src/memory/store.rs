@@ -148,6 +148,9 @@ impl ExecutionStore for Memory {
     fn load_instances(&self) -> StoreFuture<'_, Vec<Instance>> {
         Box::pin(async move { Ok(Memory::load_instances(self).await?) })
     }
+    fn instances_of<'a>(&'a self, keys: &'a [(String, crate::model::Labels)]) -> StoreFuture<'a, Vec<Instance>> {
+        Box::pin(async move { Ok(Memory::instances_of(self, keys).await?) })
+    }
 
     fn add_group_member<'a>(
         &'a self,

@@ -148,6 +148,27 @@ pub struct Action {
     /// For a scheduled report: what it reads and for which due time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<ReportInput>,
+    /// Set by planning while a rule action is not complete yet (no evidence,
+    /// no rendered message or subject): only actions that run, are queued
+    /// or are left out are completed, so 100,000 notifications over the cap
+    /// cost neither templates nor copies of their evidence. Never stored.
+    #[serde(skip)]
+    pub render_later: Option<RenderLater>,
+}
+
+/// What completes a rule action once planning knows it will be used:
+/// the rule, its action template and the instance, by position in this
+/// cycle's rulebook and evaluated instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderLater {
+    /// The rule's position in the rulebook.
+    pub rule: u32,
+    /// The action template's position in the rule.
+    pub template: u32,
+    /// The instance's position in the cycle's evaluated instances.
+    pub instance: u32,
+    /// What the action is about (`fired` for repeats too).
+    pub transition: super::alert::Transition,
 }
 
 /// What a `[[reports]]` action reads: the data perceived for it, the named
@@ -214,6 +235,7 @@ impl Action {
             repeat: 0,
             learning: None,
             report: None,
+            render_later: None,
         }
     }
 }

@@ -21,7 +21,7 @@ pub mod plan;
 pub mod planned;
 pub mod store;
 
-pub use action::{Action, Evidence, InstanceRef, Origin, ReportInput, action_id, labels_text};
+pub use action::{Action, Evidence, InstanceRef, Origin, RenderLater, ReportInput, action_id, labels_text};
 pub use alert::{AlertState, Instance, Transition};
 pub use health::SourceHealth;
 pub use investigation::{Investigations, QueryRows};

@@ -23,3 +23,20 @@ pub struct Plan {
     /// Actions over the per-cycle cap.
     pub deferred: Vec<LeftOut>,
 }
+
+impl Plan {
+    /// For each deferred action, whether it is queued for a later cycle. A
+    /// rule's notification of a firing instance is not: it is planned again
+    /// from the instance's state while it fires and its episode has not been
+    /// told, and a queued copy per instance would, for 100,000 instances over
+    /// the cap, be most of a cycle. Whatever another action waits on is queued.
+    pub fn deferred_queued(&self) -> Vec<bool> {
+        let waited_on: std::collections::HashSet<&str> = (self.items.iter())
+            .chain(self.deferred.iter().map(|l| &l.action))
+            .flat_map(|a| a.after.iter().map(String::as_str))
+            .collect();
+        (self.deferred.iter())
+            .map(|l| !l.action.is_replanned_while_firing() || waited_on.contains(l.action.id.as_str()))
+            .collect()
+    }
+}

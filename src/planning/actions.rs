@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use serde_json::{Value as Json, json};
 
 use crate::config::{ActionKind, ActionTemplate, Trigger};
-use crate::model::{Action, Evidence, Instance, InstanceRef, Learned, Origin, Transition, action_id, labels_text};
+use crate::model::{
+    Action, Evidence, Instance, InstanceRef, InstanceUpdate, Learned, Observation, Origin, RenderLater, Transition,
+    action_id, labels_text,
+};
 
 use super::evaluate::CycleInput;
 use super::rules::{CompiledRule, Rulebook, template_key};
@@ -23,38 +26,61 @@ impl Rulebook {
         evidence: &Evidence,
         confidence: f64,
         input: &CycleInput<'_>,
+        position: usize,
     ) -> Vec<Action> {
         let repeat_every = chrono::Duration::from_std(self.repeat_interval).unwrap_or(chrono::Duration::MAX);
-        self.rule_actions(rule, instance, Transition::Fired, evidence, confidence, input.learned)
-            .into_iter()
-            .filter(|a| matches!(a.kind, ActionKind::Notify | ActionKind::Escalate))
-            .filter_map(|mut a| {
-                let last = input.notified.get(&a.id).filter(|l| l.episode == instance.episode);
-                match last {
-                    None => {
-                        a.reason = format!("{} (still firing; its notification has not gone out yet)", a.reason);
-                    }
-                    Some(l) if input.now - l.at >= repeat_every => {
-                        a.repeat = l.repeat + 1;
-                        a.reason = format!(
-                            "{} (still firing since {}; repeated every {})",
-                            a.reason,
-                            instance
-                                .firing_since
-                                .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
-                            humantime::format_duration(self.repeat_interval)
-                        );
-                    }
-                    Some(_) => return None,
+        let told_lately = |id: &str| {
+            (input.notified.get(id)).is_some_and(|l| l.episode == instance.episode && input.now - l.at < repeat_every)
+        };
+        // Most still-firing instances were told lately: ask by id first, and
+        // build nothing for them.
+        let due = (rule.settings.actions.iter())
+            .filter(|a| a.on == Trigger::Firing && matches!(a.kind, ActionKind::Notify | ActionKind::Escalate))
+            .any(|a| !told_lately(&action_id(&rule.settings.name, &a.id, &instance.labels)));
+        if !due {
+            return Vec::new();
+        }
+        self.rule_actions(
+            rule,
+            instance,
+            Transition::Fired,
+            evidence,
+            confidence,
+            input.learned,
+            position,
+        )
+        .into_iter()
+        .filter(|a| matches!(a.kind, ActionKind::Notify | ActionKind::Escalate))
+        .filter_map(|mut a| {
+            let last = input.notified.get(&a.id).filter(|l| l.episode == instance.episode);
+            match last {
+                None => {
+                    a.reason = format!("{} (still firing; its notification has not gone out yet)", a.reason);
                 }
-                // Only the notification repeats; its chain already ran.
-                a.after.clear();
-                Some(a)
-            })
-            .collect()
+                Some(l) if input.now - l.at >= repeat_every => {
+                    a.repeat = l.repeat + 1;
+                    a.reason = format!(
+                        "{} (still firing since {}; repeated every {})",
+                        a.reason,
+                        instance
+                            .firing_since
+                            .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+                        humantime::format_duration(self.repeat_interval)
+                    );
+                }
+                Some(_) => return None,
+            }
+            // Only the notification repeats; its chain already ran.
+            a.after.clear();
+            Some(a)
+        })
+        .collect()
     }
 
-    /// The actions a transition of `instance` plans from `rule`'s templates.
+    /// The actions a transition of `instance` (at `position` among the
+    /// cycle's evaluated instances) plans from `rule`'s templates; their
+    /// texts are rendered by [`Rulebook::render_late`] once the plan is known.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn rule_actions(
         &self,
         rule: &CompiledRule,
@@ -63,6 +89,7 @@ impl Rulebook {
         evidence: &Evidence,
         confidence: f64,
         learned: &Learned,
+        position: usize,
     ) -> Vec<Action> {
         let trigger = match transition {
             Transition::Fired => Trigger::Firing,
@@ -70,13 +97,7 @@ impl Rulebook {
             _ => return Vec::new(),
         };
         let name = &rule.settings.name;
-        let context = self.template_context(rule, instance, transition, evidence);
-        let verb = if trigger == Trigger::Firing {
-            "fired"
-        } else {
-            "resolved"
-        };
-        let base_reason = base_reason(rule, instance, verb, evidence);
+        let base_reason = base_reason(rule, instance, transition, evidence);
         rule.settings
             .actions
             .iter()
@@ -112,19 +133,51 @@ impl Rulebook {
                     require_approval: a.require_approval,
                     reason: base_reason.clone(),
                     confidence,
-                    evidence: evidence.clone(),
+                    // Filled with the texts, only if the action is kept.
+                    evidence: Evidence::default(),
                     rank: (rule.index as u32).saturating_mul(1000).saturating_add(i as u32),
                     repeat: 0,
                     learning: None,
                     report: None,
+                    // Positions fit: a rulebook of 2^32 rules or a cycle of
+                    // 2^32 instances would not fit in memory first.
+                    render_later: Some(RenderLater {
+                        rule: rule.index as u32,
+                        template: i as u32,
+                        instance: position as u32,
+                        transition,
+                    }),
                 };
                 if trigger == Trigger::Firing && a.kind != ActionKind::Wait {
                     self.learning.apply(&rule.settings, a, &mut action, learned);
                 }
-                self.render_texts(rule, a, &mut action, &context, &base_reason);
                 action
             })
             .collect()
+    }
+
+    /// Completes a rule action planning kept (see [`Action::render_later`]):
+    /// its evidence and its rendered texts; `instances` are the cycle's
+    /// evaluated ones.
+    pub(super) fn render_late(&self, action: &mut Action, instances: &[InstanceUpdate], observations: &[Observation]) {
+        let Some(job) = action.render_later.take() else {
+            return;
+        };
+        // A rulebook compiles whole or not at all, so a rule sits at its index.
+        let (Some(rule), Some(update)) = (self.rules.get(job.rule as usize), instances.get(job.instance as usize))
+        else {
+            return;
+        };
+        let Some(template) = rule.settings.actions.get(job.template as usize) else {
+            return;
+        };
+        action.evidence = update.evidence.clone();
+        let context = self.template_context(rule, &update.instance, job.transition, &action.evidence);
+        let base_reason = base_reason(rule, &update.instance, job.transition, &action.evidence);
+        self.render_texts(rule, template, action, &context, &base_reason);
+        if let (Some(message), Some(o)) = (&mut action.message, truncated_answer(rule, observations)) {
+            message.push_str(&format!("\n⚠ {}.", super::absence::truncation_note(o)));
+        }
     }
 
     /// Renders the action's configured message and subject; a template that
@@ -246,8 +299,21 @@ impl Rulebook {
     }
 }
 
+/// The answer of `rule`'s source when it was cut at `max_rows`: every
+/// message about the rule says so.
+pub(super) fn truncated_answer<'o>(rule: &CompiledRule, observations: &'o [Observation]) -> Option<&'o Observation> {
+    (rule.settings.source.as_deref())
+        .and_then(|s| observations.iter().find(|o| o.source == s))
+        .filter(|o| o.truncated)
+}
+
 /// `rule NAME fired for LABELS: CONDITION (values)`: why a rule's action is planned.
-fn base_reason(rule: &CompiledRule, instance: &Instance, verb: &str, evidence: &Evidence) -> String {
+fn base_reason(rule: &CompiledRule, instance: &Instance, transition: Transition, evidence: &Evidence) -> String {
+    let verb = if transition == Transition::Resolved {
+        "resolved"
+    } else {
+        "fired"
+    };
     let shown: Vec<String> = (evidence.values.iter())
         .map(|(k, v)| format!("{k} = {}", crate::numbers::compact(*v)))
         .collect();

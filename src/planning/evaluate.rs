@@ -162,6 +162,18 @@ impl Rulebook {
         self.source_failing(input, &previous, &mut planned, &mut candidates);
         candidates.extend(input.carried.iter().cloned());
         planned.plan = plan::build(candidates, self.max_actions);
+        // Texts only for what is used: what runs, is queued or is left out
+        // (recorded with its reason); a notification deferred to be planned
+        // again next cycle is rendered then.
+        let Planned { plan, instances, .. } = &mut planned;
+        let queued = plan.deferred_queued();
+        let deferred = (plan.deferred.iter_mut().zip(queued))
+            .filter(|(_, queued)| *queued)
+            .map(|(left, _)| &mut left.action);
+        let dropped = plan.dropped.iter_mut().map(|left| &mut left.action);
+        for action in plan.items.iter_mut().chain(deferred).chain(dropped) {
+            self.render_late(action, instances, input.observations);
+        }
         planned
     }
 
@@ -277,9 +289,7 @@ impl Rulebook {
             slack: rule.settings.every.unwrap_or(self.interval) / 2,
         };
         // An answer cut at `max_rows`: every message about the rule says so.
-        let cut = (rule.settings.source.as_deref())
-            .and_then(|s| input.observations.iter().find(|o| o.source == s))
-            .filter(|o| o.truncated);
+        let cut = super::actions::truncated_answer(rule, input.observations);
         for update in updates {
             let Update {
                 prev,
@@ -306,14 +316,15 @@ impl Rulebook {
             {
                 continue;
             }
+            let position = planned.instances.len();
             if let Some(t) = transition {
-                let mut actions = self.rule_actions(rule, &next, t, &evidence, confidence, input.learned);
+                let mut actions = self.rule_actions(rule, &next, t, &evidence, confidence, input.learned, position);
                 if let Some(o) = cut {
                     actions.iter_mut().for_each(|a| note_truncated(a, o));
                 }
                 candidates.extend(actions);
             } else if next.state == AlertState::Firing {
-                candidates.extend(self.repeats(rule, &next, &evidence, confidence, input));
+                candidates.extend(self.repeats(rule, &next, &evidence, confidence, input, position));
             }
             planned.instances.push(InstanceUpdate {
                 previous: prev.state,

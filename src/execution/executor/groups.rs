@@ -20,8 +20,8 @@ use super::cycle::Cycle;
 use super::deliver::Outgoing;
 use super::retry_policy::{Condition, Retry};
 use crate::execution::grouping::{self, Change};
-use crate::model::Action;
 use crate::model::StoreError;
+use crate::model::{Action, Labels};
 use crate::model::{Delivery as DeliveryRecord, Outcome, Status};
 
 /// What became of one grouped plan item.
@@ -115,7 +115,11 @@ impl Executor {
             return Ok(work);
         };
         let members = cycle.store.group_members(Some(key), cycle.dry_run).await?;
-        let instances = cycle.store.load_instances().await?;
+        let keys: Vec<(String, Labels)> = (members.iter())
+            .filter_map(|m| m.action.instance.as_ref())
+            .map(|i| (i.rule.clone(), i.labels.clone()))
+            .collect();
+        let instances = cycle.store.instances_of(&keys).await?;
         let sections = grouping::changes(&members, &instances);
         let new: Vec<Action> = (sections.iter())
             .filter(|(c, _)| *c == Change::New)

@@ -195,18 +195,9 @@ impl Executor {
             store.record_outcome(cycle_id, &left.action, &outcome).await?;
             executed.push((left.action.clone(), outcome));
         }
-        // A rule's notification of an instance is planned again from the
-        // instance's state while it fires and its episode has not been told
-        // (`Rulebook::repeats`): queueing it too would hold a second copy per
-        // instance, which for 100,000 instances over the cap is most of a
-        // cycle. Whatever another action waits on is queued as before.
-        let waited_on: std::collections::HashSet<&str> = (plan.items.iter())
-            .chain(plan.deferred.iter().map(|l| &l.action))
-            .flat_map(|a| a.after.iter().map(String::as_str))
-            .collect();
         let mut replanned = 0usize;
-        for left in &plan.deferred {
-            if left.action.is_replanned_while_firing() && !waited_on.contains(left.action.id.as_str()) {
+        for (left, queued) in plan.deferred.iter().zip(plan.deferred_queued()) {
+            if !queued {
                 replanned += 1;
                 continue;
             }

@@ -40,7 +40,19 @@ impl Executor {
         if due.is_empty() {
             return Ok(());
         }
-        let instances = cycle.store.load_instances().await?;
+        // Only the instances the due effects are about (a retry is checked
+        // against its own instance's state, not all of memory).
+        let keys: Vec<(String, Labels)> = (due.iter())
+            .filter_map(
+                |e| match e.condition.as_deref().map(serde_json::from_str::<Condition>) {
+                    Some(Ok(Condition::Firing { rule, labels, .. } | Condition::Resolved { rule, labels, .. })) => {
+                        Some((rule, labels))
+                    }
+                    _ => None,
+                },
+            )
+            .collect();
+        let instances = cycle.store.instances_of(&keys).await?;
         let groups = cycle.store.open_groups(false).await?;
         let mut sends = Vec::new();
         for effect in due {

@@ -22,6 +22,7 @@ use futures_util::future::BoxFuture;
 
 use super::action::Action;
 use super::alert::Instance;
+use super::observation::Labels;
 use super::outcome::{DeliveryUpdate, Outcome};
 
 pub use approvals::{Approval, ApprovalStatus};
@@ -127,8 +128,11 @@ pub trait ExecutionStore: Send + Sync {
     fn release_taken<'a>(&'a self, cycle_id: i64, action_id: Option<&'a str>) -> StoreFuture<'a, ()>;
 
     // Groups.
-    /// Every stored alert instance (group messages and retries look at their state).
+    /// Every stored alert instance.
     fn load_instances(&self) -> StoreFuture<'_, Vec<Instance>>;
+    /// The stored instances among `keys` (rule, labels): group messages and
+    /// retries look at the state of their own.
+    fn instances_of<'a>(&'a self, keys: &'a [(String, Labels)]) -> StoreFuture<'a, Vec<Instance>>;
     /// Adds a notification to group `key`; whether it was added.
     fn add_group_member<'a>(
         &'a self,
