@@ -244,6 +244,8 @@ async fn instances(rows: u64, rules: u64) {
         .filter(|u| u.instance.is_firing())
         .count() as u64;
     assert_eq!(firing, total, "every row fires every rule");
+    // The daemon keeps no report past its cycle; neither does the benchmark.
+    drop(first);
     report(
         case,
         &format!("{rows} rows x {rules} rules: {total} firing instances, first cycle"),
@@ -253,13 +255,20 @@ async fn instances(rows: u64, rules: u64) {
             took.as_secs_f64() * 1e6 / total as f64
         ),
     );
-    report(case, "  peak RSS", peak(), "goal ≤ 200 MB".into());
+    report(case, "  peak RSS, first cycle", peak(), "goal ≤ 200 MB".into());
     let started = Instant::now();
-    agent.cycle().await.expect("cycle");
+    drop(agent.cycle().await.expect("cycle"));
     report(
         case,
         "  second cycle (all still firing)",
         millis(started.elapsed()),
+        String::new(),
+    );
+    report(case, "  peak RSS over both cycles", peak(), "goal ≤ 200 MB".into());
+    report(
+        case,
+        "  RSS after the cycles",
+        format!("{:.1} MB", world::status_mb("VmRSS:")),
         String::new(),
     );
     let stored = agent.memory().load_instances().await.expect("instances").len() as u64;
@@ -270,12 +279,6 @@ async fn instances(rows: u64, rules: u64) {
         "  memory file per 100,000 instances",
         format!("{:.1} MB", bytes as f64 * 100_000.0 / total as f64 / 1e6),
         format!("{} in all", human(bytes)),
-    );
-    report(
-        case,
-        "  RSS after the cycles",
-        format!("{:.1} MB", world::status_mb("VmRSS:")),
-        String::new(),
     );
 }
 

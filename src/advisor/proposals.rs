@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{ActionKind, LlmSettings, Settings};
-use crate::model::{Action, AlertState, Evidence, Instance, InstanceRef, LeftOut, Origin, Planned, labels_text};
+use crate::model::{Action, AlertState, InstanceRef, InstanceUpdate, LeftOut, Origin, Planned, labels_text};
 
 /// One proposal as the LLM must write it.
 #[derive(Debug, Clone, Deserialize)]
@@ -136,7 +136,7 @@ pub fn validate(text: &str, settings: &Settings, planned: &Planned) -> Result<Va
             .filter(|u| u.instance.state == AlertState::Firing)
             .map(|u| {
                 let name = format!("{}{{{}}}", u.instance.rule, labels_text(&u.instance.labels));
-                (name, (&u.instance, &u.evidence))
+                (name, u)
             })
             .collect(),
         planned_ids: planned.plan.items.iter().map(|a| a.id.as_str()).collect(),
@@ -193,7 +193,7 @@ struct Checker<'a> {
     settings: &'a Settings,
     llm: &'a LlmSettings,
     /// Firing instances by `rule{labels}`.
-    instances: BTreeMap<String, (&'a Instance, &'a Evidence)>,
+    instances: BTreeMap<String, &'a InstanceUpdate>,
     planned_ids: BTreeSet<&'a str>,
     proposal_ids: BTreeSet<String>,
     seen: BTreeSet<String>,
@@ -235,7 +235,7 @@ impl Checker<'_> {
             let found = self.instances.get(&p.instance).copied();
             Some(found.ok_or_else(|| format!("unknown instance \"{}\"", quoted(&p.instance, 80)))?)
         };
-        let labels = instance.map(|(i, _)| i.labels.clone()).unwrap_or_default();
+        let labels = instance.map(|u| u.instance.labels.clone()).unwrap_or_default();
         let mut after = Vec::new();
         for dep in &p.after {
             if self.planned_ids.contains(dep.as_str()) {
@@ -247,14 +247,15 @@ impl Checker<'_> {
             }
         }
         let mut action = Action::new(format!("llm/{}/{}", p.id, labels_text(&labels)), kind, Origin::Llm);
-        if let Some((i, evidence)) = instance {
+        if let Some(update) = instance {
+            let i = &update.instance;
             action.instance = Some(InstanceRef {
                 rule: i.rule.clone(),
                 labels: i.labels.clone(),
                 episode: i.episode,
                 resolved: false,
             });
-            action.evidence = evidence.clone();
+            action.evidence = update.full_evidence();
         }
         action.after = after;
         self.fill(&mut action, p);

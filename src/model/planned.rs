@@ -46,10 +46,21 @@ pub struct InstanceUpdate {
     pub previous: AlertState,
     /// What changed, if anything worth acting on.
     pub transition: Option<Transition>,
-    /// The row and values behind the evaluation.
+    /// The row and values behind the evaluation. Its `labels` are left
+    /// empty: they are the instance's own, and 100,000 instances need not
+    /// hold them twice; [`InstanceUpdate::full_evidence`] puts them back.
     pub evidence: Evidence,
     /// Why the outcome was unknown, if it was.
     pub unknown: Option<String>,
+}
+
+impl InstanceUpdate {
+    /// The evidence with its labels (the instance's), as an action carries it.
+    pub fn full_evidence(&self) -> Evidence {
+        let mut evidence = self.evidence.clone();
+        evidence.labels = self.instance.labels.clone();
+        evidence
+    }
 }
 
 /// What a cycle's planning decided.

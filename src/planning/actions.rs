@@ -171,7 +171,7 @@ impl Rulebook {
         let Some(template) = rule.settings.actions.get(job.template as usize) else {
             return;
         };
-        action.evidence = update.evidence.clone();
+        action.evidence = update.full_evidence();
         let context = self.template_context(rule, &update.instance, job.transition, &action.evidence);
         let base_reason = base_reason(rule, &update.instance, job.transition, &action.evidence);
         self.render_texts(rule, template, action, &context, &base_reason);

@@ -191,9 +191,9 @@ impl Rulebook {
             .collect();
         let sources = selected_sources(rule, input.observations);
         let mut updates: Vec<Update> = Vec::new();
-        let missing = |prev: &Instance| Evidence {
+        // Labels are the instance's own (see `InstanceUpdate::evidence`).
+        let missing = |_: &Instance| Evidence {
             source: rule.settings.source.clone(),
-            labels: prev.labels.clone(),
             condition: Some(rule.settings.when.clone()),
             ..Evidence::default()
         };
@@ -232,7 +232,11 @@ impl Rulebook {
                     } else {
                         Labels::new()
                     };
-                    seen.insert(labels.clone());
+                    seen.insert(if rule.settings.source.is_some() {
+                        &row.labels
+                    } else {
+                        &EMPTY_LABELS
+                    });
                     let (outcome, evidence) = self.evaluate_row(rule, row, obs, &sources, input, backfill);
                     let prev = previous
                         .get(&(rule.settings.name.as_str(), &labels))
@@ -345,13 +349,9 @@ impl Rulebook {
         input: &CycleInput<'_>,
         backfill: &Backfill,
     ) -> (Evaluation, Evidence) {
+        // Labels are the instance's own (see `InstanceUpdate::evidence`).
         let mut evidence = Evidence {
             source: rule.settings.source.clone(),
-            labels: if rule.settings.source.is_some() {
-                row.labels.clone()
-            } else {
-                Labels::new()
-            },
             condition: Some(rule.settings.when.clone()),
             at: row.at,
             ..Evidence::default()

@@ -91,12 +91,15 @@ pub fn build(candidates: Vec<Action>, max_actions: usize) -> Plan {
 fn defer_over_cap(plan: &mut Plan, mut ordered: Vec<Action>, max_actions: usize) {
     if ordered.len() > max_actions {
         let reason = format!("over the cap of {max_actions} actions per cycle (agent.max_actions_per_cycle)");
-        plan.deferred = (ordered.split_off(max_actions).into_iter())
+        // Drained in place: 100,000 deferred actions are moved once, not
+        // copied into a tail first.
+        plan.deferred = (ordered.drain(max_actions..))
             .map(|action| LeftOut {
                 action,
                 reason: reason.clone(),
             })
             .collect();
+        ordered.shrink_to_fit();
     }
     plan.items = ordered;
 }
