@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use sqlx::{Row as _, SqliteConnection};
 
 use super::observations::labels_json;
 use super::{Memory, MemoryError, query_err};
@@ -21,6 +21,12 @@ use crate::model::{Labels, Row, SeriesKey};
 
 /// Points per INSERT: 3 parameters each, well under SQLite's 32,766.
 const ROWS_PER_STATEMENT: usize = 256;
+
+/// Series per INSERT when creating them: 3 parameters each.
+const SERIES_PER_STATEMENT: usize = 256;
+
+/// Marks a series asked for but not resolved yet (ids start at 1).
+const UNRESOLVED: i64 = 0;
 
 /// At most this many series ids are kept in the process (about 3 MB).
 const SERIES_CACHE_CAP: usize = 10_000;
@@ -58,53 +64,88 @@ impl<'a> PointWrite<'a> {
         default_at: DateTime<Utc>,
         keep_after_ms: i64,
     ) -> Result<(), MemoryError> {
-        for row in rows {
-            let at_ms = row.at.unwrap_or(default_at).timestamp_millis();
-            if at_ms < keep_after_ms {
-                continue;
+        let rows: Vec<(&'a Row, i64)> = rows
+            .map(|row| (row, row.at.unwrap_or(default_at).timestamp_millis()))
+            .filter(|(_, at_ms)| *at_ms >= keep_after_ms)
+            .collect();
+        // Series first, all at once: a source of 10,000 customers brings
+        // 20,000 new series on its first cycle, one statement each would be
+        // most of that cycle.
+        let mut missing: Vec<(&'a Labels, &'a str)> = Vec::new();
+        for (row, _) in &rows {
+            for (metric, value) in &row.values {
+                let wanted = (&row.labels, metric.as_str());
+                if !value.is_finite() || self.resolved.contains_key(&wanted) {
+                    continue;
+                }
+                let key = SeriesKey::new(source, metric, row.labels.clone());
+                match self.cache.get(&key).or_else(|| self.new_ids.get(&key)) {
+                    Some(id) => {
+                        self.resolved.insert(wanted, *id);
+                    }
+                    None => {
+                        // Resolved below; marked so it is asked for once.
+                        self.resolved.insert(wanted, UNRESOLVED);
+                        missing.push(wanted);
+                    }
+                }
             }
+        }
+        for chunk in missing.chunks(SERIES_PER_STATEMENT) {
+            self.create_series(conn, source, chunk).await?;
+        }
+        for (row, at_ms) in rows {
             for (metric, value) in &row.values {
                 if !value.is_finite() {
                     continue;
                 }
-                let id = match self.resolved.get(&(&row.labels, metric.as_str())) {
-                    Some(id) => *id,
-                    None => {
-                        let id = self.series_id(conn, source, metric, &row.labels).await?;
-                        self.resolved.insert((&row.labels, metric.as_str()), id);
-                        id
-                    }
-                };
-                self.points.push((id, at_ms, *value));
+                if let Some(&id) = self.resolved.get(&(&row.labels, metric.as_str()))
+                    && id != UNRESOLVED
+                {
+                    self.points.push((id, at_ms, *value));
+                }
             }
         }
         Ok(())
     }
 
-    async fn series_id(
+    /// Looks up or creates the series of `wanted` (labels, metric) in one
+    /// statement and resolves them.
+    async fn create_series(
         &mut self,
         conn: &mut SqliteConnection,
         source: &str,
-        metric: &str,
-        labels: &Labels,
-    ) -> Result<i64, MemoryError> {
-        let key = SeriesKey::new(source, metric, labels.clone());
-        if let Some(id) = self.cache.get(&key).or_else(|| self.new_ids.get(&key)) {
-            return Ok(*id);
+        wanted: &[(&'a Labels, &'a str)],
+    ) -> Result<(), MemoryError> {
+        const WHAT: &str = "upsert series";
+        // The rows come back in no particular order: matched by what they are.
+        let mut by_text: HashMap<(String, String), (&'a Labels, &'a str)> = HashMap::with_capacity(wanted.len());
+        for &(labels, metric) in wanted {
+            by_text.insert((metric.to_owned(), labels_json(labels)), (labels, metric));
         }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO series (source, metric, labels) VALUES (?, ?, ?) \
+        // Only placeholders are generated here; every value is bound.
+        let sql = format!(
+            "INSERT INTO series (source, metric, labels) VALUES {} \
              ON CONFLICT (source, metric, labels) DO UPDATE SET source = excluded.source \
-             RETURNING id",
-        )
-        .bind(source)
-        .bind(metric)
-        .bind(labels_json(labels))
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(query_err("upsert series"))?;
-        self.new_ids.insert(key, id);
-        Ok(id)
+             RETURNING id, metric, labels",
+            super::values_placeholders(by_text.len(), 3)
+        );
+        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (metric, labels_text) in by_text.keys() {
+            statement = statement.bind(source).bind(metric.as_str()).bind(labels_text.as_str());
+        }
+        let rows = statement.fetch_all(&mut *conn).await.map_err(query_err(WHAT))?;
+        for row in rows {
+            let id: i64 = row.try_get("id").map_err(query_err(WHAT))?;
+            let metric: String = row.try_get("metric").map_err(query_err(WHAT))?;
+            let labels_text: String = row.try_get("labels").map_err(query_err(WHAT))?;
+            let Some(&(labels, metric)) = by_text.get(&(metric, labels_text)) else {
+                continue;
+            };
+            self.resolved.insert((labels, metric), id);
+            self.new_ids.insert(SeriesKey::new(source, metric, labels.clone()), id);
+        }
+        Ok(())
     }
 
     /// Writes the points gathered; returns how many were new or changed.

@@ -23,7 +23,6 @@ impl Rulebook {
         &self,
         rule: &CompiledRule,
         instance: &Instance,
-        evidence: &Evidence,
         confidence: f64,
         input: &CycleInput<'_>,
         position: usize,
@@ -40,53 +39,44 @@ impl Rulebook {
         if !due {
             return Vec::new();
         }
-        self.rule_actions(
-            rule,
-            instance,
-            Transition::Fired,
-            evidence,
-            confidence,
-            input.learned,
-            position,
-        )
-        .into_iter()
-        .filter(|a| matches!(a.kind, ActionKind::Notify | ActionKind::Escalate))
-        .filter_map(|mut a| {
-            let last = input.notified.get(&a.id).filter(|l| l.episode == instance.episode);
-            match last {
-                None => {
-                    a.reason = format!("{} (still firing; its notification has not gone out yet)", a.reason);
+        self.rule_actions(rule, instance, Transition::Fired, confidence, input.learned, position)
+            .into_iter()
+            .filter(|a| matches!(a.kind, ActionKind::Notify | ActionKind::Escalate))
+            .filter_map(|mut a| {
+                let last = input.notified.get(&a.id).filter(|l| l.episode == instance.episode);
+                match last {
+                    None => {
+                        a.reason
+                            .push_str(" (still firing; its notification has not gone out yet)");
+                    }
+                    Some(l) if input.now - l.at >= repeat_every => {
+                        a.repeat = l.repeat + 1;
+                        a.reason = format!(
+                            "{} (still firing since {}; repeated every {})",
+                            a.reason,
+                            instance
+                                .firing_since
+                                .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+                            humantime::format_duration(self.repeat_interval)
+                        );
+                    }
+                    Some(_) => return None,
                 }
-                Some(l) if input.now - l.at >= repeat_every => {
-                    a.repeat = l.repeat + 1;
-                    a.reason = format!(
-                        "{} (still firing since {}; repeated every {})",
-                        a.reason,
-                        instance
-                            .firing_since
-                            .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
-                        humantime::format_duration(self.repeat_interval)
-                    );
-                }
-                Some(_) => return None,
-            }
-            // Only the notification repeats; its chain already ran.
-            a.after.clear();
-            Some(a)
-        })
-        .collect()
+                // Only the notification repeats; its chain already ran.
+                a.after.clear();
+                Some(a)
+            })
+            .collect()
     }
 
     /// The actions a transition of `instance` (at `position` among the
     /// cycle's evaluated instances) plans from `rule`'s templates; their
     /// texts are rendered by [`Rulebook::render_late`] once the plan is known.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn rule_actions(
         &self,
         rule: &CompiledRule,
         instance: &Instance,
         transition: Transition,
-        evidence: &Evidence,
         confidence: f64,
         learned: &Learned,
         position: usize,
@@ -97,7 +87,6 @@ impl Rulebook {
             _ => return Vec::new(),
         };
         let name = &rule.settings.name;
-        let base_reason = base_reason(rule, instance, transition, evidence);
         rule.settings
             .actions
             .iter()
@@ -131,7 +120,10 @@ impl Rulebook {
                     wait_seconds: a.duration.map(|d| d.as_secs()),
                     params,
                     require_approval: a.require_approval,
-                    reason: base_reason.clone(),
+                    // What is added to the reason before completion (a
+                    // repeat, a learned adjustment) follows the base reason
+                    // completion puts first.
+                    reason: String::new(),
                     confidence,
                     // Filled with the texts, only if the action is kept.
                     evidence: Evidence::default(),
@@ -174,6 +166,7 @@ impl Rulebook {
         action.evidence = update.full_evidence();
         let context = self.template_context(rule, &update.instance, job.transition, &action.evidence);
         let base_reason = base_reason(rule, &update.instance, job.transition, &action.evidence);
+        action.reason.insert_str(0, &base_reason);
         self.render_texts(rule, template, action, &context, &base_reason);
         if let (Some(message), Some(o)) = (&mut action.message, truncated_answer(rule, observations)) {
             message.push_str(&format!("\n⚠ {}.", super::absence::truncation_note(o)));

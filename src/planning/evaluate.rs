@@ -322,13 +322,13 @@ impl Rulebook {
             }
             let position = planned.instances.len();
             if let Some(t) = transition {
-                let mut actions = self.rule_actions(rule, &next, t, &evidence, confidence, input.learned, position);
+                let mut actions = self.rule_actions(rule, &next, t, confidence, input.learned, position);
                 if let Some(o) = cut {
                     actions.iter_mut().for_each(|a| note_truncated(a, o));
                 }
                 candidates.extend(actions);
             } else if next.state == AlertState::Firing {
-                candidates.extend(self.repeats(rule, &next, &evidence, confidence, input, position));
+                candidates.extend(self.repeats(rule, &next, confidence, input, position));
             }
             planned.instances.push(InstanceUpdate {
                 previous: prev.state,
