@@ -572,3 +572,48 @@ async fn for_fires_on_the_same_evaluation_whatever_the_jitter() {
         assert_eq!(region_state(&r, "East"), Some(expected), "at {ms} ms");
     }
 }
+
+#[tokio::test]
+async fn an_instance_unchanged_but_for_its_evaluation_is_not_written_again() {
+    // 100,000 instances firing on would rewrite every row every cycle: only
+    // a change (state, timers, episode) is written, with its evidence.
+    let w = World::new();
+    w.sql("CREATE TABLE metrics (region TEXT, value REAL); INSERT INTO metrics VALUES ('East', 20);")
+        .await;
+    let mut s = w.settings();
+    s.rules[0].for_ = std::time::Duration::ZERO;
+    s.rules[0].keep_firing_for = std::time::Duration::ZERO;
+    let agent = w.agent_with(s, true).await;
+    let evaluated_at = |dir: PathBuf| async move {
+        let memory = Memory::open_read_only(&dir.join("memory.db"), std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        let i = memory.load_instances().await.unwrap().remove(0);
+        memory.close().await;
+        (i.state, i.evaluated_at)
+    };
+    let r = w.cycle_at(&agent, 0).await;
+    assert!(!r.planned.instances[0].stored, "a new instance is written");
+    assert_eq!(evaluated_at(w.dir.path().into()).await, (AlertState::Firing, w.start));
+
+    let r = w.cycle_at(&agent, 1).await;
+    assert!(r.planned.instances[0].stored, "still firing, nothing else changed");
+    assert_eq!(
+        r.planned.instances[0].instance.evaluated_at,
+        w.start + Duration::minutes(1)
+    );
+    assert_eq!(
+        evaluated_at(w.dir.path().into()).await,
+        (AlertState::Firing, w.start),
+        "the row is left as it was"
+    );
+
+    w.sql("UPDATE metrics SET value = 1").await;
+    let r = w.cycle_at(&agent, 2).await;
+    assert!(!r.planned.instances[0].stored);
+    assert_eq!(
+        evaluated_at(w.dir.path().into()).await,
+        (AlertState::Resolved, w.start + Duration::minutes(2)),
+        "a change is written"
+    );
+}

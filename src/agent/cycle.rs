@@ -120,7 +120,10 @@ impl Agent {
         now: DateTime<Utc>,
         errors: &mut Vec<String>,
     ) -> Result<(), AgentError> {
-        let instances: Vec<_> = (planned.instances.iter()).map(|u| (&u.instance, &u.evidence)).collect();
+        let instances: Vec<_> = (planned.instances.iter())
+            .filter(|u| !u.stored)
+            .map(|u| (&u.instance, &u.evidence))
+            .collect();
         self.memory
             .write_ahead(id, &planned.plan.items, &instances, now)
             .await?;

@@ -73,7 +73,8 @@ pub struct Instance {
     /// Firing episodes so far; each new `firing` is a new episode (and a new
     /// notification), a continued one is not.
     pub episode: u32,
-    /// When it was last evaluated.
+    /// When it was last evaluated (in memory: when it last changed, see
+    /// [`crate::model::InstanceUpdate::stored`]).
     pub evaluated_at: DateTime<Utc>,
     /// Consecutive successful answers of its source that did not contain
     /// its label set (0 while it is present).
@@ -97,6 +98,34 @@ impl Instance {
             evaluated_at: now,
             absent: 0,
         }
+    }
+
+    /// Whether it is the same instance in the same state as `other`, when it
+    /// was evaluated aside: what memory would store for it is unchanged.
+    pub fn same_as_stored(&self, other: &Self) -> bool {
+        // Destructured, so a new field must be placed on one side or the other.
+        let Self {
+            rule,
+            labels,
+            state,
+            held,
+            since,
+            active_since,
+            firing_since,
+            false_since,
+            episode,
+            evaluated_at: _,
+            absent,
+        } = self;
+        (rule, labels, state, held, since) == (&other.rule, &other.labels, &other.state, &other.held, &other.since)
+            && (active_since, firing_since, false_since, episode, absent)
+                == (
+                    &other.active_since,
+                    &other.firing_since,
+                    &other.false_since,
+                    &other.episode,
+                    &other.absent,
+                )
     }
 
     /// Whether it fires, or fires held through a gap (`no_data`, `error`):

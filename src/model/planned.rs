@@ -52,6 +52,11 @@ pub struct InstanceUpdate {
     pub evidence: Evidence,
     /// Why the outcome was unknown, if it was.
     pub unknown: Option<String>,
+    /// Memory holds this instance as it is, but for its evaluation time: it
+    /// is not written again. (100,000 instances firing on would otherwise
+    /// rewrite every row, tens of megabytes, every cycle; the stored
+    /// evidence is therefore that of the instance's last change.)
+    pub stored: bool,
 }
 
 impl InstanceUpdate {

@@ -330,7 +330,9 @@ impl Rulebook {
             } else if next.state == AlertState::Firing {
                 candidates.extend(self.repeats(rule, &next, confidence, input, position));
             }
+            let stored = !is_new && next.same_as_stored(&prev);
             planned.instances.push(InstanceUpdate {
+                stored,
                 previous: prev.state,
                 instance: next,
                 transition,

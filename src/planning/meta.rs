@@ -135,6 +135,7 @@ impl super::rules::Rulebook {
                 transition,
                 evidence,
                 unknown: None,
+                stored: false,
             });
         }
         // One outage, one message: sources failing (or answering again) in

@@ -257,6 +257,7 @@ mod tests {
             transition: None,
             evidence: Evidence::default(),
             unknown: None,
+            stored: false,
         }
     }
 
