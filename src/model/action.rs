@@ -169,6 +169,9 @@ pub struct RenderLater {
     pub instance: u32,
     /// What the action is about (`fired` for repeats too).
     pub transition: super::alert::Transition,
+    /// Its learning key is given on completion (its template has no
+    /// variants or adjustments, so learning cannot reorder it).
+    pub learn: bool,
 }
 
 /// What a `[[reports]]` action reads: the data perceived for it, the named

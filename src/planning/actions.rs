@@ -14,6 +14,7 @@ use crate::model::{
 
 use super::evaluate::CycleInput;
 use super::rules::{CompiledRule, Rulebook, template_key};
+use super::variants::LearningPolicy;
 
 impl Rulebook {
     /// Notifications of a still-firing instance that are due again: the next
@@ -138,10 +139,17 @@ impl Rulebook {
                         template: i as u32,
                         instance: position as u32,
                         transition,
+                        learn: false,
                     }),
                 };
                 if trigger == Trigger::Firing && a.kind != ActionKind::Wait {
-                    self.learning.apply(&rule.settings, a, &mut action, learned);
+                    // Only a variant or an adjustment can reorder the plan;
+                    // a plain learning key waits for completion.
+                    if LearningPolicy::changes_action(a) {
+                        self.learning.apply(&rule.settings, a, &mut action, learned);
+                    } else if let Some(later) = &mut action.render_later {
+                        later.learn = true;
+                    }
                 }
                 action
             })
@@ -163,6 +171,9 @@ impl Rulebook {
         let Some(template) = rule.settings.actions.get(job.template as usize) else {
             return;
         };
+        if job.learn {
+            self.learning.key(&rule.settings, template, action);
+        }
         action.evidence = update.full_evidence();
         let context = self.template_context(rule, &update.instance, job.transition, &action.evidence);
         let base_reason = base_reason(rule, &update.instance, job.transition, &action.evidence);

@@ -301,22 +301,37 @@ impl LearningPolicy {
         }
     }
 
-    /// Gives a rule action its learning key, then picks its variant (or
-    /// applies a trusted pattern where the rule allows it), and says so in
-    /// its reason.
-    pub fn apply(&self, rule: &RuleSettings, template: &ActionTemplate, action: &mut Action, learned: &Learned) {
-        let labels = action.instance.as_ref().map(|i| i.labels.clone()).unwrap_or_default();
-        let episode = action.instance.as_ref().map_or(0, |i| i.episode);
+    /// Whether [`LearningPolicy::apply`] can change more than the action's
+    /// learning key (a variant or an adjustment may change its priority, so
+    /// it must be applied before the plan is ordered).
+    pub fn changes_action(template: &ActionTemplate) -> bool {
+        !template.variants.is_empty() || !template.adjust.is_empty()
+    }
+
+    /// Gives a rule action its learning key, signed with what it is now.
+    pub fn key(&self, rule: &RuleSettings, template: &ActionTemplate, action: &mut Action) {
+        let segment = (action.instance.as_ref()).map_or_else(
+            || learning::segment(&Default::default(), &rule.learn_by),
+            |i| learning::segment(&i.labels, &rule.learn_by),
+        );
         let window = rule.outcome_window.unwrap_or(self.settings.outcome_window);
         action.learning = Some(LearnKey {
             rule: rule.name.clone(),
             template: template.id.clone(),
             signature: String::new(),
-            segment: learning::segment(&labels, &rule.learn_by),
+            segment,
             window_secs: window.as_secs(),
         });
+        resign(action, &[]);
+    }
+
+    /// Gives a rule action its learning key, then picks its variant (or
+    /// applies a trusted pattern where the rule allows it), and says so in
+    /// its reason.
+    pub fn apply(&self, rule: &RuleSettings, template: &ActionTemplate, action: &mut Action, learned: &Learned) {
+        let episode = action.instance.as_ref().map_or(0, |i| i.episode);
+        self.key(rule, template, action);
         if template.variants.is_empty() {
-            resign(action, &[]);
             if !template.adjust.is_empty()
                 && let Some(why) = adjust(
                     action,
