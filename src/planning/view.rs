@@ -54,7 +54,7 @@ pub fn table(observations: &[Observation], planned: &Planned) -> String {
 pub fn instances(planned: &Planned) -> String {
     let mut out = String::new();
     let firing: Vec<_> = planned.firing().collect();
-    let _ = writeln!(out, "\nFiring ({}):", firing.len());
+    let _ = writeln!(out, "\nFiring ({}):", count(firing.len()));
     if firing.len() > LISTED {
         // Thousands of lines help nobody: counts first, then the first few.
         let by_rule = counts(firing.iter().map(|u| {
@@ -145,9 +145,14 @@ pub fn counts(items: impl Iterator<Item = String>) -> String {
     let mut by: Vec<(String, usize)> = by.into_iter().collect();
     by.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     by.iter()
-        .map(|(name, n)| format!("{name} × {}", crate::numbers::group_thousands(*n as f64, 0)))
+        .map(|(name, n)| format!("{name} × {}", count(*n)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A count as every summary shows it: `99,990`.
+pub fn count(n: usize) -> String {
+    crate::numbers::group_thousands(n as f64, 0)
 }
 
 /// The first [`LISTED`] names, then how many more.
@@ -155,7 +160,7 @@ pub fn named(items: impl ExactSizeIterator<Item = String>) -> String {
     let total = items.len();
     let mut names: Vec<String> = items.take(LISTED).collect();
     if total > LISTED {
-        names.push(format!("… and {} more", total - LISTED));
+        names.push(format!("… and {} more", count(total - LISTED)));
     }
     names.join(", ")
 }
@@ -164,7 +169,11 @@ pub fn named(items: impl ExactSizeIterator<Item = String>) -> String {
 pub fn more(out: &mut String, total: u64, shown: usize) {
     let shown = u64::try_from(shown).unwrap_or(u64::MAX);
     if total > shown {
-        let _ = writeln!(out, "  … and {} more", total - shown);
+        let _ = writeln!(
+            out,
+            "  … and {} more",
+            crate::numbers::group_thousands((total - shown) as f64, 0)
+        );
     }
 }
 
@@ -210,7 +219,7 @@ pub fn actions(planned: &Planned) -> String {
     }
     for (title, list) in [("Dropped", &plan.dropped), ("Deferred", &plan.deferred)] {
         if !list.is_empty() {
-            let _ = writeln!(out, "{title} ({}):", list.len());
+            let _ = writeln!(out, "{title} ({}):", count(list.len()));
             if list.len() > LISTED {
                 let _ = writeln!(out, "  by reason: {}", counts(list.iter().map(|l| l.reason.clone())));
             }
@@ -267,11 +276,11 @@ mod tests {
         planned.instances.extend((0..3_000).map(|n| firing("churn", n)));
         planned.instances.extend((0..500).map(|n| firing("late_invoice", n)));
         let text = instances(&planned);
-        assert!(text.contains("Firing (3500):"), "{text}");
+        assert!(text.contains("Firing (3,500):"), "{text}");
         assert!(text.contains("by rule: churn × 3,000, late_invoice × 500"), "{text}");
         assert!(text.contains("churn{customer=c00000}"), "{text}");
         assert!(!text.contains("c00020}"), "only the first 20 are named: {text}");
-        assert!(text.contains("… and 3480 more"), "{text}");
+        assert!(text.contains("… and 3,480 more"), "{text}");
         assert!(text.lines().count() < 30, "{text}");
     }
 

@@ -8,7 +8,7 @@ use super::gather::StatusData;
 use crate::config::Settings;
 use crate::model::labels_text;
 use crate::model::{EffectStatus, StoredEffect};
-use crate::planning::view::{LISTED, counts, more};
+use crate::planning::view::{LISTED, count, counts, more};
 
 /// At most this many queued actions are named; the rest are counted.
 const MAX_QUEUED_SHOWN: usize = 10;
@@ -90,7 +90,7 @@ fn sources(out: &mut String, d: &StatusData) {
 }
 
 fn firing(out: &mut String, d: &StatusData) {
-    let _ = writeln!(out, "\nFiring ({}):", d.firing.len());
+    let _ = writeln!(out, "\nFiring ({}):", count(d.firing.len()));
     if d.firing.len() > LISTED {
         let by_rule = counts(d.firing.iter().map(|i| {
             let held = if i.held_note().is_some() { " (held)" } else { "" };
