@@ -12,7 +12,7 @@ mod common;
 use bi_agent::agent::{Agent, CycleReport};
 use bi_agent::config::Settings;
 use bi_agent::memory::Memory;
-use bi_agent::model::AlertState;
+use bi_agent::model::{AlertState, Instance};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 struct World {
@@ -83,6 +83,15 @@ impl World {
         Settings::from_toml_str(&text, Vec::new(), &|_| None).unwrap()
     }
 
+    /// The world's settings with `for` and `keep_firing_for` at zero: the
+    /// rule fires and resolves on the evaluation itself.
+    fn settings_at_once(&self) -> Settings {
+        let mut s = self.settings();
+        s.rules[0].for_ = std::time::Duration::ZERO;
+        s.rules[0].keep_firing_for = std::time::Duration::ZERO;
+        s
+    }
+
     async fn agent(&self) -> Agent {
         self.agent_with(self.settings(), true).await
     }
@@ -114,19 +123,20 @@ fn actions(report: &CycleReport) -> Vec<String> {
     report.planned.plan.items.iter().map(|a| a.id.clone()).collect()
 }
 
-async fn stored(dir: &Path) -> Vec<(String, AlertState, u32)> {
+/// The instances memory holds, read as another process would.
+async fn stored_instances(dir: &Path) -> Vec<Instance> {
     let memory = Memory::open_read_only(&dir.join("memory.db"), std::time::Duration::from_secs(5))
         .await
         .unwrap();
-    let out = memory
-        .load_instances()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| (i.rule, i.state, i.episode))
-        .collect();
+    let out = memory.load_instances().await.unwrap();
     memory.close().await;
     out
+}
+
+async fn stored(dir: &Path) -> Vec<(String, AlertState, u32)> {
+    (stored_instances(dir).await.into_iter())
+        .map(|i| (i.rule, i.state, i.episode))
+        .collect()
 }
 
 #[tokio::test]
@@ -275,9 +285,7 @@ async fn vanishing(on_absent: &str) -> (World, Agent) {
          INSERT INTO metrics VALUES ('East', 20), ('West', 20), ('North', 5);",
     )
     .await;
-    let mut s = w.settings();
-    s.rules[0].for_ = std::time::Duration::ZERO;
-    s.rules[0].keep_firing_for = std::time::Duration::ZERO;
+    let mut s = w.settings_at_once();
     s.rules[0].on_absent = match on_absent {
         "hold" => bi_agent::config::OnAbsent::Hold,
         "fire" => bi_agent::config::OnAbsent::Fire,
@@ -519,9 +527,7 @@ async fn quiet_instances_are_forgotten_and_a_returning_entity_pages_again() {
     let w = World::new();
     w.sql("CREATE TABLE metrics (region TEXT, value REAL); INSERT INTO metrics VALUES ('East', 20), ('West', 20);")
         .await;
-    let mut s = w.settings();
-    s.rules[0].for_ = std::time::Duration::ZERO;
-    s.rules[0].keep_firing_for = std::time::Duration::ZERO;
+    let mut s = w.settings_at_once();
     s.memory.forget_instances_after = std::time::Duration::from_secs(600);
     let agent = w.agent_with(s, false).await;
     let r = w.cycle_at(&agent, 0).await;
@@ -580,16 +586,9 @@ async fn an_instance_unchanged_but_for_its_evaluation_is_not_written_again() {
     let w = World::new();
     w.sql("CREATE TABLE metrics (region TEXT, value REAL); INSERT INTO metrics VALUES ('East', 20);")
         .await;
-    let mut s = w.settings();
-    s.rules[0].for_ = std::time::Duration::ZERO;
-    s.rules[0].keep_firing_for = std::time::Duration::ZERO;
-    let agent = w.agent_with(s, true).await;
+    let agent = w.agent_with(w.settings_at_once(), true).await;
     let evaluated_at = |dir: PathBuf| async move {
-        let memory = Memory::open_read_only(&dir.join("memory.db"), std::time::Duration::from_secs(5))
-            .await
-            .unwrap();
-        let i = memory.load_instances().await.unwrap().remove(0);
-        memory.close().await;
+        let i = stored_instances(&dir).await.remove(0);
         (i.state, i.evaluated_at)
     };
     let r = w.cycle_at(&agent, 0).await;

@@ -145,9 +145,6 @@ impl ExecutionStore for Memory {
         Box::pin(async move { Ok(Memory::release_taken(self, cycle_id, action_id).await?) })
     }
 
-    fn load_instances(&self) -> StoreFuture<'_, Vec<Instance>> {
-        Box::pin(async move { Ok(Memory::load_instances(self).await?) })
-    }
     fn instances_of<'a>(&'a self, keys: &'a [(String, crate::model::Labels)]) -> StoreFuture<'a, Vec<Instance>> {
         Box::pin(async move { Ok(Memory::instances_of(self, keys).await?) })
     }

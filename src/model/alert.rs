@@ -117,15 +117,29 @@ impl Instance {
             evaluated_at: _,
             absent,
         } = self;
-        (rule, labels, state, held, since) == (&other.rule, &other.labels, &other.state, &other.held, &other.since)
-            && (active_since, firing_since, false_since, episode, absent)
-                == (
-                    &other.active_since,
-                    &other.firing_since,
-                    &other.false_since,
-                    &other.episode,
-                    &other.absent,
-                )
+        (
+            rule,
+            labels,
+            state,
+            held,
+            since,
+            active_since,
+            firing_since,
+            false_since,
+            episode,
+            absent,
+        ) == (
+            &other.rule,
+            &other.labels,
+            &other.state,
+            &other.held,
+            &other.since,
+            &other.active_since,
+            &other.firing_since,
+            &other.false_since,
+            &other.episode,
+            &other.absent,
+        )
     }
 
     /// Whether it fires, or fires held through a gap (`no_data`, `error`):

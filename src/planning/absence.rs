@@ -27,20 +27,23 @@ pub(super) fn fresh(rule: &str, labels: Labels, floors: &HashMap<String, u32>, n
 /// Says in an action's message and reason that its source's answer was cut
 /// at `max_rows`, so a list built from it may be incomplete.
 pub(super) fn note_truncated(action: &mut Action, o: &Observation) {
-    let note = truncation_note(o);
+    let note = format!(
+        "{} answered with more rows than its max_rows; only the first {} were read, so this may not be all",
+        o.source,
+        o.rows.len()
+    );
     if let Some(message) = &mut action.message {
         message.push_str(&format!("\n⚠ {note}."));
     }
     action.reason.push_str(&format!(" [{note}]"));
 }
 
-/// The note itself: which source was cut and how much of it was read.
-pub(super) fn truncation_note(o: &Observation) -> String {
-    format!(
-        "{} answered with more rows than its max_rows; only the first {} were read, so this may not be all",
-        o.source,
-        o.rows.len()
-    )
+/// The answer of `rule`'s source when it was cut at `max_rows`: every
+/// message about the rule says so.
+pub(super) fn truncated_answer<'o>(rule: &CompiledRule, observations: &'o [Observation]) -> Option<&'o Observation> {
+    (rule.settings.source.as_deref())
+        .and_then(|s| observations.iter().find(|o| o.source == s))
+        .filter(|o| o.truncated)
 }
 
 /// What a label set missing from its source's answer means this cycle, why,

@@ -29,28 +29,27 @@ impl Rulebook {
         position: usize,
     ) -> Vec<Action> {
         let repeat_every = chrono::Duration::from_std(self.repeat_interval).unwrap_or(chrono::Duration::MAX);
-        let told_lately = |id: &str| {
-            (input.notified.get(id)).is_some_and(|l| l.episode == instance.episode && input.now - l.at < repeat_every)
-        };
+        let last_told = |id: &str| input.notified.get(id).filter(|l| l.episode == instance.episode);
+        // Due: never told in this episode (e.g. it failed), or told a
+        // `repeat_interval` ago.
+        let due = |id: &str| last_told(id).is_none_or(|l| input.now - l.at >= repeat_every);
+        let repeats = |kind: ActionKind| matches!(kind, ActionKind::Notify | ActionKind::Escalate);
         // Most still-firing instances were told lately: ask by id first, and
         // build nothing for them.
-        let due = (rule.settings.actions.iter())
-            .filter(|a| a.on == Trigger::Firing && matches!(a.kind, ActionKind::Notify | ActionKind::Escalate))
-            .any(|a| !told_lately(&action_id(&rule.settings.name, &a.id, &instance.labels)));
-        if !due {
+        if !(rule.settings.actions.iter()).any(|a| {
+            a.on == Trigger::Firing && repeats(a.kind) && due(&action_id(&rule.settings.name, &a.id, &instance.labels))
+        }) {
             return Vec::new();
         }
         self.rule_actions(rule, instance, Transition::Fired, confidence, input.learned, position)
             .into_iter()
-            .filter(|a| matches!(a.kind, ActionKind::Notify | ActionKind::Escalate))
-            .filter_map(|mut a| {
-                let last = input.notified.get(&a.id).filter(|l| l.episode == instance.episode);
-                match last {
-                    None => {
-                        a.reason
-                            .push_str(" (still firing; its notification has not gone out yet)");
-                    }
-                    Some(l) if input.now - l.at >= repeat_every => {
+            .filter(|a| repeats(a.kind) && due(&a.id))
+            .map(|mut a| {
+                match last_told(&a.id) {
+                    None => a
+                        .reason
+                        .push_str(" (still firing; its notification has not gone out yet)"),
+                    Some(l) => {
                         a.repeat = l.repeat + 1;
                         a.reason = format!(
                             "{} (still firing since {}; repeated every {})",
@@ -61,11 +60,10 @@ impl Rulebook {
                             humantime::format_duration(self.repeat_interval)
                         );
                     }
-                    Some(_) => return None,
                 }
                 // Only the notification repeats; its chain already ran.
                 a.after.clear();
-                Some(a)
+                a
             })
             .collect()
     }
@@ -179,8 +177,8 @@ impl Rulebook {
         let base_reason = base_reason(rule, &update.instance, job.transition, &action.evidence);
         action.reason.insert_str(0, &base_reason);
         self.render_texts(rule, template, action, &context, &base_reason);
-        if let (Some(message), Some(o)) = (&mut action.message, truncated_answer(rule, observations)) {
-            message.push_str(&format!("\n⚠ {}.", super::absence::truncation_note(o)));
+        if let Some(o) = super::absence::truncated_answer(rule, observations) {
+            super::absence::note_truncated(action, o);
         }
     }
 
@@ -301,14 +299,6 @@ impl Rulebook {
         top.insert("params".into(), json!({}));
         Json::Object(top)
     }
-}
-
-/// The answer of `rule`'s source when it was cut at `max_rows`: every
-/// message about the rule says so.
-pub(super) fn truncated_answer<'o>(rule: &CompiledRule, observations: &'o [Observation]) -> Option<&'o Observation> {
-    (rule.settings.source.as_deref())
-        .and_then(|s| observations.iter().find(|o| o.source == s))
-        .filter(|o| o.truncated)
 }
 
 /// `rule NAME fired for LABELS: CONDITION (values)`: why a rule's action is planned.

@@ -20,8 +20,8 @@ use crate::model::{
     Planned, Row, SeriesKey, SourceHealth, labels_text,
 };
 
+use super::absence::absent_input;
 pub(super) use super::absence::fresh;
-use super::absence::{absent_input, note_truncated};
 use super::alerts::{Input, Timing, step};
 use super::condition::{Bindings, Evaluation, HistoryCall, MetricRef, SourceMap};
 use super::history;
@@ -192,7 +192,7 @@ impl Rulebook {
         let sources = selected_sources(rule, input.observations);
         let mut updates: Vec<Update> = Vec::new();
         // Labels are the instance's own (see `InstanceUpdate::evidence`).
-        let missing = |_: &Instance| Evidence {
+        let missing = || Evidence {
             source: rule.settings.source.clone(),
             condition: Some(rule.settings.when.clone()),
             ..Evidence::default()
@@ -204,7 +204,7 @@ impl Rulebook {
                     updates.push(Update::new(
                         (*prev).clone(),
                         Input::SourceFailed,
-                        missing(prev),
+                        missing(),
                         Some(error.clone()),
                         0.0,
                     ));
@@ -227,21 +227,17 @@ impl Rulebook {
                 let (empty, truncated) = (rows.is_empty(), answer.is_some_and(|o| o.truncated));
                 let mut seen = BTreeSet::new();
                 for (row, obs) in rows {
-                    let labels = if rule.settings.source.is_some() {
-                        row.labels.clone()
-                    } else {
-                        Labels::new()
-                    };
-                    seen.insert(if rule.settings.source.is_some() {
+                    let labels: &Labels = if rule.settings.source.is_some() {
                         &row.labels
                     } else {
                         &EMPTY_LABELS
-                    });
+                    };
+                    seen.insert(labels);
                     let (outcome, evidence) = self.evaluate_row(rule, row, obs, &sources, input, backfill);
                     let prev = previous
-                        .get(&(rule.settings.name.as_str(), &labels))
+                        .get(&(rule.settings.name.as_str(), labels))
                         .map(|p| (*p).clone())
-                        .unwrap_or_else(|| fresh(&rule.settings.name, labels, input.episode_floors, input.now));
+                        .unwrap_or_else(|| fresh(&rule.settings.name, labels.clone(), input.episode_floors, input.now));
                     let (inp, unknown) = match outcome {
                         Evaluation::True => (Input::True, None),
                         Evaluation::False => (Input::False, None),
@@ -267,7 +263,7 @@ impl Rulebook {
                     } else {
                         absent_input(rule, prev, empty, truncated)
                     };
-                    let mut update = Update::new((*prev).clone(), input, missing(prev), Some(why), 0.0);
+                    let mut update = Update::new((*prev).clone(), input, missing(), Some(why), 0.0);
                     update.absent = absent;
                     updates.push(update);
                 }
@@ -292,8 +288,6 @@ impl Rulebook {
             keep_firing_for: rule.settings.keep_firing_for,
             slack: rule.settings.every.unwrap_or(self.interval) / 2,
         };
-        // An answer cut at `max_rows`: every message about the rule says so.
-        let cut = super::actions::truncated_answer(rule, input.observations);
         for update in updates {
             let Update {
                 prev,
@@ -322,11 +316,7 @@ impl Rulebook {
             }
             let position = planned.instances.len();
             if let Some(t) = transition {
-                let mut actions = self.rule_actions(rule, &next, t, confidence, input.learned, position);
-                if let Some(o) = cut {
-                    actions.iter_mut().for_each(|a| note_truncated(a, o));
-                }
-                candidates.extend(actions);
+                candidates.extend(self.rule_actions(rule, &next, t, confidence, input.learned, position));
             } else if next.state == AlertState::Firing {
                 candidates.extend(self.repeats(rule, &next, confidence, input, position));
             }

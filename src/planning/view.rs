@@ -54,7 +54,7 @@ pub fn table(observations: &[Observation], planned: &Planned) -> String {
 pub fn instances(planned: &Planned) -> String {
     let mut out = String::new();
     let firing: Vec<_> = planned.firing().collect();
-    let _ = writeln!(out, "\nFiring ({}):", count(firing.len()));
+    let _ = writeln!(out, "\nFiring ({}):", count(firing.len() as u64));
     if firing.len() > LISTED {
         // Thousands of lines help nobody: counts first, then the first few.
         let by_rule = counts(firing.iter().map(|u| {
@@ -145,13 +145,13 @@ pub fn counts(items: impl Iterator<Item = String>) -> String {
     let mut by: Vec<(String, usize)> = by.into_iter().collect();
     by.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     by.iter()
-        .map(|(name, n)| format!("{name} × {}", count(*n)))
+        .map(|(name, n)| format!("{name} × {}", count(*n as u64)))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 /// A count as every summary shows it: `99,990`.
-pub fn count(n: usize) -> String {
+pub fn count(n: u64) -> String {
     crate::numbers::group_thousands(n as f64, 0)
 }
 
@@ -160,7 +160,7 @@ pub fn named(items: impl ExactSizeIterator<Item = String>) -> String {
     let total = items.len();
     let mut names: Vec<String> = items.take(LISTED).collect();
     if total > LISTED {
-        names.push(format!("… and {} more", count(total - LISTED)));
+        names.push(format!("… and {} more", count((total - LISTED) as u64)));
     }
     names.join(", ")
 }
@@ -169,11 +169,7 @@ pub fn named(items: impl ExactSizeIterator<Item = String>) -> String {
 pub fn more(out: &mut String, total: u64, shown: usize) {
     let shown = u64::try_from(shown).unwrap_or(u64::MAX);
     if total > shown {
-        let _ = writeln!(
-            out,
-            "  … and {} more",
-            crate::numbers::group_thousands((total - shown) as f64, 0)
-        );
+        let _ = writeln!(out, "  … and {} more", count(total - shown));
     }
 }
 
@@ -219,7 +215,7 @@ pub fn actions(planned: &Planned) -> String {
     }
     for (title, list) in [("Dropped", &plan.dropped), ("Deferred", &plan.deferred)] {
         if !list.is_empty() {
-            let _ = writeln!(out, "{title} ({}):", count(list.len()));
+            let _ = writeln!(out, "{title} ({}):", count(list.len() as u64));
             if list.len() > LISTED {
                 let _ = writeln!(out, "  by reason: {}", counts(list.iter().map(|l| l.reason.clone())));
             }

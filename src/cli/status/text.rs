@@ -90,7 +90,7 @@ fn sources(out: &mut String, d: &StatusData) {
 }
 
 fn firing(out: &mut String, d: &StatusData) {
-    let _ = writeln!(out, "\nFiring ({}):", count(d.firing.len()));
+    let _ = writeln!(out, "\nFiring ({}):", count(d.firing.len() as u64));
     if d.firing.len() > LISTED {
         let by_rule = counts(d.firing.iter().map(|i| {
             let held = if i.held_note().is_some() { " (held)" } else { "" };

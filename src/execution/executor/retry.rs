@@ -43,14 +43,12 @@ impl Executor {
         // Only the instances the due effects are about (a retry is checked
         // against its own instance's state, not all of memory).
         let keys: Vec<(String, Labels)> = (due.iter())
-            .filter_map(
-                |e| match e.condition.as_deref().map(serde_json::from_str::<Condition>) {
-                    Some(Ok(Condition::Firing { rule, labels, .. } | Condition::Resolved { rule, labels, .. })) => {
-                        Some((rule, labels))
-                    }
-                    _ => None,
-                },
-            )
+            .filter_map(|e| match condition_of(e) {
+                Some(Ok(Condition::Firing { rule, labels, .. } | Condition::Resolved { rule, labels, .. })) => {
+                    Some((rule, labels))
+                }
+                _ => None,
+            })
             .collect();
         let instances = cycle.store.instances_of(&keys).await?;
         let groups = cycle.store.open_groups(false).await?;
@@ -145,6 +143,11 @@ impl Executor {
     }
 }
 
+/// The condition an effect is retried under, as stored (none: always).
+fn condition_of(effect: &StoredEffect) -> Option<Result<Condition, serde_json::Error>> {
+    effect.condition.as_deref().map(serde_json::from_str)
+}
+
 /// Why an effect should not be retried any more, if so.
 fn stop_reason(
     effect: &StoredEffect,
@@ -158,7 +161,7 @@ fn stop_reason(
     if effect.content_type.is_empty() {
         return Some("it was recorded before retries existed".into());
     }
-    let condition: Condition = match effect.condition.as_deref().map(serde_json::from_str) {
+    let condition: Condition = match condition_of(effect) {
         None => return None,
         Some(Ok(c)) => c,
         Some(Err(_)) => return Some("its condition cannot be read".into()),

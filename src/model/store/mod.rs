@@ -128,8 +128,6 @@ pub trait ExecutionStore: Send + Sync {
     fn release_taken<'a>(&'a self, cycle_id: i64, action_id: Option<&'a str>) -> StoreFuture<'a, ()>;
 
     // Groups.
-    /// Every stored alert instance.
-    fn load_instances(&self) -> StoreFuture<'_, Vec<Instance>>;
     /// The stored instances among `keys` (rule, labels): group messages and
     /// retries look at the state of their own.
     fn instances_of<'a>(&'a self, keys: &'a [(String, Labels)]) -> StoreFuture<'a, Vec<Instance>>;
