@@ -11,6 +11,12 @@ use super::Agent;
 use crate::model::{Observation, Planned, Transition};
 use crate::timetable::Round;
 
+/// The `agent_state` key holding when the records of past actions were last pruned.
+const RECORDS_PRUNED_AT: &str = "records_pruned_at";
+
+/// How often the records of past actions are pruned.
+const RECORDS_PRUNED_EVERY: chrono::Duration = chrono::Duration::hours(1);
+
 impl Agent {
     /// Remembers cycle `id`; returns the history points written.
     pub(super) async fn remember(
@@ -43,7 +49,7 @@ impl Agent {
             error!(error = %e, "Could not record due times");
             errors.push(format!("memory: {e}"));
         }
-        self.prune().await;
+        self.prune(now).await;
         self.forget(now).await;
         points_written
     }
@@ -101,18 +107,57 @@ impl Agent {
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
-    /// Prunes memory past its retention; a failure is logged, never fatal.
-    async fn prune(&self) {
-        match self.memory.prune_before(self.retention_cutoff()).await {
-            Ok(stats) if stats != Default::default() => info!(
+    /// Prunes memory past its retention: history every cycle, the records
+    /// of actions at most once per [`RECORDS_PRUNED_EVERY`] (they are checked
+    /// against the stored instances, which costs more than a range delete).
+    /// A failure is logged, never fatal.
+    async fn prune(&self, now: DateTime<Utc>) {
+        let cutoff = self.retention_cutoff();
+        let mut stats = match self.memory.prune_before(cutoff).await {
+            Ok(stats) => stats,
+            Err(e) => {
+                warn!(error = %e, "Could not prune memory");
+                return;
+            }
+        };
+        let last = match self.memory.state_get(RECORDS_PRUNED_AT).await {
+            Ok(last) => last.and_then(|t| crate::timefmt::from_db(&t)),
+            Err(e) => {
+                warn!(error = %e, "Could not prune memory");
+                return;
+            }
+        };
+        if last.is_none_or(|at| now.signed_duration_since(at) >= RECORDS_PRUNED_EVERY || at > now) {
+            let window = chrono::Duration::from_std(self.settings().learning.window).unwrap_or(chrono::Duration::MAX);
+            let samples_cutoff = now
+                .checked_sub_signed(window)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+                .min(cutoff);
+            match self.memory.prune_records_before(cutoff, samples_cutoff).await {
+                Ok(records) => stats = stats.plus(records),
+                Err(e) => warn!(error = %e, "Could not prune the records of past actions"),
+            }
+            if let Err(e) = self
+                .memory
+                .state_set(RECORDS_PRUNED_AT, &crate::timefmt::to_db(now), now)
+                .await
+            {
+                warn!(error = %e, "Could not record when past actions were pruned");
+            }
+        }
+        if stats != Default::default() {
+            info!(
                 observations = stats.observations,
                 points = stats.points,
                 cycles = stats.cycles,
                 series = stats.series,
+                outcomes = stats.outcomes,
+                effects = stats.effects,
+                samples = stats.samples,
+                approvals = stats.approvals,
+                llm_calls = stats.llm_calls,
                 "Pruned memory past its retention"
-            ),
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "Could not prune memory"),
+            );
         }
     }
 

@@ -1,6 +1,8 @@
-//! Retention: pruning observations, metric points and cycle records older than
-//! `memory.retention`, in small batches so the daemon's own writes never wait
-//! long behind a large delete.
+//! Retention: pruning observations, metric points and cycle records (and, in
+//! `records`, what the agent did) older than `memory.retention`, in small
+//! batches so the daemon's own writes never wait long behind a large delete.
+
+mod records;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -22,10 +24,38 @@ pub struct PruneStats {
     pub cycles: u64,
     /// Series left without any point.
     pub series: u64,
+    /// Action outcomes (with their links to effects).
+    pub outcomes: u64,
+    /// Settled effects no longer needed to keep a notification from repeating.
+    pub effects: u64,
+    /// Learning samples older than both retention and the learning window.
+    pub samples: u64,
+    /// Decided or expired approvals.
+    pub approvals: u64,
+    /// Recorded LLM calls.
+    pub llm_calls: u64,
+}
+
+impl PruneStats {
+    /// Both passes' counts together.
+    #[must_use]
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            observations: self.observations + other.observations,
+            points: self.points + other.points,
+            cycles: self.cycles + other.cycles,
+            series: self.series + other.series,
+            outcomes: self.outcomes + other.outcomes,
+            effects: self.effects + other.effects,
+            samples: self.samples + other.samples,
+            approvals: self.approvals + other.approvals,
+            llm_calls: self.llm_calls + other.llm_calls,
+        }
+    }
 }
 
 impl Memory {
-    /// Deletes everything recorded before `cutoff`.
+    /// Deletes the history recorded before `cutoff`.
     pub async fn prune_before(&self, cutoff: DateTime<Utc>) -> Result<PruneStats, MemoryError> {
         let cutoff_text = timefmt::to_db(cutoff);
         let cutoff_ms = cutoff.timestamp_millis();
