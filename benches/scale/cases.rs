@@ -462,7 +462,9 @@ async fn growth() {
     conn.close().await.expect("close");
 }
 
-/// The release binary on the demo config, ten one-second cycles, then idle.
+/// The release binary on the demo config: ten one-second cycles, then
+/// idle; and at the demo's own five-minute interval, two minutes after its
+/// first cycle (by then its source connections, unused for a minute, are closed).
 async fn idle() {
     let bin = env!("CARGO_BIN_EXE_bi-agent");
     let demo = world::dir().join("demo");
@@ -473,38 +475,7 @@ async fn idle() {
         .status()
         .expect("demo");
     assert!(made.success());
-    // Count only the daemon's own cycles.
-    for file in ["memory.db", "memory.db-wal", "memory.db-shm"] {
-        let _ = std::fs::remove_file(demo.join(file));
-    }
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
-    let started = Instant::now();
-    let mut child = std::process::Command::new(bin)
-        .args(["run", "--dry-run", "-c", config])
-        .env("BI_AGENT_DEMO_DIR", &demo)
-        .env("BI_AGENT__AGENT__INTERVAL", "1s")
-        .env("BI_AGENT__LOG__LEVEL", "warn")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run");
-    let status = format!("/proc/{}/status", child.id());
-    let memory = demo.join("memory.db");
-    let mut first_cycle = None;
-    while started.elapsed() < Duration::from_secs(30) {
-        let cycles = count_cycles(&memory).await;
-        if first_cycle.is_none() && cycles > 0 {
-            first_cycle = Some(started.elapsed());
-        }
-        if cycles >= 10 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss = world::proc_status_mb(&status, "VmRSS:");
-    let hwm = world::proc_status_mb(&status, "VmHWM:");
-    let _ = child.kill();
-    let _ = child.wait();
+    let (first_cycle, rss, hwm) = idle_daemon(bin, &demo, "1s", 10, Duration::from_secs(2)).await;
     report(
         "idle",
         "daemon on the demo config after 10 cycles: RSS",
@@ -514,6 +485,58 @@ async fn idle() {
     if let Some(t) = first_cycle {
         report("idle", "start to first recorded cycle", millis(t), String::new());
     }
+    let (_, rss, hwm) = idle_daemon(bin, &demo, "5m", 1, Duration::from_secs(125)).await;
+    report(
+        "idle",
+        "demo config at its 5 min interval, two minutes after a cycle: RSS",
+        format!("{rss:.1} MB"),
+        format!("peak {hwm:.1} MB"),
+    );
+}
+
+/// Runs the daemon on the demo config at `interval` until `cycles` have
+/// been recorded, waits `then`, and reads its resident set (MB): the time
+/// to its first cycle, the RSS and the peak.
+async fn idle_daemon(
+    bin: &str,
+    demo: &std::path::Path,
+    interval: &str,
+    cycles: i64,
+    then: Duration,
+) -> (Option<Duration>, f64, f64) {
+    // Count only this daemon's own cycles.
+    for file in ["memory.db", "memory.db-wal", "memory.db-shm"] {
+        let _ = std::fs::remove_file(demo.join(file));
+    }
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
+    let started = Instant::now();
+    let mut child = std::process::Command::new(bin)
+        .args(["run", "--dry-run", "-c", config])
+        .env("BI_AGENT_DEMO_DIR", demo)
+        .env("BI_AGENT__AGENT__INTERVAL", interval)
+        .env("BI_AGENT__LOG__LEVEL", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run");
+    let status = format!("/proc/{}/status", child.id());
+    let memory = demo.join("memory.db");
+    let mut first_cycle = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        let recorded = count_cycles(&memory).await;
+        if first_cycle.is_none() && recorded > 0 {
+            first_cycle = Some(started.elapsed());
+        }
+        if recorded >= cycles {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(then).await;
+    let rss = world::proc_status_mb(&status, "VmRSS:");
+    let hwm = world::proc_status_mb(&status, "VmHWM:");
+    let _ = child.kill();
+    let _ = child.wait();
+    (first_cycle, rss, hwm)
 }
 
 async fn count_cycles(memory: &std::path::Path) -> i64 {

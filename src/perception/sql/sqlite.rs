@@ -32,6 +32,13 @@ const PROGRESS_STEPS: i32 = 1000;
 /// deeper channel lets a million-row series stream in bursts (~100 KB held).
 const ROW_CHANNEL: usize = 1024;
 
+/// SQLite's page cache per source connection, in KiB (SQLite's own default
+/// is 2,000). A source runs its query once a cycle and the warehouse file
+/// usually changes in between, which empties the cache anyway; the operating
+/// system's file cache serves the re-read. Kept small so an idle daemon does
+/// not hold a warehouse's pages per source.
+const PAGE_CACHE_KIB: &str = "-256";
+
 /// SQLite's result code for a statement stopped by an interrupt.
 const SQLITE_INTERRUPT: &str = "9";
 
@@ -41,6 +48,7 @@ pub(super) fn pool(settings: &SqlSourceSettings) -> Result<SqlitePool, SourceErr
     let options = SqliteConnectOptions::from_str(settings.url.expose())
         .map_err(|e| bad_url(settings, e))?
         .busy_timeout(settings.timeout)
+        .pragma("cache_size", PAGE_CACHE_KIB)
         .row_buffer_size(ROW_CHANNEL);
     Ok(pool_options(settings).connect_lazy_with(options))
 }
@@ -58,6 +66,7 @@ pub(crate) fn read_only_pool(settings: &SqlSourceSettings) -> Result<SqlitePool,
         .busy_timeout(settings.timeout)
         .read_only(true)
         .create_if_missing(false)
+        .pragma("cache_size", PAGE_CACHE_KIB)
         .pragma("query_only", "ON");
     Ok(pool_options(settings).connect_lazy_with(options))
 }
