@@ -54,14 +54,14 @@ fn action(i: usize, round: usize) -> Action {
     ));
     a.subject = Some(format!("Revenue in r{i:04} down 29.5%"));
     a.reason = "bench".into();
-    a.evidence = Evidence {
+    a.evidence = Box::new(Evidence {
         source: Some("sales".into()),
         labels,
         values: [("revenue_growth_wow".to_owned(), -0.295)].into(),
         condition: Some("revenue_growth_wow < -0.15".into()),
         row: Default::default(),
         at: None,
-    };
+    });
     a.rank = i as u32;
     a
 }

@@ -54,10 +54,10 @@ pub fn action(queries: &[&str], labels: &[(&str, &str)]) -> Action {
     action.severity = Severity::High;
     action.queries = queries.iter().map(|q| (*q).to_owned()).collect();
     action.reason = "test".into();
-    action.evidence = Evidence {
+    action.evidence = Box::new(Evidence {
         labels,
         ..Evidence::default()
-    };
+    });
     action
 }
 

@@ -255,7 +255,7 @@ impl Checker<'_> {
                 episode: i.episode,
                 resolved: false,
             });
-            action.evidence = update.full_evidence();
+            *action.evidence = update.full_evidence();
         }
         action.after = after;
         self.fill(&mut action, p);

@@ -78,7 +78,7 @@ impl Agent {
             }
         };
         for p in &mut proposals.actions {
-            p.learning = Some(proposal_key(p, &self.compiled));
+            p.learning = Some(Box::new(proposal_key(p, &self.compiled)));
         }
         planned.plan.dropped.extend(proposals.refused);
         if !proposals.actions.is_empty() {

@@ -134,7 +134,7 @@ pub struct Action {
     pub confidence: f64,
     /// What fired it.
     #[serde(default)]
-    pub evidence: Evidence,
+    pub evidence: Box<Evidence>,
     /// Tie-break after priority: rules in config order, then actions in rule order.
     #[serde(default)]
     pub rank: u32,
@@ -144,10 +144,10 @@ pub struct Action {
     pub repeat: u32,
     /// Which learned pattern its outcome counts towards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub learning: Option<super::learning::LearnKey>,
+    pub learning: Option<Box<super::learning::LearnKey>>,
     /// For a scheduled report: what it reads and for which due time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub report: Option<ReportInput>,
+    pub report: Option<Box<ReportInput>>,
     /// Set by planning while a rule action is not complete yet (no evidence,
     /// no rendered message or subject): only actions that run, are queued
     /// or are left out are completed, so 100,000 notifications over the cap
@@ -233,7 +233,7 @@ impl Action {
             require_approval: false,
             reason: String::new(),
             confidence: 1.0,
-            evidence: Evidence::default(),
+            evidence: Box::default(),
             rank: 0,
             repeat: 0,
             learning: None,

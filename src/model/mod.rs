@@ -13,6 +13,7 @@ pub mod action;
 pub mod alert;
 pub mod health;
 pub mod investigation;
+pub mod labels;
 pub mod learning;
 pub mod message;
 pub mod observation;

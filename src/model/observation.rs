@@ -8,8 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// A row's identity: its text columns, e.g. `{region: "Northeast"}`.
-pub type Labels = BTreeMap<String, String>;
+pub use super::labels::Labels;
 
 /// One row of a source: labels (text columns) and values (numeric columns).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -276,7 +276,7 @@ mod tests {
 
     fn point(region: &str, day: u32, value: f64) -> Row {
         Row {
-            labels: BTreeMap::from([("region".into(), region.into())]),
+            labels: [("region".into(), region.into())].into(),
             values: BTreeMap::from([("revenue".into(), value)]),
             at: Some(Utc.with_ymd_and_hms(2026, 11, day, 0, 0, 0).unwrap()),
         }

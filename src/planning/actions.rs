@@ -125,7 +125,7 @@ impl Rulebook {
                     reason: String::new(),
                     confidence,
                     // Filled with the texts, only if the action is kept.
-                    evidence: Evidence::default(),
+                    evidence: Box::default(),
                     rank: (rule.index as u32).saturating_mul(1000).saturating_add(i as u32),
                     repeat: 0,
                     learning: None,
@@ -172,7 +172,7 @@ impl Rulebook {
         if job.learn {
             self.learning.key(&rule.settings, template, action);
         }
-        action.evidence = update.full_evidence();
+        *action.evidence = update.full_evidence();
         let context = self.template_context(rule, &update.instance, job.transition, &action.evidence);
         let base_reason = base_reason(rule, &update.instance, job.transition, &action.evidence);
         action.reason.insert_str(0, &base_reason);

@@ -386,9 +386,9 @@ impl Rulebook {
             .map(|(name, (r, _))| (name.clone(), SourceMap::new(&r.values, &r.labels)))
             .collect();
         let (values, labels) = if rule.settings.source.is_some() {
-            (&row.values, &row.labels)
+            (&row.values, &*row.labels)
         } else {
-            (&EMPTY_VALUES, &EMPTY_LABELS)
+            (&EMPTY_VALUES, &**EMPTY_LABELS)
         };
         let outcome = rule.condition.evaluate(&Bindings {
             values,
@@ -401,7 +401,7 @@ impl Rulebook {
 }
 
 static EMPTY_VALUES: BTreeMap<String, f64> = BTreeMap::new();
-static EMPTY_LABELS: BTreeMap<String, String> = BTreeMap::new();
+static EMPTY_LABELS: std::sync::LazyLock<Labels> = std::sync::LazyLock::new(Labels::new);
 
 /// The series a history call reads for this row, and the time of its current value.
 fn series_for(

@@ -121,7 +121,7 @@ impl super::rules::Rulebook {
                     if fired { "fired" } else { "resolved" }
                 );
                 action.message = Some(message);
-                action.evidence = evidence.clone();
+                *action.evidence = evidence.clone();
                 action.rank = u32::MAX;
                 if fired {
                     fired_now.push(action);

@@ -67,7 +67,7 @@ pub fn report_action(report: &ReportSettings, due: DateTime<Utc>, observations: 
         input.sources.insert(name.clone(), rows);
     }
     action.confidence = confidence;
-    action.report = Some(input);
+    action.report = Some(Box::new(input));
     action
 }
 

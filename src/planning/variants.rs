@@ -315,13 +315,13 @@ impl LearningPolicy {
             |i| learning::segment(&i.labels, &rule.learn_by),
         );
         let window = rule.outcome_window.unwrap_or(self.settings.outcome_window);
-        action.learning = Some(LearnKey {
+        action.learning = Some(Box::new(LearnKey {
             rule: rule.name.clone(),
             template: template.id.clone(),
             signature: String::new(),
             segment,
             window_secs: window.as_secs(),
-        });
+        }));
         resign(action, &[]);
     }
 
@@ -461,13 +461,13 @@ mod tests {
         };
         let mut a = Action::new("r/a/-", ActionKind::Notify, crate::model::Origin::Rule("r".into()));
         a.to = vec!["team".into()];
-        a.learning = Some(LearnKey {
+        a.learning = Some(Box::new(LearnKey {
             rule: "r".into(),
             template: "a".into(),
             signature: a.signature(&[]),
             segment: String::new(),
             window_secs: 3600,
-        });
+        }));
         let key = |sig: &str| PatternKey {
             kind: ActionKind::Notify,
             rule: "r".into(),

@@ -33,7 +33,7 @@ pub(super) struct Sample {
 /// proposals, built-in rules): its group is its origin and kind, its
 /// signature the default one; without a window it has no recovery signal.
 fn key_of(action: &Action) -> LearnKey {
-    action.learning.clone().unwrap_or_else(|| LearnKey {
+    action.learning.as_deref().cloned().unwrap_or_else(|| LearnKey {
         rule: action
             .instance
             .as_ref()
