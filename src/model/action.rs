@@ -64,7 +64,7 @@ pub struct InstanceRef {
 pub struct Evidence {
     /// The source of the row, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<std::sync::Arc<str>>,
     /// The row's labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: Labels,
@@ -73,10 +73,10 @@ pub struct Evidence {
     pub values: BTreeMap<String, f64>,
     /// The condition, as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub condition: Option<String>,
+    pub condition: Option<std::sync::Arc<str>>,
     /// Every numeric value of the row (for messages and reports).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub row: BTreeMap<String, f64>,
+    pub row: super::Values,
     /// The row's time, for a series source: which day or hour it is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<chrono::DateTime<chrono::Utc>>,

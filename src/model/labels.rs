@@ -1,10 +1,12 @@
-//! A row's identity (its text columns), shared instead of copied.
+//! A row's labels (its text columns) and values (its numbers), shared
+//! instead of copied.
 //!
 //! One row's labels are held by the row, by every rule's instance of it, by
-//! the stored instance, and by each action planned for it: at 100,000
-//! instances a copy each was the largest part of a cycle's memory. A clone is
-//! a reference count; a change copies first (copy on write), so a holder
-//! never sees another's change. Must never hold anything but text labels.
+//! the stored instance, and by each action planned for it; its values by
+//! the row and by every instance's evidence: at 100,000 instances a copy
+//! each was the largest part of a cycle's memory. A clone is a reference
+//! count; a change copies first (copy on write), so a holder never sees
+//! another's change. Must never hold anything but a row's own columns.
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
@@ -12,73 +14,85 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Labels by name, e.g. `{region: "Northeast"}`: a name-ordered map that
-/// reads like a `BTreeMap<String, String>` and clones in constant time.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Arc<BTreeMap<String, String>>);
+/// Labels by name, e.g. `{region: "Northeast"}`.
+pub type Labels = SharedMap<String>;
 
-impl Labels {
-    /// No labels.
+/// A row's numbers by column, e.g. `{revenue: 1200.0}`.
+pub type Values = SharedMap<f64>;
+
+/// A name-ordered map that reads like a `BTreeMap<String, V>` and clones in
+/// constant time.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SharedMap<V>(Arc<BTreeMap<String, V>>);
+
+impl<V> SharedMap<V> {
+    /// An empty map.
     pub fn new() -> Self {
-        Self::default()
+        Self(Arc::new(BTreeMap::new()))
     }
 }
 
-impl Deref for Labels {
-    type Target = BTreeMap<String, String>;
+impl<V> Default for SharedMap<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<V> Deref for SharedMap<V> {
+    type Target = BTreeMap<String, V>;
 
     fn deref(&self) -> &Self::Target {
         &self.0
     }
 }
 
-impl DerefMut for Labels {
+impl<V: Clone> DerefMut for SharedMap<V> {
     /// Copies the map first if another holder shares it.
     fn deref_mut(&mut self) -> &mut Self::Target {
         Arc::make_mut(&mut self.0)
     }
 }
 
-impl std::fmt::Debug for Labels {
+impl<V: std::fmt::Debug> std::fmt::Debug for SharedMap<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
     }
 }
 
-impl From<BTreeMap<String, String>> for Labels {
-    fn from(map: BTreeMap<String, String>) -> Self {
+impl<V> From<BTreeMap<String, V>> for SharedMap<V> {
+    fn from(map: BTreeMap<String, V>) -> Self {
         Self(Arc::new(map))
     }
 }
 
-impl<const N: usize> From<[(String, String); N]> for Labels {
-    fn from(pairs: [(String, String); N]) -> Self {
+impl<V, const N: usize> From<[(String, V); N]> for SharedMap<V> {
+    fn from(pairs: [(String, V); N]) -> Self {
         Self(Arc::new(BTreeMap::from(pairs)))
     }
 }
 
-impl FromIterator<(String, String)> for Labels {
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+impl<V> FromIterator<(String, V)> for SharedMap<V> {
+    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
         Self(Arc::new(iter.into_iter().collect()))
     }
 }
 
-impl<'a> IntoIterator for &'a Labels {
-    type Item = (&'a String, &'a String);
-    type IntoIter = std::collections::btree_map::Iter<'a, String, String>;
+impl<'a, V> IntoIterator for &'a SharedMap<V> {
+    type Item = (&'a String, &'a V);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, V>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
     }
 }
 
-impl Serialize for Labels {
+impl<V: Serialize> Serialize for SharedMap<V> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(serializer)
     }
 }
 
-impl<'de> Deserialize<'de> for Labels {
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for SharedMap<V> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         BTreeMap::deserialize(deserializer).map(Self::from)
     }

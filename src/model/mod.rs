@@ -28,7 +28,7 @@ pub use health::SourceHealth;
 pub use investigation::{Investigations, QueryRows};
 pub use learning::{LearnKey, Learned, PastFiring, PatternKey, PatternStats};
 pub use message::{ChannelError, Message, Receipt, Rendered, Table, Target};
-pub use observation::{Labels, Observation, ObservationStatus, Row, SeriesKey};
+pub use observation::{Labels, Observation, ObservationStatus, Row, SeriesKey, Values};
 pub use outcome::{Delivery, DeliveryUpdate, Findings, Outcome, QueryFailure, Status};
 pub use plan::{LeftOut, Plan};
 pub use planned::{HistoryRequest, InstanceUpdate, LastNotified, Planned};

@@ -2,13 +2,12 @@
 //!
 //! This module holds data and pure helpers only. It must never do I/O.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use super::labels::Labels;
+pub use super::labels::{Labels, Values};
 
 /// One row of a source: labels (text columns) and values (numeric columns).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -16,7 +15,7 @@ pub struct Row {
     /// Text columns; a NULL text column is left out.
     pub labels: Labels,
     /// Numeric columns as doubles (booleans are 1.0 / 0.0); a NULL is left out.
-    pub values: BTreeMap<String, f64>,
+    pub values: Values,
     /// For a series source: the time of this point (from its time column), UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<DateTime<Utc>>,

@@ -268,8 +268,6 @@ fn duplicate_text(row: &Row) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use chrono::TimeZone;
 
     use super::*;
@@ -277,7 +275,7 @@ mod tests {
     fn point(region: &str, day: u32, value: f64) -> Row {
         Row {
             labels: [("region".into(), region.into())].into(),
-            values: BTreeMap::from([("revenue".into(), value)]),
+            values: [("revenue".into(), value)].into(),
             at: Some(Utc.with_ymd_and_hms(2026, 11, day, 0, 0, 0).unwrap()),
         }
     }

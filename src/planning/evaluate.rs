@@ -10,6 +10,7 @@
 //! puts its instances in `error`, which holds their state.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tracing::{debug, info};
@@ -193,8 +194,8 @@ impl Rulebook {
         let mut updates: Vec<Update> = Vec::new();
         // Labels are the instance's own (see `InstanceUpdate::evidence`).
         let missing = || Evidence {
-            source: rule.settings.source.clone(),
-            condition: Some(rule.settings.when.clone()),
+            source: rule.evidence_texts.0.clone(),
+            condition: Some(Arc::clone(&rule.evidence_texts.1)),
             ..Evidence::default()
         };
         match rule_rows(rule, input.observations) {
@@ -216,7 +217,7 @@ impl Rulebook {
                     .map(|p| (*p).clone())
                     .unwrap_or_else(|| fresh(&rule.settings.name, Labels::new(), input.episode_floors, input.now));
                 let evidence = Evidence {
-                    condition: Some(rule.settings.when.clone()),
+                    condition: Some(Arc::clone(&rule.evidence_texts.1)),
                     ..Evidence::default()
                 };
                 updates.push(Update::new(prev, Input::NoData, evidence, Some(why), 0.0));
@@ -343,8 +344,8 @@ impl Rulebook {
     ) -> (Evaluation, Evidence) {
         // Labels are the instance's own (see `InstanceUpdate::evidence`).
         let mut evidence = Evidence {
-            source: rule.settings.source.clone(),
-            condition: Some(rule.settings.when.clone()),
+            source: rule.evidence_texts.0.clone(),
+            condition: Some(Arc::clone(&rule.evidence_texts.1)),
             at: row.at,
             ..Evidence::default()
         };
@@ -386,7 +387,7 @@ impl Rulebook {
             .map(|(name, (r, _))| (name.clone(), SourceMap::new(&r.values, &r.labels)))
             .collect();
         let (values, labels) = if rule.settings.source.is_some() {
-            (&row.values, &*row.labels)
+            (&*row.values, &*row.labels)
         } else {
             (&EMPTY_VALUES, &**EMPTY_LABELS)
         };

@@ -80,11 +80,11 @@ impl super::rules::Rulebook {
             let inp = if failing { Input::True } else { Input::False };
             let (next, transition) = step(&prev, inp, input.now, timing);
             let evidence = Evidence {
-                source: Some(o.source.clone()),
+                source: Some(o.source.as_str().into()),
                 labels: labels.clone(),
                 values: [("consecutive_failures".to_owned(), f64::from(h.consecutive_failures))].into(),
-                condition: Some(format!("consecutive_failures >= {}", cfg.cycles)),
-                row: BTreeMap::new(),
+                condition: Some(format!("consecutive_failures >= {}", cfg.cycles).into()),
+                row: Default::default(),
                 at: None,
             };
             if let Some(t @ (Transition::Fired | Transition::Resolved)) = transition
@@ -154,7 +154,9 @@ fn one_message(mut actions: Vec<Action>, fired: bool) -> Vec<Action> {
         return actions;
     }
     actions.sort_by(|a, b| a.id.cmp(&b.id));
-    let sources: Vec<String> = (actions.iter()).filter_map(|a| a.evidence.source.clone()).collect();
+    let sources: Vec<String> = (actions.iter())
+        .filter_map(|a| a.evidence.source.as_deref().map(str::to_owned))
+        .collect();
     let first = actions.remove(0);
     let mut merged = first.clone();
     let (trigger, what) = if fired {

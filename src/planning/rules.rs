@@ -9,6 +9,7 @@
 //! Compiling never connects anywhere; evaluation lives in [`super::evaluate`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::columns::{self, Shape};
@@ -30,6 +31,9 @@ pub struct CompiledRule {
     pub condition: Condition,
     /// For rules without `source`: the sources the condition reads.
     pub reads: BTreeSet<String>,
+    /// Its source's name and its condition as written, shared by the
+    /// evidence of every instance (one copy per rule, not per instance).
+    pub evidence_texts: (Option<Arc<str>>, Arc<str>),
 }
 
 /// Every rule, compiled.
@@ -183,6 +187,7 @@ impl Rulebook {
                 settings: rule.clone(),
                 condition,
                 reads,
+                evidence_texts: (rule.source.as_deref().map(Arc::from), Arc::from(rule.when.as_str())),
             });
         }
         if !issues.is_empty() {
