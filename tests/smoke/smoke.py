@@ -1607,6 +1607,47 @@ group = false
         (300, 0),
         (observed.get("rows"), observed.get("history_points")),
     )
+    # Retention of the record of what was done: rows from 500 days ago
+    # (retention is 400 d) go on the next cycle; what was done today stays,
+    # and so does the newest notification of an action, however old.
+    mem = sqlite3.connect(os.path.join(home, "memory.db"))
+    old = "2024-01-01T00:00:00.000Z"
+    recent_outcomes = mem.execute("SELECT COUNT(*) FROM action_outcomes").fetchone()[0]
+    mem.execute(
+        "INSERT INTO action_outcomes (cycle_id, action_id, kind, origin, status, dry_run, started_at,"
+        " duration_ms, action, outcome) VALUES (NULL, 'old/tell/-', 'notify', 'rule', 'sent', 0, ?, 0, '{}', '{}')",
+        (old,),
+    )
+    for key, repeat in (("old-0", 0), ("old-1", 1)):
+        mem.execute(
+            "INSERT INTO effects (key, dry_run, action_id, episode, repeat, channel, target, status,"
+            " created_at, updated_at) VALUES (?, 0, 'report/old', 1, ?, 'slack', '#ops', 'sent', ?, ?)",
+            (key, repeat, old, old),
+        )
+    mem.execute(
+        "INSERT INTO llm_calls (at, purpose, model, mode, outcome) VALUES (?, 'plan', 'm', 'none', 'ok')", (old,)
+    )
+    # The record is pruned at most once an hour: the last pass was two hours ago.
+    mem.execute(
+        "UPDATE agent_state SET value = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-2 hours')"
+        " WHERE key = 'records_pruned_at'"
+    )
+    mem.commit()
+    mem.close()
+    done = cli(full, "run", "--once", "--dry-run")
+    mem = sqlite3.connect(os.path.join(home, "memory.db"))
+    try:
+        CHECKS.equal(
+            "retention prunes old outcomes, superseded effects and LLM calls, and keeps the rest",
+            (recent_outcomes + 10, ["old-1"], 0),
+            (
+                mem.execute("SELECT COUNT(*) FROM action_outcomes").fetchone()[0],
+                [r[0] for r in mem.execute("SELECT key FROM effects WHERE action_id = 'report/old'")],
+                mem.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0],
+            ),
+        )
+    finally:
+        mem.close()
     text = cli(incremental, "plan").stdout
     CHECKS.true(
         "plan counts a large instance set and names the first few",
