@@ -23,6 +23,15 @@ pub fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
+/// The time `span` before `now`; the earliest time there is when `span`
+/// reaches further back (a retention or window of years never fails).
+pub fn before(now: DateTime<Utc>, span: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(span)
+        .ok()
+        .and_then(|span| now.checked_sub_signed(span))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// The system clock as an injectable [`Clock`].
 pub fn system() -> Clock {
     Arc::new(now)

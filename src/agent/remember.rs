@@ -101,10 +101,7 @@ impl Agent {
 
     /// The oldest time memory keeps (`memory.retention` ago).
     pub(super) fn retention_cutoff(&self) -> DateTime<Utc> {
-        let retention = chrono::Duration::from_std(self.settings().memory.retention).unwrap_or(chrono::Duration::MAX);
-        self.now()
-            .checked_sub_signed(retention)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        crate::clock::before(self.now(), self.settings().memory.retention)
     }
 
     /// Prunes memory past its retention: history every cycle, the records
@@ -112,7 +109,7 @@ impl Agent {
     /// against the stored instances, which costs more than a range delete).
     /// A failure is logged, never fatal.
     async fn prune(&self, now: DateTime<Utc>) {
-        let cutoff = self.retention_cutoff();
+        let cutoff = crate::clock::before(now, self.settings().memory.retention);
         let mut stats = match self.memory.prune_before(cutoff).await {
             Ok(stats) => stats,
             Err(e) => {
@@ -120,19 +117,9 @@ impl Agent {
                 return;
             }
         };
-        let last = match self.memory.state_get(RECORDS_PRUNED_AT).await {
-            Ok(last) => last.and_then(|t| crate::timefmt::from_db(&t)),
-            Err(e) => {
-                warn!(error = %e, "Could not prune memory");
-                return;
-            }
-        };
-        if last.is_none_or(|at| now.signed_duration_since(at) >= RECORDS_PRUNED_EVERY || at > now) {
-            let window = chrono::Duration::from_std(self.settings().learning.window).unwrap_or(chrono::Duration::MAX);
-            let samples_cutoff = now
-                .checked_sub_signed(window)
-                .unwrap_or(DateTime::<Utc>::MIN_UTC)
-                .min(cutoff);
+        if self.records_due(now).await {
+            // Learning never loses its window, however short retention is.
+            let samples_cutoff = crate::clock::before(now, self.settings().learning.window).min(cutoff);
             match self.memory.prune_records_before(cutoff, samples_cutoff).await {
                 Ok(records) => stats = stats.plus(records),
                 Err(e) => warn!(error = %e, "Could not prune the records of past actions"),
@@ -161,12 +148,24 @@ impl Agent {
         }
     }
 
+    /// Whether the records of past actions are due to be pruned: never
+    /// yet, [`RECORDS_PRUNED_EVERY`] ago, or "later" than now (the clock went
+    /// back). Not when that cannot be read.
+    async fn records_due(&self, now: DateTime<Utc>) -> bool {
+        match self.memory.state_get(RECORDS_PRUNED_AT).await {
+            Ok(last) => (last.as_deref().and_then(crate::timefmt::from_db))
+                .is_none_or(|at| now.signed_duration_since(at) >= RECORDS_PRUNED_EVERY || at > now),
+            Err(e) => {
+                warn!(error = %e, "Could not read when past actions were last pruned");
+                false
+            }
+        }
+    }
+
     /// Forgets quiet instances past `memory.forget_instances_after`; a
     /// failure is logged, never fatal.
     async fn forget(&self, now: DateTime<Utc>) {
-        let after =
-            chrono::Duration::from_std(self.settings().memory.forget_instances_after).unwrap_or(chrono::Duration::MAX);
-        let cutoff = now.checked_sub_signed(after).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let cutoff = crate::clock::before(now, self.settings().memory.forget_instances_after);
         match self.memory.forget_instances(cutoff).await {
             Ok(0) => {}
             Ok(n) => info!(instances = n, "Forgot quiet alert instances"),

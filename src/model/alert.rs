@@ -103,7 +103,12 @@ impl Instance {
     /// Whether it is the same instance in the same state as `other`, when it
     /// was evaluated aside: what memory would store for it is unchanged.
     pub fn same_as_stored(&self, other: &Self) -> bool {
-        // Destructured, so a new field must be placed on one side or the other.
+        self.stored_state() == other.stored_state()
+    }
+
+    /// Everything of it that memory compares: all but its evaluation time.
+    fn stored_state(&self) -> impl PartialEq + '_ {
+        // Destructured, so a new field must be placed here or left out by name.
         let Self {
             rule,
             labels,
@@ -128,17 +133,6 @@ impl Instance {
             false_since,
             episode,
             absent,
-        ) == (
-            &other.rule,
-            &other.labels,
-            &other.state,
-            &other.held,
-            &other.since,
-            &other.active_since,
-            &other.firing_since,
-            &other.false_since,
-            &other.episode,
-            &other.absent,
         )
     }
 

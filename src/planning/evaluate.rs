@@ -10,7 +10,6 @@
 //! puts its instances in `error`, which holds their state.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tracing::{debug, info};
@@ -192,12 +191,6 @@ impl Rulebook {
             .collect();
         let sources = selected_sources(rule, input.observations);
         let mut updates: Vec<Update> = Vec::new();
-        // Labels are the instance's own (see `InstanceUpdate::evidence`).
-        let missing = || Evidence {
-            source: rule.evidence_texts.0.clone(),
-            condition: Some(Arc::clone(&rule.evidence_texts.1)),
-            ..Evidence::default()
-        };
         match rule_rows(rule, input.observations) {
             RuleRows::NotDue => return None,
             RuleRows::Failed(error) => {
@@ -205,7 +198,7 @@ impl Rulebook {
                     updates.push(Update::new(
                         (*prev).clone(),
                         Input::SourceFailed,
-                        missing(),
+                        rule.evidence(),
                         Some(error.clone()),
                         0.0,
                     ));
@@ -216,11 +209,8 @@ impl Rulebook {
                     .get(&(rule.settings.name.as_str(), &Labels::new()))
                     .map(|p| (*p).clone())
                     .unwrap_or_else(|| fresh(&rule.settings.name, Labels::new(), input.episode_floors, input.now));
-                let evidence = Evidence {
-                    condition: Some(Arc::clone(&rule.evidence_texts.1)),
-                    ..Evidence::default()
-                };
-                updates.push(Update::new(prev, Input::NoData, evidence, Some(why), 0.0));
+                // A rule without `source`: its evidence names no source.
+                updates.push(Update::new(prev, Input::NoData, rule.evidence(), Some(why), 0.0));
             }
             RuleRows::Rows(rows) => {
                 let answer =
@@ -264,7 +254,7 @@ impl Rulebook {
                     } else {
                         absent_input(rule, prev, empty, truncated)
                     };
-                    let mut update = Update::new((*prev).clone(), input, missing(), Some(why), 0.0);
+                    let mut update = Update::new((*prev).clone(), input, rule.evidence(), Some(why), 0.0);
                     update.absent = absent;
                     updates.push(update);
                 }
@@ -342,12 +332,9 @@ impl Rulebook {
         input: &CycleInput<'_>,
         backfill: &Backfill,
     ) -> (Evaluation, Evidence) {
-        // Labels are the instance's own (see `InstanceUpdate::evidence`).
         let mut evidence = Evidence {
-            source: rule.evidence_texts.0.clone(),
-            condition: Some(Arc::clone(&rule.evidence_texts.1)),
             at: row.at,
-            ..Evidence::default()
+            ..rule.evidence()
         };
         let mut history_values = Vec::with_capacity(rule.condition.history().len());
         for call in rule.condition.history() {

@@ -17,7 +17,7 @@ use crate::config::{ActionKind, ConfigIssue, RuleSettings, Settings, SourceFaili
 
 use super::condition::{Condition, MetricRef};
 use super::variants::LearningPolicy;
-use crate::model::Observation;
+use crate::model::{Evidence, Observation};
 use crate::template::Templates;
 
 /// One compiled rule.
@@ -33,7 +33,21 @@ pub struct CompiledRule {
     pub reads: BTreeSet<String>,
     /// Its source's name and its condition as written, shared by the
     /// evidence of every instance (one copy per rule, not per instance).
-    pub evidence_texts: (Option<Arc<str>>, Arc<str>),
+    source_text: Option<Arc<str>>,
+    condition_text: Arc<str>,
+}
+
+impl CompiledRule {
+    /// Evidence naming this rule's source and condition, for one of its
+    /// instances to fill (labels are the instance's own: see
+    /// `InstanceUpdate::evidence`).
+    pub fn evidence(&self) -> Evidence {
+        Evidence {
+            source: self.source_text.clone(),
+            condition: Some(Arc::clone(&self.condition_text)),
+            ..Evidence::default()
+        }
+    }
 }
 
 /// Every rule, compiled.
@@ -187,7 +201,8 @@ impl Rulebook {
                 settings: rule.clone(),
                 condition,
                 reads,
-                evidence_texts: (rule.source.as_deref().map(Arc::from), Arc::from(rule.when.as_str())),
+                source_text: rule.source.as_deref().map(Arc::from),
+                condition_text: Arc::from(rule.when.as_str()),
             });
         }
         if !issues.is_empty() {

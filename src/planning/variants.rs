@@ -310,10 +310,8 @@ impl LearningPolicy {
 
     /// Gives a rule action its learning key, signed with what it is now.
     pub fn key(&self, rule: &RuleSettings, template: &ActionTemplate, action: &mut Action) {
-        let segment = (action.instance.as_ref()).map_or_else(
-            || learning::segment(&Default::default(), &rule.learn_by),
-            |i| learning::segment(&i.labels, &rule.learn_by),
-        );
+        let labels = (action.instance.as_ref()).map(|i| i.labels.clone()).unwrap_or_default();
+        let segment = learning::segment(&labels, &rule.learn_by);
         let window = rule.outcome_window.unwrap_or(self.settings.outcome_window);
         action.learning = Some(Box::new(LearnKey {
             rule: rule.name.clone(),

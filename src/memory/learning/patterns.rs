@@ -28,8 +28,7 @@ pub struct LearnStats {
 impl Memory {
     /// Runs one learning pass as `[learning]` says: over the window before `now`.
     pub async fn learn_by(&self, settings: &LearningSettings, now: DateTime<Utc>) -> Result<LearnStats, MemoryError> {
-        let window = chrono::Duration::from_std(settings.window).unwrap_or(chrono::Duration::MAX);
-        let start = now.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let start = crate::clock::before(now, settings.window);
         self.learn(now, start, settings.min_samples, settings.min_confidence)
             .await
     }
