@@ -69,7 +69,7 @@ async fn the_incident_fires_the_northeast_and_nothing_else() {
     assert!(message.starts_with("Revenue in *Northeast* fell "), "{message}");
     assert!(message.contains("% week over week"), "{message}");
     assert!(!message.contains("template"), "{message}");
-    let growth = alert.evidence.values["revenue_growth_wow"];
+    let growth = *alert.evidence.values.get("revenue_growth_wow").expect("growth read");
     assert!((-0.35..-0.25).contains(&growth), "{growth}");
 
     // The next cycle plans nothing new: the instances are already firing.

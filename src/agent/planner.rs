@@ -200,13 +200,10 @@ fn log_plan(planned: &Planned) {
         info!(action = %item.id, kind = item.kind.as_str(), origin = %item.origin, reason = %item.reason, "Planned action");
     }
     // A cap may defer 100,000 actions: the first few are named, the rest counted.
-    for left in planned.plan.deferred.iter().take(LOGGED_DEFERRALS) {
-        info!(action = %left.action.id, reason = %left.reason, "Action deferred to a later cycle");
+    for (action, reason) in planned.plan.deferred_ids().take(LOGGED_DEFERRALS) {
+        info!(action, reason, "Action deferred to a later cycle");
     }
-    if let Some(more) = planned
-        .plan
-        .deferred
-        .len()
+    if let Some(more) = (planned.plan.deferred_count())
         .checked_sub(LOGGED_DEFERRALS)
         .filter(|n| *n > 0)
     {

@@ -6,10 +6,10 @@ use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
 use super::{Memory, MemoryError, SeriesKey, StoredPoints, query_err};
-use crate::model::Evidence;
 use crate::model::Labels;
 use crate::model::SourceHealth;
 use crate::model::{AlertState, Instance};
+use crate::model::{ConditionValues, Evidence};
 use crate::timefmt;
 
 fn corrupt(what: &'static str) -> impl Fn(String) -> MemoryError {
@@ -275,8 +275,8 @@ pub(super) async fn save_instances_in(
 fn stored_evidence(evidence: &Evidence) -> String {
     #[derive(serde::Serialize)]
     struct Stored<'a> {
-        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-        values: &'a BTreeMap<String, f64>,
+        #[serde(skip_serializing_if = "ConditionValues::is_empty")]
+        values: &'a ConditionValues,
         #[serde(skip_serializing_if = "BTreeMap::is_empty")]
         row: &'a BTreeMap<String, f64>,
         #[serde(skip_serializing_if = "Option::is_none")]

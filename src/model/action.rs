@@ -69,8 +69,8 @@ pub struct Evidence {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: Labels,
     /// The values the condition read (including history results by call, e.g. `change(revenue, "7d")`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub values: BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "super::ConditionValues::is_empty")]
+    pub values: super::ConditionValues,
     /// The condition, as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<std::sync::Arc<str>>,

@@ -11,6 +11,7 @@
 
 pub mod action;
 pub mod alert;
+pub mod condition_values;
 pub mod health;
 pub mod investigation;
 pub mod labels;
@@ -24,13 +25,14 @@ pub mod store;
 
 pub use action::{Action, Evidence, InstanceRef, Origin, RenderLater, ReportInput, action_id, labels_text};
 pub use alert::{AlertState, Instance, Transition};
+pub use condition_values::ConditionValues;
 pub use health::SourceHealth;
 pub use investigation::{Investigations, QueryRows};
 pub use learning::{LearnKey, Learned, PastFiring, PatternKey, PatternStats};
 pub use message::{ChannelError, Message, Receipt, Rendered, Table, Target};
 pub use observation::{Labels, Observation, ObservationStatus, Row, SeriesKey, Values};
 pub use outcome::{Delivery, DeliveryUpdate, Findings, Outcome, QueryFailure, Status};
-pub use plan::{LeftOut, Plan};
+pub use plan::{LeftOut, Plan, Replanned};
 pub use planned::{HistoryRequest, InstanceUpdate, LastNotified, Planned};
 pub use store::{
     Approval, ApprovalStatus, Claim, EffectStatus, ExecutionStore, GroupMember, GroupState, HeldEffect, HoldReason,

@@ -13,6 +13,26 @@ pub struct LeftOut {
     pub reason: String,
 }
 
+/// Rule notifications over the per-cycle cap that are not queued: each is
+/// planned again from its instance's state next cycle while the instance
+/// still fires and its episode has not been told, so only its id is kept.
+/// 100,000 of them held as actions were the largest part of a large cycle's
+/// memory (about 800 bytes each); as ids they are about 90.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Replanned {
+    /// Why they were left out (the cap).
+    pub reason: String,
+    /// Their action ids, in plan order.
+    pub ids: Vec<String>,
+}
+
+impl Replanned {
+    /// No notification was left to be planned again.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
 /// A cycle's plan.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
@@ -20,23 +40,24 @@ pub struct Plan {
     pub items: Vec<Action>,
     /// Actions that can never run as given (unknown dependency, cycle).
     pub dropped: Vec<LeftOut>,
-    /// Actions over the per-cycle cap.
+    /// Actions over the per-cycle cap, queued for a later cycle.
     pub deferred: Vec<LeftOut>,
+    /// Rule notifications over the per-cycle cap, planned again next cycle.
+    #[serde(default, skip_serializing_if = "Replanned::is_empty")]
+    pub replanned: Replanned,
 }
 
 impl Plan {
-    /// For each deferred action, whether it is queued for a later cycle. A
-    /// rule's notification of a firing instance is not: it is planned again
-    /// from the instance's state while it fires and its episode has not been
-    /// told, and a queued copy per instance would, for 100,000 instances over
-    /// the cap, be most of a cycle. Whatever another action waits on is queued.
-    pub fn deferred_queued(&self) -> Vec<bool> {
-        let waited_on: std::collections::HashSet<&str> = (self.items.iter())
-            .chain(self.deferred.iter().map(|l| &l.action))
-            .flat_map(|a| a.after.iter().map(String::as_str))
-            .collect();
+    /// How many actions the cap left for later: queued and planned again.
+    pub fn deferred_count(&self) -> usize {
+        self.deferred.len() + self.replanned.ids.len()
+    }
+
+    /// What the cap left for later, as (action id, reason), in plan order
+    /// within each kind: queued first, then planned again.
+    pub fn deferred_ids(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
         (self.deferred.iter())
-            .map(|l| !l.action.is_replanned_while_firing() || waited_on.contains(l.action.id.as_str()))
-            .collect()
+            .map(|l| (l.action.id.as_str(), l.reason.as_str()))
+            .chain((self.replanned.ids.iter()).map(|id| (id.as_str(), self.replanned.reason.as_str())))
     }
 }

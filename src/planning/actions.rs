@@ -234,9 +234,10 @@ impl Rulebook {
         for (k, v) in &evidence.labels {
             top.insert(k.clone(), json!(v));
         }
-        for (k, v) in evidence.row.iter().chain(&evidence.values) {
+        let row = evidence.row.iter().map(|(k, v)| (k.as_str(), v));
+        for (k, v) in row.chain(&evidence.values) {
             if !k.contains('(') && !k.contains('.') {
-                top.insert(k.clone(), crate::template::value(*v));
+                top.insert(k.to_owned(), crate::template::value(*v));
             }
         }
         let sources: serde_json::Map<String, Json> = evidence

@@ -3,12 +3,12 @@
 //! alert instance (`source_failing{source="X"}`) like any other, which
 //! resolves when the source answers again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::config::{ActionKind, Severity};
 use crate::model::{
-    Action, Evidence, Instance, InstanceRef, InstanceUpdate, Labels, Observation, Origin, Planned, SourceHealth,
-    Transition, action_id,
+    Action, Evidence, InstanceRef, InstanceUpdate, Labels, Observation, Origin, Planned, SourceHealth, Transition,
+    action_id,
 };
 
 use super::alerts::{Input, Timing, step};
@@ -54,7 +54,7 @@ impl super::rules::Rulebook {
     pub(super) fn source_failing(
         &self,
         input: &CycleInput<'_>,
-        previous: &HashMap<(&str, &Labels), &Instance>,
+        previous: &super::evaluate::Previous<'_>,
         planned: &mut Planned,
         candidates: &mut Vec<Action>,
     ) {

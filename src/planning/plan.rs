@@ -12,9 +12,9 @@
 //! after everything it depends on was placed before it.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
-use crate::model::{Action, LeftOut, Plan};
+use crate::model::{Action, LeftOut, Plan, Replanned};
 
 /// Builds the plan from the cycle's candidate actions.
 pub fn build(candidates: Vec<Action>, max_actions: usize) -> Plan {
@@ -87,18 +87,30 @@ pub fn build(candidates: Vec<Action>, max_actions: usize) -> Plan {
 
 /// The plan's items: the first `max_actions` of `ordered`; the tail is
 /// deferred (in a topological order it never splits a chain ahead of its
-/// prerequisites).
+/// prerequisites). A rule's notification of a firing instance is planned
+/// again from the instance's state, so only its id is kept, unless another
+/// action waits on it; everything else deferred is queued whole.
 fn defer_over_cap(plan: &mut Plan, mut ordered: Vec<Action>, max_actions: usize) {
     if ordered.len() > max_actions {
         let reason = format!("over the cap of {max_actions} actions per cycle (agent.max_actions_per_cycle)");
+        let waited_on: HashSet<String> = (ordered.iter()).flat_map(|a| a.after.iter().cloned()).collect();
+        let mut replanned = Vec::new();
         // Drained in place: 100,000 deferred actions are moved once, not
-        // copied into a tail first.
-        plan.deferred = (ordered.drain(max_actions..))
-            .map(|action| LeftOut {
-                action,
-                reason: reason.clone(),
-            })
-            .collect();
+        // copied into a tail first, and each replanned one is dropped as
+        // soon as its id is taken.
+        for action in ordered.drain(max_actions..) {
+            if action.is_replanned_while_firing() && !waited_on.contains(&action.id) {
+                replanned.push(action.id);
+            } else {
+                plan.deferred.push(LeftOut {
+                    action,
+                    reason: reason.clone(),
+                });
+            }
+        }
+        if !replanned.is_empty() {
+            plan.replanned = Replanned { reason, ids: replanned };
+        }
         ordered.shrink_to_fit();
     }
     plan.items = ordered;

@@ -35,6 +35,32 @@ pub struct CompiledRule {
     /// evidence of every instance (one copy per rule, not per instance).
     source_text: Option<Arc<str>>,
     condition_text: Arc<str>,
+    /// The names its evidence gives the values it reads, shared by every
+    /// instance: its columns (as `idents()`), history calls (as `history()`,
+    /// e.g. `change(revenue, "7d")`) and `source.column` pairs (as `qualified()`).
+    pub(super) value_names: ValueNames,
+}
+
+/// See [`CompiledRule::value_names`].
+#[derive(Debug)]
+pub(super) struct ValueNames {
+    pub(super) idents: Vec<Arc<str>>,
+    pub(super) calls: Vec<Arc<str>>,
+    pub(super) qualified: Vec<Arc<str>>,
+}
+
+impl ValueNames {
+    fn of(condition: &Condition) -> Self {
+        Self {
+            idents: condition.idents().iter().map(|i| Arc::from(i.as_str())).collect(),
+            calls: (condition.history().iter())
+                .map(|call| Arc::from(super::evaluate::call_text(call)))
+                .collect(),
+            qualified: (condition.qualified().iter())
+                .map(|(source, column)| Arc::from(format!("{source}.{column}")))
+                .collect(),
+        }
+    }
 }
 
 impl CompiledRule {
@@ -199,6 +225,7 @@ impl Rulebook {
             rules.push(CompiledRule {
                 index,
                 settings: rule.clone(),
+                value_names: ValueNames::of(&condition),
                 condition,
                 reads,
                 source_text: rule.source.as_deref().map(Arc::from),

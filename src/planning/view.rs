@@ -213,19 +213,30 @@ pub fn actions(planned: &Planned) -> String {
             let _ = writeln!(out, "      queries: {}", a.queries.join(", "));
         }
     }
-    for (title, list) in [("Dropped", &plan.dropped), ("Deferred", &plan.deferred)] {
-        if !list.is_empty() {
-            let _ = writeln!(out, "{title} ({}):", count(list.len() as u64));
-            if list.len() > LISTED {
-                let _ = writeln!(out, "  by reason: {}", counts(list.iter().map(|l| l.reason.clone())));
-            }
-            for l in list.iter().take(LISTED) {
-                let _ = writeln!(out, "  {}: {}", l.action.id, l.reason);
-            }
-            more(&mut out, list.len() as u64, LISTED.min(list.len()));
-        }
-    }
+    let dropped = (plan.dropped.iter()).map(|l| (l.action.id.as_str(), l.reason.as_str()));
+    left_out(&mut out, "Dropped", plan.dropped.len(), dropped);
+    left_out(&mut out, "Deferred", plan.deferred_count(), plan.deferred_ids());
     out
+}
+
+/// A list of left-out actions (`len` of them): counts by reason when long,
+/// then the first few by id.
+fn left_out<'a>(out: &mut String, title: &str, len: usize, list: impl Iterator<Item = (&'a str, &'a str)> + Clone) {
+    if len == 0 {
+        return;
+    }
+    let _ = writeln!(out, "{title} ({}):", count(len as u64));
+    if len > LISTED {
+        let _ = writeln!(
+            out,
+            "  by reason: {}",
+            counts(list.clone().map(|(_, reason)| reason.to_owned()))
+        );
+    }
+    for (id, reason) in list.take(LISTED) {
+        let _ = writeln!(out, "  {id}: {reason}");
+    }
+    more(out, len as u64, LISTED.min(len));
 }
 
 fn capitalised(s: &str) -> String {

@@ -30,7 +30,7 @@ impl Executor {
                     .evidence
                     .values
                     .iter()
-                    .map(|(k, v)| (k.clone(), crate::numbers::compact(*v))),
+                    .map(|(k, v)| (k.to_owned(), crate::numbers::compact(*v))),
             )
             .collect();
         let mut context = match &action.instance {
@@ -80,9 +80,10 @@ impl Executor {
         for (k, v) in &action.evidence.labels {
             context.insert(k.clone(), json!(v));
         }
-        for (k, v) in action.evidence.row.iter().chain(&action.evidence.values) {
+        let row = action.evidence.row.iter().map(|(k, v)| (k.as_str(), v));
+        for (k, v) in row.chain(&action.evidence.values) {
             if !k.contains('(') && !k.contains('.') {
-                context.insert(k.clone(), template::value(*v));
+                context.insert(k.to_owned(), template::value(*v));
             }
         }
         context.insert("labels".into(), json!(action.evidence.labels));

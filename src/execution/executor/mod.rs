@@ -195,12 +195,8 @@ impl Executor {
             store.record_outcome(cycle_id, &left.action, &outcome).await?;
             executed.push((left.action.clone(), outcome));
         }
-        let mut replanned = 0usize;
-        for (left, queued) in plan.deferred.iter().zip(plan.deferred_queued()) {
-            if !queued {
-                replanned += 1;
-                continue;
-            }
+        let replanned = plan.replanned.ids.len();
+        for left in &plan.deferred {
             let mut action = left.action.clone();
             // Dependencies that ran already are satisfied; keep the others.
             action
