@@ -51,6 +51,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "forgotten instances",
         include_str!("../../migrations/0011_forgotten_instances.sql"),
     ),
+    (
+        12,
+        "one instance state index",
+        include_str!("../../migrations/0012_one_instance_state_index.sql"),
+    ),
 ];
 
 /// The migrator over [`MIGRATIONS`].
