@@ -1658,6 +1658,17 @@ group = false
         and "… and 270 more" in text,
         text[:2000],
     )
+    as_json = json.loads(cli(incremental, "plan", "--json").stdout)
+    replanned = as_json.get("plan", {}).get("replanned", {})
+    CHECKS.equal(
+        "plan --json keeps only the ids of notifications over the cap that are planned again",
+        (290, 0, True),
+        (
+            len(replanned.get("ids", [])),
+            len(as_json.get("plan", {}).get("deferred", [])),
+            "agent.max_actions_per_cycle" in replanned.get("reason", ""),
+        ),
+    )
 
 
 PHASES = [
