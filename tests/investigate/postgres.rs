@@ -127,12 +127,16 @@ async fn writes_fail_in_the_read_only_transaction() {
 async fn a_slow_query_is_stopped_at_its_timeout() {
     let queries = "[queries.slow]\nsource = \"db\"\ntimeout = \"300ms\"\nsql = \"SELECT pg_sleep(5)::text AS slept\"\n\
                    [queries.quick]\nsource = \"db\"\nsql = \"SELECT 1 AS one\"\n\
-                   [queries.warm]\nsource = \"db\"\nsql = \"SELECT 2 AS two\"\n";
+                   [queries.hold_a]\nsource = \"db\"\nsql = \"SELECT pg_sleep(0.5)::text AS a\"\n\
+                   [queries.hold_b]\nsource = \"db\"\nsql = \"SELECT pg_sleep(0.5)::text AS b\"\n";
     let inv = investigator(&settings(&url(), queries));
     // Opening a connection (SCRAM in a debug build on a busy machine) may
     // take longer than the slow query's whole budget; open both of the
-    // pool's connections (two queries at once) before the clock matters.
-    let warm = inv.run(&action(&["quick", "warm"], &[])).await.unwrap();
+    // pool's connections before the clock matters. Each warm-up query holds
+    // its connection for half a second, so the two run on two connections
+    // (two quick ones could finish on one, leaving the second to be opened
+    // within the slow query's budget).
+    let warm = inv.run(&action(&["hold_a", "hold_b"], &[])).await.unwrap();
     assert_eq!(warm.tables.len(), 2, "{warm:?}");
     let findings = inv.run(&action(&["slow", "quick"], &[])).await.unwrap();
     assert_eq!(findings.tables[0].rows, [["1"]]);
