@@ -6,10 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
 use super::{Memory, MemoryError, SeriesKey, StoredPoints, query_err};
-use crate::model::Labels;
-use crate::model::SourceHealth;
-use crate::model::{AlertState, Instance};
-use crate::model::{ConditionValues, Evidence};
+use crate::model::{AlertState, ConditionValues, Evidence, Instance, Labels, SourceHealth};
 use crate::timefmt;
 
 fn corrupt(what: &'static str) -> impl Fn(String) -> MemoryError {

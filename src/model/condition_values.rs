@@ -40,7 +40,7 @@ impl ConditionValues {
 
     /// The values in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &f64)> {
-        self.0.iter().map(|(k, v)| (&**k, v))
+        self.into_iter()
     }
 
     /// How many values it holds.

@@ -215,9 +215,10 @@ impl Rulebook {
                 let stored = previous.get(&(rule.settings.name.as_str(), &*EMPTY_LABELS)).copied();
                 let (prev, is_new) = prev_or_fresh(rule, &EMPTY_LABELS, stored, input);
                 // A rule without `source`: its evidence names no source.
-                let mut update = Update::new(prev, Input::NoData, rule.evidence(), Some(why), 0.0);
-                update.is_new = is_new;
-                updates.push(update);
+                updates.push(Update {
+                    is_new,
+                    ..Update::new(prev, Input::NoData, rule.evidence(), Some(why), 0.0)
+                });
             }
             RuleRows::Rows(rows) => {
                 let answer =
@@ -247,9 +248,10 @@ impl Rulebook {
                     let confidence = obs
                         .confidence
                         .min(sources.values().map(|(_, o)| o.confidence).fold(1.0, f64::min));
-                    let mut update = Update::new(prev, inp, evidence, unknown, confidence);
-                    update.is_new = is_new;
-                    updates.push(update);
+                    updates.push(Update {
+                        is_new,
+                        ..Update::new(prev, inp, evidence, unknown, confidence)
+                    });
                 }
                 // With `on_absent = "fire"` a quiet segment that vanishes is
                 // the worst case, so even inactive ones are followed.
@@ -474,9 +476,4 @@ fn backfill_index(observations: &[Observation]) -> HashMap<SeriesKey, Vec<(DateT
         }
     }
     index
-}
-
-/// The call as written in conditions, e.g. `change(revenue, "7d")`.
-pub(super) fn call_text(call: &HistoryCall) -> String {
-    format!("{}({}, \"{}\")", call.func.name(), call.metric, call.window_text)
 }

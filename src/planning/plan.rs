@@ -368,6 +368,51 @@ mod tests {
         assert_eq!(reasons["c"], "depends on `a`, which is in a dependency cycle");
     }
 
+    /// A rule's notification of a firing instance (planned again while it fires).
+    fn firing_notification(id: &str, rank: u32) -> Action {
+        let mut a = action(id, &[], 3, rank);
+        a.instance = Some(crate::model::InstanceRef {
+            rule: "r".into(),
+            labels: [("region".to_owned(), id.to_owned())].into(),
+            episode: 1,
+            resolved: false,
+        });
+        a
+    }
+
+    #[test]
+    fn over_the_cap_a_firing_notification_keeps_its_id_unless_something_waits_on_it() {
+        let mut waiting = action("investigate", &["waited"], 1, 0);
+        waiting.kind = crate::config::ActionKind::Investigate;
+        let plan = build(
+            vec![
+                firing_notification("kept", 0),
+                waiting,
+                firing_notification("waited", 1),
+                firing_notification("later", 2),
+                action("plain", &[], 4, 0),
+            ],
+            1,
+        );
+        assert_eq!(ids(&plan.items), vec!["kept"]);
+        // `investigate` waits on `waited`, so both are queued whole, in plan order;
+        // `plain` is no firing notification, so it is queued too.
+        assert_eq!(
+            ids(&plan.deferred.iter().map(|l| l.action.clone()).collect::<Vec<_>>()),
+            vec!["waited", "investigate", "plain"]
+        );
+        assert_eq!(plan.replanned.ids, vec!["later".to_owned()]);
+        assert_eq!(
+            plan.replanned.reason,
+            "over the cap of 1 actions per cycle (agent.max_actions_per_cycle)"
+        );
+        assert_eq!(plan.deferred_count(), 4);
+        assert_eq!(
+            plan.deferred_ids().map(|(id, _)| id).collect::<Vec<_>>(),
+            ["waited", "investigate", "plain", "later"]
+        );
+    }
+
     #[test]
     fn duplicates_merge_and_cap_defers_the_tail() {
         let mut dup = action("a", &[], 4, 3);

@@ -54,7 +54,15 @@ impl ValueNames {
         Self {
             idents: condition.idents().iter().map(|i| Arc::from(i.as_str())).collect(),
             calls: (condition.history().iter())
-                .map(|call| Arc::from(super::evaluate::call_text(call)))
+                // The call as written in conditions, e.g. `change(revenue, "7d")`.
+                .map(|call| {
+                    Arc::from(format!(
+                        "{}({}, \"{}\")",
+                        call.func.name(),
+                        call.metric,
+                        call.window_text
+                    ))
+                })
                 .collect(),
             qualified: (condition.qualified().iter())
                 .map(|(source, column)| Arc::from(format!("{source}.{column}")))

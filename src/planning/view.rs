@@ -137,12 +137,12 @@ pub fn instances(planned: &Planned) -> String {
 pub const LISTED: usize = 20;
 
 /// `a × 3, b × 1`, most frequent first (then by name).
-pub fn counts(items: impl Iterator<Item = String>) -> String {
-    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+pub fn counts<S: Ord + std::fmt::Display>(items: impl Iterator<Item = S>) -> String {
+    let mut by: BTreeMap<S, usize> = BTreeMap::new();
     for item in items {
         *by.entry(item).or_default() += 1;
     }
-    let mut by: Vec<(String, usize)> = by.into_iter().collect();
+    let mut by: Vec<(S, usize)> = by.into_iter().collect();
     by.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     by.iter()
         .map(|(name, n)| format!("{name} × {}", count(*n as u64)))
@@ -227,11 +227,7 @@ fn left_out<'a>(out: &mut String, title: &str, len: usize, list: impl Iterator<I
     }
     let _ = writeln!(out, "{title} ({}):", count(len as u64));
     if len > LISTED {
-        let _ = writeln!(
-            out,
-            "  by reason: {}",
-            counts(list.clone().map(|(_, reason)| reason.to_owned()))
-        );
+        let _ = writeln!(out, "  by reason: {}", counts(list.clone().map(|(_, reason)| reason)));
     }
     for (id, reason) in list.take(LISTED) {
         let _ = writeln!(out, "  {id}: {reason}");
