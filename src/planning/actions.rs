@@ -13,8 +13,18 @@ use crate::model::{
 };
 
 use super::evaluate::CycleInput;
+use super::intents::{Candidates, Intent, Repeat};
 use super::rules::{CompiledRule, Rulebook, template_key};
 use super::variants::LearningPolicy;
+
+/// The instance a rule plans for, at `position` among the cycle's evaluated
+/// instances, and the source's confidence in its evaluation.
+#[derive(Clone, Copy)]
+pub(super) struct InstanceAt<'a> {
+    pub(super) instance: &'a Instance,
+    pub(super) position: usize,
+    pub(super) confidence: f64,
+}
 
 impl Rulebook {
     /// Notifications of a still-firing instance that are due again: the next
@@ -23,135 +33,176 @@ impl Rulebook {
     pub(super) fn repeats(
         &self,
         rule: &CompiledRule,
-        instance: &Instance,
-        confidence: f64,
+        at: InstanceAt<'_>,
         input: &CycleInput<'_>,
-        position: usize,
-    ) -> Vec<Action> {
+        out: &mut Candidates,
+    ) {
+        let InstanceAt {
+            instance,
+            position,
+            confidence,
+        } = at;
         let repeat_every = chrono::Duration::from_std(self.repeat_interval).unwrap_or(chrono::Duration::MAX);
-        let last_told = |id: &str| input.notified.get(id).filter(|l| l.episode == instance.episode);
-        // Due: never told in this episode (e.g. it failed), or told a
-        // `repeat_interval` ago.
-        let due = |id: &str| last_told(id).is_none_or(|l| input.now - l.at >= repeat_every);
-        let repeats = |kind: ActionKind| matches!(kind, ActionKind::Notify | ActionKind::Escalate);
-        // Most still-firing instances were told lately: ask by id first, and
-        // build nothing for them.
-        if !(rule.settings.actions.iter()).any(|a| {
-            a.on == Trigger::Firing && repeats(a.kind) && due(&action_id(&rule.settings.name, &a.id, &instance.labels))
-        }) {
-            return Vec::new();
+        let templates = rule.settings.actions.iter().enumerate();
+        let repeated = templates.filter(|(_, a)| a.on == Trigger::Firing && repeats(a.kind));
+        for (i, template) in repeated {
+            // Most still-firing instances were told lately: their ids are
+            // asked for, and nothing is built for them.
+            let id = action_id(&rule.settings.name, &template.id, &instance.labels);
+            let told = input.notified.get(&id).filter(|l| l.episode == instance.episode);
+            // Due: never told in this episode (e.g. it failed), or told a
+            // `repeat_interval` ago.
+            let repeat = match told {
+                None => Repeat::Unsent,
+                Some(l) if input.now - l.at >= repeat_every => Repeat::After(l.repeat),
+                Some(_) => continue,
+            };
+            // Only the notification repeats (its chain already ran), so
+            // nothing waits on it and it waits on nothing: unless a learned
+            // variant may reorder it, it stays an intent.
+            let later = later(rule, i, position, Transition::Fired);
+            if LearningPolicy::changes_action(template) {
+                let mut action = self.rule_action(rule, instance, later, confidence, input.learned);
+                self.mark_repeat(&mut action, repeat, instance);
+                out.whole.push(action);
+            } else {
+                out.intents
+                    .push(Intent::new(id, rule, template, later, confidence, Some(repeat)));
+            }
         }
-        self.rule_actions(rule, instance, Transition::Fired, confidence, input.learned, position)
-            .into_iter()
-            .filter(|a| repeats(a.kind) && due(&a.id))
-            .map(|mut a| {
-                match last_told(&a.id) {
-                    None => a
-                        .reason
-                        .push_str(" (still firing; its notification has not gone out yet)"),
-                    Some(l) => {
-                        a.repeat = l.repeat + 1;
-                        a.reason = format!(
-                            "{} (still firing since {}; repeated every {})",
-                            a.reason,
-                            instance
-                                .firing_since
-                                .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
-                            humantime::format_duration(self.repeat_interval)
-                        );
-                    }
-                }
-                // Only the notification repeats; its chain already ran.
-                a.after.clear();
-                a
-            })
-            .collect()
     }
 
-    /// The actions a transition of `instance` (at `position` among the
-    /// cycle's evaluated instances) plans from `rule`'s templates; their
-    /// texts are rendered by [`Rulebook::render_late`] once the plan is known.
+    /// The actions a transition of an instance plans from `rule`'s templates: whole
+    /// when they are linked to another or learning may reorder them,
+    /// otherwise as intents (see [`Candidates`]). Texts are rendered by
+    /// [`Rulebook::render_late`] once the plan is known.
     pub(super) fn rule_actions(
         &self,
         rule: &CompiledRule,
-        instance: &Instance,
+        at: InstanceAt<'_>,
         transition: Transition,
-        confidence: f64,
         learned: &Learned,
-        position: usize,
-    ) -> Vec<Action> {
+        out: &mut Candidates,
+    ) {
+        let InstanceAt {
+            instance,
+            position,
+            confidence,
+        } = at;
         let trigger = match transition {
             Transition::Fired => Trigger::Firing,
             Transition::Resolved => Trigger::Resolved,
-            _ => return Vec::new(),
+            _ => return,
         };
+        let templates = rule.settings.actions.iter().enumerate();
+        for (i, template) in templates.filter(|(_, a)| a.on == trigger) {
+            let later = later(rule, i, position, transition);
+            if stands_alone(rule, i) {
+                let id = action_id(&rule.settings.name, &template.id, &instance.labels);
+                out.intents
+                    .push(Intent::new(id, rule, template, later, confidence, None));
+            } else {
+                out.whole
+                    .push(self.rule_action(rule, instance, later, confidence, learned));
+            }
+        }
+    }
+
+    /// Builds the action an intent stands for (`None` only if the rulebook
+    /// or the cycle's instances do not hold what it points at).
+    pub(super) fn build(&self, intent: Intent, instances: &[InstanceUpdate], learned: &Learned) -> Option<Action> {
+        let rule = self.rules.get(intent.later.rule as usize)?;
+        let instance = &instances.get(intent.later.instance as usize)?.instance;
+        let mut action = self.rule_action(rule, instance, intent.later, intent.confidence, learned);
+        if let Some(repeat) = intent.repeat {
+            self.mark_repeat(&mut action, repeat, instance);
+        }
+        Some(action)
+    }
+
+    /// Makes a rule's notification a repeat of the instance's still firing.
+    fn mark_repeat(&self, action: &mut Action, repeat: Repeat, instance: &Instance) {
+        match repeat {
+            Repeat::Unsent => action
+                .reason
+                .push_str(" (still firing; its notification has not gone out yet)"),
+            Repeat::After(last) => {
+                action.repeat = last + 1;
+                action.reason = format!(
+                    "{} (still firing since {}; repeated every {})",
+                    action.reason,
+                    instance
+                        .firing_since
+                        .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+                    humantime::format_duration(self.repeat_interval)
+                );
+            }
+        }
+        action.after.clear();
+    }
+
+    /// One rule action: template `later.template` of `rule` for `instance`,
+    /// with learned parameters applied where they can reorder it.
+    fn rule_action(
+        &self,
+        rule: &CompiledRule,
+        instance: &Instance,
+        mut later: RenderLater,
+        confidence: f64,
+        learned: &Learned,
+    ) -> Action {
         let name = &rule.settings.name;
-        rule.settings
-            .actions
+        let a = &rule.settings.actions[later.template as usize];
+        let trigger = a.on;
+        let params: BTreeMap<String, Json> = a
+            .params
             .iter()
-            .enumerate()
-            .filter(|(_, a)| a.on == trigger)
-            .map(|(i, a)| {
-                let params: BTreeMap<String, Json> = a
-                    .params
-                    .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Json::Null)))
-                    .collect();
-                let mut action = Action {
-                    id: action_id(name, &a.id, &instance.labels),
-                    kind: a.kind,
-                    origin: Origin::Rule(name.clone()),
-                    instance: Some(InstanceRef {
-                        rule: name.clone(),
-                        labels: instance.labels.clone(),
-                        episode: instance.episode,
-                        resolved: trigger == Trigger::Resolved,
-                    }),
-                    to: a.to.clone(),
-                    after: a.after.iter().map(|d| action_id(name, d, &instance.labels)).collect(),
-                    priority: a.priority,
-                    severity: a.severity.unwrap_or(rule.settings.severity),
-                    message: None,
-                    subject: None,
-                    queries: a.queries.clone(),
-                    endpoint: a.endpoint.clone(),
-                    template: a.template.clone(),
-                    wait_seconds: a.duration.map(|d| d.as_secs()),
-                    params,
-                    require_approval: a.require_approval,
-                    // What is added to the reason before completion (a
-                    // repeat, a learned adjustment) follows the base reason
-                    // completion puts first.
-                    reason: String::new(),
-                    confidence,
-                    // Filled with the texts, only if the action is kept.
-                    evidence: Box::default(),
-                    rank: (rule.index as u32).saturating_mul(1000).saturating_add(i as u32),
-                    repeat: 0,
-                    learning: None,
-                    report: None,
-                    // Positions fit: a rulebook of 2^32 rules or a cycle of
-                    // 2^32 instances would not fit in memory first.
-                    render_later: Some(RenderLater {
-                        rule: rule.index as u32,
-                        template: i as u32,
-                        instance: position as u32,
-                        transition,
-                        learn: false,
-                    }),
-                };
-                if trigger == Trigger::Firing && a.kind != ActionKind::Wait {
-                    // Only a variant or an adjustment can reorder the plan;
-                    // a plain learning key waits for completion.
-                    if LearningPolicy::changes_action(a) {
-                        self.learning.apply(&rule.settings, a, &mut action, learned);
-                    } else if let Some(later) = &mut action.render_later {
-                        later.learn = true;
-                    }
-                }
-                action
-            })
-            .collect()
+            .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Json::Null)))
+            .collect();
+        let learns = trigger == Trigger::Firing && a.kind != ActionKind::Wait;
+        // Only a variant or an adjustment can reorder the plan; a plain
+        // learning key waits for completion.
+        let changes = learns && LearningPolicy::changes_action(a);
+        later.learn = learns && !changes;
+        let mut action = Action {
+            id: action_id(name, &a.id, &instance.labels),
+            kind: a.kind,
+            origin: Origin::Rule(name.clone()),
+            instance: Some(InstanceRef {
+                rule: name.clone(),
+                labels: instance.labels.clone(),
+                episode: instance.episode,
+                resolved: trigger == Trigger::Resolved,
+            }),
+            to: a.to.clone(),
+            after: a.after.iter().map(|d| action_id(name, d, &instance.labels)).collect(),
+            priority: a.priority,
+            severity: a.severity.unwrap_or(rule.settings.severity),
+            message: None,
+            subject: None,
+            queries: a.queries.clone(),
+            endpoint: a.endpoint.clone(),
+            template: a.template.clone(),
+            wait_seconds: a.duration.map(|d| d.as_secs()),
+            params,
+            require_approval: a.require_approval,
+            // What is added to the reason before completion (a
+            // repeat, a learned adjustment) follows the base reason
+            // completion puts first.
+            reason: String::new(),
+            confidence,
+            // Filled with the texts, only if the action is kept.
+            evidence: Box::default(),
+            rank: rank(rule, later.template as usize),
+            repeat: 0,
+            learning: None,
+            report: None,
+            render_later: Some(later),
+        };
+        if changes {
+            self.learning.apply(&rule.settings, a, &mut action, learned);
+        }
+        action
     }
 
     /// Completes a rule action planning kept (see [`Action::render_later`]):
@@ -303,6 +354,41 @@ impl Rulebook {
 }
 
 /// `rule NAME fired for LABELS: CONDITION (values)`: why a rule's action is planned.
+/// The kinds a still-firing instance repeats.
+fn repeats(kind: ActionKind) -> bool {
+    matches!(kind, ActionKind::Notify | ActionKind::Escalate)
+}
+
+/// Where a rule action's texts come from once it is kept.
+fn later(rule: &CompiledRule, template: usize, position: usize, transition: Transition) -> RenderLater {
+    // Positions fit: a rulebook of 2^32 rules or a cycle of 2^32 instances
+    // would not fit in memory first.
+    RenderLater {
+        rule: rule.index as u32,
+        template: template as u32,
+        instance: position as u32,
+        transition,
+        learn: false,
+    }
+}
+
+/// A rule action's tie-break after priority: rules in config order, then
+/// actions in rule order.
+pub(super) fn rank(rule: &CompiledRule, template: usize) -> u32 {
+    (rule.index as u32).saturating_mul(1000).saturating_add(template as u32)
+}
+
+/// Whether template `i` of `rule`, planned on a transition, waits on
+/// nothing, nothing of its rule waits on it, and learning cannot reorder it:
+/// then its place in the plan is its tie-break order alone (see [`Candidates`]).
+fn stands_alone(rule: &CompiledRule, i: usize) -> bool {
+    let actions = &rule.settings.actions;
+    let template = &actions[i];
+    template.after.is_empty()
+        && !actions.iter().any(|a| a.after.contains(&template.id))
+        && !LearningPolicy::changes_action(template)
+}
+
 fn base_reason(rule: &CompiledRule, instance: &Instance, transition: Transition, evidence: &Evidence) -> String {
     let verb = if transition == Transition::Resolved {
         "resolved"

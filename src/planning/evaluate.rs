@@ -23,9 +23,11 @@ use crate::model::{
 
 use super::absence::absent_input;
 pub(super) use super::absence::fresh;
+use super::actions::InstanceAt;
 use super::alerts::{Input, Timing, step};
 use super::condition::{Bindings, Evaluation, HistoryCall, MetricRef, SourceMap};
 use super::history;
+use super::intents::Candidates;
 use super::plan;
 use super::rule_rows::{RuleRows, rule_rows, selected_sources};
 use super::rules::{CompiledRule, Rulebook};
@@ -152,7 +154,7 @@ impl Rulebook {
     /// Evaluates every rule for this cycle and builds the plan.
     pub fn evaluate(&self, input: &CycleInput<'_>) -> Planned {
         let mut planned = Planned::default();
-        let mut candidates = Vec::new();
+        let mut candidates = Candidates::default();
         let previous: Previous<'_> = (input.instances.iter())
             .map(|i| ((i.rule.as_str(), &i.labels), i))
             .collect();
@@ -171,9 +173,11 @@ impl Rulebook {
             };
             self.apply(rule, updates, input, &mut planned, &mut candidates);
         }
-        self.source_failing(input, &previous, &mut planned, &mut candidates);
-        candidates.extend(input.carried.iter().cloned());
+        self.source_failing(input, &previous, &mut planned, &mut candidates.whole);
+        candidates.whole.extend(input.carried.iter().cloned());
+        let (candidates, replanned) = self.settle(candidates, &planned.instances, input.learned);
         planned.plan = plan::build(candidates, self.max_actions);
+        plan::replan(&mut planned.plan, replanned, self.max_actions);
         // Texts only for what is used: what runs, is queued or is left out
         // (recorded with its reason); a notification deferred to be planned
         // again next cycle is rendered then.
@@ -285,7 +289,7 @@ impl Rulebook {
         updates: Vec<Update>,
         input: &CycleInput<'_>,
         planned: &mut Planned,
-        candidates: &mut Vec<Action>,
+        candidates: &mut Candidates,
     ) {
         let timing = Timing {
             for_: rule.settings.for_,
@@ -322,11 +326,15 @@ impl Rulebook {
             {
                 continue;
             }
-            let position = planned.instances.len();
+            let at = InstanceAt {
+                instance: &next,
+                position: planned.instances.len(),
+                confidence,
+            };
             if let Some(t) = transition {
-                candidates.extend(self.rule_actions(rule, &next, t, confidence, input.learned, position));
+                self.rule_actions(rule, at, t, input.learned, candidates);
             } else if next.state == AlertState::Firing {
-                candidates.extend(self.repeats(rule, &next, confidence, input, position));
+                self.repeats(rule, at, input, candidates);
             }
             let stored = !is_new && next.same_as_stored(&prev);
             planned.instances.push(InstanceUpdate {

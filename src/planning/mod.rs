@@ -18,6 +18,7 @@ pub mod alerts;
 pub mod condition;
 pub mod evaluate;
 pub mod history;
+mod intents;
 pub mod merge;
 pub mod meta;
 pub mod plan;

@@ -92,7 +92,7 @@ pub fn build(candidates: Vec<Action>, max_actions: usize) -> Plan {
 /// action waits on it; everything else deferred is queued whole.
 fn defer_over_cap(plan: &mut Plan, mut ordered: Vec<Action>, max_actions: usize) {
     if ordered.len() > max_actions {
-        let reason = format!("over the cap of {max_actions} actions per cycle (agent.max_actions_per_cycle)");
+        let reason = over_cap(max_actions);
         let waited_on: HashSet<String> = (ordered.iter()).flat_map(|a| a.after.iter().cloned()).collect();
         let mut replanned = Vec::new();
         // Drained in place: 100,000 deferred actions are moved once, not
@@ -114,6 +114,24 @@ fn defer_over_cap(plan: &mut Plan, mut ordered: Vec<Action>, max_actions: usize)
         ordered.shrink_to_fit();
     }
     plan.items = ordered;
+}
+
+/// Adds the ids of notifications the cap deferred before they were built
+/// (see `intents`), after those the plan deferred itself: each is planned
+/// again next cycle.
+pub fn replan(plan: &mut Plan, ids: Vec<String>, max_actions: usize) {
+    if ids.is_empty() {
+        return;
+    }
+    if plan.replanned.is_empty() {
+        plan.replanned.reason = over_cap(max_actions);
+    }
+    plan.replanned.ids.extend(ids);
+}
+
+/// Why the cap left an action for later.
+fn over_cap(max_actions: usize) -> String {
+    format!("over the cap of {max_actions} actions per cycle (agent.max_actions_per_cycle)")
 }
 
 fn unique(ids: &[String]) -> BTreeSet<&str> {

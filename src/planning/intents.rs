@@ -1,0 +1,319 @@
+//! Rule actions before they are built. A large cycle plans many more
+//! actions than its cap lets run (100,000 notifications against 10): each
+//! stands for an action that waits on nothing and that nothing waits on, so
+//! its place in the plan is its place in the tie-break order (priority,
+//! rank, id) alone, and an intent holds only that order and where to build
+//! it from. Whole actions are built for what runs, is queued or is left out;
+//! a notification the cap defers keeps only its id (it is planned again from
+//! its instance's state).
+//!
+//! An intent must never stand for an action that another one waits on,
+//! that waits on another, that shares its id with another candidate or
+//! whose learned variant can change its order: those are built at once, and
+//! the plan orders them as it does every action.
+
+use std::collections::HashSet;
+
+use crate::config::{ActionKind, ActionTemplate};
+use crate::model::{Action, InstanceUpdate, Learned, RenderLater};
+
+use super::rules::{CompiledRule, Rulebook};
+
+/// A cycle's candidate actions: built ones and intents.
+#[derive(Debug, Default)]
+pub(super) struct Candidates {
+    /// Actions already built (linked, reordered by learning, carried, built-in rules).
+    pub whole: Vec<Action>,
+    /// Rule actions that stand alone, not built yet.
+    pub intents: Vec<Intent>,
+}
+
+/// A rule action that stands alone, not built yet: 64 bytes and its id's
+/// text, against about 800 for the action with its strings.
+#[derive(Debug)]
+pub(super) struct Intent {
+    priority: u8,
+    rank: u32,
+    /// The action's id (`rule/action/labels`).
+    id: String,
+    /// The rule, template and instance it is built from.
+    pub(super) later: RenderLater,
+    /// The source's confidence in the decision.
+    pub(super) confidence: f64,
+    /// For a notification of a still-firing instance: which repeat it is.
+    pub(super) repeat: Option<Repeat>,
+    /// A notification of a firing instance: deferred, it is planned again.
+    replanned: bool,
+}
+
+/// A still-firing instance's notification, due again.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Repeat {
+    /// None went out in this episode (e.g. it failed).
+    Unsent,
+    /// The last one was this repeat, a `repeat_interval` ago.
+    After(u32),
+}
+
+impl Intent {
+    /// An intent for template `template` of `rule`, built from `later`.
+    pub(super) fn new(
+        id: String,
+        rule: &CompiledRule,
+        template: &ActionTemplate,
+        later: RenderLater,
+        confidence: f64,
+        repeat: Option<Repeat>,
+    ) -> Self {
+        let firing = template.on == crate::config::Trigger::Firing;
+        Self {
+            priority: template.priority,
+            rank: super::actions::rank(rule, later.template as usize),
+            id,
+            later,
+            confidence,
+            repeat,
+            replanned: firing && matches!(template.kind, ActionKind::Notify | ActionKind::Escalate),
+        }
+    }
+}
+
+impl Rulebook {
+    /// The candidates to order, built, and the ids of the notifications
+    /// the cap defers without building them.
+    ///
+    /// Intents are independent and distinct, so they keep their tie-break
+    /// order in the plan, and only the first `max_actions` of them can fit
+    /// under the cap; those are built, and so is every later one that would
+    /// be queued rather than planned again. An intent whose id another
+    /// candidate has or waits on is built, so the plan merges and orders it.
+    pub(super) fn settle(
+        &self,
+        candidates: Candidates,
+        instances: &[InstanceUpdate],
+        learned: &Learned,
+    ) -> (Vec<Action>, Vec<String>) {
+        let Candidates { mut whole, intents } = candidates;
+        let build = |intent: Intent, whole: &mut Vec<Action>| whole.extend(self.build(intent, instances, learned));
+        if whole.len() + intents.len() <= self.max_actions {
+            whole.reserve_exact(intents.len());
+            for intent in intents {
+                build(intent, &mut whole);
+            }
+            return (whole, Vec::new());
+        }
+        let named: HashSet<&str> = (whole.iter())
+            .flat_map(|a| std::iter::once(&a.id).chain(&a.after))
+            .map(String::as_str)
+            .collect();
+        let (tied, mut free): (Vec<Intent>, Vec<Intent>) =
+            intents.into_iter().partition(|i| named.contains(i.id.as_str()));
+        drop(named);
+        for intent in tied {
+            build(intent, &mut whole);
+        }
+        free.sort_unstable_by(|a, b| (a.priority, a.rank, &a.id).cmp(&(b.priority, b.rank, &b.id)));
+        let mut replanned = Vec::new();
+        for (place, intent) in free.into_iter().enumerate() {
+            if place < self.max_actions || !intent.replanned {
+                build(intent, &mut whole);
+            } else {
+                replanned.push(intent.id);
+            }
+        }
+        (whole, replanned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
+    use std::time::Duration;
+
+    use chrono::{TimeZone, Utc};
+
+    use crate::config::ActionKind;
+    use crate::model::{
+        Action, Instance, LastNotified, Learned, Observation, ObservationStatus, Origin, Plan, Planned, Row,
+    };
+    use crate::planning::evaluate::CycleInput;
+    use crate::planning::plan;
+    use crate::planning::rules::Rulebook;
+
+    /// A rulebook with one rule over `crm` whose templates are of every
+    /// sort: notifications that stand alone (two priorities), an
+    /// investigation that stands alone but is queued when deferred, and a
+    /// linked pair (a wait, then a notification after it).
+    fn rulebook(cap: usize) -> Rulebook {
+        let text = format!(
+            "[agent]\nname = \"t\"\nmax_actions_per_cycle = {cap}\n[memory]\npath = \"m.db\"\n\
+             [channels.mail]\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:2525\"\nfrom = \"agent@example.com\"\n\
+             [roles]\nops = [\"email:ops@example.com\"]\n\
+             [sources.crm]\nkind = \"sql\"\nurl = \"sqlite://w.db\"\n\
+             sql = \"SELECT customer, score FROM c\"\n\
+             [queries.detail]\nsource = \"crm\"\nsql = \"SELECT 1 AS one\"\n\
+             [[rules]]\nname = \"churn\"\nsource = \"crm\"\nwhen = \"score > 0.5\"\n\
+             [[rules.actions]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"ops\"]\nmessage = \"{{{{ customer }}}} at {{{{ score }}}}\"\n\
+             [[rules.actions]]\nid = \"page\"\nkind = \"escalate\"\nto = [\"ops\"]\npriority = 2\nmessage = \"paged\"\n\
+             [[rules.actions]]\nid = \"dig\"\nkind = \"investigate\"\nqueries = [\"detail\"]\npriority = 4\n\
+             [[rules.actions]]\nid = \"pause\"\nkind = \"wait\"\nduration = \"1m\"\n\
+             [[rules.actions]]\nid = \"then\"\nkind = \"notify\"\nto = [\"ops\"]\nafter = [\"pause\"]\nmessage = \"waited\"\n"
+        );
+        let settings = crate::config::Settings::from_toml_str(&text, Vec::new(), &|_| None).unwrap();
+        Rulebook::compile(&settings).unwrap()
+    }
+
+    fn evaluate(book: &Rulebook, rows: usize, carried: &[Action]) -> Plan {
+        evaluate_after(book, rows, carried, &[], &HashMap::new()).plan
+    }
+
+    /// A cycle at noon over `rows` customers, after `earlier` instances
+    /// and the notifications that went out for them.
+    fn evaluate_after(
+        book: &Rulebook,
+        rows: usize,
+        carried: &[Action],
+        earlier: &[Instance],
+        notified: &HashMap<String, LastNotified>,
+    ) -> Planned {
+        let now = Utc.with_ymd_and_hms(2026, 12, 7, 12, 0, 0).unwrap();
+        let rows = (0..rows)
+            .map(|n| Row {
+                labels: [("customer".to_owned(), format!("c{n:03}"))].into(),
+                values: [("score".to_owned(), 0.5 + (n % 7) as f64 / 10.0)].into(),
+                at: None,
+            })
+            .collect();
+        let observations = [Observation {
+            source: "crm".into(),
+            at: now,
+            status: ObservationStatus::Ok,
+            confidence: 1.0,
+            latency: Duration::ZERO,
+            rows,
+            history: Vec::new(),
+            streamed: 0,
+            truncated: false,
+            error: None,
+        }];
+        let input = CycleInput {
+            now,
+            observations: &observations,
+            instances: earlier,
+            health: &BTreeMap::new(),
+            history: &HashMap::new(),
+            notified,
+            carried,
+            learned: &Learned::default(),
+            idle_rules: &BTreeSet::new(),
+            episode_floors: &HashMap::new(),
+        };
+        book.evaluate(&input)
+    }
+
+    #[test]
+    fn an_intent_is_small() {
+        // The figure its doc comment gives.
+        assert_eq!(std::mem::size_of::<super::Intent>(), 64);
+    }
+
+    fn ids<'a>(actions: impl Iterator<Item = &'a crate::model::Action>) -> Vec<&'a str> {
+        actions.map(|a| a.id.as_str()).collect()
+    }
+
+    /// Planning with the cap gives the plan that building every action
+    /// (`everything`, planned without a cap) and capping it would.
+    fn same_as_capped(capped: Plan, everything: Plan, cap: usize) {
+        assert!(everything.deferred_count() == 0 && everything.dropped.is_empty());
+        let expected = plan::build(everything.items, cap);
+        assert_eq!(capped.items, expected.items, "cap {cap}");
+        assert_eq!(capped.deferred, expected.deferred, "cap {cap}");
+        assert_eq!(capped.dropped, expected.dropped, "cap {cap}");
+        let set = |plan: &Plan| plan.replanned.ids.iter().cloned().collect::<BTreeSet<_>>();
+        assert_eq!(set(&capped), set(&expected), "cap {cap}");
+        assert_eq!(capped.replanned.ids.len(), expected.replanned.ids.len(), "cap {cap}");
+        assert_eq!(capped.replanned.reason, expected.replanned.reason, "cap {cap}");
+    }
+
+    /// The same holds for repeats: a second cycle where every instance
+    /// still fires, some told long ago (due again), some lately (not due)
+    /// and the rest never told (their notification has not gone out).
+    #[test]
+    fn intents_plan_repeats_as_whole_actions_would() {
+        let rows = 40;
+        let book = rulebook(100_000);
+        let first = evaluate_after(&book, rows, &[], &[], &HashMap::new());
+        let earlier: Vec<Instance> = first.instances.into_iter().map(|u| u.instance).collect();
+        let noon = Utc.with_ymd_and_hms(2026, 12, 7, 12, 0, 0).unwrap();
+        let mut notified = HashMap::new();
+        for (n, action) in first.plan.items.iter().enumerate() {
+            let hours = match n % 3 {
+                0 => continue,
+                1 => 1,
+                _ => 30,
+            };
+            let at = noon - chrono::Duration::hours(hours);
+            notified.insert(
+                action.id.clone(),
+                LastNotified {
+                    episode: 1,
+                    repeat: (n % 4) as u32,
+                    at,
+                },
+            );
+        }
+        let mut repeats = 0;
+        for cap in [1, 3, 10, 45, 150, 1000] {
+            let capped = evaluate_after(&rulebook(cap), rows, &[], &earlier, &notified).plan;
+            let everything = evaluate_after(&book, rows, &[], &earlier, &notified).plan;
+            repeats = everything.items.iter().filter(|a| a.repeat > 0).count();
+            same_as_capped(capped, everything, cap);
+        }
+        assert!(repeats > 10, "{repeats} repeats");
+    }
+
+    /// Over the cap, planning from intents gives the plan that building
+    /// every action and capping would: the same actions run (whole, texts
+    /// and all), the same are queued, and the same notifications are left
+    /// to be planned again.
+    #[test]
+    fn intents_plan_what_whole_actions_would() {
+        let rows = 40;
+        // A carried action with the id of one that would stand alone, and
+        // one waiting on another: both are merged and ordered whole.
+        let mut approved = Action::new("churn/tell/customer=c039", ActionKind::Notify, Origin::Approval);
+        approved.after = vec!["churn/dig/customer=c038".into()];
+        approved.reason = "approved".into();
+        let mut report = Action::new("weekly", ActionKind::Notify, Origin::Approval);
+        report.after = vec!["churn/tell/customer=c037".into()];
+        report.reason = "approved".into();
+        let carried = [approved, report];
+        // Every row fires except a score of exactly 0.5 (one in seven).
+        for cap in [1, 3, 10, 45, 60, 150, 1000] {
+            let capped = evaluate(&rulebook(cap), rows, &carried);
+            let everything = evaluate(&rulebook(100_000), rows, &carried);
+            same_as_capped(capped, everything, cap);
+        }
+        // The cap splits each sort as expected: at 10, the escalations run
+        // (priority 2) and the rest waits; investigations and waits are
+        // queued whole, notifications keep only their ids.
+        let plan = evaluate(&rulebook(10), rows, &[]);
+        assert!(ids(plan.items.iter()).iter().all(|id| id.starts_with("churn/page/")));
+        let queued = ids(plan.deferred.iter().map(|l| &l.action));
+        let firing = rows - rows.div_ceil(7);
+        assert_eq!(queued.iter().filter(|id| id.starts_with("churn/dig/")).count(), firing);
+        assert_eq!(
+            queued.iter().filter(|id| id.starts_with("churn/pause/")).count(),
+            firing
+        );
+        assert_eq!(queued.len(), 2 * firing);
+        // The notification after the wait is planned again like the others
+        // (nothing waits on it); the wait is queued, as it is waited on.
+        assert_eq!(plan.replanned.ids.len(), 3 * firing - 10);
+        assert!(
+            plan.items
+                .iter()
+                .all(|a| a.message.is_some() && a.render_later.is_none())
+        );
+    }
+}
