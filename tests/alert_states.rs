@@ -616,3 +616,39 @@ async fn an_instance_unchanged_but_for_its_evaluation_is_not_written_again() {
         "a change is written"
     );
 }
+
+/// Stored instances of several rules over the same rows come back with one
+/// label set per distinct set, shared, and with the labels of this cycle's
+/// rows where they are equal (100,000 instances of 10,000 label sets decode
+/// 10,000 maps, not 100,000).
+#[tokio::test]
+async fn stored_instances_share_their_label_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Memory::open(&dir.path().join("memory.db"), std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 12, 7, 12, 0, 0).unwrap();
+    let customer = |c: &str| -> bi_agent::model::Labels { [("customer".to_owned(), c.to_owned())].into() };
+    let instances: Vec<Instance> = (["churn", "dormant", "late"].iter())
+        .flat_map(|rule| ["c1", "c2"].map(|c| Instance::new(rule, customer(c), now)))
+        .collect();
+    let evidence = bi_agent::model::Evidence::default();
+    let pairs: Vec<_> = instances.iter().map(|i| (i, &evidence)).collect();
+    memory.save_instances(&pairs).await.unwrap();
+
+    let same = |a: &Instance, b: &bi_agent::model::Labels| std::ptr::eq(&*a.labels, &**b);
+    let row = customer("c1");
+    let loaded = memory.load_instances_sharing(&[&row]).await.unwrap();
+    assert_eq!(loaded.len(), 6);
+    let (c1, c2): (Vec<&Instance>, Vec<&Instance>) = loaded.iter().partition(|i| i.labels == row);
+    assert_eq!((c1.len(), c2.len()), (3, 3));
+    assert!(
+        c1.iter().all(|i| same(i, &row)),
+        "equal to this cycle's row: its label set"
+    );
+    assert!(
+        !same(c2[0], &row) && c2.iter().all(|i| same(i, &c2[0].labels)),
+        "decoded once, shared"
+    );
+    memory.close().await;
+}

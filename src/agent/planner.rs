@@ -6,7 +6,7 @@
 //! Planning reads memory and never writes it; the LLM only ever adds to the
 //! rules' plan, and even a panic on its path leaves that plan as it is.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
@@ -15,7 +15,7 @@ use super::cycle::DueReports;
 use super::parts::build_sources;
 use super::{Agent, AgentError, Compiled};
 use crate::memory::{Memory, MemoryError};
-use crate::model::{Action, Instance, Labels, LastNotified, LearnKey, Observation, Planned};
+use crate::model::{Action, Labels, LastNotified, LearnKey, Observation, Planned};
 use crate::perception;
 use crate::planning::evaluate::CycleInput;
 use crate::planning::rules::Rulebook;
@@ -149,8 +149,13 @@ async fn plan_rules(
     carried: &[Action],
     idle_rules: &BTreeSet<String>,
 ) -> Result<Planned, AgentError> {
-    let mut instances = memory.load_instances().await?;
-    share_row_labels(&mut instances, observations);
+    // Stored instances share the label sets of this cycle's rows (held
+    // once, not decoded again for each instance).
+    let rows: Vec<&Labels> = (observations.iter())
+        .flat_map(|o| o.rows.iter().map(|r| &r.labels))
+        .collect();
+    let instances = memory.load_instances_sharing(&rows).await?;
+    drop(rows);
     let health = memory.load_source_health().await?;
     let mut history = HashMap::new();
     for request in rulebook.history_requests(observations) {
@@ -175,20 +180,6 @@ async fn plan_rules(
         episode_floors: &episode_floors,
     });
     Ok(planned)
-}
-
-/// Gives each stored instance the label set of this cycle's row with the
-/// same labels, so the two are held once (labels are shared, not copied)
-/// and the copy decoded from memory is dropped.
-fn share_row_labels(instances: &mut [Instance], observations: &[Observation]) {
-    let rows: HashSet<&Labels> = (observations.iter())
-        .flat_map(|o| o.rows.iter().map(|r| &r.labels))
-        .collect();
-    for instance in instances {
-        if let Some(row) = rows.get(&instance.labels) {
-            instance.labels = (*row).clone();
-        }
-    }
 }
 
 /// Deferred actions logged by name per cycle.

@@ -17,11 +17,42 @@ fn corrupt(what: &'static str) -> impl Fn(String) -> MemoryError {
 const INSTANCE_COLUMNS: &str = "SELECT rule, labels, state, held, since, active_since, firing_since, false_since, \
      episode, evaluated_at, absent_evals FROM alert_instances";
 
+/// Label sets read from memory, by their stored text: each distinct one is
+/// decoded once and shared by every instance that has it. Ten rules over the
+/// same 10,000 rows store 100,000 instances but only 10,000 label sets, and
+/// decoding each copy was the largest part of a large cycle's memory (about
+/// 540 bytes of map per instance).
+#[derive(Default)]
+struct SharedLabels(HashMap<String, Labels>);
+
+impl SharedLabels {
+    /// Starts from label sets already held (e.g. this cycle's rows), so an
+    /// instance with one of them shares it instead of decoding its own.
+    fn from_known<'a>(known: impl IntoIterator<Item = &'a Labels>) -> Self {
+        let known = known.into_iter();
+        let mut shared = HashMap::with_capacity(known.size_hint().0);
+        for labels in known {
+            shared.insert(super::observations::labels_json(labels), labels.clone());
+        }
+        Self(shared)
+    }
+
+    /// The label set stored as `text`.
+    fn get(&mut self, text: String) -> Result<Labels, serde_json::Error> {
+        if let Some(labels) = self.0.get(&text) {
+            return Ok(labels.clone());
+        }
+        let labels: Labels = serde_json::from_str(&text)?;
+        self.0.insert(text, labels.clone());
+        Ok(labels)
+    }
+}
+
 /// One stored instance from its row.
-fn decode_instance(r: &sqlx::sqlite::SqliteRow) -> Result<Instance, MemoryError> {
+fn decode_instance(r: &sqlx::sqlite::SqliteRow, shared: &mut SharedLabels) -> Result<Instance, MemoryError> {
     let bad = corrupt("alert_instances");
     let get = |c: &str| -> Result<Option<String>, MemoryError> { r.try_get(c).map_err(|e| bad(e.to_string())) };
-    let labels: Labels = serde_json::from_str(&get("labels")?.unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
+    let labels = (shared.get(get("labels")?.unwrap_or_default())).map_err(|e| bad(e.to_string()))?;
     let state_text = get("state")?.unwrap_or_default();
     let state = AlertState::parse(&state_text).ok_or_else(|| bad(format!("unknown state {state_text:?}")))?;
     let since = opt_time(get("since")?).ok_or_else(|| bad("bad since".into()))?;
@@ -50,15 +81,23 @@ fn opt_time(text: Option<String>) -> Option<DateTime<Utc>> {
 }
 
 impl Memory {
+    /// Every stored alert instance (see [`Memory::load_instances_sharing`]).
+    pub async fn load_instances(&self) -> Result<Vec<Instance>, MemoryError> {
+        self.load_instances_sharing(&[]).await
+    }
+
     /// Every stored alert instance, decoded row by row as they are read (at
     /// 100,000 instances the whole answer held at once doubled the load).
-    pub async fn load_instances(&self) -> Result<Vec<Instance>, MemoryError> {
+    /// Equal label sets are decoded once and shared, and an instance whose
+    /// labels equal one of `known` (this cycle's rows) shares that one.
+    pub async fn load_instances_sharing(&self, known: &[&Labels]) -> Result<Vec<Instance>, MemoryError> {
         use futures_util::TryStreamExt as _;
+        let mut shared = SharedLabels::from_known(known.iter().copied());
         let query = sqlx::AssertSqlSafe(format!("{INSTANCE_COLUMNS} ORDER BY rule, labels"));
         let mut rows = sqlx::query(query).fetch(&self.pool);
         let mut instances = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(query_err("load alert instances"))? {
-            instances.push(decode_instance(&row)?);
+            instances.push(decode_instance(&row, &mut shared)?);
         }
         Ok(instances)
     }
@@ -69,6 +108,7 @@ impl Memory {
     pub async fn instances_of(&self, keys: &[(String, Labels)]) -> Result<Vec<Instance>, MemoryError> {
         const ROWS: usize = 200;
         let mut found = Vec::new();
+        let mut shared = SharedLabels::default();
         for chunk in keys.chunks(ROWS) {
             // Only placeholders are generated; every value is bound.
             let sql = format!(
@@ -81,7 +121,7 @@ impl Memory {
             }
             let rows = (query.fetch_all(&self.pool).await).map_err(query_err("load alert instances"))?;
             for row in &rows {
-                found.push(decode_instance(row)?);
+                found.push(decode_instance(row, &mut shared)?);
             }
         }
         Ok(found)
