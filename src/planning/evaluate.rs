@@ -173,8 +173,8 @@ impl Rulebook {
             };
             self.apply(rule, updates, input, &mut planned, &mut candidates);
         }
-        self.source_failing(input, &previous, &mut planned, &mut candidates.whole);
-        candidates.whole.extend(input.carried.iter().cloned());
+        self.source_failing(input, &previous, &mut planned, &mut candidates.others);
+        candidates.others.extend(input.carried.iter().cloned());
         let (candidates, replanned) = self.settle(candidates, &planned.instances, input.learned);
         planned.plan = plan::build(candidates, self.max_actions);
         plan::replan(&mut planned.plan, replanned, self.max_actions);

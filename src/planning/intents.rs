@@ -22,10 +22,16 @@ use super::rules::{CompiledRule, Rulebook};
 /// A cycle's candidate actions: built ones and intents.
 #[derive(Debug, Default)]
 pub(super) struct Candidates {
-    /// Actions already built (linked, reordered by learning, carried, built-in rules).
+    /// Rule actions already built (linked, or reordered by learning).
     pub whole: Vec<Action>,
     /// Rule actions that stand alone, not built yet.
     pub intents: Vec<Intent>,
+    /// The built-in rules' and carried actions. They follow every rule
+    /// action, whatever was built when: merging keeps the first of two
+    /// actions with one id, and an action carried from an interrupted cycle
+    /// must not replace the rule's action of this cycle (another episode's
+    /// content would claim that episode's effect key, already sent).
+    pub others: Vec<Action>,
 }
 
 /// A rule action that stands alone, not built yet: 64 bytes and its id's
@@ -93,34 +99,39 @@ impl Rulebook {
         instances: &[InstanceUpdate],
         learned: &Learned,
     ) -> (Vec<Action>, Vec<String>) {
-        let Candidates { mut whole, intents } = candidates;
+        let Candidates {
+            mut whole,
+            intents,
+            others,
+        } = candidates;
         let build = |intent: Intent, whole: &mut Vec<Action>| whole.extend(self.build(intent, instances, learned));
-        if whole.len() + intents.len() <= self.max_actions {
-            whole.reserve_exact(intents.len());
+        let mut replanned = Vec::new();
+        if whole.len() + intents.len() + others.len() <= self.max_actions {
+            whole.reserve_exact(intents.len() + others.len());
             for intent in intents {
                 build(intent, &mut whole);
             }
-            return (whole, Vec::new());
-        }
-        let named: HashSet<&str> = (whole.iter())
-            .flat_map(|a| std::iter::once(&a.id).chain(&a.after))
-            .map(String::as_str)
-            .collect();
-        let (tied, mut free): (Vec<Intent>, Vec<Intent>) =
-            intents.into_iter().partition(|i| named.contains(i.id.as_str()));
-        drop(named);
-        for intent in tied {
-            build(intent, &mut whole);
-        }
-        free.sort_unstable_by(|a, b| (a.priority, a.rank, &a.id).cmp(&(b.priority, b.rank, &b.id)));
-        let mut replanned = Vec::new();
-        for (place, intent) in free.into_iter().enumerate() {
-            if place < self.max_actions || !intent.replanned {
+        } else {
+            let named: HashSet<&str> = (whole.iter().chain(&others))
+                .flat_map(|a| std::iter::once(&a.id).chain(&a.after))
+                .map(String::as_str)
+                .collect();
+            let (tied, mut free): (Vec<Intent>, Vec<Intent>) =
+                intents.into_iter().partition(|i| named.contains(i.id.as_str()));
+            drop(named);
+            for intent in tied {
                 build(intent, &mut whole);
-            } else {
-                replanned.push(intent.id);
+            }
+            free.sort_unstable_by(|a, b| (a.priority, a.rank, &a.id).cmp(&(b.priority, b.rank, &b.id)));
+            for (place, intent) in free.into_iter().enumerate() {
+                if place < self.max_actions || !intent.replanned {
+                    build(intent, &mut whole);
+                } else {
+                    replanned.push(intent.id);
+                }
             }
         }
+        whole.extend(others);
         (whole, replanned)
     }
 }
@@ -292,6 +303,21 @@ mod tests {
         for cap in [1, 3, 10, 45, 60, 150, 1000] {
             let capped = evaluate(&rulebook(cap), rows, &carried);
             let everything = evaluate(&rulebook(100_000), rows, &carried);
+            // The carried duplicate merges into this cycle's rule action,
+            // whose content it keeps (unless the cap left only its id).
+            let merged = (capped.items.iter().chain(capped.deferred.iter().map(|l| &l.action)))
+                .find(|a| a.id == "churn/tell/customer=c039");
+            match merged {
+                Some(merged) => {
+                    assert_eq!(merged.origin, Origin::Rule("churn".into()), "cap {cap}");
+                    assert!(
+                        merged.reason.contains("merged with a duplicate from approval"),
+                        "{}",
+                        merged.reason
+                    );
+                }
+                None => assert!(cap < 1000, "cap {cap}: the merged action is not planned"),
+            }
             same_as_capped(capped, everything, cap);
         }
         // The cap splits each sort as expected: at 10, the escalations run
