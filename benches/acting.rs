@@ -117,6 +117,7 @@ fn main() {
             tables: vec![],
             context: "rule:bench · region=r0001 · bench".into(),
             params: Default::default(),
+            thread: Default::default(),
         };
         let target = Target::Slack("#ops".into());
         let mut pure = Vec::new();

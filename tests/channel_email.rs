@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bi_agent::config::{ActionKind, EmailSettings, SecretUrl, Severity};
 use bi_agent::execution::channels::Channel;
-use bi_agent::execution::channels::email::{CONTENT_TYPE, EmailChannel};
-use bi_agent::model::{ChannelError, Message, Rendered, Table, Target};
+use bi_agent::execution::channels::email::{CONTENT_TYPE, DATE_PENDING, EmailChannel};
+use bi_agent::model::{ChannelError, Message, Rendered, Table, Target, Thread};
 use mail_parser::{MessageParser, MimeHeaders};
 
 const NEEDS_SMTP: &str = "needs an SMTP receiver: run .ci/run or eval \"$(.ci/start-smtp.sh)\"";
@@ -65,6 +65,7 @@ fn message(action_id: &str) -> Message {
         }],
         context: "rule revenue_drop · region=Köln · bi-agent test".to_owned(),
         params: Default::default(),
+        thread: Default::default(),
     }
 }
 
@@ -123,11 +124,9 @@ fn render_is_deterministic() {
     assert!(!a.truncated);
     assert!(a.body.is_ascii(), "every header and part is 7-bit encoded");
     assert!(!a.body.replace("\r\n", "").contains('\n'), "bare LF in {}", a.body);
-    assert!(
-        !a.body.lines().any(|l| l.to_ascii_lowercase().starts_with("date:")),
-        "a Date header would differ between renders: {}",
-        a.body
-    );
+    // The date is the send's: a render says where it will be.
+    assert!(a.body.starts_with(DATE_PENDING), "{}", a.body);
+    assert_eq!(a.body.matches("Date:").count(), 1, "{}", a.body);
 
     let id = |r: &Rendered| {
         let parsed = MessageParser::default().parse(r.body.as_bytes()).expect("parses");
@@ -156,6 +155,56 @@ fn rendered_parts_carry_the_message() {
         .parse(rendered.body.as_bytes())
         .expect("parses");
     assert_parts(&parsed, address);
+}
+
+/// Every send has its own Message-ID, the same on every attempt; the
+/// messages of one conversation reply to the one that opened it.
+#[test]
+fn sends_are_named_and_threaded_under_the_first() {
+    let address = "ops@example.test";
+    let channel = channel("smtp://127.0.0.1:1?tls=none");
+    let conversation = "revenue_drop{region=Köln}#3".to_owned();
+    let sent = |action: &str, send: &str, opens: bool| {
+        let mut m = message(action);
+        m.thread = Thread {
+            conversation: conversation.clone(),
+            send: send.to_owned(),
+            opens,
+        };
+        let rendered = render(&channel, &m, address);
+        let parsed = MessageParser::default()
+            .parse(rendered.body.as_bytes())
+            .expect("parses");
+        let id = parsed.message_id().expect("Message-ID").to_owned();
+        let replies_to = parsed.in_reply_to().as_text().map(str::to_owned);
+        let references = parsed.references().as_text().map(str::to_owned);
+        assert_eq!(replies_to, references);
+        (id, replies_to)
+    };
+    let (first, none) = sent("revenue_drop/alert/region=Köln", "3.0", true);
+    assert_eq!(none, None, "the first message opens the thread");
+    let (again, _) = sent("revenue_drop/alert/region=Köln", "3.0", true);
+    assert_eq!(first, again, "a retry keeps its id");
+    // Repeats with the very same text, and the resolution: each its own id,
+    // each under the first.
+    let (repeat1, parent1) = sent("revenue_drop/alert/region=Köln", "3.1", false);
+    let (repeat2, parent2) = sent("revenue_drop/alert/region=Köln", "3.2", false);
+    let (resolved, parent3) = sent("revenue_drop/recovered/region=Köln", "3.0", false);
+    let ids: std::collections::BTreeSet<_> = [&first, &repeat1, &repeat2, &resolved].into_iter().collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    for parent in [parent1, parent2, parent3] {
+        assert_eq!(parent.as_deref(), Some(first.as_str()));
+    }
+    // Another episode is another thread.
+    let mut later = message("revenue_drop/alert/region=Köln");
+    later.thread = Thread {
+        conversation: "revenue_drop{region=Köln}#4".to_owned(),
+        send: "4.0".to_owned(),
+        opens: true,
+    };
+    let later = render(&channel, &later, address);
+    let later = MessageParser::default().parse(later.body.as_bytes()).expect("parses");
+    assert_ne!(later.message_id(), Some(first.as_str()));
 }
 
 #[test]
@@ -333,7 +382,7 @@ fn assert_parts(parsed: &mail_parser::Message<'_>, address: &str) {
     let text = parsed.body_text(0).expect("text/plain part").replace("\r\n", "\n");
     for needle in [
         "Umsatz in Köln −30 %",
-        "Revenue in *Köln* fell 30 % against last week.\n.5 % of orders failed at checkout.",
+        "Revenue in Köln fell 30 % against last week.\n.5 % of orders failed at checkout.",
         "  revenue: 8,120.50",
         "  change(revenue, \"7d\"): -30.2 %",
         "  store: <script>alert('x')</script>",
@@ -386,14 +435,21 @@ async fn delivers_what_it_renders() {
         [address.as_str()],
         "the envelope names the target alone"
     );
-    // Dry-run parity: the receiver got exactly the rendered bytes (SMTP's dot
-    // stuffing undone, nothing added: this receiver writes no Received or
-    // Date header, though a real relay would prepend such trace headers).
+    // Dry-run parity: the receiver got exactly the rendered bytes but for
+    // the time of sending in `Date` (SMTP's dot stuffing undone, nothing
+    // else added: this receiver writes no Received header, though a real
+    // relay would prepend such trace headers).
+    let raw = String::from_utf8_lossy(&delivered.raw);
+    let (date, rest) = raw.split_once("\r\n").expect("a first line");
     assert_eq!(
-        String::from_utf8_lossy(&delivered.raw),
-        rendered.body,
+        rest,
+        rendered.body.strip_prefix(DATE_PENDING).expect("pending date"),
         "delivered bytes differ from the rendered payload"
     );
+    let sent = chrono::DateTime::parse_from_rfc2822(date.strip_prefix("Date: ").expect("Date first"))
+        .unwrap_or_else(|e| panic!("{date:?} is not an RFC 5322 date: {e}"));
+    let age = bi_agent::clock::now().signed_duration_since(sent);
+    assert!(age.num_minutes().abs() < 60, "dated {sent}, {age} from now");
     let parsed = MessageParser::default()
         .parse(&delivered.raw)
         .expect("delivered message parses");
@@ -446,32 +502,38 @@ async fn credentials_never_go_out_without_tls() {
     assert_permanent(result, "STARTTLS");
 }
 
+/// A SQLite warehouse at `path` made by `sql`, and a connection to it.
+async fn warehouse_with(path: &Path, sql: &'static str) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions as _;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .expect("warehouse");
+    sqlx::raw_sql(sql).execute(&mut conn).await.expect("data");
+    conn
+}
+
 /// The whole path through the agent: a rule fires on a warehouse row whose
 /// label carries a card number and a phone number; the e-mail that reaches
 /// the SMTP receiver has both parts, the right headers, and neither number.
 #[tokio::test]
 #[ignore = "needs an SMTP receiver: run .ci/run or eval \"$(.ci/start-smtp.sh)\""]
 async fn the_agent_emails_a_firing_alert_redacted() {
-    use sqlx::{ConnectOptions as _, Connection as _};
+    use sqlx::Connection as _;
 
     let url = required_env("BI_AGENT_TEST_SMTP_URL");
     let maildir = PathBuf::from(required_env("BI_AGENT_TEST_MAILDIR"));
     let address = unique_address("agent");
     let dir = tempfile::tempdir().expect("tempdir");
     let warehouse = dir.path().join("w.db");
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&warehouse)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .expect("warehouse");
-    sqlx::raw_sql(
+    let conn = warehouse_with(
+        &warehouse,
         "CREATE TABLE m (account TEXT, value REAL);
          INSERT INTO m VALUES ('card 4111 1111 1111 1111, tel +1 555 123 4567', 20);",
     )
-    .execute(&mut conn)
-    .await
-    .expect("data");
+    .await;
     conn.close().await.expect("close");
     let text = format!(
         "[agent]\nname = \"mailer\"\n[memory]\npath = \"{}\"\n\
@@ -525,6 +587,120 @@ async fn the_agent_emails_a_firing_alert_redacted() {
         .expect("effects");
     assert_eq!(effects.len(), 1);
     assert_eq!(effects[0].1, "sent");
+}
+
+/// Every delivered message for `address`, once there are `count` (at most 10 s).
+async fn all_delivered_to(maildir: &Path, address: &str, count: usize) -> Vec<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(maildir.join("new")).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let Some(meta) = (path.extension().is_some_and(|e| e == "json"))
+                .then(|| std::fs::read_to_string(&path).ok())
+                .flatten()
+            else {
+                continue;
+            };
+            let meta: serde_json::Value = serde_json::from_str(&meta).expect("envelope file is JSON");
+            let to_us = meta["rcpt_tos"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|a| a == address));
+            if let (true, Ok(raw)) = (to_us, std::fs::read(path.with_extension("eml"))) {
+                found.push(raw);
+            }
+        }
+        if found.len() >= count {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {count} messages for {address} within 10 s",
+            found.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Through the agent: an alert's first e-mail, its repeat and its
+/// resolution arrive as three messages with their own ids, dated, the two
+/// later ones threaded under the first.
+#[tokio::test]
+#[ignore = "needs an SMTP receiver: run .ci/run or eval \"$(.ci/start-smtp.sh)\""]
+async fn the_agent_threads_an_episode_under_its_first_email() {
+    use sqlx::Connection as _;
+
+    let url = required_env("BI_AGENT_TEST_SMTP_URL");
+    let maildir = PathBuf::from(required_env("BI_AGENT_TEST_MAILDIR"));
+    let address = unique_address("thread");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let warehouse = dir.path().join("w.db");
+    let mut conn = warehouse_with(
+        &warehouse,
+        "CREATE TABLE m (account TEXT, value REAL); INSERT INTO m VALUES ('acme', 20);",
+    )
+    .await;
+    let text = format!(
+        "[agent]\nname = \"mailer\"\n[memory]\npath = \"{}\"\n\
+         [guardrails]\nrepeat_interval = \"1m\"\n\
+         [channels.email]\nkind = \"email\"\nsmtp_url = \"{url}\"\nfrom = \"bi-agent@example.test\"\n\
+         [roles]\nops = [\"email:{address}\"]\n\
+         [sources.m]\nkind = \"sql\"\nurl = \"sqlite://{}?mode=ro\"\nsql = \"SELECT account, value FROM m\"\n\
+         [[rules]]\nname = \"big\"\nsource = \"m\"\nwhen = \"value > 10.0\"\ngroup = false\n\
+         [[rules.actions]]\nid = \"mail\"\nkind = \"notify\"\nto = [\"ops\"]\n\
+         message = \"*{{{{ account }}}}* reached {{{{ value | number }}}}.\"\n\
+         [[rules.actions]]\nid = \"recovered\"\nkind = \"notify\"\non = \"resolved\"\nto = [\"ops\"]\n\
+         message = \"{{{{ account }}}} is back.\"\n",
+        dir.path().join("memory.db").display(),
+        warehouse.display()
+    );
+    let settings = bi_agent::config::Settings::from_toml_str(&text, Vec::new(), &|_| None).expect("config");
+    // The agent's clock moves by hand: past the repeat interval below.
+    let now = std::sync::Arc::new(std::sync::Mutex::new(bi_agent::clock::now()));
+    let clock = std::sync::Arc::clone(&now);
+    let agent = bi_agent::agent::Agent::build(settings, false)
+        .await
+        .expect("agent")
+        .with_clock(std::sync::Arc::new(move || *clock.lock().expect("clock")));
+    let first = agent.cycle().await.expect("cycle");
+    assert_eq!(first.outcomes.len(), 1, "{:?}", first.outcomes);
+    // Past the repeat interval: the same text again, as a repeat.
+    *now.lock().expect("clock") += chrono::Duration::minutes(2);
+    let repeat = agent.cycle().await.expect("cycle");
+    assert_eq!(repeat.outcomes.len(), 1, "{:?}", repeat.outcomes);
+    sqlx::raw_sql("UPDATE m SET value = 5")
+        .execute(&mut conn)
+        .await
+        .expect("update");
+    conn.close().await.expect("close");
+    let resolved = agent.cycle().await.expect("cycle");
+    assert_eq!(resolved.outcomes.len(), 1, "{:?}", resolved.outcomes);
+
+    let raw = all_delivered_to(&maildir, &address, 3).await;
+    let parsed: Vec<_> = (raw.iter())
+        .map(|r| MessageParser::default().parse(r).expect("parses"))
+        .collect();
+    let text = |m: &mail_parser::Message<'_>| m.body_text(0).expect("text part").into_owned();
+    let opener = (parsed.iter())
+        .find(|m| m.in_reply_to().as_text().is_none())
+        .expect("one message opens the thread");
+    assert!(
+        text(opener).contains("acme reached 20"),
+        "no markup in plain text: {}",
+        text(opener)
+    );
+    let first_id = opener.message_id().expect("Message-ID");
+    let ids: std::collections::BTreeSet<_> = parsed.iter().filter_map(|m| m.message_id()).collect();
+    assert_eq!(ids.len(), 3, "each send its own id: {ids:?}");
+    for m in &parsed {
+        assert!(m.date().is_some(), "dated: {:?}", m.headers());
+        if m.message_id() != Some(first_id) {
+            assert_eq!(m.in_reply_to().as_text(), Some(first_id));
+            assert_eq!(m.references().as_text(), Some(first_id));
+        }
+    }
+    assert!(parsed.iter().any(|m| text(m).contains("acme is back")));
+    assert_eq!(parsed.iter().filter(|m| text(m).contains("acme reached 20")).count(), 2);
 }
 
 /// A fake SMTP server that takes the whole message, then closes the

@@ -54,6 +54,7 @@ fn message() -> Message {
         }],
         context: "rule revenue_drop · region=Northeast · bi-agent test".to_owned(),
         params: BTreeMap::new(),
+        thread: Default::default(),
     }
 }
 

@@ -150,6 +150,13 @@ fn rank(change: Change) -> u8 {
     }
 }
 
+/// The `repeat` of an action's first send: a group message counts its
+/// rounds from 1 (its `repeat` is the round), every other action from 0.
+pub fn first_send(action: &Action) -> u32 {
+    let group = action.instance.is_none() && action.id.ends_with("/group");
+    u32::from(group)
+}
+
 /// The group message's action: what the executor renders, guards and
 /// delivers. Its id is `rule/action/group` and its `repeat` the message's
 /// round, so each group message has its own effect key (exactly once).

@@ -48,6 +48,25 @@ pub struct Message {
     /// (e.g. what a CRM task needs). Chat and e-mail channels ignore them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// Where it stands in its conversation, for channels that thread.
+    #[serde(default)]
+    pub thread: Thread,
+}
+
+/// Where a message stands in its conversation, for channels that identify
+/// and thread messages (e-mail's `Message-ID`, `In-Reply-To` and
+/// `References`). Every message about one alert instance's firing episode
+/// (its notifications, their repeats, its resolution) is one conversation,
+/// opened by the first notification of the episode; a group's messages are
+/// one conversation, opened by its first; anything else is its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thread {
+    /// The conversation: `rule{labels}#episode` for an instance, else the action id.
+    pub conversation: String,
+    /// This send among the action's sends: `episode.repeat` (the effect key's).
+    pub send: String,
+    /// It opens the conversation.
+    pub opens: bool,
 }
 
 /// Where a message goes, resolved from a role's configured targets.

@@ -61,6 +61,7 @@ counts in EXPECTED.
 import argparse
 import email
 import email.policy
+import email.utils
 import hashlib
 import json
 import os
@@ -514,6 +515,9 @@ class SmtpHandler:
                 "to": list(envelope.rcpt_tos),
                 "subject": str(message.get("Subject", "")),
                 "text": plain.get_content() if plain is not None else "",
+                "date": str(message.get("Date", "")),
+                "message_id": str(message.get("Message-ID", "")),
+                "in_reply_to": str(message.get("In-Reply-To", "")),
             },
         )
         return "250 2.0.0 OK"
@@ -1727,6 +1731,15 @@ def final_checks(run):
         for r in m["to"]:
             per_rcpt[r] = per_rcpt.get(r, 0) + 1
     CHECKS.equal("e-mails per recipient", EXPECTED_EMAILS_PER_RECIPIENT, per_rcpt)
+    emails = RECEIVED.list("email")
+    undated = [m["subject"] for m in emails if not email_date(m["date"])]
+    CHECKS.equal("every e-mail dated when sent (RFC 5322 Date)", [], undated)
+    ids = [m["message_id"] for m in emails]
+    CHECKS.equal("every e-mail its own Message-ID", len(ids), len(set(i for i in ids if i)))
+    marked = [m["subject"] for m in emails if re.search(r"(^|\s)\*[^\s*][^*\n]*\*", m["text"])]
+    CHECKS.equal("no *bold* markers in e-mails' plain text", [], marked)
+    replies = [m["in_reply_to"] for m in emails if m["in_reply_to"]]
+    CHECKS.equal("e-mail replies name an e-mail received", [], [r for r in replies if r not in ids])
     per_channel = {}
     for p in RECEIVED.list("slack_api"):
         ch = (p["body"] or {}).get("channel")
@@ -1784,6 +1797,13 @@ def http_get(run, path):
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace")
     except (urllib.error.URLError, ConnectionError, OSError):
+        return None
+
+
+def email_date(text):
+    try:
+        return email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
         return None
 
 

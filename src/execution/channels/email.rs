@@ -2,19 +2,21 @@
 //! one address and hands it to an SMTP server.
 //!
 //! Rendering is pure and deterministic, so the bytes a dry run records are
-//! the bytes a live run sends: `multipart/alternative` with a plain-text and
-//! an HTML part (laid out in `body`), a fixed boundary and a Message-ID both derived
-//! from the content, and **no `Date` header**. `Message` carries no
-//! timestamp, and "now" would make two renders differ; a submission server
-//! adds `Date` when it is missing (RFC 6409 §8.3). Until `Message` carries a
-//! time of its own, that is where the date comes from.
+//! the bytes a live run sends but for one line: `multipart/alternative` with
+//! a plain-text part (the text without its `*bold*` markers) and an HTML part
+//! (laid out in `body`), a fixed boundary, and a `Date` header that reads
+//! `Date: (set when sent)` ([`DATE_PENDING`]) until the send puts the time
+//! of sending there (RFC 5322 requires it; Postfix adds none for remote
+//! clients).
 //!
-//! The Message-ID is a hash of the action id, the target, the sender and the
-//! whole message: a retried send of the same rendered payload keeps its id
-//! (so a receiver can drop the duplicate when the first attempt did arrive),
-//! while a later notification of the same action with different content gets
-//! a new one. A repeat with byte-identical content shares the id, and some
-//! providers (Gmail) show such duplicates only once.
+//! Every send has its own Message-ID, derived from the action, its firing
+//! episode and repeat (the effect key's) and the addresses: a retried send
+//! keeps it (so a receiver can drop the duplicate when the first attempt did
+//! arrive), a repeat with the same text gets a new one (providers hide
+//! messages that reuse an id). Messages of one conversation (an alert
+//! instance's firing episode, see [`Thread`]) name the Message-ID of the
+//! episode's first notification in `In-Reply-To` and `References`, so
+//! repeats and the resolution thread under it.
 //!
 //! Sending is one attempt, on a fresh connection, within the configured
 //! timeout; retries, pacing and breakers wrap every channel elsewhere. Failures
@@ -45,7 +47,7 @@ use url::{Host, Url};
 use super::Channel;
 use crate::config::EmailSettings;
 use crate::config::secret::ExposeSecret as _;
-use crate::model::{ChannelError, Message, Receipt, Rendered, Target};
+use crate::model::{ChannelError, Message, Receipt, Rendered, Target, Thread};
 
 /// `Rendered::content_type` of an e-mail: the full MIME message.
 pub const CONTENT_TYPE: &str = "message/rfc822";
@@ -53,6 +55,10 @@ pub const CONTENT_TYPE: &str = "message/rfc822";
 /// At most this many bytes of message content (subject, text, evidence,
 /// tables, context) go into one e-mail; the rest is cut with a note.
 pub const MAX_TEXT_BYTES: usize = 1 << 20;
+
+/// The `Date` header of a rendered e-mail until it is sent: the send puts
+/// the time of sending in its place.
+pub const DATE_PENDING: &str = "Date: (set when sent)\r\n";
 
 /// RFC 3834: marks the mail as sent by a machine, so out-of-office and other
 /// auto-responders do not answer it.
@@ -129,14 +135,18 @@ impl EmailChannel {
         let html = body::html(&fitted, truncated);
 
         let digest = content_digest(message, &to, &self.from)?;
-        let message_id = format!("<{}@{}>", hex(&digest[..16]), self.from.email.domain());
         let boundary = boundary(&digest, &plain, &html);
+        let (message_id, opener) = identity(&message.thread, &message.action_id, &digest, &to, &self.from);
 
-        let built = lettre::Message::builder()
+        let mut built = lettre::Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(body::one_line(&message.subject))
-            .message_id(Some(message_id))
+            .message_id(Some(message_id));
+        if let Some(opener) = opener {
+            built = built.in_reply_to(opener.clone()).references(opener);
+        }
+        let built = built
             .raw_header(HeaderValue::new(AUTO_SUBMITTED, "auto-generated".to_owned()))
             .multipart(
                 MultiPart::alternative()
@@ -145,14 +155,15 @@ impl EmailChannel {
                     .singlepart(SinglePart::html(html)),
             );
         let mut built = built.map_err(|e| ChannelError::Permanent(format!("email: cannot build the message: {e}")))?;
-        // lettre stamps the current time when `Date` is missing; drop it to
-        // stay deterministic (the submission server adds its own).
+        // lettre stamps the current time when `Date` is missing; the send
+        // does, so that a render stays deterministic.
         built.headers_mut().remove::<header::Date>();
         // lettre encodes every header and body part to 7-bit ASCII (RFC 2047
         // words, quoted-printable, base64), so this cannot fail; checked
         // rather than assumed because `Rendered::body` is a `String`.
-        let body = String::from_utf8(built.formatted())
+        let formatted = String::from_utf8(built.formatted())
             .map_err(|_| ChannelError::Permanent("email: the rendered message is not text".to_owned()))?;
+        let body = format!("{DATE_PENDING}{formatted}");
         Ok(Rendered {
             target: Target::Email(address.to_owned()),
             content_type: CONTENT_TYPE.to_owned(),
@@ -182,8 +193,10 @@ impl EmailChannel {
             .map_err(|e| ChannelError::Permanent(format!("email: invalid envelope for {address}: {e}")))?;
         // lettre ends DATA with CRLF "." CRLF after the bytes it is given, so
         // a message that already ends in CRLF would arrive with an extra empty
-        // line. Without its last CRLF, the server stores exactly `body`.
+        // line. Without its last CRLF, the server stores exactly `body`, with
+        // the time of sending as its date.
         let data = rendered.body.strip_suffix("\r\n").unwrap_or(&rendered.body);
+        let data = dated(data, crate::clock::now());
         let attempt = self.transport.send_raw(&envelope, data.as_bytes());
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(response)) => {
@@ -369,6 +382,61 @@ fn percent_decode(text: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// The rendered e-mail `data` with the time of sending in its `Date` header
+/// (RFC 5322 form); an e-mail rendered without the pending header (stored
+/// by an earlier version) gets one in front.
+pub fn dated(data: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    let date = format!("Date: {}\r\n", now.to_rfc2822());
+    match data.strip_prefix(DATE_PENDING) {
+        Some(rest) => format!("{date}{rest}"),
+        None if data.starts_with("Date:") => data.to_owned(),
+        None => format!("{date}{data}"),
+    }
+}
+
+/// The Message-ID of one send, and the one it replies to (its
+/// conversation's opener) if it does not open the conversation itself.
+/// Each is a hash of what names it and the two addresses: the same send
+/// has the same id on every attempt, and each recipient's copy its own.
+fn identity(
+    thread: &Thread,
+    action_id: &str,
+    content: &[u8; 32],
+    to: &Mailbox,
+    from: &Mailbox,
+) -> (String, Option<String>) {
+    let id = |parts: &[&[u8]]| {
+        let mut hash = Sha256::new();
+        for part in [
+            b"bi-agent email v2".as_slice(),
+            to.to_string().as_bytes(),
+            from.to_string().as_bytes(),
+        ]
+        .iter()
+        .chain(parts)
+        {
+            // Length-prefixed, so no two lists of parts hash alike.
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+        let digest: [u8; 32] = hash.finalize().into();
+        format!("<{}@{}>", hex(&digest[..16]), from.email.domain())
+    };
+    if thread.conversation.is_empty() {
+        // A message outside any conversation (e.g. a test message): its
+        // content names it.
+        return (id(&[b"content", content]), None);
+    }
+    let opener = id(&[b"opens", thread.conversation.as_bytes()]);
+    if thread.opens {
+        return (opener, None);
+    }
+    (
+        id(&[b"send", action_id.as_bytes(), thread.send.as_bytes()]),
+        Some(opener),
+    )
 }
 
 /// SHA-256 over what makes this e-mail this e-mail: the format version, the

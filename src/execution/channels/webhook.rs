@@ -237,6 +237,7 @@ mod tests {
             tables: vec![Table::default(); 3],
             context: String::new(),
             params: Default::default(),
+            thread: Default::default(),
         }
     }
 

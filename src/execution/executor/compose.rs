@@ -9,10 +9,11 @@ use serde_json::json;
 use tracing::warn;
 
 use super::Executor;
+use crate::config::{ActionKind, Trigger};
 use crate::model::Action;
 use crate::model::Findings;
 use crate::model::labels_text;
-use crate::model::{Message, Table};
+use crate::model::{Message, Table, Thread, action_id};
 use crate::template;
 
 impl Executor {
@@ -51,9 +52,39 @@ impl Executor {
             tables,
             context,
             params: action.params.clone(),
+            thread: self.thread(action),
         };
         crate::execution::redact::redact_message(&mut message, &self.settings.guardrails.redact);
         message
+    }
+
+    /// Where an action's message stands in its conversation (see [`Thread`]).
+    fn thread(&self, action: &Action) -> Thread {
+        match &action.instance {
+            Some(i) => Thread {
+                conversation: format!("{}{{{}}}#{}", i.rule, labels_text(&i.labels), i.episode),
+                send: format!("{}.{}", i.episode, action.repeat),
+                // The episode's first notification: the first send of the
+                // rule's first notification template on firing.
+                opens: !i.resolved && action.repeat == 0 && self.leads(action, &i.rule, &i.labels),
+            },
+            None => Thread {
+                conversation: action.id.clone(),
+                send: format!("0.{}", action.repeat),
+                opens: action.repeat <= crate::execution::grouping::first_send(action),
+            },
+        }
+    }
+
+    /// Whether `action` comes from rule `rule`'s first notification template on firing.
+    fn leads(&self, action: &Action, rule: &str, labels: &crate::model::Labels) -> bool {
+        let Some(settings) = self.settings.rules.iter().find(|r| r.name == rule) else {
+            return false;
+        };
+        let notifies = |a: &&crate::config::ActionTemplate| {
+            a.on == Trigger::Firing && matches!(a.kind, ActionKind::Notify | ActionKind::Escalate)
+        };
+        (settings.actions.iter().find(notifies)).is_some_and(|a| action_id(rule, &a.id, labels) == action.id)
     }
 
     /// A report's text (its template over the action's evidence and the

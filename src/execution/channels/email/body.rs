@@ -112,15 +112,18 @@ pub(super) fn one_line(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// The text/plain body. The message text keeps its `*bold*` markers, which
-/// read naturally in plain text.
+/// The text/plain body: the message text without its `*bold*` markers
+/// (the HTML part shows the emphasis).
 pub(super) fn plain(m: &Message, truncated: bool) -> String {
     let mut out = String::new();
     out.push_str(&one_line(&m.subject));
     out.push_str("\n\n");
     if !m.text.is_empty() {
-        out.push_str(m.text.trim_end());
-        out.push_str("\n\n");
+        for line in m.text.trim_end().lines() {
+            out.push_str(&unbold(line));
+            out.push('\n');
+        }
+        out.push('\n');
     }
     if !m.evidence.is_empty() {
         out.push_str("Evidence:\n");
@@ -276,26 +279,37 @@ pub(super) fn escape(text: &str) -> String {
 }
 
 /// Turns Slack-style `*bold*` in one (already escaped) line into `<strong>`.
+/// Runs after escaping, so the tags added here are the only markup.
+fn bold(line: &str) -> String {
+    emphasis(line, "<strong>", "</strong>")
+}
+
+/// Drops Slack-style `*bold*` markers from one line of plain text: a mail
+/// client shows them as stars, not as emphasis.
+fn unbold(line: &str) -> String {
+    emphasis(line, "", "")
+}
+
+/// Replaces the markers of each `*bold*` run in `line` with `open` and `close`.
 ///
 /// Like Slack, a marker opens only at the start of a word and closes only at
 /// its end, around non-blank text: `3 * 4 * 5` and `a*b*c` stay as written.
-/// Runs after escaping, so the tags added here are the only markup.
-fn bold(line: &str) -> String {
+fn emphasis(line: &str, open: &str, close: &str) -> String {
     let chars: Vec<char> = line.chars().collect();
     let is_word = |i: Option<usize>| i.and_then(|i| chars.get(i)).is_some_and(|c| c.is_alphanumeric());
     let mut out = String::with_capacity(line.len());
     let mut i = 0;
     while i < chars.len() {
         if chars[i] == '*' && !is_word(i.checked_sub(1)) {
-            let close = (i + 1..chars.len()).find(|&j| chars[j] == '*');
-            if let Some(j) = close {
+            let end = (i + 1..chars.len()).find(|&j| chars[j] == '*');
+            if let Some(j) = end {
                 let inner = &chars[i + 1..j];
                 let blank_edge =
                     inner.first().is_none_or(|c| c.is_whitespace()) || inner.last().is_none_or(|c| c.is_whitespace());
                 if !blank_edge && !is_word(Some(j + 1)) {
-                    out.push_str("<strong>");
+                    out.push_str(open);
                     out.extend(inner);
-                    out.push_str("</strong>");
+                    out.push_str(close);
                     i = j + 1;
                     continue;
                 }
@@ -330,6 +344,7 @@ mod tests {
             }],
             context: "rule revenue_drop · region=Köln".into(),
             params: Default::default(),
+            thread: Default::default(),
         }
     }
 
@@ -341,6 +356,7 @@ mod tests {
         assert_eq!(bold("a*b*c"), "a*b*c");
         assert_eq!(bold("** and *"), "** and *");
         assert_eq!(bold("(*yes*)"), "(<strong>yes</strong>)");
+        assert_eq!(unbold("*New (4)* and 3 * 4 * 5"), "New (4) and 3 * 4 * 5");
     }
 
     #[test]
@@ -358,7 +374,7 @@ mod tests {
     fn plain_aligns_tables_and_lists_evidence() {
         let text = plain(&message(), false);
         assert!(
-            text.starts_with("Umsatz in Köln −30 %\n\nRevenue fell *30 %* in Köln.\n"),
+            text.starts_with("Umsatz in Köln −30 %\n\nRevenue fell 30 % in Köln.\nCheck the <b>shop</b>.\n\nSecond"),
             "{text}"
         );
         assert!(text.contains("  region: <script>alert(1)</script>\n"), "{text}");
