@@ -239,6 +239,61 @@ async fn slack_severity_markers() {
     }
 }
 
+/// A resolution is marked resolved, not with the severity of what fired.
+#[tokio::test]
+async fn slack_marks_a_resolution_as_resolved() {
+    let server = MockServer::start().await;
+    let slack = slack_webhook(&server, Duration::from_secs(5));
+    let mut m = message();
+    m.thread.resolves = true;
+    let payload: Value = serde_json::from_str(&slack.render(&m, &slack_target()).unwrap().body).unwrap();
+    assert_eq!(payload["blocks"][0]["text"]["text"], "✅ *Revenue fell in Northeast*");
+}
+
+/// Without a subject of its own the headline is the text's first line, and
+/// the text below it does not repeat it.
+#[tokio::test]
+async fn slack_shows_a_subject_taken_from_the_text_once() {
+    let server = MockServer::start().await;
+    let slack = slack_webhook(&server, Duration::from_secs(5));
+    let texts = |m: &Message| -> (Vec<String>, Value) {
+        let payload: Value = serde_json::from_str(&slack.render(m, &slack_target()).unwrap().body).unwrap();
+        let blocks = payload["blocks"].as_array().unwrap();
+        let texts = blocks
+            .iter()
+            .filter_map(|b| b["text"]["text"].as_str())
+            .map(str::to_owned)
+            .collect();
+        (texts, payload["text"].clone())
+    };
+    let m = Message {
+        text: "*Revenue fell in Northeast*\nDown 18% week over week.".to_owned(),
+        ..message()
+    };
+    let (shown, fallback) = texts(&m);
+    let headline = shown.iter().filter(|t| t.contains("Revenue fell in Northeast")).count();
+    assert_eq!(headline, 1, "{shown:?}");
+    assert!(shown.contains(&"Down 18% week over week.".to_owned()), "{shown:?}");
+    assert_eq!(fallback, "Revenue fell in Northeast\nDown 18% week over week.");
+    // Text that is only the subject: no text section at all.
+    let m = Message {
+        text: "Revenue fell in Northeast".to_owned(),
+        ..message()
+    };
+    let (shown, _) = texts(&m);
+    assert_eq!(
+        shown.iter().filter(|t| t.contains("Revenue fell")).count(),
+        1,
+        "{shown:?}"
+    );
+    // A subject of its own leaves the text whole.
+    let (shown, _) = texts(&message());
+    assert!(
+        shown.contains(&"Revenue fell *18%* week over week.".to_owned()),
+        "{shown:?}"
+    );
+}
+
 #[tokio::test]
 async fn slack_render_enforces_slack_limits() {
     let server = MockServer::start().await;

@@ -135,6 +135,9 @@ async fn four_at_once_is_one_message_and_a_fifth_joins_the_next_one_across_a_res
     assert_eq!(texts.len(), 1, "one message for four instances: {texts:#?}");
     let first = &texts[0];
     assert!(first.starts_with("Value too high: 4 firing"), "{first}");
+    // The group's first message is not labelled a repeat (its round is 1).
+    let body = String::from_utf8(w.slack.received_requests().await.unwrap()[0].body.clone()).unwrap();
+    assert!(body.contains("rule:high") && !body.contains("repeat"), "{body}");
     assert!(first.contains("New (4)"), "{first}");
     let listed = entries(first);
     assert_eq!(listed.len(), 4, "{first}");
@@ -233,7 +236,8 @@ async fn a_group_of_one_reads_like_the_instance_alone() {
     let agent = w.agent(false).await;
     w.at(&agent, 0).await;
     let texts = w.slack_texts().await;
-    assert_eq!(texts, ["A is high (20)\nA is high (20)"]);
+    // The text is the headline (no subject of its own): shown once.
+    assert_eq!(texts, ["A is high (20)"]);
 }
 
 #[tokio::test]

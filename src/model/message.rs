@@ -67,6 +67,9 @@ pub struct Thread {
     pub send: String,
     /// It opens the conversation.
     pub opens: bool,
+    /// It reports the end of the conversation: the instance resolved.
+    #[serde(default)]
+    pub resolves: bool,
 }
 
 /// Where a message goes, resolved from a role's configured targets.

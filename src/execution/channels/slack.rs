@@ -236,15 +236,24 @@ fn payload(message: &Message) -> (Value, bool) {
     let subject = one_line(&message.subject).replace('*', "");
     let (subject, cut) = truncate(&escape(subject.trim()), SUBJECT_MAX);
     truncated |= cut;
-    let headline = if subject.is_empty() {
-        marker(message.severity).to_owned()
+    // A resolution is marked as one, not with the severity of what fired.
+    let marker = if message.thread.resolves {
+        RESOLVED
     } else {
-        format!("{} *{subject}*", marker(message.severity))
+        marker(message.severity)
+    };
+    let headline = if subject.is_empty() {
+        marker.to_owned()
+    } else {
+        format!("{marker} *{subject}*")
     };
     blocks.push(section(headline));
 
-    if !message.text.trim().is_empty() {
-        let (text, cut) = truncate(&escape(&message.text), SECTION_MAX);
+    // Without a subject of its own the headline is the text's first line:
+    // it is not shown twice.
+    let body = without_headline(&message.text, &message.subject);
+    if !body.trim().is_empty() {
+        let (text, cut) = truncate(&escape(body), SECTION_MAX);
         truncated |= cut;
         blocks.push(section(text));
     }
@@ -283,10 +292,10 @@ fn payload(message: &Message) -> (Value, bool) {
     }
     blocks.extend(context);
 
-    let fallback = if message.text.trim().is_empty() {
+    let fallback = if body.trim().is_empty() {
         message.subject.clone()
     } else {
-        format!("{}\n{}", message.subject, message.text)
+        format!("{}\n{}", message.subject, body.trim_start())
     };
     let (fallback, cut) = truncate(&escape(&fallback), FALLBACK_MAX);
     truncated |= cut;
@@ -299,6 +308,23 @@ fn payload(message: &Message) -> (Value, bool) {
         "unfurl_media": false,
     });
     (payload, truncated)
+}
+
+/// The marker of a message reporting a resolution.
+const RESOLVED: &str = "✅";
+
+/// `text` without its first non-empty line when that line is the subject
+/// (the subject was taken from it), `*bold*` markers aside.
+fn without_headline<'a>(text: &'a str, subject: &str) -> &'a str {
+    let start = text.len() - text.trim_start().len();
+    let rest = &text[start..];
+    let (first, after) = rest.split_once('\n').unwrap_or((rest, ""));
+    let plain = |s: &str| s.replace('*', "").trim().to_owned();
+    if !subject.trim().is_empty() && plain(first) == plain(subject) {
+        after
+    } else {
+        text
+    }
 }
 
 /// The severity marker shown before the subject.

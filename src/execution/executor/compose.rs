@@ -38,8 +38,12 @@ impl Executor {
             Some(i) => format!("{} · {}", action.origin, labels_text(&i.labels)),
             None => action.origin.to_string(),
         };
-        if action.repeat > 0 {
-            context.push_str(&format!(" · repeat {}", action.repeat));
+        // A group message's first round is not a repeat.
+        let repeat = action
+            .repeat
+            .saturating_sub(crate::execution::grouping::first_send(action));
+        if repeat > 0 {
+            context.push_str(&format!(" · repeat {repeat}"));
         }
         context.push_str(&format!(" · {}", self.settings.agent.name));
         let mut message = Message {
@@ -67,11 +71,13 @@ impl Executor {
                 // The episode's first notification: the first send of the
                 // rule's first notification template on firing.
                 opens: !i.resolved && action.repeat == 0 && self.leads(action, &i.rule, &i.labels),
+                resolves: i.resolved,
             },
             None => Thread {
                 conversation: action.id.clone(),
                 send: format!("0.{}", action.repeat),
                 opens: action.repeat <= crate::execution::grouping::first_send(action),
+                resolves: false,
             },
         }
     }
