@@ -118,6 +118,7 @@ fn main() {
             context: "rule:bench · region=r0001 · bench".into(),
             params: Default::default(),
             thread: Default::default(),
+            links: Vec::new(),
         };
         let target = Target::Slack("#ops".into());
         let mut pure = Vec::new();

@@ -66,6 +66,7 @@ fn message(action_id: &str) -> Message {
         context: "rule revenue_drop · region=Köln · bi-agent test".to_owned(),
         params: Default::default(),
         thread: Default::default(),
+        links: Vec::new(),
     }
 }
 

@@ -55,6 +55,7 @@ fn message() -> Message {
         context: "rule revenue_drop · region=Northeast · bi-agent test".to_owned(),
         params: BTreeMap::new(),
         thread: Default::default(),
+        links: Vec::new(),
     }
 }
 
@@ -237,6 +238,60 @@ async fn slack_severity_markers() {
             format!("{marker} *Revenue fell in Northeast*")
         );
     }
+}
+
+/// A rule's runbook and dashboard are buttons that open their URLs, above
+/// the context line; in a webhook they are listed under `links`.
+#[tokio::test]
+async fn configured_links_are_slack_buttons_and_webhook_links() {
+    let server = MockServer::start().await;
+    let slack = slack_webhook(&server, Duration::from_secs(5));
+    let links = vec![
+        bi_agent::model::Link {
+            label: "Runbook".to_owned(),
+            url: "https://wiki.example.com/runbooks/revenue?a=1&b=2".to_owned(),
+        },
+        bi_agent::model::Link {
+            label: "Dashboard".to_owned(),
+            url: "https://grafana.example.com/d/rev".to_owned(),
+        },
+    ];
+    let m = Message {
+        links: links.clone(),
+        ..message()
+    };
+    let payload: Value = serde_json::from_str(&slack.render(&m, &slack_target()).unwrap().body).unwrap();
+    let blocks = payload["blocks"].as_array().unwrap();
+    let actions = blocks
+        .iter()
+        .position(|b| b["type"] == "actions")
+        .expect("an actions block");
+    assert_eq!(
+        blocks[actions + 1]["type"],
+        "context",
+        "buttons sit above the context line"
+    );
+    assert_eq!(
+        blocks[actions]["elements"],
+        json!([
+            { "type": "button", "text": { "type": "plain_text", "text": "Runbook" },
+              "url": "https://wiki.example.com/runbooks/revenue?a=1&b=2" },
+            { "type": "button", "text": { "type": "plain_text", "text": "Dashboard" },
+              "url": "https://grafana.example.com/d/rev" },
+        ])
+    );
+    let plain: Value = serde_json::from_str(&slack.render(&message(), &slack_target()).unwrap().body).unwrap();
+    assert!(
+        plain["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["type"] != "actions")
+    );
+
+    let hook = webhook(&server, Duration::from_secs(5));
+    let body: Value = serde_json::from_str(&hook.render(&m, &Target::Webhook("crm".to_owned())).unwrap().body).unwrap();
+    assert_eq!(body["links"], serde_json::to_value(&links).unwrap());
 }
 
 /// A resolution is marked resolved, not with the severity of what fired.
@@ -742,6 +797,7 @@ async fn webhook_posts_json_with_configured_headers() {
             }],
             "context": "rule revenue_drop · region=Northeast · bi-agent test",
             "params": { "priority": 2, "queue": "sales-ops" },
+            "links": [],
         })
     );
 }

@@ -48,6 +48,13 @@ pub struct RuleSettings {
     /// A one-line description, for people (shown in plans and messages).
     #[serde(default)]
     pub description: Option<String>,
+    /// What to do about it: a fixed `http(s)` URL, shown as a button in
+    /// Slack and a link in e-mail and webhooks.
+    #[serde(default)]
+    pub runbook_url: Option<String>,
+    /// Where to look at it: a fixed `http(s)` URL, shown like `runbook_url`.
+    #[serde(default)]
+    pub dashboard_url: Option<String>,
     /// For a rule without `source`: which row of a multi-row source to use,
     /// by labels, e.g. `select = { sales = { region = "Northeast" } }`.
     #[serde(default)]

@@ -51,6 +51,19 @@ pub struct Message {
     /// Where it stands in its conversation, for channels that thread.
     #[serde(default)]
     pub thread: Thread,
+    /// Links from the config (a rule's runbook and dashboard): buttons in
+    /// Slack, links in e-mail and webhooks. Never built from data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
+}
+
+/// A configured link a message carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// What it is: `Runbook`, `Dashboard`.
+    pub label: String,
+    /// The `http(s)` URL, as configured.
+    pub url: String,
 }
 
 /// Where a message stands in its conversation, for channels that identify

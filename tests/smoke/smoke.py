@@ -832,6 +832,10 @@ def phase_scheduled_report(run):
     CHECKS.true("hourly_summary drops the invented sentence", INVENTED not in mail["text"])
 
 
+# revenue_drop's runbook_url in agent.toml.in.
+RUNBOOK = "https://wiki.example.com/runbooks/revenue-drop"
+
+
 def phase_fire(run):
     """Everything fires in one cycle: group message, investigations, proposals, approvals."""
     post = wait_until("revenue_drop's group message on the Slack webhook", lambda: slack_webhook_with("Northeast"))
@@ -839,6 +843,8 @@ def phase_fire(run):
     CHECKS.true("group message lists Northeast and West", "Northeast" in text and "West" in text, text[:400])
     CHECKS.true("group message leaves South out", "South" not in text)
     CHECKS.true("group message says 2 firing", "2 firing" in text, text[:400])
+    buttons = [e for b in (post.get("blocks") or []) if b.get("type") == "actions" for e in b.get("elements", [])]
+    CHECKS.equal("group message's runbook button", [RUNBOOK], [e.get("url") for e in buttons])
     wait_until("the group e-mail to director@", lambda: emails_to("director@example.com"))
     mail = emails_to("director@example.com")[0]
     CHECKS.true(
@@ -846,6 +852,7 @@ def phase_fire(run):
         "Northeast" in mail["text"] and "West" in mail["text"] and "2 firing" in mail["subject"],
         mail["subject"],
     )
+    CHECKS.true("group e-mail links the runbook", f"Runbook: {RUNBOOK}" in mail["text"], mail["text"][-300:])
     wait_until("error_rate_high{job=api} on Slack", lambda: slack_webhook_with("Error rate of api"))
     wait_until("the LLM proposal on Slack", lambda: slack_webhook_with("LLM: check the API error rate"))
     wait_until("two e-mails to growth@", lambda: len(emails_to("growth@example.com")) >= 2)
@@ -894,6 +901,7 @@ def phase_approval(run):
     body = post["body"] or {}
     CHECKS.equal("CRM POST action", "revenue_drop/crm_task/region=Northeast", body.get("action_id"))
     CHECKS.equal("CRM POST params", {"queue": "sales-recovery"}, body.get("params"))
+    CHECKS.equal("CRM POST links", [{"label": "Runbook", "url": RUNBOOK}], body.get("links"))
     CHECKS.true("CRM POST text", "Call the top accounts in Northeast" in str(body.get("text")), str(body)[:300])
     # The Idempotency-Key: the SHA-256 (hex) of the delivery's effect key.
     idem = post.get("idempotency_key") or ""

@@ -98,6 +98,21 @@ fn rule(v: &mut Issues, settings: &Settings, key: &str, rule: &RuleSettings) {
             );
         }
     }
+    for (field, url) in [
+        ("runbook_url", &rule.runbook_url),
+        ("dashboard_url", &rule.dashboard_url),
+    ] {
+        let Some(url) = url else { continue };
+        // Fixed text only: a link is never built from data.
+        match url::Url::parse(url) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {}
+            Ok(_) => v.push(
+                &format!("{key}.{field}"),
+                format!("{url:?} is not an http:// or https:// URL"),
+            ),
+            Err(e) => v.push(&format!("{key}.{field}"), format!("{url:?} is not a URL: {e}")),
+        }
+    }
     if let Some(interval) = rule.group_interval {
         v.at_least(&format!("{key}.group_interval"), interval, Duration::from_secs(1));
     }

@@ -115,6 +115,26 @@ fn rules_reference_only_what_the_config_names() {
 }
 
 #[test]
+fn rule_links_are_fixed_web_urls() {
+    let sql = "[sources.s]\nkind = \"sql\"\nurl = \"sqlite://w.db\"\nsql = \"SELECT 1 AS one\"\n";
+    let rule =
+        |links: &str| format!("{BASE}{sql}[[rules]]\nname = \"r\"\nsource = \"s\"\nwhen = \"one > 0.0\"\n{links}");
+    let ok = "runbook_url = \"https://wiki.example.com/runbooks/r\"\ndashboard_url = \"http://grafana:3000/d/x\"\n";
+    assert_eq!(issues(&rule(ok)), Vec::<String>::new());
+    let found = issues(&rule(
+        "runbook_url = \"javascript:alert(1)\"\ndashboard_url = \"grafana/d/x\"\n",
+    ));
+    assert_eq!(
+        found,
+        [
+            "rules.r.runbook_url: \"javascript:alert(1)\" is not an http:// or https:// URL",
+            "rules.r.dashboard_url: \"grafana/d/x\" is not a URL: relative URL without a base",
+        ],
+        "{found:#?}"
+    );
+}
+
+#[test]
 fn kind_specific_fields_are_required() {
     let found = issues(&format!(
         "{BASE}[[rules]]\nname = \"r\"\nwhen = \"true\"\n\

@@ -39,6 +39,10 @@ const FALLBACK_MAX: usize = 4000;
 /// All table text together: past this, a chat message is no longer read;
 /// the rest of the tables is left out (and said so).
 const TABLES_TOTAL_MAX: usize = 20_000;
+/// Slack's limit on the elements of an actions block.
+const ACTIONS_MAX: usize = 25;
+/// Slack's limit on a button's text.
+const BUTTON_TEXT_MAX: usize = 75;
 /// Appended where text was cut.
 const TRUNCATED: &str = "… (truncated)";
 
@@ -264,6 +268,18 @@ fn payload(message: &Message) -> (Value, bool) {
         blocks.push(json!({ "type": "section", "fields": fields }));
     }
 
+    // Configured links as buttons (a button's URL is opened, not shown as
+    // text, and Slack allows 3,000 characters in it).
+    let buttons = (!message.links.is_empty()).then(|| {
+        let elements: Vec<Value> = (message.links.iter().take(ACTIONS_MAX))
+            .filter(|l| l.url.chars().count() <= 3000)
+            .map(|l| {
+                let (label, _) = truncate(&one_line(&l.label), BUTTON_TEXT_MAX);
+                json!({ "type": "button", "text": { "type": "plain_text", "text": label }, "url": l.url })
+            })
+            .collect();
+        json!({ "type": "actions", "elements": elements })
+    });
     let context = (!message.context.trim().is_empty()).then(|| {
         let (text, cut) = truncate(&escape(&message.context), SECTION_MAX);
         truncated |= cut;
@@ -272,7 +288,7 @@ fn payload(message: &Message) -> (Value, bool) {
 
     // Tables fill what is left of the block budget, keeping one block for
     // the context and one for a "left out" notice.
-    let room = BLOCKS_MAX - blocks.len() - usize::from(context.is_some()) - 1;
+    let room = BLOCKS_MAX - blocks.len() - usize::from(context.is_some()) - usize::from(buttons.is_some()) - 1;
     let mut table_chars = 0;
     let mut shown = 0;
     for table in &message.tables {
@@ -290,6 +306,7 @@ fn payload(message: &Message) -> (Value, bool) {
         let left_out = message.tables.len() - shown;
         blocks.push(section(format!("{TRUNCATED}: {left_out} more table(s) not shown")));
     }
+    blocks.extend(buttons);
     blocks.extend(context);
 
     let fallback = if body.trim().is_empty() {

@@ -7,7 +7,8 @@
 //! { "action_id": "…", "kind": "webhook", "severity": "high", "subject": "…",
 //!   "text": "…", "evidence": { "name": "value" },
 //!   "tables": [{ "title": "…", "columns": […], "rows": [[…]] }],
-//!   "context": "…", "params": { …the action's free-form params… } }
+//!   "context": "…", "params": { …the action's free-form params… },
+//!   "links": [{ "label": "Runbook", "url": "…" }] }
 //! ```
 //!
 //! `params` is the place for anything endpoint-specific. Rendering is pure and
@@ -216,6 +217,7 @@ fn encode(message: &Message, text: &str, tables: usize) -> Result<String, String
         "tables": message.tables[..tables],
         "context": message.context,
         "params": message.params,
+        "links": message.links,
     });
     serde_json::to_string(&payload).map_err(|e| format!("cannot encode the payload: {e}"))
 }
@@ -238,6 +240,7 @@ mod tests {
             context: String::new(),
             params: Default::default(),
             thread: Default::default(),
+            links: Vec::new(),
         }
     }
 

@@ -13,7 +13,7 @@ use crate::config::{ActionKind, Trigger};
 use crate::model::Action;
 use crate::model::Findings;
 use crate::model::labels_text;
-use crate::model::{Message, Table, Thread, action_id};
+use crate::model::{Link, Message, Origin, Table, Thread, action_id};
 use crate::template;
 
 impl Executor {
@@ -57,6 +57,7 @@ impl Executor {
             context,
             params: action.params.clone(),
             thread: self.thread(action),
+            links: self.links(action),
         };
         crate::execution::redact::redact_message(&mut message, &self.settings.guardrails.redact);
         message
@@ -80,6 +81,25 @@ impl Executor {
                 resolves: false,
             },
         }
+    }
+
+    /// The links of the rule an action comes from (a group message's too).
+    fn links(&self, action: &Action) -> Vec<Link> {
+        let Origin::Rule(name) = &action.origin else {
+            return Vec::new();
+        };
+        let Some(rule) = self.settings.rules.iter().find(|r| &r.name == name) else {
+            return Vec::new();
+        };
+        [("Runbook", &rule.runbook_url), ("Dashboard", &rule.dashboard_url)]
+            .into_iter()
+            .filter_map(|(label, url)| {
+                url.as_ref().map(|url| Link {
+                    label: label.to_owned(),
+                    url: url.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Whether `action` comes from rule `rule`'s first notification template on firing.

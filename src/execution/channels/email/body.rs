@@ -132,6 +132,12 @@ pub(super) fn plain(m: &Message, truncated: bool) -> String {
         }
         out.push('\n');
     }
+    for link in &m.links {
+        let _ = writeln!(out, "{}: {}", one_line(&link.label), one_line(&link.url));
+    }
+    if !m.links.is_empty() {
+        out.push('\n');
+    }
     for table in &m.tables {
         plain_table(&mut out, table);
         out.push('\n');
@@ -225,6 +231,12 @@ pub(super) fn html(m: &Message, truncated: bool) -> String {
             );
         }
         out.push_str("</table>\n");
+    }
+    if !m.links.is_empty() {
+        let links: Vec<String> = (m.links.iter())
+            .map(|l| format!("<a href=\"{}\">{}</a>", escape(&l.url), escape(&l.label)))
+            .collect();
+        let _ = writeln!(out, "<p>{}</p>", links.join(" · "));
     }
     for table in &m.tables {
         html_table(&mut out, table);
@@ -345,6 +357,7 @@ mod tests {
             context: "rule revenue_drop · region=Köln".into(),
             params: Default::default(),
             thread: Default::default(),
+            links: Vec::new(),
         }
     }
 
@@ -383,6 +396,28 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("-- \nrule revenue_drop · region=Köln\n"), "{text}");
+    }
+
+    #[test]
+    fn links_are_links_in_both_parts() {
+        let m = Message {
+            links: vec![crate::model::Link {
+                label: "Runbook".into(),
+                url: "https://wiki.example.com/r?a=1&b=\"2\"".into(),
+            }],
+            ..message()
+        };
+        let html = html(&m, false);
+        assert!(
+            html.contains("<p><a href=\"https://wiki.example.com/r?a=1&amp;b=&quot;2&quot;\">Runbook</a></p>"),
+            "{html}"
+        );
+        let text = plain(&m, false);
+        assert!(
+            text.contains("\nRunbook: https://wiki.example.com/r?a=1&b=\"2\"\n"),
+            "{text}"
+        );
+        assert!(!plain(&message(), false).contains("Runbook"));
     }
 
     #[test]
