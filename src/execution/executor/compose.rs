@@ -83,10 +83,14 @@ impl Executor {
         }
     }
 
-    /// The links of the rule an action comes from (a group message's too).
+    /// The links of the rule an action is about: its instance's (an
+    /// approved or proposed action keeps the instance), or for a group
+    /// message the rule it is from.
     fn links(&self, action: &Action) -> Vec<Link> {
-        let Origin::Rule(name) = &action.origin else {
-            return Vec::new();
+        let name = match (&action.instance, &action.origin) {
+            (Some(i), _) => &i.rule,
+            (None, Origin::Rule(name)) => name,
+            (None, _) => return Vec::new(),
         };
         let Some(rule) = self.settings.rules.iter().find(|r| &r.name == name) else {
             return Vec::new();
