@@ -243,6 +243,38 @@ fn templates_are_checked_against_the_rule_columns_at_load() {
     );
 }
 
+/// Each commented `[llm]` block of the example (OpenAI, Ollama, llama.cpp)
+/// is valid once uncommented.
+#[test]
+fn the_example_llm_blocks_are_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let example = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = example.lines().collect();
+    let starts: Vec<usize> = (0..lines.len()).filter(|&i| lines[i] == "# [llm]").collect();
+    assert_eq!(starts.len(), 3, "OpenAI, Ollama and llama.cpp");
+    let dir = tempfile::tempdir().unwrap();
+    for start in starts {
+        let block: Vec<&str> = (lines[start..].iter())
+            .take_while(|l| l.starts_with("# ") && l.len() > 2)
+            .map(|l| &l[2..])
+            .collect();
+        let config = dir.path().join("with-llm.toml");
+        std::fs::write(&config, format!("{example}\n{}\n", block.join("\n"))).unwrap();
+        let env = [
+            ("WAREHOUSE_URL", "postgres://bi:secret@db.internal/shop"),
+            ("ANALYTICS_TOKEN", "token"),
+            ("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/X"),
+            ("CRM_TOKEN", "crm"),
+            ("SMTP_PASSWORD", "pw"),
+            ("OPENAI_API_KEY", "sk-test"),
+        ];
+        let out = check(&config, &env);
+        assert_eq!(out.status.code(), Some(0), "{block:?}: {}", stderr(&out));
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(!shown.contains("sk-test"), "the key is never shown: {shown}");
+    }
+}
+
 #[test]
 fn shipped_example_configs_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
