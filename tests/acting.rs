@@ -176,6 +176,50 @@ async fn one_notification_over_ten_cycles_then_repeats_per_interval() {
     assert_eq!(w.slack_bodies().await.len(), 2);
 }
 
+/// With a bot token, an alert's repeat and its resolution are posted in
+/// the thread of its first Slack message (the resolution shown in the
+/// channel too); the first message starts the thread.
+#[tokio::test]
+async fn slack_repeats_and_the_resolution_reply_in_the_first_messages_thread() {
+    let w = World::new().await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "ok": true, "ts": "1700000000.000100" })),
+        )
+        .mount(&w.slack)
+        .await;
+    w.sql("INSERT INTO m VALUES ('East', 20);").await;
+    let resolved = "  [[rules.actions]]\n  id = \"back\"\n  kind = \"notify\"\n  on = \"resolved\"\n  to = [\"ops\"]\n  message = \"{{ region }} is back\"\n";
+    let memory = w.dir.path().join("memory.db");
+    let text = (w.config_text(&memory.display().to_string(), resolved)).replace(
+        &format!("webhook_url = \"{}/hook\"", w.slack.uri()),
+        &format!("token = \"xoxb-test\"\n            api_url = \"{}/api\"", w.slack.uri()),
+    );
+    let settings = Settings::from_toml_str(&text, Vec::new(), &|_| None).unwrap();
+    let agent = Agent::build(settings, false)
+        .await
+        .unwrap()
+        .with_clock(common::scripted_clock(&w.clock));
+    w.at(&agent, 0).await;
+    w.at(&agent, 4 * 60 + 1).await;
+    w.sql("UPDATE m SET value = 5;").await;
+    w.at(&agent, 4 * 60 + 2).await;
+
+    let posts: Vec<serde_json::Value> = (w.slack.received_requests().await.unwrap().iter())
+        .filter(|r| r.url.path() == "/api/chat.postMessage")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(posts.len(), 3, "{posts:#?}");
+    assert!(posts[0].get("thread_ts").is_none(), "{}", posts[0]);
+    assert!(posts[1].to_string().contains("repeat 1"), "{}", posts[1]);
+    assert_eq!(posts[1]["thread_ts"], "1700000000.000100");
+    assert!(posts[1].get("reply_broadcast").is_none());
+    assert!(posts[2].to_string().contains("East is back"), "{}", posts[2]);
+    assert_eq!(posts[2]["thread_ts"], "1700000000.000100");
+    assert_eq!(posts[2]["reply_broadcast"], true);
+}
+
 #[tokio::test]
 async fn dry_run_sends_nothing_and_records_the_live_payload() {
     let w = World::new().await;

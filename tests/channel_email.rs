@@ -171,7 +171,7 @@ fn sends_are_named_and_threaded_under_the_first() {
             conversation: conversation.clone(),
             send: send.to_owned(),
             opens,
-            resolves: false,
+            ..Thread::default()
         };
         let rendered = render(&channel, &m, address);
         let parsed = MessageParser::default()
@@ -203,7 +203,7 @@ fn sends_are_named_and_threaded_under_the_first() {
         conversation: "revenue_drop{region=Köln}#4".to_owned(),
         send: "4.0".to_owned(),
         opens: true,
-        resolves: false,
+        ..Thread::default()
     };
     let later = render(&channel, &later, address);
     let later = MessageParser::default().parse(later.body.as_bytes()).expect("parses");

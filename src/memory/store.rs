@@ -37,6 +37,15 @@ impl ExecutionStore for Memory {
         Box::pin(async move { Ok(Memory::settle_effect(self, key, dry_run, settle, now).await?) })
     }
 
+    fn sent_reference<'a>(&'a self, key: &'a str, dry_run: bool) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let effect = Memory::effect(self, key, dry_run).await?;
+            Ok(effect
+                .filter(|e| e.status == EffectStatus::Sent)
+                .and_then(|e| e.reference))
+        })
+    }
+
     fn mark_dispatching<'a>(&'a self, key: &'a str, now: DateTime<Utc>) -> StoreFuture<'a, ()> {
         Box::pin(async move { Ok(Memory::mark_dispatching(self, key, now).await?) })
     }

@@ -83,6 +83,15 @@ pub struct Thread {
     /// It reports the end of the conversation: the instance resolved.
     #[serde(default)]
     pub resolves: bool,
+    /// For a message that does not open its conversation: the effect key of
+    /// the one that does, but for its target (`action#episode.repeat`), so
+    /// a reply can find what it replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opener: Option<String>,
+    /// Set for one target just before rendering for it: the delivery
+    /// reference of the conversation's first message there (Slack's `ts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 /// Where a message goes, resolved from a role's configured targets.

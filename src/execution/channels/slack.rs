@@ -207,6 +207,16 @@ impl Channel for SlackChannel {
             && let Value::Object(map) = &mut payload
         {
             map.insert("channel".to_owned(), Value::String(channel.clone()));
+            // A repeat or resolution goes in the first message's thread; a
+            // resolution is shown in the channel too. Only a `ts` as Slack
+            // gives it (digits and a dot) is used.
+            let thread = &message.thread;
+            if let Some(ts) = (thread.reply_to.as_ref()).filter(|t| t.chars().all(|c| c.is_ascii_digit() || c == '.')) {
+                map.insert("thread_ts".to_owned(), Value::String(ts.clone()));
+                if thread.resolves {
+                    map.insert("reply_broadcast".to_owned(), Value::Bool(true));
+                }
+            }
         }
         let body = serde_json::to_string(&payload)
             .map_err(|e| ChannelError::Permanent(format!("slack: cannot encode the payload: {e}")))?;

@@ -66,20 +66,32 @@ impl Executor {
     /// Where an action's message stands in its conversation (see [`Thread`]).
     fn thread(&self, action: &Action) -> Thread {
         match &action.instance {
-            Some(i) => Thread {
-                conversation: format!("{}{{{}}}#{}", i.rule, labels_text(&i.labels), i.episode),
-                send: format!("{}.{}", i.episode, action.repeat),
+            Some(i) => {
                 // The episode's first notification: the first send of the
                 // rule's first notification template on firing.
-                opens: !i.resolved && action.repeat == 0 && self.leads(action, &i.rule, &i.labels),
-                resolves: i.resolved,
-            },
-            None => Thread {
-                conversation: action.id.clone(),
-                send: format!("0.{}", action.repeat),
-                opens: action.repeat <= crate::execution::grouping::first_send(action),
-                resolves: false,
-            },
+                let lead = self.lead(&i.rule, &i.labels);
+                let opens = !i.resolved && action.repeat == 0 && lead.as_deref() == Some(action.id.as_str());
+                Thread {
+                    conversation: format!("{}{{{}}}#{}", i.rule, labels_text(&i.labels), i.episode),
+                    send: format!("{}.{}", i.episode, action.repeat),
+                    opens,
+                    resolves: i.resolved,
+                    opener: lead.filter(|_| !opens).map(|lead| format!("{lead}#{}.0", i.episode)),
+                    reply_to: None,
+                }
+            }
+            None => {
+                let first = crate::execution::grouping::first_send(action);
+                let opens = action.repeat <= first;
+                Thread {
+                    conversation: action.id.clone(),
+                    send: format!("0.{}", action.repeat),
+                    opens,
+                    resolves: false,
+                    opener: (!opens).then(|| format!("{}#0.{first}", action.id)),
+                    reply_to: None,
+                }
+            }
         }
     }
 
@@ -106,15 +118,18 @@ impl Executor {
             .collect()
     }
 
-    /// Whether `action` comes from rule `rule`'s first notification template on firing.
-    fn leads(&self, action: &Action, rule: &str, labels: &crate::model::Labels) -> bool {
-        let Some(settings) = self.settings.rules.iter().find(|r| r.name == rule) else {
-            return false;
-        };
+    /// The id of rule `rule`'s first notification template on firing, for
+    /// the instance with `labels`: the action that opens an episode's conversation.
+    fn lead(&self, rule: &str, labels: &crate::model::Labels) -> Option<String> {
+        let settings = self.settings.rules.iter().find(|r| r.name == rule)?;
         let notifies = |a: &&crate::config::ActionTemplate| {
             a.on == Trigger::Firing && matches!(a.kind, ActionKind::Notify | ActionKind::Escalate)
         };
-        (settings.actions.iter().find(notifies)).is_some_and(|a| action_id(rule, &a.id, labels) == action.id)
+        settings
+            .actions
+            .iter()
+            .find(notifies)
+            .map(|a| action_id(rule, &a.id, labels))
     }
 
     /// A report's text (its template over the action's evidence and the

@@ -56,6 +56,8 @@ pub trait ExecutionStore: Send + Sync {
         settle: &'a Settle<'a>,
         now: DateTime<Utc>,
     ) -> StoreFuture<'a, ()>;
+    /// The delivery reference of a sent effect (Slack's `ts`), if it was sent.
+    fn sent_reference<'a>(&'a self, key: &'a str, dry_run: bool) -> StoreFuture<'a, Option<String>>;
     /// A `queued` effect is about to be handed to its channel.
     fn mark_dispatching<'a>(&'a self, key: &'a str, now: DateTime<Utc>) -> StoreFuture<'a, ()>;
     /// Live effects waiting for a retry that is due at `now`, oldest first.

@@ -18,6 +18,27 @@ use crate::model::{Delivery as DeliveryRecord, Status};
 use crate::model::{Rendered, Target};
 
 impl Executor {
+    /// The message for `target`: a Slack reply in a conversation names the
+    /// `ts` of the conversation's first message in that channel, if it was
+    /// sent there (a dry run's never was).
+    async fn replying<'m>(
+        &self,
+        cycle: &Cycle<'_>,
+        out: &'m Outgoing,
+        target: &Target,
+    ) -> Result<std::borrow::Cow<'m, crate::model::Message>, StoreError> {
+        let (Target::Slack(_), Some(opener)) = (target, &out.message.thread.opener) else {
+            return Ok(std::borrow::Cow::Borrowed(&out.message));
+        };
+        let key = format!("{opener}>{target}");
+        let Some(ts) = cycle.store.sent_reference(&key, cycle.dry_run).await? else {
+            return Ok(std::borrow::Cow::Borrowed(&out.message));
+        };
+        let mut message = out.message.clone();
+        message.thread.reply_to = Some(ts);
+        Ok(std::borrow::Cow::Owned(message))
+    }
+
     /// Admission of one target: render, hold, limit, claim.
     pub(super) async fn admit(&self, cycle: &Cycle<'_>, out: &Outgoing, target: &Target) -> Result<Slot, StoreError> {
         let channel_key = target.channel_key();
@@ -27,7 +48,8 @@ impl Executor {
             };
             return Ok(Slot::Done(record(target, failed, placeholder(target), "")));
         };
-        let rendered = match channel.render(&out.message, target) {
+        let message = self.replying(cycle, out, target).await?;
+        let rendered = match channel.render(&message, target) {
             Ok(r) => r,
             Err(e) => {
                 let failed = Status::Failed {
