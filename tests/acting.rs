@@ -196,11 +196,7 @@ async fn slack_repeats_and_the_resolution_reply_in_the_first_messages_thread() {
         &format!("webhook_url = \"{}/hook\"", w.slack.uri()),
         &format!("token = \"xoxb-test\"\n            api_url = \"{}/api\"", w.slack.uri()),
     );
-    let settings = Settings::from_toml_str(&text, Vec::new(), &|_| None).unwrap();
-    let agent = Agent::build(settings, false)
-        .await
-        .unwrap()
-        .with_clock(common::scripted_clock(&w.clock));
+    let agent = common::agent_from_text(&text, &w.clock).await;
     w.at(&agent, 0).await;
     w.at(&agent, 4 * 60 + 1).await;
     w.sql("UPDATE m SET value = 5;").await;

@@ -344,11 +344,7 @@ async fn every_message_of_a_wave_goes_out_at_once() {
             "when = \"value > 10.0\"",
             "when = \"value > 10.0\"\n            group = false",
         );
-    let settings = Settings::from_toml_str(&text, Vec::new(), &|_| None).unwrap();
-    let agent = Agent::build(settings, false)
-        .await
-        .unwrap()
-        .with_clock(common::scripted_clock(&w.clock));
+    let agent = common::agent_from_text(&text, &w.clock).await;
     let r = w.at(&agent, 0).await;
     let statuses: Vec<&Status> = (r.outcomes.iter())
         .filter(|(a, _)| a.id.starts_with("high/page/"))
@@ -376,11 +372,7 @@ async fn a_failed_digest_keeps_what_it_held_and_goes_out_next_cycle() {
             "when = \"value > 10.0\"",
             "when = \"value > 10.0\"\n            group = false",
         );
-    let settings = Settings::from_toml_str(&text, Vec::new(), &|_| None).unwrap();
-    let agent = Agent::build(settings, false)
-        .await
-        .unwrap()
-        .with_clock(common::scripted_clock(&w.clock));
+    let agent = common::agent_from_text(&text, &w.clock).await;
     w.at(&agent, 0).await;
     assert_eq!(w.slack_requests().await, 1, "one within the limit, two held");
     assert_eq!(agent.memory().held_effects(false).await.unwrap().len(), 2);

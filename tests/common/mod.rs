@@ -30,3 +30,16 @@ pub fn scripted_clock(now: &std::sync::Arc<std::sync::Mutex<chrono::DateTime<chr
     let now = std::sync::Arc::clone(now);
     std::sync::Arc::new(move || *now.lock().unwrap_or_else(|e| e.into_inner()))
 }
+
+/// A live agent built from config `text`, on a clock the test moves by hand.
+pub async fn agent_from_text(
+    text: &str,
+    now: &std::sync::Arc<std::sync::Mutex<chrono::DateTime<chrono::Utc>>>,
+) -> bi_agent::agent::Agent {
+    let settings = bi_agent::config::Settings::from_toml_str(text, Vec::new(), &|_| None)
+        .unwrap_or_else(|e| panic!("config does not load: {e}"));
+    bi_agent::agent::Agent::build(settings, false)
+        .await
+        .unwrap_or_else(|e| panic!("agent does not build: {e}"))
+        .with_clock(scripted_clock(now))
+}
