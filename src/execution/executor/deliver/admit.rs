@@ -1,5 +1,6 @@
 //! Admission of one target of a message, in plan order: its payload is
-//! rendered; held for quiet hours or over an hourly limit it is claimed as
+//! rendered (a Slack reply first learns the `ts` of its conversation's first
+//! message in that channel from the effect log); held for quiet hours or over an hourly limit it is claimed as
 //! `held` for a digest; otherwise it is claimed in the write-ahead effect log
 //! (`queued`, or `simulated` in dry-run) and handed on to be sent.
 //!
