@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bi_agent::config::{ActionKind, EmailSettings, SecretUrl, Severity};
 use bi_agent::execution::channels::Channel;
 use bi_agent::execution::channels::email::{CONTENT_TYPE, DATE_PENDING, EmailChannel};
-use bi_agent::model::{ChannelError, Message, Rendered, Table, Target, Thread};
+use bi_agent::model::{ChannelError, Message, Rendered, SendRef, Table, Target, Thread};
 use mail_parser::{MessageParser, MimeHeaders};
 
 const NEEDS_SMTP: &str = "needs an SMTP receiver: run .ci/run or eval \"$(.ci/start-smtp.sh)\"";
@@ -165,11 +165,15 @@ fn sends_are_named_and_threaded_under_the_first() {
     let address = "ops@example.test";
     let channel = channel("smtp://127.0.0.1:1?tls=none");
     let conversation = "revenue_drop{region=Köln}#3".to_owned();
-    let sent = |action: &str, send: &str, opens: bool| {
+    let sent = |action: &str, repeat: u32, opens: bool| {
         let mut m = message(action);
         m.thread = Thread {
             conversation: conversation.clone(),
-            send: send.to_owned(),
+            send: SendRef {
+                action_id: action.to_owned(),
+                episode: 3,
+                repeat,
+            },
             opens,
             ..Thread::default()
         };
@@ -183,15 +187,15 @@ fn sends_are_named_and_threaded_under_the_first() {
         assert_eq!(replies_to, references);
         (id, replies_to)
     };
-    let (first, none) = sent("revenue_drop/alert/region=Köln", "3.0", true);
+    let (first, none) = sent("revenue_drop/alert/region=Köln", 0, true);
     assert_eq!(none, None, "the first message opens the thread");
-    let (again, _) = sent("revenue_drop/alert/region=Köln", "3.0", true);
+    let (again, _) = sent("revenue_drop/alert/region=Köln", 0, true);
     assert_eq!(first, again, "a retry keeps its id");
     // Repeats with the very same text, and the resolution: each its own id,
     // each under the first.
-    let (repeat1, parent1) = sent("revenue_drop/alert/region=Köln", "3.1", false);
-    let (repeat2, parent2) = sent("revenue_drop/alert/region=Köln", "3.2", false);
-    let (resolved, parent3) = sent("revenue_drop/recovered/region=Köln", "3.0", false);
+    let (repeat1, parent1) = sent("revenue_drop/alert/region=Köln", 1, false);
+    let (repeat2, parent2) = sent("revenue_drop/alert/region=Köln", 2, false);
+    let (resolved, parent3) = sent("revenue_drop/recovered/region=Köln", 0, false);
     let ids: std::collections::BTreeSet<_> = [&first, &repeat1, &repeat2, &resolved].into_iter().collect();
     assert_eq!(ids.len(), 4, "{ids:?}");
     for parent in [parent1, parent2, parent3] {
@@ -201,7 +205,11 @@ fn sends_are_named_and_threaded_under_the_first() {
     let mut later = message("revenue_drop/alert/region=Köln");
     later.thread = Thread {
         conversation: "revenue_drop{region=Köln}#4".to_owned(),
-        send: "4.0".to_owned(),
+        send: SendRef {
+            action_id: "revenue_drop/alert/region=Köln".to_owned(),
+            episode: 4,
+            repeat: 0,
+        },
         opens: true,
         ..Thread::default()
     };
@@ -310,23 +318,33 @@ struct Delivered {
 
 /// Polls `maildir/new` until a message for `address` is there (at most 10 s).
 async fn delivered_to(maildir: &Path, address: &str) -> Delivered {
+    all_delivered_to(maildir, address, 1).await.remove(0)
+}
+
+/// Polls `maildir/new` until `count` messages for `address` are there (at
+/// most 10 s), and returns them all.
+async fn all_delivered_to(maildir: &Path, address: &str, count: usize) -> Vec<Delivered> {
     let new = maildir.join("new");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(found) = find_delivery(&new, address) {
+        let found = deliveries(&new, address);
+        if found.len() >= count {
             return found;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no message for {address} in {} within 10 s",
+            "{} of {count} messages for {address} in {} within 10 s",
+            found.len(),
             new.display()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-fn find_delivery(dir: &Path, address: &str) -> Option<Delivered> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+/// Every message for `address` the receiver has filed in `dir` so far.
+fn deliveries(dir: &Path, address: &str) -> Vec<Delivered> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
         if path.extension().is_none_or(|e| e != "json") {
             continue;
@@ -347,13 +365,13 @@ fn find_delivery(dir: &Path, address: &str) -> Option<Delivered> {
         // The sink renames the envelope into place before the message.
         let eml: PathBuf = path.with_extension("eml");
         let Ok(raw) = std::fs::read(&eml) else { continue };
-        return Some(Delivered {
+        found.push(Delivered {
             raw,
             mail_from: meta["mail_from"].as_str().expect("mail_from").to_owned(),
             rcpt_tos,
         });
     }
-    None
+    found
 }
 
 /// The headers and both parts of a rendered or delivered message.
@@ -592,39 +610,6 @@ async fn the_agent_emails_a_firing_alert_redacted() {
     assert_eq!(effects[0].1, "sent");
 }
 
-/// Every delivered message for `address`, once there are `count` (at most 10 s).
-async fn all_delivered_to(maildir: &Path, address: &str, count: usize) -> Vec<Vec<u8>> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(maildir.join("new")).into_iter().flatten().flatten() {
-            let path = entry.path();
-            let Some(meta) = (path.extension().is_some_and(|e| e == "json"))
-                .then(|| std::fs::read_to_string(&path).ok())
-                .flatten()
-            else {
-                continue;
-            };
-            let meta: serde_json::Value = serde_json::from_str(&meta).expect("envelope file is JSON");
-            let to_us = meta["rcpt_tos"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|a| a == address));
-            if let (true, Ok(raw)) = (to_us, std::fs::read(path.with_extension("eml"))) {
-                found.push(raw);
-            }
-        }
-        if found.len() >= count {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {count} messages for {address} within 10 s",
-            found.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Through the agent: an alert's first e-mail, its repeat and its
 /// resolution arrive as three messages with their own ids, dated, the two
 /// later ones threaded under the first.
@@ -679,9 +664,9 @@ async fn the_agent_threads_an_episode_under_its_first_email() {
     let resolved = agent.cycle().await.expect("cycle");
     assert_eq!(resolved.outcomes.len(), 1, "{:?}", resolved.outcomes);
 
-    let raw = all_delivered_to(&maildir, &address, 3).await;
-    let parsed: Vec<_> = (raw.iter())
-        .map(|r| MessageParser::default().parse(r).expect("parses"))
+    let delivered = all_delivered_to(&maildir, &address, 3).await;
+    let parsed: Vec<_> = (delivered.iter())
+        .map(|d| MessageParser::default().parse(&d.raw).expect("parses"))
         .collect();
     let text = |m: &mail_parser::Message<'_>| m.body_text(0).expect("text part").into_owned();
     let opener = (parsed.iter())
@@ -693,6 +678,7 @@ async fn the_agent_threads_an_episode_under_its_first_email() {
         text(opener)
     );
     let first_id = opener.message_id().expect("Message-ID");
+    assert_eq!(parsed.len(), 3, "three sends, each delivered once");
     let ids: std::collections::BTreeSet<_> = parsed.iter().filter_map(|m| m.message_id()).collect();
     assert_eq!(ids.len(), 3, "each send its own id: {ids:?}");
     for m in &parsed {

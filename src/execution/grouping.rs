@@ -153,9 +153,12 @@ fn rank(change: Change) -> u8 {
 /// The `repeat` of an action's first send: a group message counts its
 /// rounds from 1 (its `repeat` is the round), every other action from 0.
 pub fn first_send(action: &Action) -> u32 {
-    let group = action.instance.is_none() && action.id.ends_with("/group");
+    let group = action.instance.is_none() && action.id.ends_with(GROUP_SUFFIX);
     u32::from(group)
 }
+
+/// How a group message's action id ends (`rule/action/group`).
+const GROUP_SUFFIX: &str = "/group";
 
 /// The group message's action: what the executor renders, guards and
 /// delivers. Its id is `rule/action/group` and its `repeat` the message's
@@ -172,7 +175,7 @@ pub fn group_action(policy: &Policy, key: &str, round: u32, sections: &[(Change,
         .collect();
     let first = firing.first().map(|m| &m.action);
     let mut action = Action::new(
-        format!("{key}/group"),
+        format!("{key}{GROUP_SUFFIX}"),
         first.map_or(ActionKind::Notify, |a| a.kind),
         Origin::Rule(rule_name.to_owned()),
     );

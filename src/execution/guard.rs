@@ -8,7 +8,7 @@
 
 use super::policy::Policy;
 use crate::config::{ActionKind, Settings};
-use crate::model::{Action, Origin};
+use crate::model::{Action, Origin, SendRef};
 
 use crate::model::Target;
 
@@ -70,7 +70,16 @@ pub fn approval_id(action: &Action) -> String {
 /// The effect key of one delivery: action, firing episode, repeat, target.
 pub fn effect_key(action: &Action, target: &Target) -> String {
     let episode = action.instance.as_ref().map_or(0, |i| i.episode);
-    format!("{}#{}.{}>{}", action.id, episode, action.repeat, target)
+    key_of(&action.id, episode, action.repeat, target)
+}
+
+/// The effect key of send `send` to `target` (see [`effect_key`]).
+pub fn send_key(send: &SendRef, target: &Target) -> String {
+    key_of(&send.action_id, send.episode, send.repeat, target)
+}
+
+fn key_of(action_id: &str, episode: u32, repeat: u32, target: &Target) -> String {
+    format!("{action_id}#{episode}.{repeat}>{target}")
 }
 
 #[cfg(test)]

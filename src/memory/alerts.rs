@@ -28,13 +28,11 @@ struct SharedLabels(HashMap<String, Labels>);
 impl SharedLabels {
     /// Starts from label sets already held (e.g. this cycle's rows), so an
     /// instance with one of them shares it instead of decoding its own.
-    fn from_known<'a>(known: impl IntoIterator<Item = &'a Labels>) -> Self {
-        let known = known.into_iter();
-        let mut shared = HashMap::with_capacity(known.size_hint().0);
-        for labels in known {
-            shared.insert(super::observations::labels_json(labels), labels.clone());
-        }
-        Self(shared)
+    fn from_known(known: &[&Labels]) -> Self {
+        let shared = known
+            .iter()
+            .map(|l| (super::observations::labels_json(l), (*l).clone()));
+        Self(shared.collect())
     }
 
     /// The label set stored as `text`.
@@ -92,7 +90,7 @@ impl Memory {
     /// labels equal one of `known` (this cycle's rows) shares that one.
     pub async fn load_instances_sharing(&self, known: &[&Labels]) -> Result<Vec<Instance>, MemoryError> {
         use futures_util::TryStreamExt as _;
-        let mut shared = SharedLabels::from_known(known.iter().copied());
+        let mut shared = SharedLabels::from_known(known);
         let query = sqlx::AssertSqlSafe(format!("{INSTANCE_COLUMNS} ORDER BY rule, labels"));
         let mut rows = sqlx::query(query).fetch(&self.pool);
         let mut instances = Vec::new();

@@ -76,22 +76,33 @@ pub struct Link {
 pub struct Thread {
     /// The conversation: `rule{labels}#episode` for an instance, else the action id.
     pub conversation: String,
-    /// This send among the action's sends: `episode.repeat` (the effect key's).
-    pub send: String,
+    /// This send.
+    pub send: SendRef,
     /// It opens the conversation.
     pub opens: bool,
     /// It reports the end of the conversation: the instance resolved.
     #[serde(default)]
     pub resolves: bool,
-    /// For a message that does not open its conversation: the effect key of
-    /// the one that does, but for its target (`action#episode.repeat`), so
-    /// a reply can find what it replies to.
+    /// For a message that does not open its conversation: the send that
+    /// does, so a reply can find what it replies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opener: Option<String>,
+    pub opener: Option<SendRef>,
     /// Set for one target just before rendering for it: the delivery
     /// reference of the conversation's first message there (Slack's `ts`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+}
+
+/// One send of an action: its firing episode and repeat, as in its effect
+/// key (which adds the target).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRef {
+    /// The action's id.
+    pub action_id: String,
+    /// The firing episode (0 for an action about no instance).
+    pub episode: u32,
+    /// The repeat (a group message: its round).
+    pub repeat: u32,
 }
 
 /// Where a message goes, resolved from a role's configured targets.

@@ -13,7 +13,7 @@ use crate::model::{
 };
 
 use super::evaluate::CycleInput;
-use super::intents::{Candidates, Intent, Repeat};
+use super::intents::{Candidate, Candidates, Intent, Repeat};
 use super::rules::{CompiledRule, Rulebook, template_key};
 use super::variants::LearningPolicy;
 
@@ -37,11 +37,7 @@ impl Rulebook {
         input: &CycleInput<'_>,
         out: &mut Candidates,
     ) {
-        let InstanceAt {
-            instance,
-            position,
-            confidence,
-        } = at;
+        let instance = at.instance;
         let repeat_every = chrono::Duration::from_std(self.repeat_interval).unwrap_or(chrono::Duration::MAX);
         let templates = rule.settings.actions.iter().enumerate();
         let repeated = templates.filter(|(_, a)| a.on == Trigger::Firing && repeats(a.kind));
@@ -57,18 +53,8 @@ impl Rulebook {
                 Some(l) if input.now - l.at >= repeat_every => Repeat::After(l.repeat),
                 Some(_) => continue,
             };
-            // Only the notification repeats (its chain already ran), so
-            // nothing waits on it and it waits on nothing: unless a learned
-            // variant may reorder it, it stays an intent.
-            let later = later(rule, i, position, Transition::Fired);
-            if LearningPolicy::changes_action(template) {
-                let mut action = self.rule_action(rule, instance, later, confidence, input.learned);
-                self.mark_repeat(&mut action, repeat, instance);
-                out.whole.push(action);
-            } else {
-                out.intents
-                    .push(Intent::new(id, rule, template, later, confidence, Some(repeat)));
-            }
+            let later = later(rule, i, at.position, Transition::Fired);
+            out.push(self.candidate(rule, id, later, at, Some(repeat), input.learned));
         }
     }
 
@@ -84,11 +70,6 @@ impl Rulebook {
         learned: &Learned,
         out: &mut Candidates,
     ) {
-        let InstanceAt {
-            instance,
-            position,
-            confidence,
-        } = at;
         let trigger = match transition {
             Transition::Fired => Trigger::Firing,
             Transition::Resolved => Trigger::Resolved,
@@ -96,16 +77,40 @@ impl Rulebook {
         };
         let templates = rule.settings.actions.iter().enumerate();
         for (i, template) in templates.filter(|(_, a)| a.on == trigger) {
-            let later = later(rule, i, position, transition);
-            if stands_alone(rule, i) {
-                let id = action_id(&rule.settings.name, &template.id, &instance.labels);
-                out.intents
-                    .push(Intent::new(id, rule, template, later, confidence, None));
-            } else {
-                out.whole
-                    .push(self.rule_action(rule, instance, later, confidence, learned));
-            }
+            let id = action_id(&rule.settings.name, &template.id, &at.instance.labels);
+            let later = later(rule, i, at.position, transition);
+            out.push(self.candidate(rule, id, later, at, None, learned));
         }
+    }
+
+    /// Rule action `id` (the template and instance `later` points at): an
+    /// intent when its place in the plan is its tie-break order alone (see
+    /// [`Candidates`]), else built whole, a repeat if `repeat` says so.
+    fn candidate(
+        &self,
+        rule: &CompiledRule,
+        id: String,
+        later: RenderLater,
+        at: InstanceAt<'_>,
+        repeat: Option<Repeat>,
+        learned: &Learned,
+    ) -> Candidate {
+        let i = later.template as usize;
+        let template = &rule.settings.actions[i];
+        // A repeat's chain already ran (its `after` is cleared), so only a
+        // learned variant can tie it to the plan's order.
+        let alone = match repeat {
+            Some(_) => !LearningPolicy::changes_action(template),
+            None => stands_alone(rule, i),
+        };
+        if alone {
+            return Candidate::Intent(Intent::new(id, rule, template, later, at.confidence, repeat));
+        }
+        let mut action = self.rule_action(rule, at.instance, later, at.confidence, learned);
+        if let Some(repeat) = repeat {
+            self.mark_repeat(&mut action, repeat, at.instance);
+        }
+        Candidate::Whole(Box::new(action))
     }
 
     /// Builds the action an intent stands for (`None` only if the rulebook

@@ -34,6 +34,23 @@ pub(super) struct Candidates {
     pub others: Vec<Action>,
 }
 
+/// One rule action planned: an intent, or a built action (boxed: the rare
+/// case, linked or reordered by learning, and four times an intent's size).
+pub(super) enum Candidate {
+    Intent(Intent),
+    Whole(Box<Action>),
+}
+
+impl Candidates {
+    /// Adds a rule action where it belongs.
+    pub(super) fn push(&mut self, candidate: Candidate) {
+        match candidate {
+            Candidate::Intent(intent) => self.intents.push(intent),
+            Candidate::Whole(action) => self.whole.push(*action),
+        }
+    }
+}
+
 /// A rule action that stands alone, not built yet: 64 bytes and its id's
 /// text, against about 800 for the action with its strings.
 #[derive(Debug)]
@@ -84,6 +101,13 @@ impl Intent {
     }
 }
 
+impl Intent {
+    /// Its place among actions that are ready together.
+    fn order(&self) -> (u8, u32, &str) {
+        super::plan::tie_break(self.priority, self.rank, &self.id)
+    }
+}
+
 impl Rulebook {
     /// The candidates to order, built, and the ids of the notifications
     /// the cap defers without building them.
@@ -122,7 +146,7 @@ impl Rulebook {
             for intent in tied {
                 build(intent, &mut whole);
             }
-            free.sort_unstable_by(|a, b| (a.priority, a.rank, &a.id).cmp(&(b.priority, b.rank, &b.id)));
+            free.sort_unstable_by(|a, b| a.order().cmp(&b.order()));
             for (place, intent) in free.into_iter().enumerate() {
                 if place < self.max_actions || !intent.replanned {
                     build(intent, &mut whole);
@@ -187,7 +211,7 @@ mod tests {
         earlier: &[Instance],
         notified: &HashMap<String, LastNotified>,
     ) -> Planned {
-        let now = Utc.with_ymd_and_hms(2026, 12, 7, 12, 0, 0).unwrap();
+        let now = noon();
         let rows = (0..rows)
             .map(|n| Row {
                 labels: [("customer".to_owned(), format!("c{n:03}"))].into(),
@@ -228,6 +252,11 @@ mod tests {
         assert_eq!(std::mem::size_of::<super::Intent>(), 64);
     }
 
+    /// The time every test cycle runs at.
+    fn noon() -> chrono::DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 7, 12, 0, 0).unwrap()
+    }
+
     fn ids<'a>(actions: impl Iterator<Item = &'a crate::model::Action>) -> Vec<&'a str> {
         actions.map(|a| a.id.as_str()).collect()
     }
@@ -255,7 +284,7 @@ mod tests {
         let book = rulebook(100_000);
         let first = evaluate_after(&book, rows, &[], &[], &HashMap::new());
         let earlier: Vec<Instance> = first.instances.into_iter().map(|u| u.instance).collect();
-        let noon = Utc.with_ymd_and_hms(2026, 12, 7, 12, 0, 0).unwrap();
+        let noon = noon();
         let mut notified = HashMap::new();
         for (n, action) in first.plan.items.iter().enumerate() {
             let hours = match n % 3 {

@@ -24,7 +24,7 @@ pub fn build(candidates: Vec<Action>, max_actions: usize) -> Plan {
     // and the order is the tie-break order (ids are unique after merging), a
     // plain sort rather than a map and a heap for 100,000 actions.
     if live.iter().all(|a| a.after.is_empty()) {
-        live.sort_unstable_by(|a, b| (a.priority, a.rank, &a.id).cmp(&(b.priority, b.rank, &b.id)));
+        live.sort_unstable_by(|a, b| tie_break(a.priority, a.rank, &a.id).cmp(&tie_break(b.priority, b.rank, &b.id)));
         defer_over_cap(&mut plan, live, max_actions);
         return plan;
     }
@@ -83,6 +83,13 @@ pub fn build(candidates: Vec<Action>, max_actions: usize) -> Plan {
     }
     defer_over_cap(&mut plan, ordered, max_actions);
     plan
+}
+
+/// The order of actions that are ready together: priority, then rank (rule
+/// order), then id. Intents are ordered by it too (see `intents`), and must
+/// be, so that they stand where their actions would.
+pub(super) fn tie_break(priority: u8, rank: u32, id: &str) -> (u8, u32, &str) {
+    (priority, rank, id)
 }
 
 /// The plan's items: the first `max_actions` of `ordered`; the tail is

@@ -136,7 +136,7 @@ impl EmailChannel {
 
         let digest = content_digest(message, &to, &self.from)?;
         let boundary = boundary(&digest, &plain, &html);
-        let (message_id, opener) = identity(&message.thread, &message.action_id, &digest, &to, &self.from);
+        let (message_id, opener) = identity(&message.thread, &digest, &to, &self.from);
 
         let mut built = lettre::Message::builder()
             .from(self.from.clone())
@@ -387,7 +387,7 @@ fn percent_decode(text: &str) -> Option<String> {
 /// The rendered e-mail `data` with the time of sending in its `Date` header
 /// (RFC 5322 form); an e-mail rendered without the pending header (stored
 /// by an earlier version) gets one in front.
-pub fn dated(data: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+fn dated(data: &str, now: chrono::DateTime<chrono::Utc>) -> String {
     let date = format!("Date: {}\r\n", now.to_rfc2822());
     match data.strip_prefix(DATE_PENDING) {
         Some(rest) => format!("{date}{rest}"),
@@ -400,13 +400,7 @@ pub fn dated(data: &str, now: chrono::DateTime<chrono::Utc>) -> String {
 /// conversation's opener) if it does not open the conversation itself.
 /// Each is a hash of what names it and the two addresses: the same send
 /// has the same id on every attempt, and each recipient's copy its own.
-fn identity(
-    thread: &Thread,
-    action_id: &str,
-    content: &[u8; 32],
-    to: &Mailbox,
-    from: &Mailbox,
-) -> (String, Option<String>) {
+fn identity(thread: &Thread, content: &[u8; 32], to: &Mailbox, from: &Mailbox) -> (String, Option<String>) {
     let id = |parts: &[&[u8]]| {
         let mut hash = Sha256::new();
         for part in [
@@ -433,8 +427,10 @@ fn identity(
     if thread.opens {
         return (opener, None);
     }
+    let send = &thread.send;
+    let number = format!("{}.{}", send.episode, send.repeat);
     (
-        id(&[b"send", action_id.as_bytes(), thread.send.as_bytes()]),
+        id(&[b"send", send.action_id.as_bytes(), number.as_bytes()]),
         Some(opener),
     )
 }

@@ -9,11 +9,11 @@ use serde_json::json;
 use tracing::warn;
 
 use super::Executor;
-use crate::config::{ActionKind, Trigger};
+use crate::config::{ActionKind, RuleSettings, Trigger};
 use crate::model::Action;
 use crate::model::Findings;
 use crate::model::labels_text;
-use crate::model::{Link, Message, Origin, Table, Thread, action_id};
+use crate::model::{Link, Message, Origin, SendRef, Table, Thread, action_id};
 use crate::template;
 
 impl Executor {
@@ -46,6 +46,14 @@ impl Executor {
             context.push_str(&format!(" · repeat {repeat}"));
         }
         context.push_str(&format!(" · {}", self.settings.agent.name));
+        // The rule the action is about: its instance's (an approved or
+        // proposed action keeps the instance), or a group message's own.
+        let rule_name = match (&action.instance, &action.origin) {
+            (Some(i), _) => Some(&i.rule),
+            (None, Origin::Rule(name)) => Some(name),
+            (None, _) => None,
+        };
+        let rule = rule_name.and_then(|name| self.settings.rules.iter().find(|r| &r.name == name));
         let mut message = Message {
             action_id: action.id.clone(),
             kind: action.kind,
@@ -56,80 +64,11 @@ impl Executor {
             tables,
             context,
             params: action.params.clone(),
-            thread: self.thread(action),
-            links: self.links(action),
+            thread: thread(action, rule),
+            links: rule.map(links).unwrap_or_default(),
         };
         crate::execution::redact::redact_message(&mut message, &self.settings.guardrails.redact);
         message
-    }
-
-    /// Where an action's message stands in its conversation (see [`Thread`]).
-    fn thread(&self, action: &Action) -> Thread {
-        match &action.instance {
-            Some(i) => {
-                // The episode's first notification: the first send of the
-                // rule's first notification template on firing.
-                let lead = self.lead(&i.rule, &i.labels);
-                let opens = !i.resolved && action.repeat == 0 && lead.as_deref() == Some(action.id.as_str());
-                Thread {
-                    conversation: format!("{}{{{}}}#{}", i.rule, labels_text(&i.labels), i.episode),
-                    send: format!("{}.{}", i.episode, action.repeat),
-                    opens,
-                    resolves: i.resolved,
-                    opener: lead.filter(|_| !opens).map(|lead| format!("{lead}#{}.0", i.episode)),
-                    reply_to: None,
-                }
-            }
-            None => {
-                let first = crate::execution::grouping::first_send(action);
-                let opens = action.repeat <= first;
-                Thread {
-                    conversation: action.id.clone(),
-                    send: format!("0.{}", action.repeat),
-                    opens,
-                    resolves: false,
-                    opener: (!opens).then(|| format!("{}#0.{first}", action.id)),
-                    reply_to: None,
-                }
-            }
-        }
-    }
-
-    /// The links of the rule an action is about: its instance's (an
-    /// approved or proposed action keeps the instance), or for a group
-    /// message the rule it is from.
-    fn links(&self, action: &Action) -> Vec<Link> {
-        let name = match (&action.instance, &action.origin) {
-            (Some(i), _) => &i.rule,
-            (None, Origin::Rule(name)) => name,
-            (None, _) => return Vec::new(),
-        };
-        let Some(rule) = self.settings.rules.iter().find(|r| &r.name == name) else {
-            return Vec::new();
-        };
-        [("Runbook", &rule.runbook_url), ("Dashboard", &rule.dashboard_url)]
-            .into_iter()
-            .filter_map(|(label, url)| {
-                url.as_ref().map(|url| Link {
-                    label: label.to_owned(),
-                    url: url.clone(),
-                })
-            })
-            .collect()
-    }
-
-    /// The id of rule `rule`'s first notification template on firing, for
-    /// the instance with `labels`: the action that opens an episode's conversation.
-    fn lead(&self, rule: &str, labels: &crate::model::Labels) -> Option<String> {
-        let settings = self.settings.rules.iter().find(|r| r.name == rule)?;
-        let notifies = |a: &&crate::config::ActionTemplate| {
-            a.on == Trigger::Firing && matches!(a.kind, ActionKind::Notify | ActionKind::Escalate)
-        };
-        settings
-            .actions
-            .iter()
-            .find(notifies)
-            .map(|a| action_id(rule, &a.id, labels))
     }
 
     /// A report's text (its template over the action's evidence and the
@@ -193,4 +132,78 @@ fn first_line(text: &str, fallback: &str) -> String {
     } else {
         plain
     }
+}
+
+/// Where an action's message stands in its conversation (see [`Thread`]);
+/// `rule` is the rule it is about.
+fn thread(action: &Action, rule: Option<&RuleSettings>) -> Thread {
+    match &action.instance {
+        Some(i) => {
+            // The episode's first notification: the first send of the
+            // rule's first notification template on firing.
+            let lead = rule.and_then(|r| lead(r, &i.labels));
+            let opens = !i.resolved && action.repeat == 0 && lead.as_deref() == Some(action.id.as_str());
+            Thread {
+                conversation: format!("{}{{{}}}#{}", i.rule, labels_text(&i.labels), i.episode),
+                send: SendRef {
+                    action_id: action.id.clone(),
+                    episode: i.episode,
+                    repeat: action.repeat,
+                },
+                opens,
+                resolves: i.resolved,
+                opener: lead.filter(|_| !opens).map(|action_id| SendRef {
+                    action_id,
+                    episode: i.episode,
+                    repeat: 0,
+                }),
+                reply_to: None,
+            }
+        }
+        None => {
+            let first = crate::execution::grouping::first_send(action);
+            let opens = action.repeat <= first;
+            Thread {
+                conversation: action.id.clone(),
+                send: SendRef {
+                    action_id: action.id.clone(),
+                    episode: 0,
+                    repeat: action.repeat,
+                },
+                opens,
+                resolves: false,
+                opener: (!opens).then(|| SendRef {
+                    action_id: action.id.clone(),
+                    episode: 0,
+                    repeat: first,
+                }),
+                reply_to: None,
+            }
+        }
+    }
+}
+
+/// A rule's links, runbook first.
+fn links(rule: &RuleSettings) -> Vec<Link> {
+    [("Runbook", &rule.runbook_url), ("Dashboard", &rule.dashboard_url)]
+        .into_iter()
+        .filter_map(|(label, url)| {
+            url.as_ref().map(|url| Link {
+                label: label.to_owned(),
+                url: url.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The id of `rule`'s first notification template on firing, for the
+/// instance with `labels`: the action that opens an episode's conversation.
+fn lead(rule: &RuleSettings, labels: &crate::model::Labels) -> Option<String> {
+    let notifies = |a: &&crate::config::ActionTemplate| {
+        a.on == Trigger::Firing && matches!(a.kind, ActionKind::Notify | ActionKind::Escalate)
+    };
+    rule.actions
+        .iter()
+        .find(notifies)
+        .map(|a| action_id(&rule.name, &a.id, labels))
 }

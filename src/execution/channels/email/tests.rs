@@ -94,3 +94,19 @@ fn boundary_avoids_content() {
     assert_ne!(first, second);
     assert_eq!(second, boundary(&digest, &format!("x{first}x"), ""));
 }
+
+#[test]
+fn the_send_dates_the_message() {
+    let now = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 12, 7, 12, 30, 0).unwrap();
+    let date = "Date: Mon, 7 Dec 2026 12:30:00 +0000\r\n";
+    let rendered = format!("{DATE_PENDING}From: a@b.test\r\n\r\nbody");
+    assert_eq!(dated(&rendered, now), format!("{date}From: a@b.test\r\n\r\nbody"));
+    // Stored by an earlier version, without any Date: one is put in front.
+    assert_eq!(
+        dated("From: a@b.test\r\n\r\nbody", now),
+        format!("{date}From: a@b.test\r\n\r\nbody")
+    );
+    // Already dated: left alone.
+    let old = "Date: Sun, 6 Dec 2026 08:00:00 +0000\r\nFrom: a@b.test\r\n";
+    assert_eq!(dated(old, now), old);
+}

@@ -31,7 +31,7 @@ impl Executor {
         let (Target::Slack(_), Some(opener)) = (target, &out.message.thread.opener) else {
             return Ok(std::borrow::Cow::Borrowed(&out.message));
         };
-        let key = format!("{opener}>{target}");
+        let key = guard::send_key(opener, target);
         let Some(ts) = cycle.store.sent_reference(&key, cycle.dry_run).await? else {
             return Ok(std::borrow::Cow::Borrowed(&out.message));
         };
