@@ -359,6 +359,42 @@ async fn every_message_of_a_wave_goes_out_at_once() {
     assert_eq!(arrived.load(Ordering::SeqCst), 3);
 }
 
+/// The hourly limits count messages, not targets: with a limit of one, the
+/// first message reaches both its targets (Slack and the webhook), and the
+/// second is held for both.
+#[tokio::test]
+async fn the_hourly_limit_counts_a_message_once_whatever_its_targets() {
+    let w = World::new().await;
+    w.sql("INSERT INTO m VALUES ('West', 30);").await;
+    slack_answers(&w, 200, None).await;
+    let text = w.config("max_notifications_per_hour = 1").replace(
+        "when = \"value > 10.0\"",
+        "when = \"value > 10.0\"\n            group = false",
+    );
+    let agent = common::agent_from_text(&text, &w.clock).await;
+    let r = w.at(&agent, 0).await;
+    let mut pages: Vec<(&str, Vec<(String, &Status)>)> = (r.outcomes.iter())
+        .filter(|(a, _)| a.id.starts_with("high/page/"))
+        .map(|(a, o)| {
+            let targets = (o.deliveries.iter())
+                .map(|d| (d.target.to_string(), &d.status))
+                .collect();
+            (a.id.as_str(), targets)
+        })
+        .collect();
+    pages.sort_by(|a, b| a.0.cmp(b.0));
+    let held = |(_, s): &(String, &Status)| matches!(s, Status::Skipped { reason } if reason.contains("rate limit"));
+    assert_eq!(pages.len(), 2, "{pages:#?}");
+    // East comes first in plan order (ids tie-break): sent to both targets.
+    assert!(pages[0].0.ends_with("region=East"), "{pages:#?}");
+    assert!(pages[0].1.iter().all(|(_, s)| **s == Status::Sent), "{pages:#?}");
+    assert_eq!(pages[0].1.len(), 2);
+    assert!(pages[1].1.iter().all(held), "{pages:#?}");
+    assert_eq!(w.slack_requests().await, 1);
+    assert_eq!(w.crm.received_requests().await.unwrap().len(), 1);
+    assert_eq!(agent.memory().held_effects(false).await.unwrap().len(), 2);
+}
+
 #[tokio::test]
 async fn a_failed_digest_keeps_what_it_held_and_goes_out_next_cycle() {
     let w = World::new().await;

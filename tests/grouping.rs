@@ -53,7 +53,12 @@ impl World {
     }
 
     fn settings(&self, dry_run: bool) -> Settings {
-        let text = format!(
+        let text = self.config(dry_run);
+        Settings::from_toml_str(&text, Vec::new(), &|_| None).unwrap()
+    }
+
+    fn config(&self, dry_run: bool) -> String {
+        format!(
             r#"
             [agent]
             name = "grouping"
@@ -88,8 +93,7 @@ impl World {
             memory = self.dir.path().join("memory.db").display(),
             slack = self.slack.uri(),
             warehouse = self.warehouse().display(),
-        );
-        Settings::from_toml_str(&text, Vec::new(), &|_| None).unwrap()
+        )
     }
 
     async fn agent(&self, dry_run: bool) -> Agent {
@@ -299,4 +303,35 @@ async fn with_short_cycles_the_first_message_waits_group_wait_for_more_instances
     let texts = w.slack_texts().await;
     assert_eq!(texts.len(), 1, "{texts:#?}");
     assert_eq!(entries(&texts[0]).len(), 2, "{}", texts[0]);
+}
+
+/// A group message is one action under the per-cycle cap: with a cap of 3,
+/// all 40 instances that start firing together join their group in that
+/// cycle and go out in one message (not 3 per cycle over 14 cycles), and
+/// each member records that message as its outcome.
+#[tokio::test]
+async fn every_instance_that_fires_joins_its_group_in_that_cycle_whatever_the_cap() {
+    let w = World::new().await;
+    let rows: Vec<String> = (0..40).map(|n| format!("('R{n:02}', {})", 20 + n)).collect();
+    w.sql(&format!("INSERT INTO m VALUES {};", rows.join(", "))).await;
+    let text = w.config(false).replace(
+        "interval = \"1m\"",
+        "interval = \"1m\"\n            max_actions_per_cycle = 3",
+    );
+    let agent = common::agent_from_text(&text, &w.clock).await;
+    let r = w.at(&agent, 0).await;
+    let texts = w.slack_texts().await;
+    assert_eq!(texts.len(), 1, "{texts:#?}");
+    assert!(texts[0].starts_with("Value too high: 40 firing"), "{}", texts[0]);
+    assert_eq!(entries(&texts[0]).len(), 26, "25 listed and the count of the rest");
+    let members: Vec<&Status> = (r.outcomes.iter())
+        .filter(|(a, _)| a.id.starts_with("high/page/"))
+        .map(|(_, o)| &o.status)
+        .collect();
+    assert_eq!(members.len(), 40);
+    assert!(members.iter().all(|s| **s == Status::Sent), "{members:?}");
+    assert_eq!(r.planned.plan.deferred_count(), 0);
+    // Nothing is left for the next cycle to send.
+    w.at(&agent, 1).await;
+    assert_eq!(w.slack_texts().await.len(), 1);
 }

@@ -40,26 +40,12 @@ pub struct GroupTiming {
 /// instance fires (not on resolution), not waiting for another action, and
 /// not waiting for a person (an approval is a decision about one action).
 pub fn group_key(policy: &Policy, action: &Action, needs_approval: bool) -> Option<String> {
-    if !matches!(action.kind, ActionKind::Notify | ActionKind::Escalate) || needs_approval || !action.after.is_empty() {
+    let (rule_name, template_id) = action.group_parts()?;
+    if needs_approval {
         return None;
     }
-    let Origin::Rule(rule_name) = &action.origin else {
-        return None;
-    };
-    action.instance.as_ref()?;
     let rule = policy.rule(rule_name)?;
-    if !rule.group {
-        return None;
-    }
-    let template_id = action
-        .id
-        .strip_prefix(rule_name.as_str())?
-        .strip_prefix('/')?
-        .split('/')
-        .next()?;
-    rule.on_firing
-        .contains(template_id)
-        .then(|| format!("{rule_name}/{template_id}"))
+    (rule.group && rule.on_firing.contains(template_id)).then(|| format!("{rule_name}/{template_id}"))
 }
 
 /// The timing of group `key` (`rule/action`): the rule's overrides, else the

@@ -16,8 +16,7 @@ use crate::model::Target;
 /// kind is listed in `guardrails.require_approval`. An action that comes
 /// back approved does not ask again.
 pub fn needs_approval(settings: &Settings, action: &Action) -> bool {
-    action.origin != Origin::Approval
-        && (action.require_approval || settings.guardrails.require_approval.contains(&action.kind))
+    action.needs_approval(&settings.guardrails.require_approval)
 }
 
 /// Re-checks an action against the current config (for approved actions,
@@ -76,6 +75,14 @@ pub fn effect_key(action: &Action, target: &Target) -> String {
 /// The effect key of send `send` to `target` (see [`effect_key`]).
 pub fn send_key(send: &SendRef, target: &Target) -> String {
     key_of(&send.action_id, send.episode, send.repeat, target)
+}
+
+/// One message of `action` (its episode and repeat), whatever its targets:
+/// what the hourly limits count. Its effect keys are this and the target
+/// (the effect log counts messages by the same text, `ledger.rs`).
+pub fn message_key(action: &Action) -> String {
+    let episode = action.instance.as_ref().map_or(0, |i| i.episode);
+    format!("{}#{episode}.{}", action.id, action.repeat)
 }
 
 fn key_of(action_id: &str, episode: u32, repeat: u32, target: &Target) -> String {

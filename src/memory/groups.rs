@@ -19,21 +19,23 @@ fn corrupt(what: &'static str) -> impl Fn(String) -> MemoryError {
 }
 
 impl Memory {
-    /// Adds `action` to group `key` as pending, opening the group if it is
-    /// closed. The same notification (action, episode, repeat) joins once:
-    /// returns whether it was added. Older notifications of the same action
-    /// that already went out are superseded by it.
-    pub async fn add_group_member(
+    /// Adds `actions` to group `key` as pending, in one transaction, opening
+    /// the group if it is closed. The same notification (action, episode,
+    /// repeat) joins once: returns whether each was added. Older
+    /// notifications of the same action that already went out are
+    /// superseded by it.
+    pub async fn add_group_members(
         &self,
         key: &str,
         dry_run: bool,
-        action: &Action,
+        actions: &[Action],
         now: DateTime<Utc>,
-    ) -> Result<bool, MemoryError> {
-        let json = serde_json::to_string(action).map_err(|e| corrupt("group member")(e.to_string()))?;
-        let episode = i64::from(action.instance.as_ref().map_or(0, |i| i.episode));
+    ) -> Result<Vec<bool>, MemoryError> {
+        if actions.is_empty() {
+            return Ok(Vec::new());
+        }
         let now_text = timefmt::to_db(now);
-        let mut tx = self.pool.begin().await.map_err(query_err("begin add group member"))?;
+        let mut tx = self.pool.begin().await.map_err(query_err("begin add group members"))?;
         sqlx::query(
             "INSERT INTO notification_groups (key, dry_run, opened_at, sent_at, round, updated_at) \
              VALUES (?1, ?2, ?3, NULL, 0, ?3) \
@@ -46,38 +48,44 @@ impl Memory {
         .execute(&mut *tx)
         .await
         .map_err(query_err("open group"))?;
-        let added = sqlx::query(
-            "INSERT OR IGNORE INTO notification_group_members \
-             (group_key, dry_run, action_id, episode, repeat, action, status, round, added_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', NULL, ?7, ?7)",
-        )
-        .bind(key)
-        .bind(dry_run)
-        .bind(&action.id)
-        .bind(episode)
-        .bind(i64::from(action.repeat))
-        .bind(&json)
-        .bind(&now_text)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_err("add group member"))?
-        .rows_affected()
-            == 1;
-        if added {
-            sqlx::query(
-                "DELETE FROM notification_group_members WHERE group_key = ?1 AND dry_run = ?2 AND action_id = ?3 \
-                 AND status <> 'pending' AND (episode < ?4 OR (episode = ?4 AND repeat < ?5))",
+        let mut added = Vec::with_capacity(actions.len());
+        for action in actions {
+            let json = serde_json::to_string(action).map_err(|e| corrupt("group member")(e.to_string()))?;
+            let episode = i64::from(action.instance.as_ref().map_or(0, |i| i.episode));
+            let new = sqlx::query(
+                "INSERT OR IGNORE INTO notification_group_members \
+                 (group_key, dry_run, action_id, episode, repeat, action, status, round, added_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', NULL, ?7, ?7)",
             )
             .bind(key)
             .bind(dry_run)
             .bind(&action.id)
             .bind(episode)
             .bind(i64::from(action.repeat))
+            .bind(&json)
+            .bind(&now_text)
             .execute(&mut *tx)
             .await
-            .map_err(query_err("supersede group member"))?;
+            .map_err(query_err("add group member"))?
+            .rows_affected()
+                == 1;
+            if new {
+                sqlx::query(
+                    "DELETE FROM notification_group_members WHERE group_key = ?1 AND dry_run = ?2 AND action_id = ?3 \
+                     AND status <> 'pending' AND (episode < ?4 OR (episode = ?4 AND repeat < ?5))",
+                )
+                .bind(key)
+                .bind(dry_run)
+                .bind(&action.id)
+                .bind(episode)
+                .bind(i64::from(action.repeat))
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("supersede group member"))?;
+            }
+            added.push(new);
         }
-        tx.commit().await.map_err(query_err("commit add group member"))?;
+        tx.commit().await.map_err(query_err("commit add group members"))?;
         Ok(added)
     }
 

@@ -158,14 +158,14 @@ impl ExecutionStore for Memory {
         Box::pin(async move { Ok(Memory::instances_of(self, keys).await?) })
     }
 
-    fn add_group_member<'a>(
+    fn add_group_members<'a>(
         &'a self,
         key: &'a str,
         dry_run: bool,
-        action: &'a Action,
+        actions: &'a [Action],
         now: DateTime<Utc>,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(async move { Ok(Memory::add_group_member(self, key, dry_run, action, now).await?) })
+    ) -> StoreFuture<'a, Vec<bool>> {
+        Box::pin(async move { Ok(Memory::add_group_members(self, key, dry_run, actions, now).await?) })
     }
 
     fn group<'a>(&'a self, key: &'a str, dry_run: bool) -> StoreFuture<'a, Option<GroupState>> {

@@ -210,6 +210,35 @@ impl Action {
             && self.report.is_none()
     }
 
+    /// Whether it must wait for a person: asked by its template, or its
+    /// kind is listed in `guardrails.require_approval` (`kinds`). An action
+    /// that comes back approved does not ask again.
+    pub fn needs_approval(&self, kinds: &[ActionKind]) -> bool {
+        self.origin != Origin::Approval && (self.require_approval || kinds.contains(&self.kind))
+    }
+
+    /// The `(rule, action template id)` whose group this notification joins
+    /// if that rule groups and the template runs on firing: a `notify` or
+    /// `escalate` of a rule about one instance, waiting for no other action.
+    /// Planning (whose cap counts a group once) and the executor (which
+    /// forms the group) both start from this, so they agree on what groups.
+    pub fn group_parts(&self) -> Option<(&str, &str)> {
+        if !matches!(self.kind, ActionKind::Notify | ActionKind::Escalate) || !self.after.is_empty() {
+            return None;
+        }
+        let Origin::Rule(rule) = &self.origin else {
+            return None;
+        };
+        self.instance.as_ref()?;
+        let template = self
+            .id
+            .strip_prefix(rule.as_str())?
+            .strip_prefix('/')?
+            .split('/')
+            .next()?;
+        Some((rule.as_str(), template))
+    }
+
     /// An action with this id, kind and origin; everything else empty or
     /// neutral (priority 3, medium severity, full confidence). Callers set
     /// what they know.

@@ -45,6 +45,10 @@ pub struct Plan {
     /// Rule notifications over the per-cycle cap, planned again next cycle.
     #[serde(default, skip_serializing_if = "Replanned::is_empty")]
     pub replanned: Replanned,
+    /// Places under the per-cycle cap its items take: each action one, a
+    /// group's members one between them.
+    #[serde(skip)]
+    pub slots: usize,
 }
 
 impl Plan {

@@ -104,7 +104,8 @@ impl Rulebook {
             None => stands_alone(rule, i),
         };
         if alone {
-            return Candidate::Intent(Intent::new(id, rule, template, later, at.confidence, repeat));
+            let grouped = self.template_groups(rule, i);
+            return Candidate::Intent(Intent::new(id, rule, template, later, at.confidence, repeat, grouped));
         }
         let mut action = self.rule_action(rule, at.instance, later, at.confidence, learned);
         if let Some(repeat) = repeat {

@@ -67,6 +67,9 @@ pub(super) struct Intent {
     pub(super) repeat: Option<Repeat>,
     /// A notification of a firing instance: deferred, it is planned again.
     replanned: bool,
+    /// It joins its rule's group, which takes one place under the cap
+    /// whatever its number of members.
+    grouped: bool,
 }
 
 /// A still-firing instance's notification, due again.
@@ -87,6 +90,7 @@ impl Intent {
         later: RenderLater,
         confidence: f64,
         repeat: Option<Repeat>,
+        grouped: bool,
     ) -> Self {
         let firing = template.on == crate::config::Trigger::Firing;
         Self {
@@ -97,6 +101,7 @@ impl Intent {
             confidence,
             repeat,
             replanned: firing && matches!(template.kind, ActionKind::Notify | ActionKind::Escalate),
+            grouped,
         }
     }
 }
@@ -106,6 +111,11 @@ impl Intent {
     fn order(&self) -> (u8, u32, &str) {
         super::plan::tie_break(self.priority, self.rank, &self.id)
     }
+
+    /// The group it joins, if any (see [`Rulebook::group_slot`]).
+    fn group(&self) -> Option<super::plan::GroupSlot> {
+        self.grouped.then_some((self.later.rule, self.later.template))
+    }
 }
 
 impl Rulebook {
@@ -113,8 +123,8 @@ impl Rulebook {
     /// the cap defers without building them.
     ///
     /// Intents are independent and distinct, so they keep their tie-break
-    /// order in the plan, and only the first `max_actions` of them can fit
-    /// under the cap; those are built, and so is every later one that would
+    /// order in the plan, and only those among the first `max_actions`
+    /// places (a group's members share one) can fit under the cap; those are built, and so is every later one that would
     /// be queued rather than planned again. An intent whose id another
     /// candidate has or waits on is built, so the plan merges and orders it.
     pub(super) fn settle(
@@ -147,8 +157,11 @@ impl Rulebook {
                 build(intent, &mut whole);
             }
             free.sort_unstable_by(|a, b| a.order().cmp(&b.order()));
-            for (place, intent) in free.into_iter().enumerate() {
-                if place < self.max_actions || !intent.replanned {
+            // A place under the cap is taken by each ungrouped intent and by
+            // each group's first member; its later members share that place.
+            let mut places = super::plan::Places::new(self.max_actions);
+            for intent in free {
+                if places.take(intent.group()) || !intent.replanned {
                     build(intent, &mut whole);
                 } else {
                     replanned.push(intent.id);
@@ -178,16 +191,22 @@ mod tests {
     /// A rulebook with one rule over `crm` whose templates are of every
     /// sort: notifications that stand alone (two priorities), an
     /// investigation that stands alone but is queued when deferred, and a
-    /// linked pair (a wait, then a notification after it).
-    fn rulebook(cap: usize) -> Rulebook {
+    /// linked pair (a wait, then a notification after it). With `group`,
+    /// its notifications that stand alone are grouped.
+    fn rulebook(cap: usize, group: bool) -> Rulebook {
+        rulebook_with(cap, group, "")
+    }
+
+    /// The same rulebook with `extra` config text at the top.
+    fn rulebook_with(cap: usize, group: bool, extra: &str) -> Rulebook {
         let text = format!(
-            "[agent]\nname = \"t\"\nmax_actions_per_cycle = {cap}\n[memory]\npath = \"m.db\"\n\
+            "{extra}[agent]\nname = \"t\"\nmax_actions_per_cycle = {cap}\n[memory]\npath = \"m.db\"\n\
              [channels.mail]\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:2525\"\nfrom = \"agent@example.com\"\n\
              [roles]\nops = [\"email:ops@example.com\"]\n\
              [sources.crm]\nkind = \"sql\"\nurl = \"sqlite://w.db\"\n\
              sql = \"SELECT customer, score FROM c\"\n\
              [queries.detail]\nsource = \"crm\"\nsql = \"SELECT 1 AS one\"\n\
-             [[rules]]\nname = \"churn\"\nsource = \"crm\"\nwhen = \"score > 0.5\"\n\
+             [[rules]]\nname = \"churn\"\nsource = \"crm\"\nwhen = \"score > 0.5\"\ngroup = {group}\n\
              [[rules.actions]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"ops\"]\nmessage = \"{{{{ customer }}}} at {{{{ score }}}}\"\n\
              [[rules.actions]]\nid = \"page\"\nkind = \"escalate\"\nto = [\"ops\"]\npriority = 2\nmessage = \"paged\"\n\
              [[rules.actions]]\nid = \"dig\"\nkind = \"investigate\"\nqueries = [\"detail\"]\npriority = 4\n\
@@ -263,9 +282,9 @@ mod tests {
 
     /// Planning with the cap gives the plan that building every action
     /// (`everything`, planned without a cap) and capping it would.
-    fn same_as_capped(capped: Plan, everything: Plan, cap: usize) {
+    fn same_as_capped(book: &Rulebook, capped: Plan, everything: Plan, cap: usize) {
         assert!(everything.deferred_count() == 0 && everything.dropped.is_empty());
-        let expected = plan::build(everything.items, cap);
+        let expected = plan::build_grouped(everything.items, cap, &|a| book.group_slot(a));
         assert_eq!(capped.items, expected.items, "cap {cap}");
         assert_eq!(capped.deferred, expected.deferred, "cap {cap}");
         assert_eq!(capped.dropped, expected.dropped, "cap {cap}");
@@ -280,8 +299,14 @@ mod tests {
     /// and the rest never told (their notification has not gone out).
     #[test]
     fn intents_plan_repeats_as_whole_actions_would() {
+        for group in [false, true] {
+            repeats_as_whole_actions_would(group);
+        }
+    }
+
+    fn repeats_as_whole_actions_would(group: bool) {
         let rows = 40;
-        let book = rulebook(100_000);
+        let book = rulebook(100_000, group);
         let first = evaluate_after(&book, rows, &[], &[], &HashMap::new());
         let earlier: Vec<Instance> = first.instances.into_iter().map(|u| u.instance).collect();
         let noon = noon();
@@ -304,10 +329,10 @@ mod tests {
         }
         let mut repeats = 0;
         for cap in [1, 3, 10, 45, 150, 1000] {
-            let capped = evaluate_after(&rulebook(cap), rows, &[], &earlier, &notified).plan;
+            let capped = evaluate_after(&rulebook(cap, group), rows, &[], &earlier, &notified).plan;
             let everything = evaluate_after(&book, rows, &[], &earlier, &notified).plan;
             repeats = everything.items.iter().filter(|a| a.repeat > 0).count();
-            same_as_capped(capped, everything, cap);
+            same_as_capped(&book, capped, everything, cap);
         }
         assert!(repeats > 10, "{repeats} repeats");
     }
@@ -318,6 +343,12 @@ mod tests {
     /// to be planned again.
     #[test]
     fn intents_plan_what_whole_actions_would() {
+        for group in [false, true] {
+            what_whole_actions_would(group);
+        }
+    }
+
+    fn what_whole_actions_would(group: bool) {
         let rows = 40;
         // A carried action with the id of one that would stand alone, and
         // one waiting on another: both are merged and ordered whole.
@@ -330,8 +361,9 @@ mod tests {
         let carried = [approved, report];
         // Every row fires except a score of exactly 0.5 (one in seven).
         for cap in [1, 3, 10, 45, 60, 150, 1000] {
-            let capped = evaluate(&rulebook(cap), rows, &carried);
-            let everything = evaluate(&rulebook(100_000), rows, &carried);
+            let book = rulebook(100_000, group);
+            let capped = evaluate(&rulebook(cap, group), rows, &carried);
+            let everything = evaluate(&book, rows, &carried);
             // The carried duplicate merges into this cycle's rule action,
             // whose content it keeps (unless the cap left only its id).
             let merged = (capped.items.iter().chain(capped.deferred.iter().map(|l| &l.action)))
@@ -347,12 +379,15 @@ mod tests {
                 }
                 None => assert!(cap < 1000, "cap {cap}: the merged action is not planned"),
             }
-            same_as_capped(capped, everything, cap);
+            same_as_capped(&book, capped, everything, cap);
+        }
+        if group {
+            return;
         }
         // The cap splits each sort as expected: at 10, the escalations run
         // (priority 2) and the rest waits; investigations and waits are
         // queued whole, notifications keep only their ids.
-        let plan = evaluate(&rulebook(10), rows, &[]);
+        let plan = evaluate(&rulebook(10, false), rows, &[]);
         assert!(ids(plan.items.iter()).iter().all(|id| id.starts_with("churn/page/")));
         let queued = ids(plan.deferred.iter().map(|l| &l.action));
         let firing = rows - rows.div_ceil(7);
@@ -370,5 +405,39 @@ mod tests {
                 .iter()
                 .all(|a| a.message.is_some() && a.render_later.is_none())
         );
+    }
+
+    /// A group takes one place under the cap, whatever its size: with two
+    /// places, every firing instance's escalation and notification join
+    /// their groups this cycle; the investigation and the wait are queued,
+    /// and the notification after the wait (not grouped) waits its turn.
+    /// An escalation that needs approval is a decision about one action,
+    /// never grouped: each takes its own place.
+    #[test]
+    fn a_group_takes_one_place_under_the_cap() {
+        let rows: usize = 40;
+        let firing = rows - rows.div_ceil(7);
+        let no_approvals = "[guardrails]\nrequire_approval = []\n";
+        let plan = evaluate(&rulebook_with(2, true, no_approvals), rows, &[]);
+        let count = |ids: &[&str], prefix: &str| ids.iter().filter(|id| id.starts_with(prefix)).count();
+        let items = ids(plan.items.iter());
+        assert_eq!(count(&items, "churn/page/"), firing);
+        assert_eq!(count(&items, "churn/tell/"), firing);
+        assert_eq!(items.len(), 2 * firing);
+        assert_eq!(plan.slots, 2);
+        assert_eq!(plan.deferred.len(), 2 * firing);
+        assert_eq!(plan.replanned.ids.len(), firing);
+        assert!(plan.replanned.ids.iter().all(|id| id.starts_with("churn/then/")));
+        // One place: the escalations' group (priority 2) alone.
+        let plan = evaluate(&rulebook_with(1, true, no_approvals), rows, &[]);
+        let items = ids(plan.items.iter());
+        assert_eq!((count(&items, "churn/page/"), items.len()), (firing, firing));
+        assert_eq!(plan.replanned.ids.len(), 2 * firing);
+        // Escalations need approval by default: each takes its own place,
+        // and the four places go to the first four (priority 2).
+        let plan = evaluate(&rulebook(4, true), rows, &[]);
+        let items = ids(plan.items.iter());
+        assert_eq!((count(&items, "churn/page/"), items.len()), (4, 4));
+        assert_eq!(plan.slots, 4);
     }
 }

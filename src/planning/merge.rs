@@ -30,7 +30,7 @@ impl Planned {
             p.after.retain(|d| d.starts_with("llm/"));
             ready.push(p);
         }
-        let room = max_actions.saturating_sub(self.plan.items.len());
+        let room = max_actions.saturating_sub(self.plan.slots);
         let mut extra = plan::build(ready, room);
         // The full `after` comes back everywhere, so the executor (now or in
         // a later cycle) still requires the rule actions to have succeeded.
@@ -54,6 +54,7 @@ impl Planned {
         for item in &mut extra.items {
             restore(item, &mut original_after);
         }
+        self.plan.slots += extra.slots;
         self.plan.items.append(&mut extra.items);
     }
 
@@ -61,7 +62,8 @@ impl Planned {
     /// per-cycle cap; the rest are deferred (queued for the next cycle), never dropped.
     pub fn append_reports(&mut self, reports: Vec<Action>, max_actions: usize) {
         for report in reports {
-            if self.plan.items.len() < max_actions {
+            if self.plan.slots < max_actions {
+                self.plan.slots += 1;
                 self.plan.items.push(report);
             } else {
                 self.plan.deferred.push(LeftOut {

@@ -16,8 +16,22 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
 use crate::model::{Action, LeftOut, Plan, Replanned};
 
-/// Builds the plan from the cycle's candidate actions.
+/// Builds the plan from the cycle's candidate actions, none of them grouped.
 pub fn build(candidates: Vec<Action>, max_actions: usize) -> Plan {
+    build_grouped(candidates, max_actions, &|_| None)
+}
+
+/// A group's place under the cap: its rule's and action template's
+/// positions in the rulebook.
+pub type GroupSlot = (u32, u32);
+
+/// Builds the plan from the cycle's candidate actions; `group_of` names the
+/// group an action joins, whose members share one place under the cap.
+pub fn build_grouped(
+    candidates: Vec<Action>,
+    max_actions: usize,
+    group_of: &dyn Fn(&Action) -> Option<GroupSlot>,
+) -> Plan {
     let mut plan = Plan::default();
     let mut live = merge_duplicates(candidates);
     // Most cycles have no dependencies at all: every action is ready at once
@@ -25,7 +39,7 @@ pub fn build(candidates: Vec<Action>, max_actions: usize) -> Plan {
     // plain sort rather than a map and a heap for 100,000 actions.
     if live.iter().all(|a| a.after.is_empty()) {
         live.sort_unstable_by(|a, b| tie_break(a.priority, a.rank, &a.id).cmp(&tie_break(b.priority, b.rank, &b.id)));
-        defer_over_cap(&mut plan, live, max_actions);
+        defer_over_cap(&mut plan, live, max_actions, group_of);
         return plan;
     }
     let mut live: BTreeMap<String, Action> = live.into_iter().map(|a| (a.id.clone(), a)).collect();
@@ -81,7 +95,7 @@ pub fn build(candidates: Vec<Action>, max_actions: usize) -> Plan {
             plan.dropped.push(LeftOut { action, reason });
         }
     }
-    defer_over_cap(&mut plan, ordered, max_actions);
+    defer_over_cap(&mut plan, ordered, max_actions, group_of);
     plan
 }
 
@@ -92,34 +106,85 @@ pub(super) fn tie_break(priority: u8, rank: u32, id: &str) -> (u8, u32, &str) {
     (priority, rank, id)
 }
 
-/// The plan's items: the first `max_actions` of `ordered`; the tail is
-/// deferred (in a topological order it never splits a chain ahead of its
-/// prerequisites). A rule's notification of a firing instance is planned
-/// again from the instance's state, so only its id is kept, unless another
-/// action waits on it; everything else deferred is queued whole.
-fn defer_over_cap(plan: &mut Plan, mut ordered: Vec<Action>, max_actions: usize) {
-    if ordered.len() > max_actions {
-        let reason = over_cap(max_actions);
-        let waited_on: HashSet<String> = (ordered.iter()).flat_map(|a| a.after.iter().cloned()).collect();
-        let mut replanned = Vec::new();
-        // Drained in place: 100,000 deferred actions are moved once, not
-        // copied into a tail first, and each replanned one is dropped as
-        // soon as its id is taken.
-        for action in ordered.drain(max_actions..) {
-            if action.is_replanned_while_firing() && !waited_on.contains(&action.id) {
-                replanned.push(action.id);
-            } else {
-                plan.deferred.push(LeftOut {
-                    action,
-                    reason: reason.clone(),
-                });
+/// Places under the per-cycle cap, taken in plan order: an ungrouped action
+/// takes one, and a group one for all its members (its first member takes
+/// it), so every instance that starts firing joins its group in the cycle
+/// it fires, and a group message counts as one action.
+pub(super) struct Places {
+    cap: usize,
+    used: usize,
+    groups: HashSet<GroupSlot>,
+}
+
+impl Places {
+    /// No place taken yet, `cap` in all.
+    pub(super) fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            used: 0,
+            groups: HashSet::new(),
+        }
+    }
+
+    /// Whether the next action in plan order, of `group` (`None`: not
+    /// grouped), fits; it takes a place if it needs one.
+    pub(super) fn take(&mut self, group: Option<GroupSlot>) -> bool {
+        match group {
+            Some(g) if self.groups.contains(&g) => true,
+            _ if self.used >= self.cap => false,
+            Some(g) => {
+                self.groups.insert(g);
+                self.used += 1;
+                true
+            }
+            None => {
+                self.used += 1;
+                true
             }
         }
-        if !replanned.is_empty() {
-            plan.replanned = Replanned { reason, ids: replanned };
-        }
-        ordered.shrink_to_fit();
     }
+}
+
+/// The plan's items: what fits in the first `max_actions` places of
+/// `ordered` (see [`Places`]); the rest is deferred. In a topological order
+/// this never splits a chain ahead of its prerequisites: once the places
+/// are taken, only members of groups already placed follow, and a grouped
+/// notification waits for nothing. A rule's notification of a firing
+/// instance is planned again from the instance's state, so only its id is
+/// kept, unless another action waits on it; everything else deferred is
+/// queued whole.
+fn defer_over_cap(
+    plan: &mut Plan,
+    mut ordered: Vec<Action>,
+    max_actions: usize,
+    group_of: &dyn Fn(&Action) -> Option<GroupSlot>,
+) {
+    let mut places = Places::new(max_actions);
+    let waited_on: HashSet<String> = if ordered.len() > max_actions {
+        (ordered.iter()).flat_map(|a| a.after.iter().cloned()).collect()
+    } else {
+        HashSet::new()
+    };
+    let reason = over_cap(max_actions);
+    let mut replanned = Vec::new();
+    // Taken out in place: 100,000 deferred actions are moved once, not
+    // copied into a tail first, and each replanned one is dropped as soon
+    // as its id is taken.
+    for action in ordered.extract_if(.., |a| !places.take(group_of(a))) {
+        if action.is_replanned_while_firing() && !waited_on.contains(&action.id) {
+            replanned.push(action.id);
+        } else {
+            plan.deferred.push(LeftOut {
+                action,
+                reason: reason.clone(),
+            });
+        }
+    }
+    if !replanned.is_empty() {
+        plan.replanned = Replanned { reason, ids: replanned };
+    }
+    plan.slots = places.used;
+    ordered.shrink_to_fit();
     plan.items = ordered;
 }
 

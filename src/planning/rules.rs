@@ -17,7 +17,7 @@ use crate::config::{ActionKind, ConfigIssue, RuleSettings, Settings, SourceFaili
 
 use super::condition::{Condition, MetricRef};
 use super::variants::LearningPolicy;
-use crate::model::{Evidence, Observation};
+use crate::model::{Action, Evidence, Observation};
 use crate::template::Templates;
 
 /// One compiled rule.
@@ -105,6 +105,8 @@ pub struct Rulebook {
     pub repeat_interval: Duration,
     /// How learned patterns are used.
     pub learning: LearningPolicy,
+    /// The kinds that wait for a person (`guardrails.require_approval`).
+    pub approval_kinds: Vec<ActionKind>,
     /// Rule name → position in `rules`.
     by_name: HashMap<String, usize>,
 }
@@ -115,6 +117,34 @@ pub fn template_key(rule: &str, action: &str, field: &str) -> String {
 }
 
 impl Rulebook {
+    /// Whether template `template` of `rule` plans notifications that join
+    /// the rule's group (see `Action::group_parts`, which the executor
+    /// forms groups from): the rule groups, the template notifies on firing
+    /// and needs no approval.
+    pub(super) fn template_groups(&self, rule: &CompiledRule, template: usize) -> bool {
+        let Some(t) = rule.settings.actions.get(template) else {
+            return false;
+        };
+        rule.settings.group
+            && t.on == crate::config::Trigger::Firing
+            && matches!(t.kind, ActionKind::Notify | ActionKind::Escalate)
+            && !t.require_approval
+            && !self.approval_kinds.contains(&t.kind)
+    }
+
+    /// The group a built action joins, as (rule, template) positions: the
+    /// per-cycle cap counts each group once, however many members join it.
+    pub(super) fn group_slot(&self, action: &Action) -> Option<super::plan::GroupSlot> {
+        let (rule_name, template_id) = action.group_parts()?;
+        if action.needs_approval(&self.approval_kinds) {
+            return None;
+        }
+        let r = *self.by_name.get(rule_name)?;
+        let rule = &self.rules[r];
+        let t = rule.settings.actions.iter().position(|a| a.id == template_id)?;
+        self.template_groups(rule, t).then_some((r as u32, t as u32))
+    }
+
     /// For `check --connect`: the columns each rule reads that its source,
     /// whose columns could not be known at load (a Prometheus query, HTTP
     /// without `fields`, `SELECT *`), did not answer with — `value` and the
@@ -256,6 +286,7 @@ impl Rulebook {
             interval: settings.agent.interval,
             max_actions: settings.agent.max_actions_per_cycle,
             repeat_interval: settings.guardrails.repeat_interval,
+            approval_kinds: settings.guardrails.require_approval.clone(),
             learning,
         })
     }

@@ -2,7 +2,7 @@
 //! it is a rehearsal, the notification budget of the hour, and what earlier
 //! waves of the plan left for later ones.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
@@ -25,13 +25,46 @@ pub(crate) struct Cycle<'a> {
     budget: Mutex<Budget>,
 }
 
-/// Counters of notifications for the hourly limits.
+/// Counters of notifications for the hourly limits. A notification is one
+/// message (an action's episode and repeat): it counts once in the total
+/// and once in each channel it goes through, whatever its targets there.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Budget {
     /// Over all channels.
     pub total: u32,
     /// By channel key.
     pub per_channel: HashMap<String, u32>,
+    /// The messages this execution counted, each with the channels.
+    counted: HashMap<String, HashSet<String>>,
+}
+
+impl Budget {
+    /// The counts of the last hour, as stored.
+    pub fn new(total: u32, per_channel: HashMap<String, u32>) -> Self {
+        Self {
+            total,
+            per_channel,
+            counted: HashMap::new(),
+        }
+    }
+
+    /// Whether `message` was counted already, and through `channel`.
+    pub fn counted(&self, message: &str, channel: &str) -> (bool, bool) {
+        self.counted
+            .get(message)
+            .map_or((false, false), |channels| (true, channels.contains(channel)))
+    }
+
+    /// Counts `message` through `channel`, once each.
+    pub fn count(&mut self, message: &str, channel: &str) {
+        let channels = self.counted.entry(message.to_owned()).or_insert_with(|| {
+            self.total += 1;
+            HashSet::new()
+        });
+        if channels.insert(channel.to_owned()) {
+            *self.per_channel.entry(channel.to_owned()).or_default() += 1;
+        }
+    }
 }
 
 impl<'a> Cycle<'a> {

@@ -94,16 +94,14 @@ impl Executor {
         items: Vec<Action>,
         cycle: &Cycle<'_>,
     ) -> Result<GroupWork, StoreError> {
-        let mut added = HashSet::new();
-        for item in &items {
-            if cycle
-                .store
-                .add_group_member(key, cycle.dry_run, item, cycle.now)
-                .await?
-            {
-                added.insert(ident(item));
-            }
-        }
+        let joined = cycle
+            .store
+            .add_group_members(key, cycle.dry_run, &items, cycle.now)
+            .await?;
+        let added = (items.iter().zip(joined))
+            .filter(|(_, new)| *new)
+            .map(|(item, _)| ident(item))
+            .collect();
         let mut work = GroupWork {
             key: key.to_owned(),
             items,

@@ -173,7 +173,7 @@ impl Executor {
         let (total, per_channel) = store
             .notifications_since(now - chrono::Duration::hours(1), dry_run)
             .await?;
-        let cycle = Cycle::new(store, cycle_id, now, dry_run, Budget { total, per_channel });
+        let cycle = Cycle::new(store, cycle_id, now, dry_run, Budget::new(total, per_channel));
         let mut ledger = Ledger::default();
         let mut executed = Vec::with_capacity(plan.items.len());
         let mut handled = HashSet::new();

@@ -91,16 +91,21 @@ impl Memory {
     }
 
     /// Notifications counted since `since`: the total and per channel key.
-    /// Everything claimed counts (a failed send still used a slot), except
-    /// what was held back.
+    /// A notification is one message (action, episode, repeat): it counts
+    /// once in the total and once in each channel it went through, however
+    /// many targets there received it. Everything claimed counts (a failed
+    /// send still used a slot), except what was held back.
     pub async fn notifications_since(
         &self,
         since: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<(u32, HashMap<String, u32>), MemoryError> {
+        // The total's row has no channel (NULL); the others one each.
         let rows = sqlx::query(
-            "SELECT channel, COUNT(*) AS n FROM effects WHERE dry_run = ? AND notification = 1 \
-             AND created_at >= ? AND status NOT IN ('held', 'digested') GROUP BY channel",
+            "WITH counted AS (SELECT channel, action_id || '#' || episode || '.' || repeat AS message FROM effects \
+             WHERE dry_run = ? AND notification = 1 AND created_at >= ? AND status NOT IN ('held', 'digested')) \
+             SELECT channel, COUNT(DISTINCT message) AS n FROM counted GROUP BY channel \
+             UNION ALL SELECT NULL, COUNT(DISTINCT message) FROM counted",
         )
         .bind(dry_run)
         .bind(timefmt::to_db(since))
@@ -110,11 +115,15 @@ impl Memory {
         let mut per = HashMap::new();
         let mut total = 0u32;
         for r in rows {
-            let channel: String = r.try_get("channel").map_err(query_err("count notifications"))?;
+            let channel: Option<String> = r.try_get("channel").map_err(query_err("count notifications"))?;
             let n: i64 = r.try_get("n").map_err(query_err("count notifications"))?;
             let n = u32::try_from(n).unwrap_or(u32::MAX);
-            total = total.saturating_add(n);
-            per.insert(channel, n);
+            match channel {
+                Some(channel) => {
+                    per.insert(channel, n);
+                }
+                None => total = n,
+            }
         }
         Ok((total, per))
     }

@@ -133,14 +133,15 @@ pub trait ExecutionStore: Send + Sync {
     /// The stored instances among `keys` (rule, labels): group messages and
     /// retries look at the state of their own.
     fn instances_of<'a>(&'a self, keys: &'a [(String, Labels)]) -> StoreFuture<'a, Vec<Instance>>;
-    /// Adds a notification to group `key`; whether it was added.
-    fn add_group_member<'a>(
+    /// Adds notifications to group `key` in one transaction; whether each
+    /// was added, in order.
+    fn add_group_members<'a>(
         &'a self,
         key: &'a str,
         dry_run: bool,
-        action: &'a Action,
+        actions: &'a [Action],
         now: DateTime<Utc>,
-    ) -> StoreFuture<'a, bool>;
+    ) -> StoreFuture<'a, Vec<bool>>;
     /// A group's timing, if it was ever opened.
     fn group<'a>(&'a self, key: &'a str, dry_run: bool) -> StoreFuture<'a, Option<GroupState>>;
     /// Members of group `key` (every group's with `None`).

@@ -97,9 +97,7 @@ impl Executor {
             )));
         }
         if out.notification {
-            let mut budget = cycle.budget();
-            budget.total += 1;
-            *budget.per_channel.entry(channel_key).or_default() += 1;
+            cycle.budget().count(&guard::message_key(&out.action), &channel_key);
         }
         if cycle.dry_run {
             return Ok(Slot::Done(record(target, Status::Simulated, rendered, &key)));
@@ -151,7 +149,7 @@ impl Executor {
         // Rate limits: a held-back notification is recorded for the digest.
         let over = out
             .notification
-            .then(|| self.over_limit(effect.channel, &cycle.budget()))
+            .then(|| self.over_limit(&guard::message_key(&out.action), effect.channel, &cycle.budget()))
             .flatten();
         if let Some(reason) = over {
             let effect = NewEffect {
@@ -186,10 +184,13 @@ impl Executor {
         )
     }
 
-    /// Why a notification through `channel` is over a limit, if it is.
-    fn over_limit(&self, channel: &str, budget: &Budget) -> Option<String> {
+    /// Why notification `message` through `channel` is over a limit, if it
+    /// is. A message already counted (for another of its targets) is not
+    /// counted again, so a message goes to all its targets or is held for all.
+    fn over_limit(&self, message: &str, channel: &str, budget: &Budget) -> Option<String> {
         let max = self.settings.guardrails.max_notifications_per_hour;
-        if budget.total >= max {
+        let (counted, counted_here) = budget.counted(message, channel);
+        if !counted && budget.total >= max {
             return Some(format!(
                 "rate limit: {} notifications in the last hour (guardrails.max_notifications_per_hour = {max})",
                 budget.total
@@ -197,7 +198,7 @@ impl Executor {
         }
         let per = self.channel_limit(channel)?;
         let used = budget.per_channel.get(channel).copied().unwrap_or(0);
-        (used >= per).then(|| {
+        (!counted_here && used >= per).then(|| {
             format!("rate limit: {used} notifications through {channel} in the last hour (max_per_hour = {per})")
         })
     }
