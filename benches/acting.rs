@@ -119,6 +119,8 @@ fn main() {
             params: Default::default(),
             thread: Default::default(),
             links: Vec::new(),
+            list: Vec::new(),
+            listed: 0,
         };
         let target = Target::Slack("#ops".into());
         let mut pure = Vec::new();

@@ -67,6 +67,8 @@ fn message(action_id: &str) -> Message {
         params: Default::default(),
         thread: Default::default(),
         links: Vec::new(),
+        list: Vec::new(),
+        listed: 0,
     }
 }
 
@@ -749,4 +751,62 @@ async fn a_message_taken_without_the_final_reply_is_unknown_not_sent_again() {
     }
     assert_eq!(attempts, 1);
     assert_eq!(server.await.expect("server"), 1, "the message went out once");
+}
+
+/// Through the agent: a group of 40 names 25 in its text, and its e-mail
+/// carries all 40 as a CSV attachment (with the labels redacted like the text).
+#[tokio::test]
+#[ignore = "needs an SMTP receiver: run .ci/run or eval \"$(.ci/start-smtp.sh)\""]
+async fn a_group_emails_its_full_list_as_a_csv_attachment() {
+    use sqlx::Connection as _;
+
+    let url = required_env("BI_AGENT_TEST_SMTP_URL");
+    let maildir = PathBuf::from(required_env("BI_AGENT_TEST_MAILDIR"));
+    let address = unique_address("list");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let warehouse = dir.path().join("w.db");
+    let mut conn = warehouse_with(&warehouse, "CREATE TABLE m (account TEXT, value REAL);").await;
+    for n in 0..40 {
+        sqlx::query("INSERT INTO m VALUES (?, ?)")
+            .bind(format!("a{n:02} tel +1 555 123 45{n:02}"))
+            .bind(20.0 + f64::from(n))
+            .execute(&mut conn)
+            .await
+            .expect("row");
+    }
+    conn.close().await.expect("close");
+    let text = format!(
+        "[agent]\nname = \"mailer\"\n[memory]\npath = \"{}\"\n\
+         [channels.email]\nkind = \"email\"\nsmtp_url = \"{url}\"\nfrom = \"bi-agent@example.test\"\n\
+         [roles]\nops = [\"email:{address}\"]\n\
+         [sources.m]\nkind = \"sql\"\nurl = \"sqlite://{}?mode=ro\"\nsql = \"SELECT account, value FROM m\"\n\
+         [[rules]]\nname = \"big\"\nsource = \"m\"\nwhen = \"value > 10.0\"\n\
+         [[rules.actions]]\nid = \"mail\"\nkind = \"notify\"\nto = [\"ops\"]\nmessage = \"{{{{ account }}}} is big\"\n",
+        dir.path().join("memory.db").display(),
+        warehouse.display()
+    );
+    let settings = bi_agent::config::Settings::from_toml_str(&text, Vec::new(), &|_| None).expect("config");
+    let agent = bi_agent::agent::Agent::build(settings, false).await.expect("agent");
+    let report = agent.cycle().await.expect("cycle");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+    let delivered = delivered_to(&maildir, &address).await;
+    let parsed = MessageParser::default().parse(&delivered.raw).expect("parse");
+    let body = parsed.body_text(0).expect("text part");
+    assert!(body.contains("… and 15 more"), "{body}");
+    assert_eq!(parsed.attachment_count(), 1);
+    let attachment = parsed.attachment(0).expect("attachment");
+    assert_eq!(attachment.attachment_name(), Some("instances-big-mail-group.csv"));
+    assert!(attachment.is_content_type("text", "csv"));
+    let csv = String::from_utf8(attachment.contents().to_vec()).expect("utf-8");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 41, "{csv}");
+    assert_eq!(lines[0], "state,severity,since,rule,account,value");
+    assert!(lines[1..].iter().all(|l| l.starts_with("new,medium,")), "{csv}");
+    assert!(csv.contains("[phone redacted]") && !csv.contains("555 123"), "{csv}");
+    // Both parts of the text are still there, beside the attachment.
+    assert!(parsed.body_html(0).is_some());
+    // A second e-mail to the same group (nothing new) is not sent.
+    let again = agent.cycle().await.expect("cycle");
+    assert!(again.outcomes.is_empty(), "{:?}", again.outcomes);
 }

@@ -56,6 +56,8 @@ fn message() -> Message {
         params: BTreeMap::new(),
         thread: Default::default(),
         links: Vec::new(),
+        list: Vec::new(),
+        listed: 0,
     }
 }
 

@@ -335,3 +335,65 @@ async fn every_instance_that_fires_joins_its_group_in_that_cycle_whatever_the_ca
     w.at(&agent, 1).await;
     assert_eq!(w.slack_texts().await.len(), 1);
 }
+
+/// The full list travels with a group message that names fewer than it is
+/// about: a webhook gets every instance in its JSON, and
+/// `bi-agent actions ID --list --csv` prints all 40 from memory (by the
+/// group message's id, or by a member's).
+#[tokio::test]
+async fn a_group_message_carries_its_full_list_to_webhooks_and_the_cli() {
+    let w = World::new().await;
+    Mock::given(method("POST"))
+        .and(path("/crm"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
+        .mount(&w.slack)
+        .await;
+    let rows: Vec<String> = (0..40).map(|n| format!("('R{n:02}', {})", 20 + n)).collect();
+    w.sql(&format!("INSERT INTO m VALUES {};", rows.join(", "))).await;
+    let text = w
+        .config(false)
+        .replace(
+            "ops = [\"slack:#ops\"]",
+            &format!(
+                "ops = [\"slack:#ops\", \"webhook:crm\"]\n            [endpoints.crm]\n            url = \"{}/crm\"",
+                w.slack.uri()
+            ),
+        )
+        .replace("[guardrails]", "[guardrails]\n            require_approval = []");
+    let config = w.dir.path().join("agent.toml");
+    std::fs::write(&config, &text).unwrap();
+    let agent = common::agent_from_text(&text, &w.clock).await;
+    w.at(&agent, 0).await;
+    let hooks: Vec<serde_json::Value> = (w.slack.received_requests().await.unwrap().iter())
+        .filter(|r| r.url.path() == "/crm")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(hooks.len(), 1);
+    let instances = hooks[0]["instances"].as_array().expect("the full list");
+    assert_eq!(instances.len(), 40);
+    assert_eq!(instances[0]["state"], "new");
+    assert_eq!(instances[0]["labels"]["region"], "R00", "most severe, then by id");
+    assert!(instances.iter().all(|i| i["values"]["value"].is_number()));
+    drop(agent);
+
+    let cli = |id: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bi-agent"))
+            .args(["actions", id, "--list", "--csv", "-c"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let csv = cli("high/page/group");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 41, "{csv}");
+    assert_eq!(lines[0], "state,severity,since,rule,region,value");
+    let regions: std::collections::BTreeSet<&str> = lines[1..].iter().map(|l| l.split(',').nth(4).unwrap()).collect();
+    assert_eq!(regions.len(), 40);
+    assert_eq!(
+        cli("high/page/region=R07"),
+        csv,
+        "a member's id finds its message's list"
+    );
+}

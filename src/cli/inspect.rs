@@ -20,6 +20,56 @@ async fn open_read_only(settings: &Settings) -> anyhow::Result<Memory> {
         .context("cannot open memory")
 }
 
+/// `bi-agent actions ID --list [--csv | --json]`: every instance a message
+/// was about, not only those its text named.
+pub async fn message_list(settings: &Settings, id: &str, csv: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let memory = open_read_only(settings).await?;
+    let stored = memory.message_list(id).await;
+    memory.close().await;
+    let Some(list) = stored? else {
+        eprintln!(
+            "error: no list recorded for {id:?}: give a group message's action id (rule/action/group, \
+             see `bi-agent actions`) or one of its members' ids"
+        );
+        return Ok(ExitCode::from(EXIT_RUNTIME));
+    };
+    if csv {
+        print!("{}", crate::execution::list_csv::csv(&list.entries)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list.entries)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = format!(
+        "{} ({}): {} instances, {} named in its text\n",
+        list.message,
+        list.at.format("%Y-%m-%d %H:%M:%S UTC"),
+        list.entries.len(),
+        list.listed
+    );
+    for e in &list.entries {
+        let labels = (e.labels.iter())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let values = (e.values.iter())
+            .map(|(k, v)| format!("{k}={}", crate::numbers::compact(*v)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<8} {}  {labels}  {values}  since {}",
+            e.state,
+            e.severity.as_str(),
+            e.rule,
+            e.since.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `bi-agent actions`.
 pub async fn actions(settings: &Settings, limit: u32, payloads: bool, json: bool) -> anyhow::Result<ExitCode> {
     let memory = open_read_only(settings).await?;

@@ -102,6 +102,17 @@ pub enum Command {
     },
     /// List recent actions with their outcome (and, with --payloads, the exact payloads).
     Actions {
+        /// With `--list`: the message (a group message's action id,
+        /// `rule/action/group`, or one of its members' ids) whose full
+        /// list of instances to print.
+        id: Option<String>,
+        /// Print every instance the message named or counted (its full
+        /// list), not only the ones its text shows.
+        #[arg(long, requires = "id")]
+        list: bool,
+        /// With `--list`: as CSV (what an e-mail attaches).
+        #[arg(long, requires = "list")]
+        csv: bool,
         /// The config file.
         #[command(flatten)]
         config: ConfigArg,
@@ -263,6 +274,11 @@ impl Command {
     fn usage_error(&self) -> Option<&'static str> {
         match self {
             Self::ResolveEffect { sent, resend, .. } if !sent && !resend => Some("say --sent or --resend"),
+            Self::Actions {
+                id: Some(_),
+                list: false,
+                ..
+            } => Some("an action id goes with --list"),
             Self::Feedback {
                 useful, noise, score, ..
             } if !useful && !noise && score.is_none() => Some("say --useful, --noise or --score X"),
@@ -323,6 +339,13 @@ async fn execute(
         }
         Command::Status { json, .. } => status::status(settings, json).await,
         Command::Health { .. } => Ok(health::health(settings).await),
+        Command::Actions {
+            id: Some(id),
+            list: true,
+            csv,
+            json,
+            ..
+        } => inspect::message_list(settings, &id, csv, json).await,
         Command::Actions {
             limit,
             unknown: true,

@@ -21,7 +21,7 @@ use crate::config::{ActionKind, Severity};
 use crate::model::labels_text;
 use crate::model::{Action, Origin};
 use crate::model::{AlertState, Instance};
-use crate::model::{GroupMember, GroupState};
+use crate::model::{GroupMember, GroupState, ListEntry};
 
 /// Entries listed per section of a group message; the rest are counted.
 const MAX_LISTED: usize = 25;
@@ -188,6 +188,41 @@ pub fn group_action(policy: &Policy, key: &str, round: u32, sections: &[(Change,
     action.message = Some(text(sections));
     action.reason = format!("group message {round} of {key}: {new} new, {still} still firing, {resolved} resolved");
     action
+}
+
+/// The full list behind a group message: every member in its sections'
+/// order, with its instance's labels, numbers and the start of its firing
+/// episode; and how many of them the text names (see [`text`]).
+pub fn list(sections: &[(Change, &GroupMember)], instances: &[Instance]) -> (Vec<ListEntry>, usize) {
+    let since: HashMap<(&str, String), DateTime<Utc>> = instances
+        .iter()
+        .filter_map(|i| Some(((i.rule.as_str(), labels_text(&i.labels)), i.firing_since?)))
+        .collect();
+    let entries = sections
+        .iter()
+        .filter_map(|(change, m)| {
+            let instance = m.action.instance.as_ref()?;
+            let started = since.get(&(instance.rule.as_str(), labels_text(&instance.labels)));
+            Some(ListEntry {
+                state: match change {
+                    Change::New => "new",
+                    Change::StillFiring => "firing",
+                    Change::Resolved => "resolved",
+                }
+                .to_owned(),
+                severity: m.action.severity,
+                rule: instance.rule.clone(),
+                labels: (instance.labels.iter()).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                values: (m.action.evidence.row.iter()).map(|(k, v)| (k.clone(), *v)).collect(),
+                since: started.copied().unwrap_or(m.added_at),
+            })
+        })
+        .collect();
+    let listed = [Change::New, Change::StillFiring, Change::Resolved]
+        .iter()
+        .map(|c| sections.iter().filter(|(x, _)| x == c).count().min(MAX_LISTED))
+        .sum();
+    (entries, listed)
 }
 
 /// The body: one section per kind of change, one line per instance.

@@ -17,6 +17,7 @@ pub mod delivery;
 pub mod executor;
 pub mod grouping;
 pub mod guard;
+pub mod list_csv;
 pub mod policy;
 pub mod quiet;
 pub mod redact;

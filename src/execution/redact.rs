@@ -25,7 +25,7 @@ use regex::{Captures, Match};
 
 use crate::config::Redaction;
 
-use crate::model::Message;
+use crate::model::{ListEntry, Message};
 use crate::patterns;
 
 /// Masks what `kinds` name in `text`.
@@ -59,6 +59,16 @@ pub fn redact_message(message: &mut Message, kinds: &[Redaction]) {
             for cell in row {
                 *cell = redact(cell, kinds);
             }
+        }
+    }
+    redact_list(&mut message.list, kinds);
+}
+
+/// Masks `kinds` in the labels of a message's full list.
+pub fn redact_list(list: &mut [ListEntry], kinds: &[Redaction]) {
+    for entry in list {
+        for v in entry.labels.values_mut() {
+            *v = redact(v, kinds);
         }
     }
 }

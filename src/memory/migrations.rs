@@ -56,6 +56,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "one instance state index",
         include_str!("../../migrations/0012_one_instance_state_index.sql"),
     ),
+    (
+        13,
+        "message lists",
+        include_str!("../../migrations/0013_message_lists.sql"),
+    ),
 ];
 
 /// The migrator over [`MIGRATIONS`].

@@ -16,6 +16,7 @@ mod cycles;
 mod effects;
 mod groups;
 mod learning;
+mod lists;
 mod llm;
 mod migrations;
 mod observations;

@@ -192,6 +192,16 @@ impl ExecutionStore for Memory {
         Box::pin(async move { Ok(Memory::record_group_message(self, key, dry_run, round, sent, resolved, now).await?) })
     }
 
+    fn record_message_list<'a>(
+        &'a self,
+        key: &'a str,
+        dry_run: bool,
+        message: &'a crate::model::Message,
+        now: DateTime<Utc>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move { Ok(Memory::record_message_list(self, key, dry_run, message, now).await?) })
+    }
+
     fn close_group<'a>(&'a self, key: &'a str, dry_run: bool, now: DateTime<Utc>) -> StoreFuture<'a, ()> {
         Box::pin(async move { Ok(Memory::close_group(self, key, dry_run, now).await?) })
     }

@@ -55,6 +55,45 @@ pub struct Message {
     /// Slack, links in e-mail and webhooks. Never built from data.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<Link>,
+    /// The full list behind a message that names many instances (a group
+    /// message): every instance, whether or not the text names it. A
+    /// channel that can carry it whole does (a CSV attachment, a file, the
+    /// JSON) when the text names fewer (see [`Message::cut`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub list: Vec<ListEntry>,
+    /// How many of `list` the text names.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub listed: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl Message {
+    /// The text names fewer instances than the message is about: the full
+    /// list must travel with it.
+    pub fn cut(&self) -> bool {
+        self.list.len() > self.listed
+    }
+}
+
+/// One instance in the full list behind a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListEntry {
+    /// `new`, `firing` (in an earlier message and still firing) or `resolved`.
+    pub state: String,
+    /// How serious its notification is.
+    pub severity: Severity,
+    /// The rule.
+    pub rule: String,
+    /// The instance's labels.
+    pub labels: BTreeMap<String, String>,
+    /// The row's numbers when it was last notified.
+    pub values: BTreeMap<String, f64>,
+    /// When its firing episode began (when it joined the group, if the
+    /// instance is no longer stored).
+    pub since: chrono::DateTime<chrono::Utc>,
 }
 
 /// A configured link a message carries.

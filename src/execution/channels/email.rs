@@ -35,8 +35,8 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use lettre::address::Envelope;
-use lettre::message::header::{self, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{self, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -146,14 +146,26 @@ impl EmailChannel {
         if let Some(opener) = opener {
             built = built.in_reply_to(opener.clone()).references(opener);
         }
+        let text = MultiPart::alternative()
+            .boundary(&boundary)
+            .singlepart(SinglePart::plain(plain))
+            .singlepart(SinglePart::html(html));
+        // The full list travels as a CSV attachment when the text names fewer.
+        let parts = if message.cut() {
+            let csv = crate::execution::list_csv::csv(&message.list)
+                .map_err(|e| ChannelError::Permanent(format!("email: {e}")))?;
+            let content_type = ContentType::parse("text/csv; charset=utf-8")
+                .map_err(|e| ChannelError::Permanent(format!("email: {e}")))?;
+            MultiPart::mixed()
+                .boundary(format!("{boundary}-mixed"))
+                .multipart(text)
+                .singlepart(Attachment::new(crate::execution::list_csv::file_name(message)).body(csv, content_type))
+        } else {
+            text
+        };
         let built = built
             .raw_header(HeaderValue::new(AUTO_SUBMITTED, "auto-generated".to_owned()))
-            .multipart(
-                MultiPart::alternative()
-                    .boundary(boundary)
-                    .singlepart(SinglePart::plain(plain))
-                    .singlepart(SinglePart::html(html)),
-            );
+            .multipart(parts);
         let mut built = built.map_err(|e| ChannelError::Permanent(format!("email: cannot build the message: {e}")))?;
         // lettre stamps the current time when `Date` is missing; the send
         // does, so that a render stays deterministic.

@@ -155,8 +155,17 @@ impl Channel for WebhookChannel {
 
 /// The JSON body, cut to `max` bytes: first the text is shortened, then tables
 /// are left out; evidence and params are never cut (a receiver acts on them),
-/// so a message too big without text and tables is an error.
+/// so a message too big without text and tables is an error. The full list
+/// of instances (a group message's) is never cut either, and does not count
+/// against `max`: a receiver gets every instance, however many.
 fn body(message: &Message, max: usize) -> Result<(String, bool), String> {
+    let list = match message.list.as_slice() {
+        [] => 0,
+        list => serde_json::to_string(list)
+            .map_err(|e| format!("cannot encode the list: {e}"))?
+            .len(),
+    };
+    let max = max.saturating_add(list);
     let mut text = message.text.clone();
     let mut tables = message.tables.len();
     let mut truncated = false;
@@ -207,7 +216,7 @@ fn encode(message: &Message, text: &str, tables: usize) -> Result<String, String
         .iter()
         .map(|(name, value)| (name.clone(), Value::String(value.clone())))
         .collect();
-    let payload = json!({
+    let mut payload = json!({
         "action_id": message.action_id,
         "kind": message.kind,
         "severity": message.severity,
@@ -219,6 +228,9 @@ fn encode(message: &Message, text: &str, tables: usize) -> Result<String, String
         "params": message.params,
         "links": message.links,
     });
+    if !message.list.is_empty() {
+        payload["instances"] = json!(message.list);
+    }
     serde_json::to_string(&payload).map_err(|e| format!("cannot encode the payload: {e}"))
 }
 
@@ -241,6 +253,8 @@ mod tests {
             params: Default::default(),
             thread: Default::default(),
             links: Vec::new(),
+            list: Vec::new(),
+            listed: 0,
         }
     }
 

@@ -66,6 +66,8 @@ impl Executor {
             params: action.params.clone(),
             thread: thread(action, rule),
             links: rule.map(links).unwrap_or_default(),
+            list: Vec::new(),
+            listed: 0,
         };
         crate::execution::redact::redact_message(&mut message, &self.settings.guardrails.redact);
         message

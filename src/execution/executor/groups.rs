@@ -140,11 +140,19 @@ impl Executor {
         // A group of one, in its first message, goes out as the member alone
         // (its own message and effect key): grouping only shows when there
         // is something to group.
-        let (action, retry) = match (state.sent_at, sections.as_slice()) {
-            (None, [(Change::New, only)]) => (only.action.clone(), Retry::of(&only.action)),
-            _ => (group_action, Retry::While(Condition::GroupOpen { key: key.to_owned() })),
+        let (action, retry, alone) = match (state.sent_at, sections.as_slice()) {
+            (None, [(Change::New, only)]) => (only.action.clone(), Retry::of(&only.action), true),
+            _ => (
+                group_action,
+                Retry::While(Condition::GroupOpen { key: key.to_owned() }),
+                false,
+            ),
         };
-        let message = self.message(&action, action.message.clone().unwrap_or_default(), Vec::new());
+        let mut message = self.message(&action, action.message.clone().unwrap_or_default(), Vec::new());
+        if !alone {
+            (message.list, message.listed) = grouping::list(&sections, &instances);
+            crate::execution::redact::redact_list(&mut message.list, &self.settings.guardrails.redact);
+        }
         let (targets, _) = self.policy.resolve(&action.to);
         let resolved = (sections.iter())
             .filter(|(c, _)| *c == Change::Resolved)
@@ -189,6 +197,12 @@ impl Executor {
             };
             outcome.deliveries = records;
             outcome.duration_ms = message.started.elapsed().as_millis() as u64;
+            if !message.outgoing.message.list.is_empty() {
+                let key = crate::execution::guard::message_key(action);
+                (cycle.store)
+                    .record_message_list(&key, cycle.dry_run, &message.outgoing.message, cycle.now)
+                    .await?;
+            }
             // Failed targets are retried by later cycles while the group is
             // open: the round is done either way.
             let sent: Vec<(String, u32, u32)> = message.new.iter().map(ident).collect();

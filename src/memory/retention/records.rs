@@ -1,5 +1,5 @@
 //! Retention of what the agent did: action outcomes, delivered effects,
-//! learning samples, decided approvals and LLM calls older than
+//! learning samples, decided approvals, LLM calls and message lists older than
 //! `memory.retention`, so a daemon that runs for years keeps a file of
 //! steady size.
 //!
@@ -87,6 +87,12 @@ impl Memory {
         self.delete_batched(
             "DELETE FROM llm_cache WHERE situation_hash IN \
              (SELECT situation_hash FROM llm_cache WHERE created_at < ?1 LIMIT ?2)",
+            &cutoff_text,
+        )
+        .await?;
+        self.delete_batched(
+            "DELETE FROM message_lists WHERE rowid IN \
+             (SELECT rowid FROM message_lists WHERE created_at < ?1 LIMIT ?2)",
             &cutoff_text,
         )
         .await?;

@@ -158,6 +158,15 @@ pub trait ExecutionStore: Send + Sync {
         resolved: &'a [Notification],
         now: DateTime<Utc>,
     ) -> StoreFuture<'a, ()>;
+    /// Stores the full list `message` carries, as message `key` (its effect
+    /// key without the target), for `bi-agent actions ID --list`.
+    fn record_message_list<'a>(
+        &'a self,
+        key: &'a str,
+        dry_run: bool,
+        message: &'a crate::model::Message,
+        now: DateTime<Utc>,
+    ) -> StoreFuture<'a, ()>;
     /// Closes group `key` once none of its instances fires.
     fn close_group<'a>(&'a self, key: &'a str, dry_run: bool, now: DateTime<Utc>) -> StoreFuture<'a, ()>;
 }

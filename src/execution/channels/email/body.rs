@@ -358,6 +358,8 @@ mod tests {
             params: Default::default(),
             thread: Default::default(),
             links: Vec::new(),
+            list: Vec::new(),
+            listed: 0,
         }
     }
 
