@@ -396,4 +396,16 @@ async fn a_group_message_carries_its_full_list_to_webhooks_and_the_cli() {
         csv,
         "a member's id finds its message's list"
     );
+    // `actions` shows the message once, with its first member, and counts the others.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bi-agent"))
+        .args(["actions", "--limit", "100", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.matches("high/page/").count(), 2, "{text}");
+    assert!(
+        text.contains("+ 39 more instances in the same message (40 in all: bi-agent actions high/page/group --list)"),
+        "{text}"
+    );
 }

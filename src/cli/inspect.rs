@@ -83,8 +83,18 @@ pub async fn actions(settings: &Settings, limit: u32, payloads: bool, json: bool
         println!("No actions recorded yet.");
     }
     let mut out = String::new();
+    // A group message's members share its deliveries: the first member
+    // shows them, the others are counted under it.
+    let mut same = (None::<&str>, 0usize);
     for stored in outcomes.iter().rev() {
         let o = &stored.outcome;
+        let message = o.deliveries.first().and_then(|d| d.message());
+        if message.is_some() && message == same.0 {
+            same.1 += 1;
+            continue;
+        }
+        flush_members(&mut out, same);
+        same = (message, 0);
         let detail = match &o.status {
             Status::Skipped { reason } => format!(": {reason}"),
             Status::Failed { error } => format!(": {error}"),
@@ -144,8 +154,21 @@ pub async fn actions(settings: &Settings, limit: u32, payloads: bool, json: bool
             }
         }
     }
+    flush_members(&mut out, same);
     print!("{out}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The line under a message's first member that counts the others.
+fn flush_members(out: &mut String, (message, others): (Option<&str>, usize)) {
+    if let (Some(message), 1..) = (message, others) {
+        let id = message.split_once('#').map_or(message, |(id, _)| id);
+        let _ = writeln!(
+            out,
+            "      + {others} more instances in the same message ({} in all: bi-agent actions {id} --list)",
+            others + 1
+        );
+    }
 }
 
 /// `bi-agent approvals`.

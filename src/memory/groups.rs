@@ -14,16 +14,22 @@ use super::{Memory, MemoryError, query_err};
 use crate::model::{Action, GroupMember, GroupState, MemberStatus, Notification};
 use crate::timefmt;
 
+/// Group members written per transaction (see `add_group_members`).
+const MEMBERS_PER_TRANSACTION: usize = 1_000;
+
 fn corrupt(what: &'static str) -> impl Fn(String) -> MemoryError {
     move |message| MemoryError::Corrupt { what, message }
 }
 
 impl Memory {
-    /// Adds `actions` to group `key` as pending, in one transaction, opening
-    /// the group if it is closed. The same notification (action, episode,
-    /// repeat) joins once: returns whether each was added. Older
-    /// notifications of the same action that already went out are
-    /// superseded by it.
+    /// Adds `actions` to group `key` as pending, opening the group if it is
+    /// closed. The same notification (action, episode, repeat) joins once:
+    /// returns whether each was added. Older notifications of the same
+    /// action that already went out are superseded by it.
+    ///
+    /// Written in transactions of [`MEMBERS_PER_TRANSACTION`]: memory has
+    /// one connection, and ten groups of 10,000 members each must not hold
+    /// it so long that another writer gives up waiting.
     pub async fn add_group_members(
         &self,
         key: &str,
@@ -31,9 +37,37 @@ impl Memory {
         actions: &[Action],
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, MemoryError> {
-        if actions.is_empty() {
-            return Ok(Vec::new());
+        let mut added = Vec::with_capacity(actions.len());
+        for chunk in actions.chunks(MEMBERS_PER_TRANSACTION) {
+            added.extend(self.add_group_member_chunk(key, dry_run, chunk, now).await?);
         }
+        // A pending notification supersedes the older ones of its action
+        // that already went out, in one statement. Until then (a crash in
+        // between) the older one is ignored anyway: a member with a pending
+        // newer notification is never listed as still firing.
+        if added.iter().any(|a| *a) {
+            sqlx::query(
+                "DELETE FROM notification_group_members AS m WHERE m.group_key = ?1 AND m.dry_run = ?2 \
+                 AND m.status <> 'pending' AND EXISTS (SELECT 1 FROM notification_group_members p \
+                 WHERE p.group_key = m.group_key AND p.dry_run = m.dry_run AND p.action_id = m.action_id \
+                 AND p.status = 'pending' AND (p.episode > m.episode OR (p.episode = m.episode AND p.repeat > m.repeat)))",
+            )
+            .bind(key)
+            .bind(dry_run)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err("supersede group members"))?;
+        }
+        Ok(added)
+    }
+
+    async fn add_group_member_chunk(
+        &self,
+        key: &str,
+        dry_run: bool,
+        actions: &[Action],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, MemoryError> {
         let now_text = timefmt::to_db(now);
         let mut tx = self.pool.begin().await.map_err(query_err("begin add group members"))?;
         sqlx::query(
@@ -69,20 +103,6 @@ impl Memory {
             .map_err(query_err("add group member"))?
             .rows_affected()
                 == 1;
-            if new {
-                sqlx::query(
-                    "DELETE FROM notification_group_members WHERE group_key = ?1 AND dry_run = ?2 AND action_id = ?3 \
-                     AND status <> 'pending' AND (episode < ?4 OR (episode = ?4 AND repeat < ?5))",
-                )
-                .bind(key)
-                .bind(dry_run)
-                .bind(&action.id)
-                .bind(episode)
-                .bind(i64::from(action.repeat))
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err("supersede group member"))?;
-            }
             added.push(new);
         }
         tx.commit().await.map_err(query_err("commit add group members"))?;

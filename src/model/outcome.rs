@@ -197,6 +197,17 @@ pub struct Delivery {
     pub retry_at: Option<DateTime<Utc>>,
 }
 
+impl Delivery {
+    /// The message this delivery belongs to (`action_id#episode.repeat`:
+    /// its effect key without the target), shared by every target of the
+    /// message and by every member of a group message; `None` when nothing
+    /// was claimed.
+    pub fn message(&self) -> Option<&str> {
+        let target = self.target.to_string();
+        self.key.strip_suffix(target.as_str())?.strip_suffix('>')
+    }
+}
+
 /// What the effect log says about one delivery after a later attempt (a
 /// retry) or a person (`bi-agent resolve-effect`) settled it.
 #[derive(Debug, Clone, PartialEq)]

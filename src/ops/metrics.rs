@@ -84,6 +84,19 @@ pub fn record_cycle(report: &CycleReport, dry_run: bool) {
     let held = instances.iter().filter(|u| u.instance.held_note().is_some()).count();
     gauge!("bi_agent_alert_instances_held").set(held as f64);
     let dry_run = if dry_run { "true" } else { "false" };
+    // Messages, not instances: a group message's members share its
+    // deliveries (the same effect keys), so each message counts once, by
+    // the status of its first member's outcome.
+    let mut messages = std::collections::HashSet::new();
+    for (_, outcome) in &report.outcomes {
+        let Some(first) = outcome.deliveries.first() else {
+            continue;
+        };
+        let Some(message) = first.message() else { continue };
+        if !first.earlier && messages.insert(message) {
+            counter!("bi_agent_messages_total", "outcome" => outcome.status.name(), "dry_run" => dry_run).increment(1);
+        }
+    }
     for (action, outcome) in &report.outcomes {
         counter!(
             "bi_agent_actions_total",

@@ -495,6 +495,9 @@ class FakeHandler(BaseHTTPRequestHandler):
             ok = headers.get("Authorization") == f"Bearer {SECRETS['SMOKE_CRM_TOKEN']}"
             RECEIVED.add("crm", {"body": body, "authorized": ok, "idempotency_key": headers.get("Idempotency-Key")})
             return self.reply(201 if ok else 401, {"id": "task-1"} if ok else {"error": "unauthorized"})
+        if url.path == "/lists/hook":
+            RECEIVED.add("lists_hook", body)
+            return self.reply(200, {})
         if url.path == "/llm/v1/chat/completions":
             if not isinstance(body, dict):
                 RECEIVED.add("llm_bad", {"kind": "?", "problems": ["body is not a JSON object"]})
@@ -518,6 +521,10 @@ class SmtpHandler:
                 "date": str(message.get("Date", "")),
                 "message_id": str(message.get("Message-ID", "")),
                 "in_reply_to": str(message.get("In-Reply-To", "")),
+                "attachments": [
+                    (part.get_filename(), part.get_content_type(), part.get_content())
+                    for part in message.iter_attachments()
+                ],
             },
         )
         return "250 2.0.0 OK"
@@ -1683,6 +1690,87 @@ group = false
     )
 
 
+def phase_lists(run):
+    """Issue 17, parts 1 and 2, through the release binary: 60 churners at a
+    cap of 3 actions go out in one group message in one cycle; the e-mail
+    attaches all 60 as CSV, the webhook gets all 60, `actions ID --list`
+    prints them, and `actions`/`status` count one message."""
+    home = os.path.join(run.workdir, "lists")
+    os.makedirs(home, exist_ok=True)
+    db = os.path.join(home, "crm.db")
+    con = sqlite3.connect(db)
+    con.executescript(
+        "CREATE TABLE churn (customer TEXT, score REAL);"
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 59)"
+        " INSERT INTO churn SELECT printf('cust%02d', i), 0.5 + i / 100.0 FROM n;"
+    )
+    con.commit()
+    con.close()
+    path = os.path.join(home, "agent.toml")
+    with open(path, "w") as f:
+        f.write(f"""
+[agent]
+name = "lists"
+interval = "1m"
+max_actions_per_cycle = 3
+[memory]
+path = "{home}/memory.db"
+[channels.email]
+kind = "email"
+smtp_url = "smtp://127.0.0.1:{run.smtp_port}"
+from = "bi-agent@example.com"
+[endpoints.lists]
+url = "http://127.0.0.1:{run.http_port}/lists/hook"
+[roles]
+ops = ["email:lists@example.com", "webhook:lists"]
+[sources.crm]
+kind = "sql"
+url = "sqlite://{db}?mode=ro"
+sql = "SELECT customer, score FROM churn"
+[[rules]]
+name = "churn"
+source = "crm"
+when = "score > 0.4"
+  [[rules.actions]]
+  id = "tell"
+  kind = "notify"
+  to = ["ops"]
+  message = "{{{{ customer }}}} may churn ({{{{ score }}}})"
+""")
+
+    def cli(*args):
+        return subprocess.run([run.binary, *args, "-c", path], capture_output=True, text=True, env=run.env, timeout=120)
+
+    done = cli("run", "--once")
+    CHECKS.true("lists: the cycle exits 0", done.returncode == 0, done.stderr[-500:])
+    mail = wait_until("the group e-mail to lists@", lambda: emails_to("lists@example.com"))
+    CHECKS.equal("lists: one e-mail for 60 instances at a cap of 3", 1, len(mail))
+    CHECKS.true("lists: its subject counts all 60", "60 firing" in mail[0]["subject"], mail[0]["subject"])
+    attachments = mail[0].get("attachments") or []
+    csv_rows = attachments[0][2].splitlines() if attachments else []
+    CHECKS.equal(
+        "lists: the e-mail attaches all 60 as CSV",
+        ("instances-churn-tell-group.csv", "text/csv", 61),
+        (attachments[0][0], attachments[0][1], len(csv_rows)) if attachments else None,
+    )
+    hooks = RECEIVED.list("lists_hook")
+    CHECKS.equal("lists: the webhook gets all 60", [60], [len(h.get("instances") or []) for h in hooks])
+    listed = cli("actions", "churn/tell/group", "--list", "--csv")
+    CHECKS.equal("lists: actions ID --list --csv prints all 60", 61, len(listed.stdout.splitlines()))
+    shown = cli("actions", "--limit", "100").stdout
+    CHECKS.true(
+        "lists: actions shows the message once and counts its members",
+        "+ 59 more instances in the same message" in shown and shown.count("churn/tell/") == 2,
+        shown[:600],
+    )
+    status = cli("status").stdout
+    CHECKS.true(
+        "lists: status counts one message delivered",
+        "Messages delivered in the last 24 h: 1 " in status,
+        status[:1500],
+    )
+
+
 PHASES = [
     phase_setup,
     phase_scheduled_report,
@@ -1699,6 +1787,7 @@ PHASES = [
     phase_restart,
     phase_rule_semantics,
     phase_scale,
+    phase_lists,
 ]
 
 # Phases that make no sense once another failed (they build on its state).

@@ -26,6 +26,9 @@ pub struct StatusData {
     pub pending: Vec<Approval>,
     /// Action outcomes of the last 24 h: `(status, dry_run, count)`.
     pub outcomes: Vec<(String, bool, i64)>,
+    /// Messages delivered in the last 24 h, once each whatever their
+    /// targets and members: `(dry_run, count)`.
+    pub messages: Vec<(bool, u64)>,
     /// Live deliveries of the last 24 h, per channel and status.
     pub deliveries: Vec<(String, EffectStatus, u64)>,
     /// Live deliveries being retried, newest first.
@@ -83,6 +86,7 @@ impl StatusData {
                 .collect(),
             pending: memory.approvals(Some(crate::model::ApprovalStatus::Pending)).await?,
             outcomes: memory.outcome_counts_since(now - Duration::hours(24)).await?,
+            messages: memory.messages_since(now - Duration::hours(24)).await?,
             deliveries: memory.effect_counts_since(now - Duration::hours(24), false).await?,
             retrying: memory.effects_in(EffectStatus::Retrying, MAX_LISTED).await?,
             unknown: memory.effects_in(EffectStatus::Unknown, MAX_LISTED).await?,

@@ -128,7 +128,22 @@ fn approvals(out: &mut String, d: &StatusData) {
 }
 
 fn actions(out: &mut String, d: &StatusData) {
-    let _ = writeln!(out, "\nActions in the last 24 h:");
+    let messages: Vec<String> = (d.messages.iter())
+        .map(|(dry, n)| format!("{n}{}", if *dry { " in dry-run" } else { "" }))
+        .collect();
+    let messages = if messages.is_empty() {
+        "none".to_owned()
+    } else {
+        messages.join(", ")
+    };
+    let _ = writeln!(
+        out,
+        "\nMessages delivered in the last 24 h: {messages} (each once, whatever its targets and instances)"
+    );
+    let _ = writeln!(
+        out,
+        "\nActions in the last 24 h (one per instance named: a group message's members count each):"
+    );
     if d.outcomes.is_empty() {
         let _ = writeln!(out, "  none");
     }

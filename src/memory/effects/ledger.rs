@@ -90,6 +90,26 @@ impl Memory {
             .collect())
     }
 
+    /// Messages delivered since `since` (sent, or simulated in a dry run),
+    /// each counted once whatever its targets: `(dry_run, messages)`.
+    pub async fn messages_since(&self, since: DateTime<Utc>) -> Result<Vec<(bool, u64)>, MemoryError> {
+        let rows = sqlx::query(
+            "SELECT dry_run, COUNT(DISTINCT action_id || '#' || episode || '.' || repeat) AS n FROM effects \
+             WHERE notification = 1 AND created_at >= ? AND status IN ('sent', 'simulated') GROUP BY dry_run",
+        )
+        .bind(timefmt::to_db(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("count messages"))?;
+        rows.iter()
+            .map(|r| {
+                let q = || query_err("count messages");
+                let n: i64 = r.try_get("n").map_err(q())?;
+                Ok((r.try_get("dry_run").map_err(q())?, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
     /// Notifications counted since `since`: the total and per channel key.
     /// A notification is one message (action, episode, repeat): it counts
     /// once in the total and once in each channel it went through, however
