@@ -115,7 +115,8 @@ EXPECTED = {
     # chat.postMessage requests taken and hung up on: the first to #purchasing.
     "slack_api_unanswered": 1,
     # hourly_summary (scheduled), revenue_drop's group message, bounce_high,
-    # signups_short{plan=pro}, weekly_review (CLI), stock_low to stock@.
+    # signups_short{plan=pro}, weekly_review (CLI), stock_low to stock@ (the
+    # lists phase's own agent and its e-mail to lists@ are counted there).
     "emails": 6,
     # revenue_drop/crm_task for Northeast, approved; West's was rejected.
     "crm_posts": 1,
@@ -1690,6 +1691,9 @@ group = false
     )
 
 
+LISTS_ADDRESS = "lists@example.com"
+
+
 def phase_lists(run):
     """Issue 17, parts 1 and 2, through the release binary: 60 churners at a
     cap of 3 actions go out in one group message in one cycle; the e-mail
@@ -1722,7 +1726,7 @@ from = "bi-agent@example.com"
 [endpoints.lists]
 url = "http://127.0.0.1:{run.http_port}/lists/hook"
 [roles]
-ops = ["email:lists@example.com", "webhook:lists"]
+ops = ["email:{LISTS_ADDRESS}", "webhook:lists"]
 [sources.crm]
 kind = "sql"
 url = "sqlite://{db}?mode=ro"
@@ -1743,7 +1747,7 @@ when = "score > 0.4"
 
     done = cli("run", "--once")
     CHECKS.true("lists: the cycle exits 0", done.returncode == 0, done.stderr[-500:])
-    mail = wait_until("the group e-mail to lists@", lambda: emails_to("lists@example.com"))
+    mail = wait_until("the group e-mail to lists@", lambda: emails_to(LISTS_ADDRESS))
     CHECKS.equal("lists: one e-mail for 60 instances at a cap of 3", 1, len(mail))
     CHECKS.true("lists: its subject counts all 60", "60 firing" in mail[0]["subject"], mail[0]["subject"])
     attachments = mail[0].get("attachments") or []
@@ -1803,13 +1807,18 @@ NEEDS = {
 # -- Final checks ------------------------------------------------------------------
 
 
+def main_emails():
+    """The e-mails of the smoke's main agent (not the lists phase's own)."""
+    return [m for m in RECEIVED.list("email") if LISTS_ADDRESS not in m["to"]]
+
+
 def receiver_counts():
     return {
         "slack_webhook_posts": RECEIVED.count("slack_webhook"),
         "slack_api_posts": RECEIVED.count("slack_api"),
         "slack_api_refused": RECEIVED.count("slack_api_refused"),
         "slack_api_unanswered": RECEIVED.count("slack_api_unanswered"),
-        "emails": RECEIVED.count("email"),
+        "emails": len(main_emails()),
         "crm_posts": RECEIVED.count("crm"),
         "llm_plan": llm_count("plan"),
         "llm_summary": llm_count("summary"),
@@ -1824,7 +1833,7 @@ def final_checks(run):
     for key, expected in EXPECTED.items():
         CHECKS.equal(f"count {key}", expected, seen[key])
     per_rcpt = {}
-    for m in RECEIVED.list("email"):
+    for m in main_emails():
         for r in m["to"]:
             per_rcpt[r] = per_rcpt.get(r, 0) + 1
     CHECKS.equal("e-mails per recipient", EXPECTED_EMAILS_PER_RECIPIENT, per_rcpt)
