@@ -24,6 +24,7 @@ const CASES: &[&str] = &[
     "read_rows",
     "backfill",
     "instances",
+    "grouped",
     "rules",
     "history",
     "sources",

@@ -13,8 +13,9 @@ pub async fn run(case: &str) {
         "sqlite_insert" => sqlite_insert().await,
         "read_rows" => read_rows().await,
         "backfill" => backfill().await,
-        "instances" => instances(env_or("SCALE_ROWS", 10_000), 10).await,
-        "million" => instances(1_000, 1_000).await,
+        "instances" => instances(env_or("SCALE_ROWS", 10_000), 10, false).await,
+        "grouped" => instances(env_or("SCALE_ROWS", 10_000), 10, true).await,
+        "million" => instances(1_000, 1_000, false).await,
         "rules" => rules().await,
         "history" => history().await,
         "sources" => sources().await,
@@ -200,8 +201,11 @@ async fn backfill() {
     report("backfill", "  peak RSS of the whole case", peak(), String::new());
 }
 
-/// `rows` rows, each firing `rules` rules: rows x rules instances in one cycle.
-async fn instances(rows: u64, rules: u64) {
+/// `rows` rows, each firing `rules` rules: rows x rules instances in one
+/// cycle, notified one by one (the cap defers all but 10), or `grouped`:
+/// each rule's group takes `guardrails.max_group_members_per_cycle` (1,000)
+/// of them per cycle.
+async fn instances(rows: u64, rules: u64, grouped: bool) {
     let path = world::dir().join(format!("customers{rows}.db"));
     let mut conn = world::open(&path).await;
     world::exec(
@@ -224,16 +228,20 @@ async fn instances(rows: u64, rules: u64) {
     );
     for r in 0..rules {
         body.push_str(&format!(
-            "[[rules]]\nname = \"risk_{r}\"\nsource = \"customers\"\nwhen = \"score > {:.3}\"\n\
+            "[[rules]]\nname = \"risk_{r}\"\nsource = \"customers\"\nwhen = \"score > {:.3}\"\ngroup = {grouped}\n\
              [[rules.actions]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"ops\"]\nmessage = \"{{{{ labels }}}} fired\"\n",
             0.1 + (r as f64) / (rules as f64 * 10.0)
         ));
     }
-    let memory = format!("instances{rows}x{rules}.db");
+    let memory = format!("instances{rows}x{rules}{}.db", if grouped { "g" } else { "" });
     world::forget(&memory);
     let agent = world::agent(world::settings(&memory, &body)).await;
     let total = rows * rules;
-    let case = if total >= 1_000_000 { "million" } else { "instances" };
+    let case = match (total >= 1_000_000, grouped) {
+        (true, _) => "million",
+        (false, true) => "grouped",
+        (false, false) => "instances",
+    };
     let started = Instant::now();
     let first = agent.cycle().await.expect("cycle");
     let took = started.elapsed();

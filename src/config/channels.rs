@@ -161,12 +161,18 @@ pub struct GuardrailSettings {
     /// one group message at most this often (rules may override it).
     #[serde(with = "humantime_serde", default = "default_group_interval")]
     pub group_interval: Duration,
+    /// At most this many notifications join one group per cycle; the rest
+    /// join in later cycles (planned again from their instances' state).
+    /// Bounds what one cycle stores and records for a very large group.
+    #[serde(default = "default_group_members")]
+    pub max_group_members_per_cycle: usize,
 }
 
 impl Default for GuardrailSettings {
     fn default() -> Self {
         Self {
             max_notifications_per_hour: default_max_per_hour(),
+            max_group_members_per_cycle: default_group_members(),
             repeat_interval: default_repeat(),
             require_approval: default_require_approval(),
             approval_expiry: default_approval_expiry(),
@@ -187,6 +193,9 @@ fn default_max_per_hour() -> u32 {
 }
 fn default_repeat() -> Duration {
     Duration::from_secs(4 * 3600)
+}
+fn default_group_members() -> usize {
+    1_000
 }
 fn default_require_approval() -> Vec<ActionKind> {
     vec![ActionKind::Escalate, ActionKind::Webhook]

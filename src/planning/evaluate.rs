@@ -176,7 +176,7 @@ impl Rulebook {
         self.source_failing(input, &previous, &mut planned, &mut candidates.others);
         candidates.others.extend(input.carried.iter().cloned());
         let (candidates, replanned) = self.settle(candidates, &planned.instances, input.learned);
-        planned.plan = plan::build_grouped(candidates, self.max_actions, &|a| self.group_slot(a));
+        planned.plan = plan::build_grouped(candidates, self.cap(), &|a| self.group_slot(a));
         plan::replan(&mut planned.plan, replanned, self.max_actions);
         // Texts only for what is used: what runs, is queued or is left out
         // (recorded with its reason); a notification deferred to be planned

@@ -159,7 +159,7 @@ impl Rulebook {
             free.sort_unstable_by(|a, b| a.order().cmp(&b.order()));
             // A place under the cap is taken by each ungrouped intent and by
             // each group's first member; its later members share that place.
-            let mut places = super::plan::Places::new(self.max_actions);
+            let mut places = super::plan::Places::new(self.cap());
             for intent in free {
                 if places.take(intent.group()) || !intent.replanned {
                     build(intent, &mut whole);
@@ -284,7 +284,7 @@ mod tests {
     /// (`everything`, planned without a cap) and capping it would.
     fn same_as_capped(book: &Rulebook, capped: Plan, everything: Plan, cap: usize) {
         assert!(everything.deferred_count() == 0 && everything.dropped.is_empty());
-        let expected = plan::build_grouped(everything.items, cap, &|a| book.group_slot(a));
+        let expected = plan::build_grouped(everything.items, book.cap_of(cap), &|a| book.group_slot(a));
         assert_eq!(capped.items, expected.items, "cap {cap}");
         assert_eq!(capped.deferred, expected.deferred, "cap {cap}");
         assert_eq!(capped.dropped, expected.dropped, "cap {cap}");
@@ -433,6 +433,13 @@ mod tests {
         let items = ids(plan.items.iter());
         assert_eq!((count(&items, "churn/page/"), items.len()), (firing, firing));
         assert_eq!(plan.replanned.ids.len(), 2 * firing);
+        // A group's place holds `max_group_members_per_cycle` members: the
+        // rest join in later cycles (planned again from their state).
+        let bounded = "[guardrails]\nrequire_approval = []\nmax_group_members_per_cycle = 10\n";
+        let plan = evaluate(&rulebook_with(2, true, bounded), rows, &[]);
+        let items = ids(plan.items.iter());
+        assert_eq!((count(&items, "churn/page/"), count(&items, "churn/tell/")), (10, 10));
+        assert_eq!(plan.replanned.ids.len(), 3 * firing - 20);
         // Escalations need approval by default: each takes its own place,
         // and the four places go to the first four (priority 2).
         let plan = evaluate(&rulebook(4, true), rows, &[]);

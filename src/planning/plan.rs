@@ -18,7 +18,24 @@ use crate::model::{Action, LeftOut, Plan, Replanned};
 
 /// Builds the plan from the cycle's candidate actions, none of them grouped.
 pub fn build(candidates: Vec<Action>, max_actions: usize) -> Plan {
-    build_grouped(candidates, max_actions, &|_| None)
+    build_grouped(candidates, Cap::new(max_actions, 0), &|_| None)
+}
+
+/// The per-cycle cap: places in the plan, and how many members a group's
+/// one place holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Cap {
+    /// `agent.max_actions_per_cycle`.
+    pub actions: usize,
+    /// `guardrails.max_group_members_per_cycle`.
+    pub group_members: usize,
+}
+
+impl Cap {
+    /// `actions` places, each group's holding `group_members`.
+    pub fn new(actions: usize, group_members: usize) -> Self {
+        Self { actions, group_members }
+    }
 }
 
 /// A group's place under the cap: its rule's and action template's
@@ -27,11 +44,7 @@ pub type GroupSlot = (u32, u32);
 
 /// Builds the plan from the cycle's candidate actions; `group_of` names the
 /// group an action joins, whose members share one place under the cap.
-pub fn build_grouped(
-    candidates: Vec<Action>,
-    max_actions: usize,
-    group_of: &dyn Fn(&Action) -> Option<GroupSlot>,
-) -> Plan {
+pub fn build_grouped(candidates: Vec<Action>, cap: Cap, group_of: &dyn Fn(&Action) -> Option<GroupSlot>) -> Plan {
     let mut plan = Plan::default();
     let mut live = merge_duplicates(candidates);
     // Most cycles have no dependencies at all: every action is ready at once
@@ -39,7 +52,7 @@ pub fn build_grouped(
     // plain sort rather than a map and a heap for 100,000 actions.
     if live.iter().all(|a| a.after.is_empty()) {
         live.sort_unstable_by(|a, b| tie_break(a.priority, a.rank, &a.id).cmp(&tie_break(b.priority, b.rank, &b.id)));
-        defer_over_cap(&mut plan, live, max_actions, group_of);
+        defer_over_cap(&mut plan, live, cap, group_of);
         return plan;
     }
     let mut live: BTreeMap<String, Action> = live.into_iter().map(|a| (a.id.clone(), a)).collect();
@@ -95,7 +108,7 @@ pub fn build_grouped(
             plan.dropped.push(LeftOut { action, reason });
         }
     }
-    defer_over_cap(&mut plan, ordered, max_actions, group_of);
+    defer_over_cap(&mut plan, ordered, cap, group_of);
     plan
 }
 
@@ -108,21 +121,22 @@ pub(super) fn tie_break(priority: u8, rank: u32, id: &str) -> (u8, u32, &str) {
 
 /// Places under the per-cycle cap, taken in plan order: an ungrouped action
 /// takes one, and a group one for all its members (its first member takes
-/// it), so every instance that starts firing joins its group in the cycle
-/// it fires, and a group message counts as one action.
+/// it) up to `guardrails.max_group_members_per_cycle`, so every instance
+/// that starts firing joins its group in the cycle it fires, and a group
+/// message counts as one action.
 pub(super) struct Places {
-    cap: usize,
+    cap: Cap,
     used: usize,
-    groups: HashSet<GroupSlot>,
+    groups: HashMap<GroupSlot, usize>,
 }
 
 impl Places {
-    /// No place taken yet, `cap` in all.
-    pub(super) fn new(cap: usize) -> Self {
+    /// No place taken yet.
+    pub(super) fn new(cap: Cap) -> Self {
         Self {
             cap,
             used: 0,
-            groups: HashSet::new(),
+            groups: HashMap::new(),
         }
     }
 
@@ -130,17 +144,24 @@ impl Places {
     /// grouped), fits; it takes a place if it needs one.
     pub(super) fn take(&mut self, group: Option<GroupSlot>) -> bool {
         match group {
-            Some(g) if self.groups.contains(&g) => true,
-            _ if self.used >= self.cap => false,
-            Some(g) => {
-                self.groups.insert(g);
+            Some(g) => match self.groups.get_mut(&g) {
+                Some(members) => {
+                    let fits = *members < self.cap.group_members;
+                    *members += usize::from(fits);
+                    fits
+                }
+                None if self.used < self.cap.actions => {
+                    self.groups.insert(g, 1);
+                    self.used += 1;
+                    true
+                }
+                None => false,
+            },
+            None if self.used < self.cap.actions => {
                 self.used += 1;
                 true
             }
-            None => {
-                self.used += 1;
-                true
-            }
+            None => false,
         }
     }
 }
@@ -156,15 +177,12 @@ impl Places {
 fn defer_over_cap(
     plan: &mut Plan,
     mut ordered: Vec<Action>,
-    max_actions: usize,
+    cap: Cap,
     group_of: &dyn Fn(&Action) -> Option<GroupSlot>,
 ) {
-    let mut places = Places::new(max_actions);
-    let waited_on: HashSet<String> = if ordered.len() > max_actions {
-        (ordered.iter()).flat_map(|a| a.after.iter().cloned()).collect()
-    } else {
-        HashSet::new()
-    };
+    let max_actions = cap.actions;
+    let mut places = Places::new(cap);
+    let waited_on: HashSet<String> = (ordered.iter()).flat_map(|a| a.after.iter().cloned()).collect();
     let reason = over_cap(max_actions);
     let mut replanned = Vec::new();
     // Taken out in place: 100,000 deferred actions are moved once, not

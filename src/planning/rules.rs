@@ -107,6 +107,9 @@ pub struct Rulebook {
     pub learning: LearningPolicy,
     /// The kinds that wait for a person (`guardrails.require_approval`).
     pub approval_kinds: Vec<ActionKind>,
+    /// How many notifications join one group per cycle
+    /// (`guardrails.max_group_members_per_cycle`).
+    pub max_group_members: usize,
     /// Rule name → position in `rules`.
     by_name: HashMap<String, usize>,
 }
@@ -130,6 +133,16 @@ impl Rulebook {
             && matches!(t.kind, ActionKind::Notify | ActionKind::Escalate)
             && !t.require_approval
             && !self.approval_kinds.contains(&t.kind)
+    }
+
+    /// The per-cycle cap (see [`super::plan::Places`]).
+    pub(super) fn cap(&self) -> super::plan::Cap {
+        self.cap_of(self.max_actions)
+    }
+
+    /// The cap with `actions` places and this rulebook's group bound.
+    pub(super) fn cap_of(&self, actions: usize) -> super::plan::Cap {
+        super::plan::Cap::new(actions, self.max_group_members)
     }
 
     /// The group a built action joins, as (rule, template) positions: the
@@ -287,6 +300,7 @@ impl Rulebook {
             max_actions: settings.agent.max_actions_per_cycle,
             repeat_interval: settings.guardrails.repeat_interval,
             approval_kinds: settings.guardrails.require_approval.clone(),
+            max_group_members: settings.guardrails.max_group_members_per_cycle,
             learning,
         })
     }

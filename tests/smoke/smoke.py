@@ -1284,6 +1284,18 @@ def phase_metrics(run):
         if name == "bi_agent_actions_total" and dict(labels).get("dry_run") == "false"
     }
     CHECKS.equal("metrics: bi_agent_actions_total (live) by kind and outcome", actions, seen)
+    # Messages, not instances: revenue_drop's group message names two
+    # instances (two notify actions) and counts once.
+    messages = {
+        dict(labels)["outcome"]: v
+        for (name, labels), v in metrics.items()
+        if name == "bi_agent_messages_total" and dict(labels).get("dry_run") == "false"
+    }
+    CHECKS.equal(
+        "metrics: bi_agent_messages_total (live) counts the group message once",
+        {"sent": 7 + 1 + 1, "partial": 1, "unknown": 1},
+        messages,
+    )
     CHECKS.equal("metrics: LLM calls ok", 6, value("bi_agent_llm_calls_total", outcome="ok"))
     CHECKS.equal(
         "metrics: LLM calls not ok",

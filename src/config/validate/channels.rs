@@ -130,6 +130,9 @@ pub(super) fn guardrails(v: &mut Issues, settings: &Settings) {
     if g.max_notifications_per_hour == 0 {
         v.push("guardrails.max_notifications_per_hour", "must be at least 1");
     }
+    if g.max_group_members_per_cycle == 0 {
+        v.push("guardrails.max_group_members_per_cycle", "must be at least 1");
+    }
     if g.retry_attempts == 0 {
         v.push("guardrails.retry_attempts", "must be at least 1 (the first attempt)");
     }
