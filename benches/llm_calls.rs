@@ -84,6 +84,7 @@ fn main() {
                 learned: &Default::default(),
                 idle_rules: &Default::default(),
                 episode_floors: &Default::default(),
+                silences: &[],
             });
             let request = proposals::situation(&book_settings(), &planned, &[], 800, 0.2);
             let chars = request.system.len() + request.user.len();

@@ -81,6 +81,18 @@ impl Agent {
             p.learning = Some(Box::new(proposal_key(p, &self.compiled)));
         }
         planned.plan.dropped.extend(proposals.refused);
+        // A silence holds back the LLM's notifications like the rules'.
+        let mut kept = Vec::with_capacity(proposals.actions.len());
+        for action in proposals.actions.drain(..) {
+            match crate::model::silence::muting(&planned.silences, &action) {
+                Some(s) => {
+                    let reason = s.holds_back();
+                    planned.plan.dropped.push(crate::model::LeftOut { action, reason });
+                }
+                None => kept.push(action),
+            }
+        }
+        proposals.actions = kept;
         if !proposals.actions.is_empty() {
             planned.append_proposals(proposals.actions, self.compiled.rulebook().max_actions);
         }
@@ -167,6 +179,7 @@ async fn plan_rules(
     let notified: HashMap<String, LastNotified> = memory.last_notified(dry_run).await?;
     let learned = memory.learned().await?;
     let episode_floors = memory.episode_floors().await?;
+    let silences = memory.silences(now, false).await?;
     let planned = rulebook.evaluate(&CycleInput {
         now,
         observations,
@@ -178,6 +191,7 @@ async fn plan_rules(
         learned: &learned,
         idle_rules,
         episode_floors: &episode_floors,
+        silences: &silences,
     });
     Ok(planned)
 }
@@ -265,6 +279,7 @@ pub async fn preview(compiled: &Compiled) -> Result<(Vec<Observation>, Planned),
             learned: &Default::default(),
             idle_rules: &BTreeSet::new(),
             episode_floors: &HashMap::new(),
+            silences: &[],
         }),
         Err(e) => return Err(e.into()),
     };

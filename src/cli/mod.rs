@@ -14,6 +14,7 @@ mod check;
 mod health;
 pub mod inspect;
 mod learning;
+pub mod silence;
 
 mod status;
 
@@ -185,6 +186,10 @@ pub enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Mute the notifications of matching alert instances for a while
+    /// (`silence add|list|expire`).
+    #[command(subcommand)]
+    Silence(silence::SilenceCommand),
     /// Say whether an executed action helped; overrides its automatic score.
     Feedback {
         /// The action's id (from `bi-agent actions`); its latest live run is scored.
@@ -265,6 +270,7 @@ impl Command {
             | Self::Feedback { config, .. }
             | Self::Patterns { config, .. }
             | Self::Report { config, .. } => config,
+            Self::Silence(command) => command.config(),
             Self::Demo(_) => return None,
         };
         Some(&config.path)
@@ -365,6 +371,7 @@ async fn execute(
         }
         Command::Approvals { all, json, .. } => inspect::approvals(settings, all, json).await,
         Command::Approve { id, by, .. } => inspect::decide(settings, &id, true, None, by).await,
+        Command::Silence(command) => silence::run(settings, command).await,
         Command::Reject { id, reason, by, .. } => inspect::decide(settings, &id, false, Some(&reason), by).await,
         Command::Feedback {
             action_id,

@@ -61,6 +61,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "message lists",
         include_str!("../../migrations/0013_message_lists.sql"),
     ),
+    (14, "silences", include_str!("../../migrations/0014_silences.sql")),
 ];
 
 /// The migrator over [`MIGRATIONS`].

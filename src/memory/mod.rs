@@ -23,6 +23,7 @@ mod observations;
 mod points;
 mod retention;
 mod schedules;
+mod silences;
 mod store;
 
 use std::path::{Path, PathBuf};

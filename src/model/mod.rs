@@ -21,6 +21,7 @@ pub mod observation;
 pub mod outcome;
 pub mod plan;
 pub mod planned;
+pub mod silence;
 pub mod store;
 
 pub use action::{Action, Evidence, InstanceRef, Origin, RenderLater, ReportInput, action_id, labels_text};
@@ -34,6 +35,7 @@ pub use observation::{Labels, Observation, ObservationStatus, Row, SeriesKey, Va
 pub use outcome::{Delivery, DeliveryUpdate, Findings, Outcome, QueryFailure, Status};
 pub use plan::{LeftOut, Plan, Replanned};
 pub use planned::{HistoryRequest, InstanceUpdate, LastNotified, Planned};
+pub use silence::{Silence, SilenceError};
 pub use store::{
     Approval, ApprovalStatus, Claim, EffectStatus, ExecutionStore, GroupMember, GroupState, HeldEffect, HoldReason,
     MemberStatus, NewEffect, Notification, Settle, StoreError, StoreFuture, StoredEffect, Taken,

@@ -81,6 +81,14 @@ pub struct Planned {
     /// `rule{labels}` (filled from memory after evaluation).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub past: BTreeMap<String, Vec<PastFiring>>,
+    /// Notifications a silence held back: `(action id, silence id)`, in
+    /// the order they were planned. Planned again every cycle while their
+    /// instance fires, so one still firing when the silence ends goes out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub silenced: Vec<(String, String)>,
+    /// The silences in force this cycle.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub silences: Vec<super::Silence>,
 }
 
 impl Planned {

@@ -97,6 +97,8 @@ pub struct CycleInput<'a> {
     /// Each rule's episode floor (memory forgets quiet instances): a new
     /// instance counts its episodes from it.
     pub episode_floors: &'a HashMap<String, u32>,
+    /// The silences in force: the notifications they match are held back.
+    pub silences: &'a [crate::model::Silence],
 }
 
 /// The tolerance used for history lookups of this rulebook.
@@ -175,6 +177,8 @@ impl Rulebook {
         }
         self.source_failing(input, &previous, &mut planned, &mut candidates.others);
         candidates.others.extend(input.carried.iter().cloned());
+        planned.silenced = self.silence(&mut candidates, &planned.instances, input.silences);
+        planned.silences = input.silences.to_vec();
         let (candidates, replanned) = self.settle(candidates, &planned.instances, input.learned);
         planned.plan = plan::build_grouped(candidates, self.cap(), &|a| self.group_slot(a));
         plan::replan(&mut planned.plan, replanned, self.max_actions);

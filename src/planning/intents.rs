@@ -112,6 +112,11 @@ impl Intent {
         super::plan::tie_break(self.priority, self.rank, &self.id)
     }
 
+    /// The action's id.
+    pub(super) fn id(&self) -> &str {
+        &self.id
+    }
+
     /// The group it joins, if any (see [`Rulebook::group_slot`]).
     fn group(&self) -> Option<super::plan::GroupSlot> {
         self.grouped.then_some((self.later.rule, self.later.template))
@@ -261,6 +266,7 @@ mod tests {
             learned: &Learned::default(),
             idle_rules: &BTreeSet::new(),
             episode_floors: &HashMap::new(),
+            silences: &[],
         };
         book.evaluate(&input)
     }

@@ -25,5 +25,6 @@ pub mod plan;
 pub mod reports;
 mod rule_rows;
 pub mod rules;
+mod silences;
 pub mod variants;
 pub mod view;

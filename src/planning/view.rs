@@ -216,6 +216,16 @@ pub fn actions(planned: &Planned) -> String {
     let dropped = (plan.dropped.iter()).map(|l| (l.action.id.as_str(), l.reason.as_str()));
     left_out(&mut out, "Dropped", plan.dropped.len(), dropped);
     left_out(&mut out, "Deferred", plan.deferred_count(), plan.deferred_ids());
+    let reasons: std::collections::HashMap<&str, String> = (planned.silences.iter())
+        .map(|s| (s.id.as_str(), s.holds_back()))
+        .collect();
+    let silenced = (planned.silenced.iter()).map(|(id, silence)| {
+        (
+            id.as_str(),
+            reasons.get(silence.as_str()).map_or(silence.as_str(), String::as_str),
+        )
+    });
+    left_out(&mut out, "Silenced", planned.silenced.len(), silenced);
     out
 }
 

@@ -1561,6 +1561,11 @@ sql = "SELECT 'East' AS region, 1 AS v UNION ALL SELECT 'East', 2"
     con.close()
 
 
+def own_agent_cli(run, config, *args):
+    """The release binary on a phase's own agent config."""
+    return subprocess.run([run.binary, *args, "-c", config], capture_output=True, text=True, env=run.env, timeout=120)
+
+
 def phase_scale(run):
     """Issue 16 through the release binary: a series backfill streams into
     memory (every point once, none twice), `incremental = true` reads only
@@ -1615,9 +1620,7 @@ group = false
         return path
 
     def cli(path, *args):
-        return subprocess.run(
-            [run.binary, *args, "-c", path], capture_output=True, text=True, env=run.env, timeout=120
-        )
+        return own_agent_cli(run, path, *args)
 
     def points():
         mem = sqlite3.connect(os.path.join(home, "memory.db"))
@@ -1755,7 +1758,7 @@ when = "score > 0.4"
 """)
 
     def cli(*args):
-        return subprocess.run([run.binary, *args, "-c", path], capture_output=True, text=True, env=run.env, timeout=120)
+        return own_agent_cli(run, path, *args)
 
     done = cli("run", "--once")
     CHECKS.true("lists: the cycle exits 0", done.returncode == 0, done.stderr[-500:])
@@ -1787,6 +1790,80 @@ when = "score > 0.4"
     )
 
 
+SILENCE_ADDRESS = "silence@example.com"
+
+
+def phase_silence(run):
+    """Issue 17, part 7, through the release binary: a silence holds back
+    one region's alert (still evaluated, listed in `plan` and `status`);
+    once expired, the next cycle tells it once, and the next tells nothing."""
+    home = os.path.join(run.workdir, "silence")
+    os.makedirs(home, exist_ok=True)
+    db = os.path.join(home, "m.db")
+    con = sqlite3.connect(db)
+    con.executescript("CREATE TABLE m (region TEXT, value REAL); INSERT INTO m VALUES ('West', 30), ('North', 40);")
+    con.commit()
+    con.close()
+    path = os.path.join(home, "agent.toml")
+    with open(path, "w") as f:
+        f.write(f"""
+[agent]
+name = "silence"
+interval = "1m"
+[memory]
+path = "{home}/memory.db"
+[channels.email]
+kind = "email"
+smtp_url = "smtp://127.0.0.1:{run.smtp_port}"
+from = "bi-agent@example.com"
+[roles]
+ops = ["email:{SILENCE_ADDRESS}"]
+[sources.m]
+kind = "sql"
+url = "sqlite://{db}?mode=ro"
+sql = "SELECT region, value FROM m"
+[[rules]]
+name = "hot"
+source = "m"
+when = "value > 10.0"
+group = false
+  [[rules.actions]]
+  id = "tell"
+  kind = "notify"
+  to = ["ops"]
+  subject = "{{{{ region }}}} is hot"
+  message = "{{{{ region }}}} at {{{{ value }}}}"
+""")
+
+    def cli(*args):
+        return own_agent_cli(run, path, *args)
+
+    def subjects():
+        return sorted(m["subject"] for m in emails_to(SILENCE_ADDRESS))
+
+    added = cli("silence", "add", "--match", "rule=hot,region=West", "--for", "1h", "--reason", "smoke maintenance")
+    CHECKS.true("silence: add exits 0", added.returncode == 0, added.stderr[-300:])
+    silence_id = added.stdout.split(" as ")[-1].split(":")[0].strip()
+    cli("run", "--once")
+    wait_until("the unsilenced alert", lambda: emails_to(SILENCE_ADDRESS))
+    CHECKS.equal("silence: only the unsilenced instance is told", ["North is hot"], subjects())
+    plan = cli("plan").stdout
+    CHECKS.true("silence: plan lists what it holds back", "Silenced (1):" in plan and silence_id in plan, plan[-600:])
+    status = cli("status").stdout
+    CHECKS.true(
+        "silence: status shows it and what it mutes",
+        "Silences in force (1):" in status and "mutes 1 firing" in status,
+        status[:1500],
+    )
+    expired = cli("silence", "expire", silence_id)
+    CHECKS.true("silence: expire exits 0", expired.returncode == 0, expired.stderr[-300:])
+    cli("run", "--once")
+    wait_until("the alert the silence held", lambda: len(emails_to(SILENCE_ADDRESS)) >= 2)
+    cli("run", "--once")
+    time.sleep(0.5)
+    CHECKS.equal("silence: once it ends, the held instance is told once", ["North is hot", "West is hot"], subjects())
+
+
 PHASES = [
     phase_setup,
     phase_scheduled_report,
@@ -1804,6 +1881,7 @@ PHASES = [
     phase_rule_semantics,
     phase_scale,
     phase_lists,
+    phase_silence,
 ]
 
 # Phases that make no sense once another failed (they build on its state).
@@ -1820,8 +1898,8 @@ NEEDS = {
 
 
 def main_emails():
-    """The e-mails of the smoke's main agent (not the lists phase's own)."""
-    return [m for m in RECEIVED.list("email") if LISTS_ADDRESS not in m["to"]]
+    """The e-mails of the smoke's main agent (not the lists and silence phases' own)."""
+    return [m for m in RECEIVED.list("email") if not {LISTS_ADDRESS, SILENCE_ADDRESS} & set(m["to"])]
 
 
 def receiver_counts():

@@ -22,6 +22,8 @@ pub struct StatusData {
     pub health: Vec<SourceHealth>,
     /// Firing instances.
     pub firing: Vec<Instance>,
+    /// Silences in force.
+    pub silences: Vec<crate::model::Silence>,
     /// Approvals waiting for a person.
     pub pending: Vec<Approval>,
     /// Action outcomes of the last 24 h: `(status, dry_run, count)`.
@@ -85,6 +87,7 @@ impl StatusData {
                 .filter(Instance::is_firing)
                 .collect(),
             pending: memory.approvals(Some(crate::model::ApprovalStatus::Pending)).await?,
+            silences: memory.silences(now, false).await?,
             outcomes: memory.outcome_counts_since(now - Duration::hours(24)).await?,
             messages: memory.messages_since(now - Duration::hours(24)).await?,
             deliveries: memory.effect_counts_since(now - Duration::hours(24), false).await?,
@@ -99,6 +102,13 @@ impl StatusData {
             effectiveness: memory.effectiveness(now).await?,
             schedules,
         })
+    }
+
+    /// How many firing instances `silence` mutes.
+    pub fn muted_by(&self, silence: &crate::model::Silence) -> usize {
+        (self.firing.iter())
+            .filter(|i| silence.matches(&i.rule, &i.labels))
+            .count()
     }
 
     /// How many effects are open in `status` in all (not only those listed).

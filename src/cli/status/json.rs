@@ -12,6 +12,7 @@ pub fn render(d: &StatusData) -> Value {
         "sources": d.health,
         "firing": d.firing,
         "pending_approvals": d.pending,
+        "silences": d.silences.iter().map(|s| json!({"silence": s, "firing_muted": d.muted_by(s)})).collect::<Vec<_>>(),
         "messages_24h": d.messages.iter().map(|(dry, n)| json!({"dry_run": dry, "count": n})).collect::<Vec<_>>(),
         "actions_24h": d.outcomes.iter().map(|(s, dry, n)| json!({"status": s, "dry_run": dry, "count": n})).collect::<Vec<_>>(),
         "deliveries_24h": d.deliveries.iter().map(|(channel, s, n)| json!({"channel": channel, "status": s, "count": n})).collect::<Vec<_>>(),

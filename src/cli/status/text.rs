@@ -25,6 +25,7 @@ pub fn render(d: &StatusData, settings: &Settings) -> String {
     cycles(&mut out, d, settings);
     sources(&mut out, d);
     firing(&mut out, d);
+    silences(&mut out, d);
     approvals(&mut out, d);
     actions(&mut out, d);
     deliveries(&mut out, d);
@@ -123,6 +124,21 @@ fn approvals(out: &mut String, d: &StatusData) {
             a.id,
             a.action.id,
             a.expires_at.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+}
+
+fn silences(out: &mut String, d: &StatusData) {
+    if d.silences.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nSilences in force ({}):", d.silences.len());
+    for s in &d.silences {
+        let _ = writeln!(
+            out,
+            "{}; mutes {} firing",
+            crate::cli::silence::line(s, d.now),
+            d.muted_by(s)
         );
     }
 }

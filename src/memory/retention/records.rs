@@ -1,5 +1,6 @@
 //! Retention of what the agent did: action outcomes, delivered effects,
-//! learning samples, decided approvals, LLM calls and message lists older than
+//! learning samples, decided approvals, LLM calls, message lists and ended
+//! silences older than
 //! `memory.retention`, so a daemon that runs for years keeps a file of
 //! steady size.
 //!
@@ -93,6 +94,11 @@ impl Memory {
         self.delete_batched(
             "DELETE FROM message_lists WHERE rowid IN \
              (SELECT rowid FROM message_lists WHERE created_at < ?1 LIMIT ?2)",
+            &cutoff_text,
+        )
+        .await?;
+        self.delete_batched(
+            "DELETE FROM silences WHERE rowid IN (SELECT rowid FROM silences WHERE ends_at < ?1 LIMIT ?2)",
             &cutoff_text,
         )
         .await?;
