@@ -121,6 +121,8 @@ fn main() {
             links: Vec::new(),
             list: Vec::new(),
             listed: 0,
+            alert: None,
+            at: None,
         };
         let target = Target::Slack("#ops".into());
         let mut pure = Vec::new();

@@ -69,6 +69,8 @@ fn message(action_id: &str) -> Message {
         links: Vec::new(),
         list: Vec::new(),
         listed: 0,
+        alert: None,
+        at: None,
     }
 }
 

@@ -58,6 +58,8 @@ fn message() -> Message {
         links: Vec::new(),
         list: Vec::new(),
         listed: 0,
+        alert: None,
+        at: None,
     }
 }
 
@@ -97,13 +99,18 @@ fn slack_api(server: &MockServer) -> SlackChannel {
     SlackChannel::new(&slack_settings(None, Some(TOKEN), api, Duration::from_secs(5))).unwrap()
 }
 
+/// How long an Alertmanager alert stays firing (two repeat intervals).
+const HOLD: Duration = Duration::from_secs(8 * 3600);
+
 fn webhook(server: &MockServer, timeout: Duration) -> WebhookChannel {
     let settings = EndpointSettings {
         url: SecretUrl::new(format!("{}/hooks/crm?token={QUERY_SECRET}", server.uri())),
         headers: BTreeMap::from([("X-Api-Key".to_owned(), SecretText::new(HEADER_SECRET))]),
         timeout,
+        format: Default::default(),
+        routing_key: None,
     };
-    WebhookChannel::new("crm", &settings).unwrap()
+    WebhookChannel::new("crm", &settings, HOLD).unwrap()
 }
 
 fn guardrails(retry_attempts: u32, retry_max_delay: Duration, breaker_failures: u32) -> GuardrailSettings {
@@ -889,7 +896,10 @@ async fn secrets_never_appear_in_errors_or_debug_output() {
             )),
             headers: BTreeMap::from([("Authorization".to_owned(), SecretText::new(format!("Bearer {TOKEN}")))]),
             timeout: Duration::from_secs(5),
+            format: Default::default(),
+            routing_key: None,
         },
+        HOLD,
     )
     .unwrap();
 
@@ -1127,8 +1137,10 @@ async fn a_webhook_request_left_unanswered_is_retried_with_its_key() {
         url: SecretUrl::new(format!("http://{addr}/crm")),
         headers: BTreeMap::new(),
         timeout: Duration::from_secs(5),
+        format: Default::default(),
+        routing_key: None,
     };
-    let hook = WebhookChannel::new("crm", &settings).unwrap();
+    let hook = WebhookChannel::new("crm", &settings, HOLD).unwrap();
     let delivery = Delivery::new(&guardrails(3, Duration::from_millis(10), 5));
     let (result, attempts) = delivery
         .send(&hook, &hook.render(&message(), &Target::Webhook("crm".into())).unwrap())
@@ -1136,4 +1148,88 @@ async fn a_webhook_request_left_unanswered_is_retried_with_its_key() {
     assert!(result.unwrap_err().is_transient());
     assert_eq!(attempts, 3, "the receiver can recognise a retry by its Idempotency-Key");
     assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+// --- standard webhook formats -----------------------------------------------
+
+const ROUTING_KEY: &str = "R0UT1NGKEYSECRET";
+
+fn formatted_hook(server: &MockServer, format: bi_agent::config::WebhookFormat, key: Option<&str>) -> WebhookChannel {
+    let settings = EndpointSettings {
+        url: SecretUrl::new(format!("{}/events", server.uri())),
+        headers: BTreeMap::new(),
+        timeout: Duration::from_secs(5),
+        format,
+        routing_key: key.map(SecretText::new),
+    };
+    WebhookChannel::new("pd", &settings, HOLD).unwrap()
+}
+
+fn alert_message(resolved: bool) -> Message {
+    Message {
+        alert: Some(bi_agent::model::AlertRef {
+            rule: "revenue_drop".into(),
+            labels: BTreeMap::from([("region".to_owned(), "Northeast".to_owned())]),
+            resolved,
+        }),
+        at: Some(chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap()),
+        links: vec![bi_agent::model::Link {
+            label: "Runbook".into(),
+            url: "https://runbooks.example.com/revenue".into(),
+        }],
+        ..message()
+    }
+}
+
+/// PagerDuty Events API v2: a trigger and its resolve share one dedup_key;
+/// the routing key goes out with the request but never into the recorded
+/// payload.
+#[tokio::test]
+async fn pagerduty_triggers_and_resolves_one_incident_and_keeps_its_key_out_of_the_record() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/events"))
+        .respond_with(ResponseTemplate::new(202).set_body_string("{\"status\":\"success\"}"))
+        .mount(&server)
+        .await;
+    let hook = formatted_hook(&server, bi_agent::config::WebhookFormat::Pagerduty, Some(ROUTING_KEY));
+    let target = Target::Webhook("pd".into());
+    for resolved in [false, true] {
+        let rendered = hook.render(&alert_message(resolved), &target).unwrap();
+        assert!(!rendered.body.contains(ROUTING_KEY), "{}", rendered.body);
+        hook.send(&rendered).await.unwrap();
+    }
+    let events: Vec<Value> = (server.received_requests().await.unwrap().iter())
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e["routing_key"] == ROUTING_KEY));
+    assert_eq!(events[0]["event_action"], "trigger");
+    assert_eq!(events[1]["event_action"], "resolve");
+    assert_eq!(events[0]["dedup_key"], events[1]["dedup_key"]);
+    assert_eq!(events[0]["dedup_key"], "bi-agent/revenue_drop{region=Northeast}");
+    assert_eq!(events[0]["payload"]["severity"], "error");
+    assert_eq!(events[0]["payload"]["summary"], "Revenue fell in Northeast");
+    assert_eq!(events[0]["links"][0]["href"], "https://runbooks.example.com/revenue");
+}
+
+/// Teams: an Adaptive Card with the subject, the text, the evidence as
+/// facts and the links as buttons.
+#[tokio::test]
+async fn teams_gets_an_adaptive_card() {
+    let server = MockServer::start().await;
+    let hook = formatted_hook(&server, bi_agent::config::WebhookFormat::Teams, None);
+    let rendered = hook
+        .render(&alert_message(false), &Target::Webhook("pd".into()))
+        .unwrap();
+    let body: Value = serde_json::from_str(&rendered.body).unwrap();
+    let card = &body["attachments"][0];
+    assert_eq!(card["contentType"], "application/vnd.microsoft.card.adaptive");
+    assert_eq!(card["content"]["type"], "AdaptiveCard");
+    assert_eq!(card["content"]["body"][0]["text"], "Revenue fell in Northeast");
+    assert_eq!(card["content"]["body"][2]["facts"][1]["title"], "revenue_growth_wow");
+    assert_eq!(
+        card["content"]["actions"][0]["url"],
+        "https://runbooks.example.com/revenue"
+    );
 }

@@ -296,6 +296,28 @@ pub struct EndpointSettings {
     /// Time limit per request.
     #[serde(with = "humantime_serde", default = "default_endpoint_timeout")]
     pub timeout: Duration,
+    /// The body's shape: the agent's own JSON, or a standard receiver's.
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// PagerDuty's integration (routing) key, for `format = "pagerduty"`;
+    /// may hold `${VAR}`. Put into the body only when it is sent.
+    #[serde(default)]
+    pub routing_key: Option<SecretText>,
+}
+
+/// What a webhook's body looks like.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// The agent's own JSON (action, subject, text, evidence, tables, instances…).
+    #[default]
+    Json,
+    /// Alertmanager's `POST /api/v2/alerts`: one alert per instance.
+    Alertmanager,
+    /// PagerDuty Events API v2: trigger and resolve with a stable `dedup_key`.
+    Pagerduty,
+    /// A Microsoft Teams Workflows webhook: an Adaptive Card.
+    Teams,
 }
 
 fn default_endpoint_timeout() -> Duration {

@@ -62,6 +62,11 @@ pub fn redact_message(message: &mut Message, kinds: &[Redaction]) {
         }
     }
     redact_list(&mut message.list, kinds);
+    if let Some(alert) = &mut message.alert {
+        for v in alert.labels.values_mut() {
+            *v = redact(v, kinds);
+        }
+    }
 }
 
 /// Masks `kinds` in the labels of a message's full list.

@@ -64,6 +64,24 @@ pub struct Message {
     /// How many of `list` the text names.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub listed: usize,
+    /// The alert instance it is about, for receivers that track alerts
+    /// themselves (Alertmanager, PagerDuty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<AlertRef>,
+    /// When it was composed (the cycle's time): a resolution's end time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The alert instance a message is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRef {
+    /// The rule.
+    pub rule: String,
+    /// The instance's labels.
+    pub labels: BTreeMap<String, String>,
+    /// The message reports its resolution.
+    pub resolved: bool,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -30,7 +30,9 @@ pub use condition_values::ConditionValues;
 pub use health::SourceHealth;
 pub use investigation::{Investigations, QueryRows};
 pub use learning::{LearnKey, Learned, PastFiring, PatternKey, PatternStats};
-pub use message::{ChannelError, Link, ListEntry, Message, Receipt, Rendered, SendRef, Table, Target, Thread};
+pub use message::{
+    AlertRef, ChannelError, Link, ListEntry, Message, Receipt, Rendered, SendRef, Table, Target, Thread,
+};
 pub use observation::{Labels, Observation, ObservationStatus, Row, SeriesKey, Values};
 pub use outcome::{Delivery, DeliveryUpdate, Findings, Outcome, QueryFailure, Status};
 pub use plan::{LeftOut, Plan, Replanned};

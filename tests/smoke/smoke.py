@@ -1793,17 +1793,21 @@ when = "score > 0.4"
 SILENCE_ADDRESS = "silence@example.com"
 
 
+def regions_db(home):
+    """A phase's own warehouse: West at 30 and North at 40 (both above 10)."""
+    db = os.path.join(home, "m.db")
+    with sqlite3.connect(db) as con:
+        con.executescript("CREATE TABLE m (region TEXT, value REAL); INSERT INTO m VALUES ('West', 30), ('North', 40);")
+    return db
+
+
 def phase_silence(run):
     """Issue 17, part 7, through the release binary: a silence holds back
     one region's alert (still evaluated, listed in `plan` and `status`);
     once expired, the next cycle tells it once, and the next tells nothing."""
     home = os.path.join(run.workdir, "silence")
     os.makedirs(home, exist_ok=True)
-    db = os.path.join(home, "m.db")
-    con = sqlite3.connect(db)
-    con.executescript("CREATE TABLE m (region TEXT, value REAL); INSERT INTO m VALUES ('West', 30), ('North', 40);")
-    con.commit()
-    con.close()
+    db = regions_db(home)
     path = os.path.join(home, "agent.toml")
     with open(path, "w") as f:
         f.write(f"""
@@ -1864,6 +1868,69 @@ group = false
     CHECKS.equal("silence: once it ends, the held instance is told once", ["North is hot", "West is hot"], subjects())
 
 
+def phase_alertmanager(run):
+    """Issue 17, part 6, through the release binary: with format =
+    "alertmanager" the agent's alerts appear in a real Alertmanager and
+    leave its active alerts when they resolve."""
+    url = os.environ.get("BI_AGENT_TEST_ALERTMANAGER_URL", "")
+    if not url:
+        raise SmokeFailure("BI_AGENT_TEST_ALERTMANAGER_URL is not set: run `eval \"$(bash .ci/start-alertmanager.sh)\"` first")
+    home = os.path.join(run.workdir, "alertmanager")
+    os.makedirs(home, exist_ok=True)
+    db = regions_db(home)
+    rule = f"smoke_hot_{os.getpid()}"
+    path = os.path.join(home, "agent.toml")
+    with open(path, "w") as f:
+        f.write(f"""
+[agent]
+name = "smoke-am"
+interval = "1m"
+[memory]
+path = "{home}/memory.db"
+[endpoints.am]
+url = "{url}/api/v2/alerts"
+format = "alertmanager"
+[roles]
+ops = ["webhook:am"]
+[sources.m]
+kind = "sql"
+url = "sqlite://{db}?mode=ro"
+sql = "SELECT region, value FROM m"
+[[rules]]
+name = "{rule}"
+source = "m"
+when = "value > 10.0"
+group = false
+  [[rules.actions]]
+  id = "page"
+  kind = "notify"
+  to = ["ops"]
+  message = "{{{{ region }}}} at {{{{ value }}}}"
+  [[rules.actions]]
+  id = "cooled"
+  kind = "notify"
+  on = "resolved"
+  to = ["ops"]
+  message = "{{{{ region }}}} cooled down"
+""")
+
+    def active():
+        query = urllib.parse.urlencode({"filter": f'alertname="{rule}"', "active": "true"})
+        with urllib.request.urlopen(f"{url}/api/v2/alerts?{query}", timeout=10) as r:
+            return sorted(a["labels"].get("region") for a in json.load(r) if a["status"]["state"] == "active")
+
+    done = own_agent_cli(run, path, "run", "--once")
+    CHECKS.true("alertmanager: the cycle exits 0", done.returncode == 0, done.stderr[-500:])
+    CHECKS.equal("alertmanager: both alerts are active in Alertmanager", ["North", "West"], active())
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE m SET value = 1 WHERE region = 'West'")
+    for _ in range(3):
+        own_agent_cli(run, path, "run", "--once")
+        if active() == ["North"]:
+            break
+    CHECKS.equal("alertmanager: the resolved alert leaves the active ones", ["North"], active())
+
+
 PHASES = [
     phase_setup,
     phase_scheduled_report,
@@ -1882,6 +1949,7 @@ PHASES = [
     phase_scale,
     phase_lists,
     phase_silence,
+    phase_alertmanager,
 ]
 
 # Phases that make no sense once another failed (they build on its state).

@@ -40,6 +40,17 @@ pub(super) fn endpoints(v: &mut Issues, settings: &Settings) {
             );
         }
         v.at_least(&format!("{key}.timeout"), endpoint.timeout, Duration::from_millis(1));
+        match (endpoint.format, &endpoint.routing_key) {
+            (crate::config::WebhookFormat::Pagerduty, None) => v.push(
+                &format!("{key}.routing_key"),
+                "format = \"pagerduty\" needs the integration's routing key (e.g. routing_key = \"${PAGERDUTY_KEY}\")",
+            ),
+            (crate::config::WebhookFormat::Pagerduty, Some(_)) | (_, None) => {}
+            (_, Some(_)) => v.push(
+                &format!("{key}.routing_key"),
+                "only format = \"pagerduty\" sends a routing key",
+            ),
+        }
     }
 }
 

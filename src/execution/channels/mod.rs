@@ -42,7 +42,11 @@ pub fn build(settings: &crate::config::Settings) -> Result<HashMap<String, Arc<d
         channels.insert(built.key(), built);
     }
     for (name, endpoint) in &settings.endpoints {
-        let built: Arc<dyn Channel> = Arc::new(webhook::WebhookChannel::new(name, endpoint)?);
+        let built: Arc<dyn Channel> = Arc::new(webhook::WebhookChannel::new(
+            name,
+            endpoint,
+            settings.guardrails.repeat_interval,
+        )?);
         channels.insert(built.key(), built);
     }
     Ok(channels)

@@ -11,8 +11,13 @@
 //!   "links": [{ "label": "Runbook", "url": "…" }] }
 //! ```
 //!
-//! `params` is the place for anything endpoint-specific. Rendering is pure and
-//! the rendered body is exactly what is posted.
+//! `params` is the place for anything endpoint-specific. A group message
+//! adds `instances`, its full list. Rendering is pure and the rendered body
+//! is exactly what is posted (except a PagerDuty routing key, put in by the
+//! send so that no recorded payload holds it).
+//!
+//! With `format = "alertmanager" | "pagerduty" | "teams"` the body is that
+//! receiver's own schema instead (see [`formats`]).
 //!
 //! This module must never post anywhere but the configured URL, and never put
 //! the URL (its path or query may hold a token) or a header value into an
@@ -25,9 +30,11 @@ use futures_util::future::BoxFuture;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
+mod formats;
+
 use super::Channel;
 use super::http::{self, Scrubber};
-use crate::config::{EndpointSettings, ExposeSecret, SecretUrl};
+use crate::config::{EndpointSettings, ExposeSecret, SecretText, SecretUrl, WebhookFormat};
 use crate::model::{ChannelError, Message, Receipt, Rendered, Target};
 
 /// The largest body posted: big enough for any report, small enough for
@@ -46,13 +53,19 @@ pub struct WebhookChannel {
     client: reqwest::Client,
     timeout: Duration,
     scrubber: Scrubber,
+    format: WebhookFormat,
+    routing_key: Option<SecretText>,
+    /// How long an Alertmanager alert stays firing without news.
+    hold: Duration,
 }
 
 impl WebhookChannel {
     /// Builds the channel for endpoint `name`: the configured headers are
     /// checked here (names and values), marked sensitive, and sent with
-    /// every request; `Content-Type: application/json` always, as the body is JSON.
-    pub fn new(name: &str, settings: &EndpointSettings) -> Result<Self, ChannelError> {
+    /// every request; `Content-Type: application/json` always, as the body
+    /// is JSON. `repeat_interval` is how often a firing alert is told again:
+    /// an Alertmanager alert stays firing for two of them.
+    pub fn new(name: &str, settings: &EndpointSettings, repeat_interval: Duration) -> Result<Self, ChannelError> {
         let label = format!("webhook {name}");
         let mut scrubber = Scrubber::default();
         scrubber.add_url(settings.url.expose());
@@ -71,7 +84,13 @@ impl WebhookChannel {
             headers.insert(header, value);
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(key) = &settings.routing_key {
+            scrubber.add(key.expose());
+        }
         Ok(Self {
+            format: settings.format,
+            routing_key: settings.routing_key.clone(),
+            hold: repeat_interval.saturating_mul(2),
             name: name.to_owned(),
             client: http::client(&label, settings.timeout, http::Resend::Safe)?,
             label,
@@ -107,6 +126,20 @@ impl WebhookChannel {
     }
 }
 
+impl WebhookChannel {
+    /// A PagerDuty body with the routing key put in where the render left
+    /// its place; any other body as it is.
+    fn with_routing_key<'b>(&self, body: &'b str) -> Result<std::borrow::Cow<'b, str>, ChannelError> {
+        let (WebhookFormat::Pagerduty, Some(key)) = (self.format, &self.routing_key) else {
+            return Ok(std::borrow::Cow::Borrowed(body));
+        };
+        let mut event: Value = serde_json::from_str(body)
+            .map_err(|e| ChannelError::Permanent(format!("{}: the recorded body is not JSON: {e}", self.label)))?;
+        event["routing_key"] = Value::String(key.expose().to_owned());
+        Ok(std::borrow::Cow::Owned(event.to_string()))
+    }
+}
+
 impl fmt::Debug for WebhookChannel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Host and header names only: paths, queries and header values may be secrets.
@@ -132,8 +165,15 @@ impl Channel for WebhookChannel {
                 self.label
             )));
         }
-        let (body, truncated) =
-            body(message, MAX_BODY_BYTES).map_err(|e| ChannelError::Permanent(format!("{}: {e}", self.label)))?;
+        let standard = |value: Value| (value.to_string(), false);
+        let (body, truncated) = match self.format {
+            WebhookFormat::Json => {
+                body(message, MAX_BODY_BYTES).map_err(|e| ChannelError::Permanent(format!("{}: {e}", self.label)))?
+            }
+            WebhookFormat::Alertmanager => standard(formats::alertmanager(message, self.hold)),
+            WebhookFormat::Pagerduty => standard(formats::pagerduty(message)),
+            WebhookFormat::Teams => standard(formats::teams(message)),
+        };
         Ok(Rendered {
             target: target.clone(),
             content_type: "application/json".to_owned(),
@@ -146,7 +186,8 @@ impl Channel for WebhookChannel {
     fn send<'a>(&'a self, rendered: &'a Rendered) -> BoxFuture<'a, Result<Receipt, ChannelError>> {
         Box::pin(async move {
             let key = rendered.idempotency_key.as_deref().map(idempotency_key);
-            self.post(&rendered.body, key.as_deref())
+            let body = self.with_routing_key(&rendered.body)?;
+            self.post(&body, key.as_deref())
                 .await
                 .map_err(|e| self.scrubber.scrub(e))
         })
@@ -255,6 +296,8 @@ mod tests {
             links: Vec::new(),
             list: Vec::new(),
             listed: 0,
+            alert: None,
+            at: None,
         }
     }
 

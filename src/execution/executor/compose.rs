@@ -13,12 +13,13 @@ use crate::config::{ActionKind, RuleSettings, Trigger};
 use crate::model::Action;
 use crate::model::Findings;
 use crate::model::labels_text;
-use crate::model::{Link, Message, Origin, SendRef, Table, Thread, action_id};
+use crate::model::{AlertRef, Link, Message, Origin, SendRef, Table, Thread, action_id};
 use crate::template;
+use chrono::{DateTime, Utc};
 
 impl Executor {
-    /// The channel-neutral message of an action, redacted.
-    pub(super) fn message(&self, action: &Action, text: String, tables: Vec<Table>) -> Message {
+    /// The channel-neutral message of an action, redacted, composed at `now`.
+    pub(super) fn message(&self, action: &Action, text: String, tables: Vec<Table>, now: DateTime<Utc>) -> Message {
         let subject = action
             .subject
             .clone()
@@ -68,6 +69,12 @@ impl Executor {
             links: rule.map(links).unwrap_or_default(),
             list: Vec::new(),
             listed: 0,
+            alert: action.instance.as_ref().map(|i| AlertRef {
+                rule: i.rule.clone(),
+                labels: (i.labels.iter()).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                resolved: i.resolved,
+            }),
+            at: Some(now),
         };
         crate::execution::redact::redact_message(&mut message, &self.settings.guardrails.redact);
         message

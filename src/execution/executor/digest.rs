@@ -130,7 +130,7 @@ impl Executor {
             let Some(target) = Target::parse(&target_text) else {
                 continue;
             };
-            let mut message = self.message(action, listing(&items, why), Vec::new());
+            let mut message = self.message(action, listing(&items, why), Vec::new(), cycle.now);
             message.subject = subject(items.len());
             // Not a notification: a digest is not itself held back or
             // counted against the limits, since it is what makes holding back

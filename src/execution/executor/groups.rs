@@ -148,7 +148,12 @@ impl Executor {
                 false,
             ),
         };
-        let mut message = self.message(&action, action.message.clone().unwrap_or_default(), Vec::new());
+        let mut message = self.message(
+            &action,
+            action.message.clone().unwrap_or_default(),
+            Vec::new(),
+            cycle.now,
+        );
         if !alone {
             (message.list, message.listed) = grouping::list(&sections, &instances);
             crate::execution::redact::redact_list(&mut message.list, &self.settings.guardrails.redact);

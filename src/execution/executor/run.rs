@@ -70,19 +70,19 @@ impl Executor {
         let text = || action.message.clone().unwrap_or_default();
         let work = match action.kind {
             ActionKind::Notify | ActionKind::Escalate => {
-                let message = self.message(action, text(), Vec::new());
+                let message = self.message(action, text(), Vec::new(), outcome.started_at);
                 self.to_roles(action, message, outcome)
             }
             ActionKind::Report if action.report.is_some() => self.scheduled_report(action, outcome).await,
             ActionKind::Report => {
                 let found: Vec<&Findings> = action.after.iter().filter_map(|d| ledger.findings.get(d)).collect();
                 let (text, tables) = self.report_text(action, &found);
-                let message = self.message(action, text, tables);
+                let message = self.message(action, text, tables, outcome.started_at);
                 self.to_roles(action, message, outcome)
             }
             ActionKind::Webhook => {
                 let target = Target::Webhook(action.endpoint.clone().unwrap_or_default());
-                let message = self.message(action, text(), Vec::new());
+                let message = self.message(action, text(), Vec::new(), outcome.started_at);
                 Work::Deliver(
                     outcome,
                     Box::new(Outgoing {
@@ -180,7 +180,7 @@ impl Executor {
                     action.subject = report.subject;
                 }
                 outcome.text = Some(report.text.clone());
-                let message = self.message(&action, report.text, Vec::new());
+                let message = self.message(&action, report.text, Vec::new(), outcome.started_at);
                 self.to_roles(&action, message, outcome)
             }
             Err(e) => {

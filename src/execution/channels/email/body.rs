@@ -360,6 +360,8 @@ mod tests {
             links: Vec::new(),
             list: Vec::new(),
             listed: 0,
+            alert: None,
+            at: None,
         }
     }
 
