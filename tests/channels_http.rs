@@ -108,6 +108,7 @@ fn webhook(server: &MockServer, timeout: Duration) -> WebhookChannel {
         headers: BTreeMap::from([("X-Api-Key".to_owned(), SecretText::new(HEADER_SECRET))]),
         timeout,
         format: Default::default(),
+        body: None,
         routing_key: None,
     };
     WebhookChannel::new("crm", &settings, HOLD).unwrap()
@@ -897,6 +898,7 @@ async fn secrets_never_appear_in_errors_or_debug_output() {
             headers: BTreeMap::from([("Authorization".to_owned(), SecretText::new(format!("Bearer {TOKEN}")))]),
             timeout: Duration::from_secs(5),
             format: Default::default(),
+            body: None,
             routing_key: None,
         },
         HOLD,
@@ -1138,6 +1140,7 @@ async fn a_webhook_request_left_unanswered_is_retried_with_its_key() {
         headers: BTreeMap::new(),
         timeout: Duration::from_secs(5),
         format: Default::default(),
+        body: None,
         routing_key: None,
     };
     let hook = WebhookChannel::new("crm", &settings, HOLD).unwrap();
@@ -1160,6 +1163,7 @@ fn formatted_hook(server: &MockServer, format: bi_agent::config::WebhookFormat, 
         headers: BTreeMap::new(),
         timeout: Duration::from_secs(5),
         format,
+        body: None,
         routing_key: key.map(SecretText::new),
     };
     WebhookChannel::new("pd", &settings, HOLD).unwrap()
@@ -1232,4 +1236,182 @@ async fn teams_gets_an_adaptive_card() {
         card["content"]["actions"][0]["url"],
         "https://runbooks.example.com/revenue"
     );
+}
+
+/// A body template writes the receiver's own schema; every value it
+/// inserts is JSON-escaped (data cannot break out of its string), and a
+/// template that does not render JSON is a permanent error that says so.
+#[tokio::test]
+async fn a_body_template_writes_json_with_every_value_escaped() {
+    let server = MockServer::start().await;
+    let hook = |body: &str| {
+        let settings = EndpointSettings {
+            url: SecretUrl::new(format!("{}/crm", server.uri())),
+            headers: BTreeMap::new(),
+            timeout: Duration::from_secs(5),
+            format: Default::default(),
+            body: Some(body.to_owned()),
+            routing_key: None,
+        };
+        WebhookChannel::new("crm", &settings, HOLD).unwrap()
+    };
+    let target = Target::Webhook("crm".into());
+    let tricky = Message {
+        subject: "Revenue \"fell\" }, \"owner\": \"attacker".to_owned(),
+        ..alert_message(false)
+    };
+    let rendered =
+        hook(r#"{"task": {"title": {{ subject }}, "region": {{ alert.labels.region }}, "severity": {{ severity }}}}"#)
+            .render(&tricky, &target)
+            .unwrap();
+    let body: Value = serde_json::from_str(&rendered.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"task": {"title": "Revenue \"fell\" }, \"owner\": \"attacker", "region": "Northeast", "severity": "high"}})
+    );
+    let broken = hook(r#"{"title": {{ subject }}"#).render(&tricky, &target);
+    assert!(
+        matches!(&broken, Err(ChannelError::Permanent(m)) if m.contains("did not render JSON")),
+        "{broken:?}"
+    );
+}
+
+// --- the full list as a Slack file ------------------------------------------
+
+/// A Slack channel with a bot token, its Web API at `{server}/api`.
+fn slack_bot(server: &MockServer) -> SlackChannel {
+    SlackChannel::new(&slack_settings(
+        None,
+        Some(TOKEN),
+        format!("{}/api", server.uri()),
+        Duration::from_secs(5),
+    ))
+    .unwrap()
+}
+
+/// A message that names 25 of 40 instances.
+fn group_of_forty() -> Message {
+    let since = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let list = (0..40)
+        .map(|n| bi_agent::model::ListEntry {
+            state: "new".into(),
+            severity: Severity::High,
+            rule: "churn".into(),
+            labels: BTreeMap::from([("customer".to_owned(), format!("c{n:02}"))]),
+            values: BTreeMap::from([("score".to_owned(), 0.5 + f64::from(n) / 100.0)]),
+            since,
+        })
+        .collect();
+    Message {
+        action_id: "churn/tell/group".into(),
+        list,
+        listed: 25,
+        ..message()
+    }
+}
+
+/// With a bot token, the message is posted first, then the CSV goes up
+/// with Slack's external upload into the message's thread; the recorded
+/// payload carries the list (a retry still has it) but Slack's
+/// chat.postMessage never sees it.
+#[tokio::test]
+async fn a_group_messages_full_list_goes_up_as_a_csv_in_its_slack_thread() {
+    let server = MockServer::start().await;
+    let ok = |body: Value| ResponseTemplate::new(200).set_body_json(body);
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(ok(json!({"ok": true, "channel": "C0OPS", "ts": "1700000000.000100"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/files.getUploadURLExternal"))
+        .respond_with(ok(
+            json!({"ok": true, "upload_url": format!("{}/upload/F0LIST", server.uri()), "file_id": "F0LIST"}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/upload/F0LIST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("OK - 1234"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/files.completeUploadExternal"))
+        .respond_with(ok(json!({"ok": true, "files": [{"id": "F0LIST"}]})))
+        .mount(&server)
+        .await;
+    let slack = slack_bot(&server);
+    let rendered = slack.render(&group_of_forty(), &Target::Slack("#ops".into())).unwrap();
+    assert!(
+        rendered
+            .body
+            .contains("Full list of 40 instances: instances-churn-tell-group.csv")
+    );
+    let receipt = slack.send(&rendered).await.unwrap();
+    assert_eq!(receipt.reference.as_deref(), Some("1700000000.000100"));
+
+    let requests = server.received_requests().await.unwrap();
+    let paths: Vec<&str> = requests.iter().map(|r| r.url.path()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/chat.postMessage",
+            "/api/files.getUploadURLExternal",
+            "/upload/F0LIST",
+            "/api/files.completeUploadExternal"
+        ]
+    );
+    let posted: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert!(posted.get("bi_agent_list").is_none(), "the list stays ours: {posted}");
+    let form = String::from_utf8(requests[1].body.clone()).unwrap();
+    assert!(
+        form.contains("filename=instances-churn-tell-group.csv") && form.contains("length="),
+        "{form}"
+    );
+    let csv = String::from_utf8(requests[2].body.clone()).unwrap();
+    assert_eq!(csv.lines().count(), 41, "{csv}");
+    assert!(
+        requests[2].headers.get("authorization").is_none(),
+        "the token goes only to the API"
+    );
+    let complete: Value = serde_json::from_slice(&requests[3].body).unwrap();
+    assert_eq!(complete["channel_id"], "C0OPS");
+    assert_eq!(complete["thread_ts"], "1700000000.000100");
+    assert_eq!(complete["files"][0]["id"], "F0LIST");
+}
+
+/// A failed upload never fails the message: it was delivered.
+#[tokio::test]
+async fn a_failed_upload_leaves_the_message_delivered() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "channel": "C0OPS", "ts": "1.2"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/files.getUploadURLExternal"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": "missing_scope"})))
+        .mount(&server)
+        .await;
+    let slack = slack_bot(&server);
+    let rendered = slack.render(&group_of_forty(), &Target::Slack("#ops".into())).unwrap();
+    assert_eq!(slack.send(&rendered).await.unwrap().reference.as_deref(), Some("1.2"));
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+/// An incoming webhook cannot upload: the message says where the list is.
+#[tokio::test]
+async fn without_a_token_the_message_points_to_the_cli_for_the_list() {
+    let server = MockServer::start().await;
+    let slack = slack_webhook(&server, Duration::from_secs(5));
+    let rendered = slack.render(&group_of_forty(), &Target::Slack("#ops".into())).unwrap();
+    assert!(
+        rendered
+            .body
+            .contains("Full list of 40 instances: bi-agent actions churn/tell/group --list"),
+        "{}",
+        rendered.body
+    );
+    assert!(!rendered.body.contains("bi_agent_list"));
 }

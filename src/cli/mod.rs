@@ -15,6 +15,7 @@ mod health;
 pub mod inspect;
 mod learning;
 pub mod silence;
+mod test_notify;
 
 mod status;
 
@@ -186,6 +187,19 @@ pub enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Send one labelled test message through every target of a role (not
+    /// recorded, never retried): check Slack, e-mail and webhooks before
+    /// the first real alert.
+    TestNotify {
+        /// The role (from `[roles]`).
+        role: String,
+        /// Render and print the payloads only; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The config file.
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Mute the notifications of matching alert instances for a while
     /// (`silence add|list|expire`).
     #[command(subcommand)]
@@ -269,7 +283,8 @@ impl Command {
             | Self::Reject { config, .. }
             | Self::Feedback { config, .. }
             | Self::Patterns { config, .. }
-            | Self::Report { config, .. } => config,
+            | Self::Report { config, .. }
+            | Self::TestNotify { config, .. } => config,
             Self::Silence(command) => command.config(),
             Self::Demo(_) => return None,
         };
@@ -372,6 +387,7 @@ async fn execute(
         Command::Approvals { all, json, .. } => inspect::approvals(settings, all, json).await,
         Command::Approve { id, by, .. } => inspect::decide(settings, &id, true, None, by).await,
         Command::Silence(command) => silence::run(settings, command).await,
+        Command::TestNotify { role, dry_run, .. } => test_notify::run(settings, &role, dry_run).await,
         Command::Reject { id, reason, by, .. } => inspect::decide(settings, &id, false, Some(&reason), by).await,
         Command::Feedback {
             action_id,

@@ -299,10 +299,21 @@ pub struct EndpointSettings {
     /// The body's shape: the agent's own JSON, or a standard receiver's.
     #[serde(default)]
     pub format: WebhookFormat,
+    /// A template for the body instead of a format: JSON text, with every
+    /// value it inserts written as JSON (`{"title": {{ subject }}}`).
+    #[serde(default)]
+    pub body: Option<String>,
     /// PagerDuty's integration (routing) key, for `format = "pagerduty"`;
     /// may hold `${VAR}`. Put into the body only when it is sent.
     #[serde(default)]
     pub routing_key: Option<SecretText>,
+}
+
+/// The key endpoint `name`'s body template is compiled under: its `.json`
+/// ending makes every value it inserts JSON-escaped (minijinja's JSON
+/// auto-escaping), so data can never break out of its string.
+pub fn body_template_key(name: &str) -> String {
+    format!("endpoints.{name}.body.json")
 }
 
 /// What a webhook's body looks like.

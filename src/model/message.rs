@@ -89,6 +89,28 @@ fn is_zero(n: &usize) -> bool {
 }
 
 impl Message {
+    /// A message with only these fields, about no alert, carrying nothing
+    /// else (no evidence, tables, thread, links or list).
+    pub fn plain(action_id: String, kind: ActionKind, severity: Severity, subject: String, text: String) -> Self {
+        Self {
+            action_id,
+            kind,
+            severity,
+            subject,
+            text,
+            evidence: Vec::new(),
+            tables: Vec::new(),
+            context: String::new(),
+            params: BTreeMap::new(),
+            thread: Thread::default(),
+            links: Vec::new(),
+            list: Vec::new(),
+            listed: 0,
+            alert: None,
+            at: None,
+        }
+    }
+
     /// The text names fewer instances than the message is about: the full
     /// list must travel with it.
     pub fn cut(&self) -> bool {

@@ -487,17 +487,35 @@ class FakeHandler(BaseHTTPRequestHandler):
                 RECEIVED.add("slack_api_unanswered", {"body": body, "at": time.monotonic()})
                 self.close_connection = True
                 return None
-            RECEIVED.add("slack_api", {"body": body, "authorized": ok})
+            # The lists phase's own agent posts to #lists: counted there.
+            kind = "lists_slack" if (body or {}).get("channel") == "#lists" else "slack_api"
+            RECEIVED.add(kind, {"body": body, "authorized": ok})
             if not ok:
                 return self.reply(200, {"ok": False, "error": "invalid_auth"})
-            ts = f"1700000000.{RECEIVED.count('slack_api'):06d}"
+            ts = f"1700000000.{RECEIVED.count(kind):06d}"
             return self.reply(200, {"ok": True, "channel": "C0SMOKE", "ts": ts})
+        if url.path == "/slack/api/files.getUploadURLExternal":
+            ok = headers.get("Authorization") == f"Bearer {SECRETS['SMOKE_SLACK_BOT_TOKEN']}"
+            form = urllib.parse.parse_qs(raw.decode())
+            RECEIVED.add("slack_upload_url", {"form": form, "authorized": ok})
+            upload = f"http://127.0.0.1:{self.server.server_address[1]}/slack/upload/F0SMOKE"
+            return self.reply(200, {"ok": ok, "upload_url": upload, "file_id": "F0SMOKE"})
+        if url.path == "/slack/upload/F0SMOKE":
+            RECEIVED.add("slack_upload", {"bytes": raw, "authorization": headers.get("Authorization")})
+            return self.reply(200, b"OK", "text/plain")
+        if url.path == "/slack/api/files.completeUploadExternal":
+            ok = headers.get("Authorization") == f"Bearer {SECRETS['SMOKE_SLACK_BOT_TOKEN']}"
+            RECEIVED.add("slack_upload_complete", {"body": body, "authorized": ok})
+            return self.reply(200, {"ok": ok, "files": [{"id": "F0SMOKE"}]})
         if url.path == "/crm/tasks":
             ok = headers.get("Authorization") == f"Bearer {SECRETS['SMOKE_CRM_TOKEN']}"
             RECEIVED.add("crm", {"body": body, "authorized": ok, "idempotency_key": headers.get("Idempotency-Key")})
             return self.reply(201 if ok else 401, {"id": "task-1"} if ok else {"error": "unauthorized"})
         if url.path == "/lists/hook":
             RECEIVED.add("lists_hook", body)
+            return self.reply(200, {})
+        if url.path == "/lists/crm":
+            RECEIVED.add("lists_crm", body)
             return self.reply(200, {})
         if url.path == "/llm/v1/chat/completions":
             if not isinstance(body, dict):
@@ -1738,10 +1756,17 @@ path = "{home}/memory.db"
 kind = "email"
 smtp_url = "smtp://127.0.0.1:{run.smtp_port}"
 from = "bi-agent@example.com"
+[channels.slack]
+kind = "slack"
+token = "${{SMOKE_SLACK_BOT_TOKEN}}"
+api_url = "http://127.0.0.1:{run.http_port}/slack/api"
 [endpoints.lists]
 url = "http://127.0.0.1:{run.http_port}/lists/hook"
+[endpoints.crm]
+url = "http://127.0.0.1:{run.http_port}/lists/crm"
+body = '''{{"task": {{{{ subject }}}}, "count": {{{{ instances | length }}}}, "kind": "churn-review"}}'''
 [roles]
-ops = ["email:{LISTS_ADDRESS}", "webhook:lists"]
+ops = ["email:{LISTS_ADDRESS}", "webhook:lists", "slack:#lists", "webhook:crm"]
 [sources.crm]
 kind = "sql"
 url = "sqlite://{db}?mode=ro"
@@ -1774,6 +1799,28 @@ when = "score > 0.4"
     )
     hooks = RECEIVED.list("lists_hook")
     CHECKS.equal("lists: the webhook gets all 60", [60], [len(h.get("instances") or []) for h in hooks])
+    posts = RECEIVED.list("lists_slack")
+    CHECKS.equal("lists: one Slack message to #lists", 1, len(posts))
+    uploaded = RECEIVED.list("slack_upload")
+    complete = RECEIVED.list("slack_upload_complete")
+    CHECKS.equal(
+        "lists: the CSV goes up to Slack (61 lines, no token to the upload URL) and into the message's thread",
+        (1, 61, None, "C0SMOKE", "1700000000.000001", True),
+        (
+            len(uploaded),
+            len(uploaded[0]["bytes"].decode().splitlines()) if uploaded else 0,
+            uploaded[0]["authorization"] if uploaded else "?",
+            (complete[0]["body"] or {}).get("channel_id") if complete else None,
+            (complete[0]["body"] or {}).get("thread_ts") if complete else None,
+            bool(complete) and complete[0]["authorized"],
+        ),
+    )
+    crm = RECEIVED.list("lists_crm")
+    CHECKS.equal(
+        "lists: a body template writes the CRM's own JSON",
+        [(60, "churn-review", True)],
+        [(c.get("count"), c.get("kind"), "60 firing" in str(c.get("task"))) for c in crm],
+    )
     listed = cli("actions", "churn/tell/group", "--list", "--csv")
     CHECKS.equal("lists: actions ID --list --csv prints all 60", 61, len(listed.stdout.splitlines()))
     shown = cli("actions", "--limit", "100").stdout
@@ -1787,6 +1834,25 @@ when = "score > 0.4"
         "lists: status counts one message delivered",
         "Messages delivered in the last 24 h: 1 " in status,
         status[:1500],
+    )
+    # test-notify: one labelled test message through every target of the role.
+    before = (len(emails_to(LISTS_ADDRESS)), len(RECEIVED.list("lists_hook")), len(RECEIVED.list("lists_slack")))
+    tested = cli("test-notify", "ops")
+    CHECKS.true(
+        "test-notify: every target of the role takes the test message",
+        tested.returncode == 0 and tested.stdout.count("✓") == 4,
+        tested.stdout + tested.stderr[-300:],
+    )
+    wait_until("the test e-mail", lambda: len(emails_to(LISTS_ADDRESS)) > before[0])
+    CHECKS.equal(
+        "test-notify: one test message per target, labelled as a test",
+        (before[0] + 1, before[1] + 1, before[2] + 1, True),
+        (
+            len(emails_to(LISTS_ADDRESS)),
+            len(RECEIVED.list("lists_hook")),
+            len(RECEIVED.list("lists_slack")),
+            "Test message from bi-agent lists" in emails_to(LISTS_ADDRESS)[-1]["subject"],
+        ),
     )
 
 

@@ -51,6 +51,18 @@ pub(super) fn endpoints(v: &mut Issues, settings: &Settings) {
                 "only format = \"pagerduty\" sends a routing key",
             ),
         }
+        if let Some(body) = &endpoint.body {
+            if endpoint.format != crate::config::WebhookFormat::Json {
+                v.push(
+                    &format!("{key}.body"),
+                    "give either a body template or a format, not both",
+                );
+            }
+            let mut templates = crate::template::Templates::new();
+            if let Err(e) = templates.add(&crate::config::body_template_key(name), body) {
+                v.push(&format!("{key}.body"), format!("the template does not compile: {e}"));
+            }
+        }
     }
 }
 

@@ -18,6 +18,8 @@ use futures_util::future::BoxFuture;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{Value, json};
 
+mod upload;
+
 use super::Channel;
 use super::http::{self, Scrubber};
 use crate::config::{ExposeSecret, SecretText, SecretUrl, Severity, SlackSettings};
@@ -64,6 +66,8 @@ enum Mode {
         token: SecretText,
         /// `{api_url}/chat.postMessage` (not a secret).
         post_message: String,
+        /// `{api_url}` (not a secret), for the file upload methods.
+        api: String,
     },
 }
 
@@ -80,9 +84,11 @@ impl SlackChannel {
             }
             (None, Some(token)) => {
                 scrubber.add(token.expose());
+                let api = settings.api_url.trim_end_matches('/').to_owned();
                 Mode::WebApi {
                     token: token.clone(),
-                    post_message: format!("{}/chat.postMessage", settings.api_url.trim_end_matches('/')),
+                    post_message: format!("{api}/chat.postMessage"),
+                    api,
                 }
             }
             (None, None) => {
@@ -126,17 +132,46 @@ impl SlackChannel {
     }
 
     /// Posts through `chat.postMessage`: the HTTP status and then the JSON
-    /// answer's `ok` decide; the message `ts` becomes the receipt.
-    async fn send_web_api(&self, token: &SecretText, post_message: &str, body: &str) -> Result<Receipt, ChannelError> {
+    /// answer's `ok` decide; the message `ts` becomes the receipt, and the
+    /// answer (with the channel's id) is returned for what follows.
+    async fn send_web_api(
+        &self,
+        token: &SecretText,
+        post_message: &str,
+        body: &str,
+    ) -> Result<(Receipt, Value), ChannelError> {
+        let answer = self
+            .call(
+                token,
+                post_message,
+                "application/json; charset=utf-8",
+                body.to_owned().into_bytes(),
+            )
+            .await?;
+        let receipt = Receipt {
+            reference: answer.get("ts").and_then(Value::as_str).map(str::to_owned),
+        };
+        Ok((receipt, answer))
+    }
+
+    /// One Web API call with the bot token: the HTTP status, then the JSON
+    /// answer's `ok`, decide; the answer is returned when it is `ok`.
+    pub(super) async fn call(
+        &self,
+        token: &SecretText,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Value, ChannelError> {
         let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             .map_err(|_| ChannelError::Permanent("slack: the token is not a valid header value".to_owned()))?;
         authorization.set_sensitive(true);
         let response = self
             .client
-            .post(post_message)
-            .header(CONTENT_TYPE, "application/json; charset=utf-8")
+            .post(url)
+            .header(CONTENT_TYPE, content_type)
             .header(AUTHORIZATION, authorization)
-            .body(body.to_owned())
+            .body(body)
             .send()
             .await
             .map_err(|e| http::request_error("slack", e, self.timeout, http::Resend::Unsafe))?;
@@ -160,9 +195,7 @@ impl SlackChannel {
             ChannelError::Permanent(format!("slack: HTTP {status} with an answer that is not JSON"))
         })?;
         if answer.get("ok").and_then(Value::as_bool) == Some(true) {
-            return Ok(Receipt {
-                reference: answer.get("ts").and_then(Value::as_str).map(str::to_owned),
-            });
+            return Ok(answer);
         }
         let code = answer.get("error").and_then(Value::as_str).unwrap_or("unknown_error");
         let code = http::error_code(code.as_bytes()).unwrap_or("unknown_error");
@@ -175,6 +208,11 @@ impl SlackChannel {
             }),
             _ => Err(ChannelError::Permanent(format!("slack: {code}"))),
         }
+    }
+
+    /// The client, for the file upload's own request to Slack's upload URL.
+    pub(super) fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 }
 
@@ -217,6 +255,14 @@ impl Channel for SlackChannel {
                     map.insert("reply_broadcast".to_owned(), Value::Bool(true));
                 }
             }
+            // The full list goes up as a CSV file in the message's thread.
+            if message.cut() {
+                upload::attach(map, message)?;
+            }
+        } else if message.cut()
+            && let Value::Object(map) = &mut payload
+        {
+            upload::point_to_cli(map, message);
         }
         let body = serde_json::to_string(&payload)
             .map_err(|e| ChannelError::Permanent(format!("slack: cannot encode the payload: {e}")))?;
@@ -233,7 +279,11 @@ impl Channel for SlackChannel {
         Box::pin(async move {
             let result = match &self.mode {
                 Mode::Webhook(url) => self.send_webhook(url, &rendered.body).await,
-                Mode::WebApi { token, post_message } => self.send_web_api(token, post_message, &rendered.body).await,
+                Mode::WebApi {
+                    token,
+                    post_message,
+                    api,
+                } => self.post_with_list(token, post_message, api, &rendered.body).await,
             };
             result.map_err(|e| self.scrubber.scrub(e))
         })

@@ -57,6 +57,8 @@ pub struct WebhookChannel {
     routing_key: Option<SecretText>,
     /// How long an Alertmanager alert stays firing without news.
     hold: Duration,
+    /// The endpoint's body template, compiled (key: see `body_template_key`).
+    template: Option<(crate::template::Templates, String)>,
 }
 
 impl WebhookChannel {
@@ -87,7 +89,19 @@ impl WebhookChannel {
         if let Some(key) = &settings.routing_key {
             scrubber.add(key.expose());
         }
+        let template = match &settings.body {
+            Some(source) => {
+                let key = crate::config::body_template_key(name);
+                let mut templates = crate::template::Templates::new();
+                templates
+                    .add(&key, source)
+                    .map_err(|e| ChannelError::Permanent(format!("{label}: body template: {e}")))?;
+                Some((templates, key))
+            }
+            None => None,
+        };
         Ok(Self {
+            template,
             format: settings.format,
             routing_key: settings.routing_key.clone(),
             hold: repeat_interval.saturating_mul(2),
@@ -127,6 +141,48 @@ impl WebhookChannel {
 }
 
 impl WebhookChannel {
+    /// The body from the endpoint's template: the message's fields, every
+    /// inserted value JSON-escaped; what it renders must be JSON.
+    fn templated(&self, message: &Message) -> Result<String, ChannelError> {
+        let Some((templates, key)) = &self.template else {
+            return Err(ChannelError::Permanent(format!("{}: no body template", self.label)));
+        };
+        let evidence: Map<String, Value> = (message.evidence.iter())
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let context = json!({
+            "action_id": message.action_id,
+            "kind": message.kind,
+            "severity": message.severity,
+            "subject": message.subject,
+            "text": message.text,
+            "evidence": evidence,
+            "context": message.context,
+            "params": message.params,
+            "links": message.links,
+            "instances": message.list,
+            "alert": message.alert,
+            "at": message.at,
+        });
+        let body = templates
+            .render(key, &context)
+            .map_err(|e| ChannelError::Permanent(format!("{}: body template: {e}", self.label)))?;
+        if let Err(e) = serde_json::from_str::<Value>(&body) {
+            return Err(ChannelError::Permanent(format!(
+                "{}: the body template did not render JSON ({e})",
+                self.label
+            )));
+        }
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ChannelError::Permanent(format!(
+                "{}: the templated body is {} bytes (limit {MAX_BODY_BYTES})",
+                self.label,
+                body.len()
+            )));
+        }
+        Ok(body)
+    }
+
     /// A PagerDuty body with the routing key put in where the render left
     /// its place; any other body as it is.
     fn with_routing_key<'b>(&self, body: &'b str) -> Result<std::borrow::Cow<'b, str>, ChannelError> {
@@ -167,6 +223,7 @@ impl Channel for WebhookChannel {
         }
         let standard = |value: Value| (value.to_string(), false);
         let (body, truncated) = match self.format {
+            WebhookFormat::Json if self.template.is_some() => (self.templated(message)?, false),
             WebhookFormat::Json => {
                 body(message, MAX_BODY_BYTES).map_err(|e| ChannelError::Permanent(format!("{}: {e}", self.label)))?
             }
