@@ -101,28 +101,23 @@ fn main() {
             }
         }
 
-        let message = |i: usize| Message {
-            action_id: format!("bench/page/region=r{i:04}"),
-            kind: ActionKind::Notify,
-            severity: bi_agent::config::Severity::High,
-            subject: format!("Revenue in r{i:04} down 29.5%"),
-            text: bi_agent::execution::redact::redact(
-                &format!("Revenue in *r{i:04}* fell 29.5%: $74,199.37 vs $105,214.48; contact ops@example.com"),
-                &settings.guardrails.redact,
-            ),
-            evidence: vec![
+        let message = |i: usize| {
+            let mut m = Message::plain(
+                format!("bench/page/region=r{i:04}"),
+                ActionKind::Notify,
+                bi_agent::config::Severity::High,
+                format!("Revenue in r{i:04} down 29.5%"),
+                bi_agent::execution::redact::redact(
+                    &format!("Revenue in *r{i:04}* fell 29.5%: $74,199.37 vs $105,214.48; contact ops@example.com"),
+                    &settings.guardrails.redact,
+                ),
+            );
+            m.evidence = vec![
                 ("region".into(), format!("r{i:04}")),
                 ("revenue_growth_wow".into(), "-0.295".into()),
-            ],
-            tables: vec![],
-            context: "rule:bench · region=r0001 · bench".into(),
-            params: Default::default(),
-            thread: Default::default(),
-            links: Vec::new(),
-            list: Vec::new(),
-            listed: 0,
-            alert: None,
-            at: None,
+            ];
+            m.context = "rule:bench · region=r0001 · bench".into();
+            m
         };
         let target = Target::Slack("#ops".into());
         let mut pure = Vec::new();

@@ -43,35 +43,29 @@ fn channel(url: &str) -> EmailChannel {
 /// A message with everything a notification carries, including a non-ASCII
 /// subject and a label value that is hostile HTML.
 fn message(action_id: &str) -> Message {
-    Message {
-        action_id: action_id.to_owned(),
-        kind: ActionKind::Notify,
-        severity: Severity::High,
-        subject: "Umsatz in Köln −30 %".to_owned(),
+    let mut m = Message::plain(
+        action_id.to_owned(),
+        ActionKind::Notify,
+        Severity::High,
+        "Umsatz in Köln −30 %".to_owned(),
         // The second line starts with a dot, which SMTP must stuff and unstuff.
-        text: "Revenue in *Köln* fell 30 % against last week.\n.5 % of orders failed at checkout.".to_owned(),
-        evidence: vec![
-            ("revenue".to_owned(), "8,120.50".to_owned()),
-            ("change(revenue, \"7d\")".to_owned(), "-30.2 %".to_owned()),
-            ("store".to_owned(), HOSTILE.to_owned()),
+        "Revenue in *Köln* fell 30 % against last week.\n.5 % of orders failed at checkout.".to_owned(),
+    );
+    m.evidence = vec![
+        ("revenue".to_owned(), "8,120.50".to_owned()),
+        ("change(revenue, \"7d\")".to_owned(), "-30.2 %".to_owned()),
+        ("store".to_owned(), HOSTILE.to_owned()),
+    ];
+    m.tables = vec![Table {
+        title: "Revenue by day".to_owned(),
+        columns: vec!["day".to_owned(), "revenue".to_owned()],
+        rows: vec![
+            vec!["2026-05-01".to_owned(), "11,634.00".to_owned()],
+            vec!["2026-05-08".to_owned(), "8,120.50".to_owned()],
         ],
-        tables: vec![Table {
-            title: "Revenue by day".to_owned(),
-            columns: vec!["day".to_owned(), "revenue".to_owned()],
-            rows: vec![
-                vec!["2026-05-01".to_owned(), "11,634.00".to_owned()],
-                vec!["2026-05-08".to_owned(), "8,120.50".to_owned()],
-            ],
-        }],
-        context: "rule revenue_drop · region=Köln · bi-agent test".to_owned(),
-        params: Default::default(),
-        thread: Default::default(),
-        links: Vec::new(),
-        list: Vec::new(),
-        listed: 0,
-        alert: None,
-        at: None,
-    }
+    }];
+    m.context = "rule revenue_drop · region=Köln · bi-agent test".to_owned();
+    m
 }
 
 /// An address no other test (or earlier run) uses, so its file is ours.

@@ -34,33 +34,27 @@ const QUERY_SECRET: &str = "SECRETQUERYTOKEN";
 // --- helpers -----------------------------------------------------------------
 
 fn message() -> Message {
-    Message {
-        action_id: "revenue_drop/alert/region=Northeast".to_owned(),
-        kind: ActionKind::Notify,
-        severity: Severity::High,
-        subject: "Revenue fell in Northeast".to_owned(),
-        text: "Revenue fell *18%* week over week.".to_owned(),
-        evidence: vec![
-            ("region".to_owned(), "<!channel> Northeast & co".to_owned()),
-            ("revenue_growth_wow".to_owned(), "-18.0%".to_owned()),
+    let mut m = Message::plain(
+        "revenue_drop/alert/region=Northeast".to_owned(),
+        ActionKind::Notify,
+        Severity::High,
+        "Revenue fell in Northeast".to_owned(),
+        "Revenue fell *18%* week over week.".to_owned(),
+    );
+    m.evidence = vec![
+        ("region".to_owned(), "<!channel> Northeast & co".to_owned()),
+        ("revenue_growth_wow".to_owned(), "-18.0%".to_owned()),
+    ];
+    m.tables = vec![Table {
+        title: "By channel".to_owned(),
+        columns: vec!["channel".to_owned(), "revenue".to_owned()],
+        rows: vec![
+            vec!["web".to_owned(), "1200".to_owned()],
+            vec!["<@U123>".to_owned(), "80".to_owned()],
         ],
-        tables: vec![Table {
-            title: "By channel".to_owned(),
-            columns: vec!["channel".to_owned(), "revenue".to_owned()],
-            rows: vec![
-                vec!["web".to_owned(), "1200".to_owned()],
-                vec!["<@U123>".to_owned(), "80".to_owned()],
-            ],
-        }],
-        context: "rule revenue_drop · region=Northeast · bi-agent test".to_owned(),
-        params: BTreeMap::new(),
-        thread: Default::default(),
-        links: Vec::new(),
-        list: Vec::new(),
-        listed: 0,
-        alert: None,
-        at: None,
-    }
+    }];
+    m.context = "rule revenue_drop · region=Northeast · bi-agent test".to_owned();
+    m
 }
 
 fn slack_settings(

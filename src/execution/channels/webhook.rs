@@ -339,23 +339,16 @@ mod tests {
     use crate::model::Table;
 
     fn message(text: String) -> Message {
-        Message {
-            action_id: "r/a/x".to_owned(),
-            kind: ActionKind::Webhook,
-            severity: Severity::High,
-            subject: "s".to_owned(),
+        let mut m = Message::plain(
+            "r/a/x".to_owned(),
+            ActionKind::Webhook,
+            Severity::High,
+            "s".to_owned(),
             text,
-            evidence: vec![("k".to_owned(), "v".to_owned())],
-            tables: vec![Table::default(); 3],
-            context: String::new(),
-            params: Default::default(),
-            thread: Default::default(),
-            links: Vec::new(),
-            list: Vec::new(),
-            listed: 0,
-            alert: None,
-            at: None,
-        }
+        );
+        m.evidence = vec![("k".to_owned(), "v".to_owned())];
+        m.tables = vec![Table::default(); 3];
+        m
     }
 
     #[test]

@@ -339,30 +339,24 @@ mod tests {
     use crate::config::{ActionKind, Severity};
 
     fn message() -> Message {
-        Message {
-            action_id: "revenue_drop/alert/region=Köln".into(),
-            kind: ActionKind::Notify,
-            severity: Severity::High,
-            subject: "Umsatz in Köln −30 %".into(),
-            text: "Revenue fell *30 %* in Köln.\nCheck the <b>shop</b>.\n\nSecond paragraph.".into(),
-            evidence: vec![
-                ("revenue".into(), "1,234.00".into()),
-                ("region".into(), "<script>alert(1)</script>".into()),
-            ],
-            tables: vec![Table {
-                title: "By day".into(),
-                columns: vec!["day".into(), "revenue".into()],
-                rows: vec![vec!["2026-05-01".into(), "1".into()], vec!["Mo".into(), "12345".into()]],
-            }],
-            context: "rule revenue_drop · region=Köln".into(),
-            params: Default::default(),
-            thread: Default::default(),
-            links: Vec::new(),
-            list: Vec::new(),
-            listed: 0,
-            alert: None,
-            at: None,
-        }
+        let mut m = Message::plain(
+            "revenue_drop/alert/region=Köln".into(),
+            ActionKind::Notify,
+            Severity::High,
+            "Umsatz in Köln −30 %".into(),
+            "Revenue fell *30 %* in Köln.\nCheck the <b>shop</b>.\n\nSecond paragraph.".into(),
+        );
+        m.evidence = vec![
+            ("revenue".into(), "1,234.00".into()),
+            ("region".into(), "<script>alert(1)</script>".into()),
+        ];
+        m.tables = vec![Table {
+            title: "By day".into(),
+            columns: vec!["day".into(), "revenue".into()],
+            rows: vec![vec!["2026-05-01".into(), "1".into()], vec!["Mo".into(), "12345".into()]],
+        }];
+        m.context = "rule revenue_drop · region=Köln".into();
+        m
     }
 
     #[test]
