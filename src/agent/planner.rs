@@ -81,18 +81,6 @@ impl Agent {
             p.learning = Some(Box::new(proposal_key(p, &self.compiled)));
         }
         planned.plan.dropped.extend(proposals.refused);
-        // A silence holds back the LLM's notifications like the rules'.
-        let mut kept = Vec::with_capacity(proposals.actions.len());
-        for action in proposals.actions.drain(..) {
-            match crate::model::silence::muting(&planned.silences, &action) {
-                Some(s) => {
-                    let reason = s.holds_back();
-                    planned.plan.dropped.push(crate::model::LeftOut { action, reason });
-                }
-                None => kept.push(action),
-            }
-        }
-        proposals.actions = kept;
         if !proposals.actions.is_empty() {
             planned.append_proposals(proposals.actions, self.compiled.rulebook().max_actions);
         }

@@ -171,6 +171,12 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
+    /// A notification of people about an instance (`notify`, `escalate`):
+    /// what repeats, groups and silences hold back.
+    pub fn is_notification(self) -> bool {
+        matches!(self, Self::Notify | Self::Escalate)
+    }
+
     /// The lower-case name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -220,9 +220,15 @@ pub fn list(sections: &[(Change, &GroupMember)], instances: &[Instance]) -> (Vec
         .collect();
     let listed = [Change::New, Change::StillFiring, Change::Resolved]
         .iter()
-        .map(|c| sections.iter().filter(|(x, _)| x == c).count().min(MAX_LISTED))
+        .map(|c| named(sections.iter().filter(|(x, _)| x == c).count()))
         .sum();
     (entries, listed)
+}
+
+/// How many of a section's `count` members its text names (the full list
+/// says how many that is, see [`list`]).
+fn named(count: usize) -> usize {
+    count.min(MAX_LISTED)
 }
 
 /// The body: one section per kind of change, one line per instance.
@@ -241,11 +247,12 @@ fn text(sections: &[(Change, &GroupMember)]) -> String {
             out.push('\n');
         }
         out.push_str(&format!("*{title} ({})*", members.len()));
-        for m in members.iter().take(MAX_LISTED) {
+        let shown = named(members.len());
+        for m in members.iter().take(shown) {
             out.push_str(&format!("\n• {}", entry(change, &m.action)));
         }
-        if members.len() > MAX_LISTED {
-            out.push_str(&format!("\n• … and {} more", members.len() - MAX_LISTED));
+        if members.len() > shown {
+            out.push_str(&format!("\n• … and {} more", members.len() - shown));
         }
     }
     out

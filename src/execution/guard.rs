@@ -68,25 +68,24 @@ pub fn approval_id(action: &Action) -> String {
 
 /// The effect key of one delivery: action, firing episode, repeat, target.
 pub fn effect_key(action: &Action, target: &Target) -> String {
-    let episode = action.instance.as_ref().map_or(0, |i| i.episode);
-    key_of(&action.id, episode, action.repeat, target)
+    format!("{}>{target}", message_key(action))
 }
 
 /// The effect key of send `send` to `target` (see [`effect_key`]).
 pub fn send_key(send: &SendRef, target: &Target) -> String {
-    key_of(&send.action_id, send.episode, send.repeat, target)
+    format!("{}>{target}", message_of(&send.action_id, send.episode, send.repeat))
 }
 
 /// One message of `action` (its episode and repeat), whatever its targets:
 /// what the hourly limits count. Its effect keys are this and the target
-/// (the effect log counts messages by the same text, `ledger.rs`).
+/// (memory counts messages by the same text in SQL: `message_sql!`).
 pub fn message_key(action: &Action) -> String {
     let episode = action.instance.as_ref().map_or(0, |i| i.episode);
-    format!("{}#{episode}.{}", action.id, action.repeat)
+    message_of(&action.id, episode, action.repeat)
 }
 
-fn key_of(action_id: &str, episode: u32, repeat: u32, target: &Target) -> String {
-    format!("{action_id}#{episode}.{repeat}>{target}")
+fn message_of(action_id: &str, episode: u32, repeat: u32) -> String {
+    format!("{action_id}#{episode}.{repeat}")
 }
 
 #[cfg(test)]

@@ -64,15 +64,16 @@ impl Memory {
     /// the message a member's newest notification went out in; live lists
     /// before rehearsed ones.
     pub async fn message_list(&self, id: &str) -> Result<Option<StoredList>, MemoryError> {
-        let row = sqlx::query(
-            "WITH member AS (SELECT f.action_id || '#' || f.episode || '.' || f.repeat AS message \
-             FROM action_outcomes o JOIN effect_outcomes l ON l.outcome_id = o.id \
-             JOIN effects f ON f.key = l.effect_key AND f.dry_run = l.dry_run \
-             WHERE o.action_id = ?1 ORDER BY o.id DESC LIMIT 1) \
+        let row = sqlx::query(concat!(
+            "WITH member AS (SELECT ",
+            message_sql!(),
+            " AS message FROM effects WHERE (key, dry_run) IN \
+             (SELECT l.effect_key, l.dry_run FROM action_outcomes o JOIN effect_outcomes l ON l.outcome_id = o.id \
+             WHERE o.action_id = ?1 ORDER BY o.id DESC LIMIT 1)) \
              SELECT message, action_id, listed, list, created_at FROM message_lists \
              WHERE message = ?1 OR action_id = ?1 OR message IN (SELECT message FROM member) \
              ORDER BY dry_run, created_at DESC LIMIT 1",
-        )
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await

@@ -10,6 +10,15 @@
 //! behind [`Memory`] so the store can later move to PostgreSQL as a backend,
 //! not a rewrite. It must never store secrets, and never store local times.
 
+/// An effect's message in SQL: `action_id#episode.repeat`, the text
+/// `execution::guard::message_key` writes (a macro, so statements stay
+/// `&'static str` built by `concat!`).
+macro_rules! message_sql {
+    () => {
+        "(action_id || '#' || episode || '.' || repeat)"
+    };
+}
+
 mod actions;
 mod alerts;
 mod cycles;

@@ -38,10 +38,13 @@ impl Memory {
 
     /// Silences in force at `now` (`all`: every stored one, newest first).
     pub async fn silences(&self, now: DateTime<Utc>, all: bool) -> Result<Vec<Silence>, MemoryError> {
+        // In force: not ended early, started, not ended (`silences_ends`).
         let rows = sqlx::query(
             "SELECT id, matchers, reason, created_by, starts_at, ends_at, expired_at FROM silences \
-             ORDER BY starts_at DESC, id",
+             WHERE ?1 OR (expired_at IS NULL AND starts_at <= ?2 AND ends_at > ?2) ORDER BY starts_at DESC, id",
         )
+        .bind(all)
+        .bind(timefmt::to_db(now))
         .fetch_all(&self.pool)
         .await
         .map_err(query_err("read silences"))?;
@@ -63,9 +66,7 @@ impl Memory {
                 ends_at: time("ends_at")?.unwrap_or_default(),
                 expired_at: time("expired_at")?,
             };
-            if all || silence.active(now) {
-                out.push(silence);
-            }
+            out.push(silence);
         }
         Ok(out)
     }

@@ -38,12 +38,7 @@ impl ExecutionStore for Memory {
     }
 
     fn sent_reference<'a>(&'a self, key: &'a str, dry_run: bool) -> StoreFuture<'a, Option<String>> {
-        Box::pin(async move {
-            let effect = Memory::effect(self, key, dry_run).await?;
-            Ok(effect
-                .filter(|e| e.status == EffectStatus::Sent)
-                .and_then(|e| e.reference))
-        })
+        Box::pin(async move { Ok(Memory::sent_reference(self, key, dry_run).await?) })
     }
 
     fn mark_dispatching<'a>(&'a self, key: &'a str, now: DateTime<Utc>) -> StoreFuture<'a, ()> {

@@ -204,7 +204,7 @@ impl Action {
     /// the instance's state every cycle it still fires and its episode has
     /// not been told, so it need not be queued when the cap defers it.
     pub fn is_replanned_while_firing(&self) -> bool {
-        matches!(self.kind, ActionKind::Notify | ActionKind::Escalate)
+        self.kind.is_notification()
             && matches!(self.origin, Origin::Rule(_))
             && self.instance.as_ref().is_some_and(|i| !i.resolved)
             && self.report.is_none()
@@ -223,7 +223,7 @@ impl Action {
     /// Planning (whose cap counts a group once) and the executor (which
     /// forms the group) both start from this, so they agree on what groups.
     pub fn group_parts(&self) -> Option<(&str, &str)> {
-        if !matches!(self.kind, ActionKind::Notify | ActionKind::Escalate) || !self.after.is_empty() {
+        if !self.kind.is_notification() || !self.after.is_empty() {
             return None;
         }
         let Origin::Rule(rule) = &self.origin else {

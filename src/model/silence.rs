@@ -104,11 +104,22 @@ impl Silence {
 /// The silence among `silences` (active ones) that mutes `action`, if any:
 /// a notification (`notify`, `escalate`) about an instance it matches.
 pub fn muting<'a>(silences: &'a [Silence], action: &Action) -> Option<&'a Silence> {
-    if !matches!(action.kind, ActionKind::Notify | ActionKind::Escalate) {
+    let instance = action.instance.as_ref()?;
+    muting_instance(silences, action.kind, &instance.rule, &instance.labels)
+}
+
+/// The silence that mutes an action of `kind` about the instance of `rule`
+/// with `labels` (see [`muting`]), for actions not built yet.
+pub fn muting_instance<'a>(
+    silences: &'a [Silence],
+    kind: ActionKind,
+    rule: &str,
+    labels: &Labels,
+) -> Option<&'a Silence> {
+    if !kind.is_notification() {
         return None;
     }
-    let instance = action.instance.as_ref()?;
-    silences.iter().find(|s| s.matches(&instance.rule, &instance.labels))
+    silences.iter().find(|s| s.matches(rule, labels))
 }
 
 #[cfg(test)]
@@ -116,7 +127,7 @@ mod tests {
     use super::*;
 
     fn silence(matchers: &str) -> Silence {
-        let t = DateTime::<Utc>::MIN_UTC;
+        let t = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 12, 7, 9, 0, 0).unwrap();
         Silence {
             id: "s-1".into(),
             matchers: Silence::parse_matchers(matchers).unwrap(),
@@ -154,11 +165,14 @@ mod tests {
 
     #[test]
     fn active_between_start_and_end_unless_expired() {
+        let second = chrono::Duration::seconds(1);
         let mut s = silence("rule=r");
-        let t = s.starts_at;
-        assert!(s.active(t));
-        assert!(!s.active(t + chrono::Duration::hours(2)));
+        let (t, end) = (s.starts_at, s.ends_at);
+        assert!(!s.active(t - second), "not before it starts");
+        assert!(s.active(t) && s.active(end - second));
+        assert!(!s.active(end), "not from its end");
         s.expired_at = Some(t + chrono::Duration::minutes(5));
-        assert!(!s.active(t + chrono::Duration::minutes(5)));
+        assert!(s.active(t + chrono::Duration::minutes(5) - second));
+        assert!(!s.active(t + chrono::Duration::minutes(5)), "not once expired");
     }
 }

@@ -40,7 +40,7 @@ impl Rulebook {
         let instance = at.instance;
         let repeat_every = chrono::Duration::from_std(self.repeat_interval).unwrap_or(chrono::Duration::MAX);
         let templates = rule.settings.actions.iter().enumerate();
-        let repeated = templates.filter(|(_, a)| a.on == Trigger::Firing && repeats(a.kind));
+        let repeated = templates.filter(|(_, a)| a.on == Trigger::Firing && a.kind.is_notification());
         for (i, template) in repeated {
             // Most still-firing instances were told lately: their ids are
             // asked for, and nothing is built for them.
@@ -359,12 +359,6 @@ impl Rulebook {
     }
 }
 
-/// `rule NAME fired for LABELS: CONDITION (values)`: why a rule's action is planned.
-/// The kinds a still-firing instance repeats.
-fn repeats(kind: ActionKind) -> bool {
-    matches!(kind, ActionKind::Notify | ActionKind::Escalate)
-}
-
 /// Where a rule action's texts come from once it is kept.
 fn later(rule: &CompiledRule, template: usize, position: usize, transition: Transition) -> RenderLater {
     // Positions fit: a rulebook of 2^32 rules or a cycle of 2^32 instances
@@ -395,6 +389,7 @@ fn stands_alone(rule: &CompiledRule, i: usize) -> bool {
         && !LearningPolicy::changes_action(template)
 }
 
+/// `rule NAME fired for LABELS: CONDITION (values)`: why a rule's action is planned.
 fn base_reason(rule: &CompiledRule, instance: &Instance, transition: Transition, evidence: &Evidence) -> String {
     let verb = if transition == Transition::Resolved {
         "resolved"

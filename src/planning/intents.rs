@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 
-use crate::config::{ActionKind, ActionTemplate};
+use crate::config::ActionTemplate;
 use crate::model::{Action, InstanceUpdate, Learned, RenderLater};
 
 use super::rules::{CompiledRule, Rulebook};
@@ -100,7 +100,7 @@ impl Intent {
             later,
             confidence,
             repeat,
-            replanned: firing && matches!(template.kind, ActionKind::Notify | ActionKind::Escalate),
+            replanned: firing && template.kind.is_notification(),
             grouped,
         }
     }

@@ -130,7 +130,7 @@ impl Rulebook {
         };
         rule.settings.group
             && t.on == crate::config::Trigger::Firing
-            && matches!(t.kind, ActionKind::Notify | ActionKind::Escalate)
+            && t.kind.is_notification()
             && !t.require_approval
             && !self.approval_kinds.contains(&t.kind)
     }

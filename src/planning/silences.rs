@@ -7,8 +7,7 @@
 //!
 //! Pure; must never add anything to a plan.
 
-use crate::config::ActionKind;
-use crate::model::silence::muting;
+use crate::model::silence::{muting, muting_instance};
 use crate::model::{InstanceUpdate, Silence};
 
 use super::intents::Candidates;
@@ -38,16 +37,16 @@ impl Rulebook {
         }
         candidates.intents.retain(|intent| {
             let later = &intent.later;
-            let Some(rule) = self.rules.get(later.rule as usize) else {
+            let (Some(rule), Some(update)) = (
+                self.rules.get(later.rule as usize),
+                instances.get(later.instance as usize),
+            ) else {
                 return true;
             };
-            let notifies = (rule.settings.actions.get(later.template as usize))
-                .is_some_and(|t| matches!(t.kind, ActionKind::Notify | ActionKind::Escalate));
-            let Some(instance) = instances.get(later.instance as usize).map(|u| &u.instance) else {
+            let Some(template) = rule.settings.actions.get(later.template as usize) else {
                 return true;
             };
-            let silence = (silences.iter()).find(|s| notifies && s.matches(&rule.settings.name, &instance.labels));
-            match silence {
+            match muting_instance(silences, template.kind, &rule.settings.name, &update.instance.labels) {
                 Some(s) => {
                     held.push((intent.id().to_owned(), s.id.clone()));
                     false

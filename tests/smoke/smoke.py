@@ -1859,12 +1859,34 @@ when = "score > 0.4"
 SILENCE_ADDRESS = "silence@example.com"
 
 
-def regions_db(home):
-    """A phase's own warehouse: West at 30 and North at 40 (both above 10)."""
+def regions_agent(home, name, delivery, rule, actions):
+    """A phase's own agent: a warehouse where West is at 30 and North at 40,
+    and rule `rule` (ungrouped) firing above 10 with `actions`, delivered as
+    `delivery` (channels or endpoints, and roles) says. Returns the
+    warehouse's and the config's paths."""
     db = os.path.join(home, "m.db")
     with sqlite3.connect(db) as con:
         con.executescript("CREATE TABLE m (region TEXT, value REAL); INSERT INTO m VALUES ('West', 30), ('North', 40);")
-    return db
+    path = os.path.join(home, "agent.toml")
+    with open(path, "w") as f:
+        f.write(f"""
+[agent]
+name = "{name}"
+interval = "1m"
+[memory]
+path = "{home}/memory.db"
+{delivery}
+[sources.m]
+kind = "sql"
+url = "sqlite://{db}?mode=ro"
+sql = "SELECT region, value FROM m"
+[[rules]]
+name = "{rule}"
+source = "m"
+when = "value > 10.0"
+group = false
+{actions}""")
+    return db, path
 
 
 def phase_silence(run):
@@ -1873,37 +1895,24 @@ def phase_silence(run):
     once expired, the next cycle tells it once, and the next tells nothing."""
     home = os.path.join(run.workdir, "silence")
     os.makedirs(home, exist_ok=True)
-    db = regions_db(home)
-    path = os.path.join(home, "agent.toml")
-    with open(path, "w") as f:
-        f.write(f"""
-[agent]
-name = "silence"
-interval = "1m"
-[memory]
-path = "{home}/memory.db"
-[channels.email]
+    _, path = regions_agent(
+        home,
+        "silence",
+        f"""[channels.email]
 kind = "email"
 smtp_url = "smtp://127.0.0.1:{run.smtp_port}"
 from = "bi-agent@example.com"
 [roles]
-ops = ["email:{SILENCE_ADDRESS}"]
-[sources.m]
-kind = "sql"
-url = "sqlite://{db}?mode=ro"
-sql = "SELECT region, value FROM m"
-[[rules]]
-name = "hot"
-source = "m"
-when = "value > 10.0"
-group = false
-  [[rules.actions]]
+ops = ["email:{SILENCE_ADDRESS}"]""",
+        "hot",
+        """  [[rules.actions]]
   id = "tell"
   kind = "notify"
   to = ["ops"]
-  subject = "{{{{ region }}}} is hot"
-  message = "{{{{ region }}}} at {{{{ value }}}}"
-""")
+  subject = "{{ region }} is hot"
+  message = "{{ region }} at {{ value }}"
+""",
+    )
 
     def cli(*args):
         return own_agent_cli(run, path, *args)
@@ -1943,42 +1952,29 @@ def phase_alertmanager(run):
         raise SmokeFailure("BI_AGENT_TEST_ALERTMANAGER_URL is not set: run `eval \"$(bash .ci/start-alertmanager.sh)\"` first")
     home = os.path.join(run.workdir, "alertmanager")
     os.makedirs(home, exist_ok=True)
-    db = regions_db(home)
     rule = f"smoke_hot_{os.getpid()}"
-    path = os.path.join(home, "agent.toml")
-    with open(path, "w") as f:
-        f.write(f"""
-[agent]
-name = "smoke-am"
-interval = "1m"
-[memory]
-path = "{home}/memory.db"
-[endpoints.am]
+    db, path = regions_agent(
+        home,
+        "smoke-am",
+        f"""[endpoints.am]
 url = "{url}/api/v2/alerts"
 format = "alertmanager"
 [roles]
-ops = ["webhook:am"]
-[sources.m]
-kind = "sql"
-url = "sqlite://{db}?mode=ro"
-sql = "SELECT region, value FROM m"
-[[rules]]
-name = "{rule}"
-source = "m"
-when = "value > 10.0"
-group = false
-  [[rules.actions]]
+ops = ["webhook:am"]""",
+        rule,
+        """  [[rules.actions]]
   id = "page"
   kind = "notify"
   to = ["ops"]
-  message = "{{{{ region }}}} at {{{{ value }}}}"
+  message = "{{ region }} at {{ value }}"
   [[rules.actions]]
   id = "cooled"
   kind = "notify"
   on = "resolved"
   to = ["ops"]
-  message = "{{{{ region }}}} cooled down"
-""")
+  message = "{{ region }} cooled down"
+""",
+    )
 
     def active():
         query = urllib.parse.urlencode({"filter": f'alertname="{rule}"', "active": "true"})

@@ -191,7 +191,14 @@ impl WebhookChannel {
         };
         let mut event: Value = serde_json::from_str(body)
             .map_err(|e| ChannelError::Permanent(format!("{}: the recorded body is not JSON: {e}", self.label)))?;
-        event["routing_key"] = Value::String(key.expose().to_owned());
+        // A body recorded under another format (an array) is not an event.
+        let fields = event.as_object_mut().ok_or_else(|| {
+            ChannelError::Permanent(format!(
+                "{}: the recorded body is not a PagerDuty event (was the endpoint's format changed?)",
+                self.label
+            ))
+        })?;
+        fields.insert("routing_key".to_owned(), Value::String(key.expose().to_owned()));
         Ok(std::borrow::Cow::Owned(event.to_string()))
     }
 }
@@ -359,6 +366,28 @@ mod tests {
         assert!(body.len() <= 1000, "{}", body.len());
         let v: Value = serde_json::from_str(&body).unwrap();
         assert!(v["text"].as_str().unwrap().ends_with(TRUNCATED));
+    }
+
+    /// A body recorded under another format (an Alertmanager array) is
+    /// refused with a reason when the endpoint became PagerDuty, not a panic.
+    #[test]
+    fn a_routing_key_goes_only_into_an_event() {
+        let settings = EndpointSettings {
+            url: SecretUrl::new("https://events.example.com/v2/enqueue".to_owned()),
+            headers: Default::default(),
+            timeout: Duration::from_secs(5),
+            format: WebhookFormat::Pagerduty,
+            body: None,
+            routing_key: Some(SecretText::new("KEY")),
+        };
+        let hook = WebhookChannel::new("pd", &settings, Duration::from_secs(60)).unwrap();
+        let sent = hook.with_routing_key("{\"event_action\":\"trigger\"}").unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&sent).unwrap()["routing_key"], "KEY");
+        let refused = hook.with_routing_key("[{\"labels\":{}}]");
+        assert!(
+            matches!(&refused, Err(ChannelError::Permanent(m)) if m.contains("not a PagerDuty event")),
+            "{refused:?}"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::json;
 use tracing::warn;
 
 use super::Executor;
-use crate::config::{ActionKind, RuleSettings, Trigger};
+use crate::config::{RuleSettings, Trigger};
 use crate::model::Action;
 use crate::model::Findings;
 use crate::model::labels_text;
@@ -208,9 +208,7 @@ fn links(rule: &RuleSettings) -> Vec<Link> {
 /// The id of `rule`'s first notification template on firing, for the
 /// instance with `labels`: the action that opens an episode's conversation.
 fn lead(rule: &RuleSettings, labels: &crate::model::Labels) -> Option<String> {
-    let notifies = |a: &&crate::config::ActionTemplate| {
-        a.on == Trigger::Firing && matches!(a.kind, ActionKind::Notify | ActionKind::Escalate)
-    };
+    let notifies = |a: &&crate::config::ActionTemplate| a.on == Trigger::Firing && a.kind.is_notification();
     rule.actions
         .iter()
         .find(notifies)

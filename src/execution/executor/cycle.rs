@@ -57,11 +57,12 @@ impl Budget {
 
     /// Counts `message` through `channel`, once each.
     pub fn count(&mut self, message: &str, channel: &str) {
-        let channels = self.counted.entry(message.to_owned()).or_insert_with(|| {
+        if !self.counted.contains_key(message) {
             self.total += 1;
-            HashSet::new()
-        });
-        if channels.insert(channel.to_owned()) {
+            self.counted.insert(message.to_owned(), HashSet::new());
+        }
+        let newly = (self.counted.get_mut(message)).is_some_and(|channels| channels.insert(channel.to_owned()));
+        if newly {
             *self.per_channel.entry(channel.to_owned()).or_default() += 1;
         }
     }

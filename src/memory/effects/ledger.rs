@@ -30,6 +30,19 @@ impl Memory {
         row.as_ref().map(effect_from_row).transpose()
     }
 
+    /// The delivery reference (Slack's `ts`) of effect `key`, if it was sent;
+    /// only that column (a group message's payload can hold its whole list).
+    pub async fn sent_reference(&self, key: &str, dry_run: bool) -> Result<Option<String>, MemoryError> {
+        let reference: Option<Option<String>> =
+            sqlx::query_scalar("SELECT reference FROM effects WHERE key = ? AND dry_run = ? AND status = 'sent'")
+                .bind(key)
+                .bind(dry_run)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query_err("read effect reference"))?;
+        Ok(reference.flatten())
+    }
+
     /// Live effects in `status`, newest first (at most `limit`).
     pub async fn effects_in(&self, status: EffectStatus, limit: u32) -> Result<Vec<StoredEffect>, MemoryError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -93,10 +106,12 @@ impl Memory {
     /// Messages delivered since `since` (sent, or simulated in a dry run),
     /// each counted once whatever its targets: `(dry_run, messages)`.
     pub async fn messages_since(&self, since: DateTime<Utc>) -> Result<Vec<(bool, u64)>, MemoryError> {
-        let rows = sqlx::query(
-            "SELECT dry_run, COUNT(DISTINCT action_id || '#' || episode || '.' || repeat) AS n FROM effects \
-             WHERE notification = 1 AND created_at >= ? AND status IN ('sent', 'simulated') GROUP BY dry_run",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT dry_run, COUNT(DISTINCT ",
+            message_sql!(),
+            ") AS n FROM effects \
+                 WHERE notification = 1 AND created_at >= ? AND status IN ('sent', 'simulated') GROUP BY dry_run"
+        ))
         .bind(timefmt::to_db(since))
         .fetch_all(&self.pool)
         .await
@@ -121,12 +136,14 @@ impl Memory {
         dry_run: bool,
     ) -> Result<(u32, HashMap<String, u32>), MemoryError> {
         // The total's row has no channel (NULL); the others one each.
-        let rows = sqlx::query(
-            "WITH counted AS (SELECT channel, action_id || '#' || episode || '.' || repeat AS message FROM effects \
+        let rows = sqlx::query(concat!(
+            "WITH counted AS (SELECT channel, ",
+            message_sql!(),
+            " AS message FROM effects \
              WHERE dry_run = ? AND notification = 1 AND created_at >= ? AND status NOT IN ('held', 'digested')) \
              SELECT channel, COUNT(DISTINCT message) AS n FROM counted GROUP BY channel \
-             UNION ALL SELECT NULL, COUNT(DISTINCT message) FROM counted",
-        )
+             UNION ALL SELECT NULL, COUNT(DISTINCT message) FROM counted"
+        ))
         .bind(dry_run)
         .bind(timefmt::to_db(since))
         .fetch_all(&self.pool)

@@ -59,6 +59,8 @@ impl Executor {
                 return Ok(Slot::Done(record(target, failed, placeholder(target), "")));
             }
         };
+        // One message key per target admission: the limits count by it.
+        let message_key = guard::message_key(&out.action);
         let key = guard::effect_key(&out.action, target);
         let target_text = target.to_string();
         let condition = out.retry.condition_json();
@@ -80,7 +82,10 @@ impl Executor {
             retry_until,
             condition: condition.as_deref(),
         };
-        if let Some(held) = self.hold_back(cycle, out, target, &effect, &rendered).await? {
+        if let Some(held) = self
+            .hold_back(cycle, out, target, &effect, &rendered, &message_key)
+            .await?
+        {
             return Ok(Slot::Done(held));
         }
         let claim_status = if cycle.dry_run {
@@ -97,7 +102,7 @@ impl Executor {
             )));
         }
         if out.notification {
-            cycle.budget().count(&guard::message_key(&out.action), &channel_key);
+            cycle.budget().count(&message_key, &channel_key);
         }
         if cycle.dry_run {
             return Ok(Slot::Done(record(target, Status::Simulated, rendered, &key)));
@@ -124,6 +129,7 @@ impl Executor {
         target: &Target,
         effect: &NewEffect<'_>,
         rendered: &Rendered,
+        message_key: &str,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
         // Quiet hours: held (not counted against the limits) for the digest
         // sent when the window ends.
@@ -149,7 +155,7 @@ impl Executor {
         // Rate limits: a held-back notification is recorded for the digest.
         let over = out
             .notification
-            .then(|| self.over_limit(&guard::message_key(&out.action), effect.channel, &cycle.budget()))
+            .then(|| self.over_limit(message_key, effect.channel, &cycle.budget()))
             .flatten();
         if let Some(reason) = over {
             let effect = NewEffect {
